@@ -1,0 +1,40 @@
+"""The ``limelight`` command."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ._version import __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="limelight", description="An actor-based concurrent runtime for LLM agents."
+    )
+    parser.add_argument("--version", action="version", version=f"limelight {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser("demo", help="run the demo (no API key needed)")
+    demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    sim = commands.add_parser(
+        "sim", help="serve the simulated provider as an OpenAI-compatible HTTP server"
+    )
+    from .providers._sim_server import add_arguments
+
+    add_arguments(sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(backend=args.backend)
+    if args.command == "sim":
+        from .providers._sim_server import run_from_args
+
+        return run_from_args(args)
+    parser.print_help()
+    return 2

@@ -1,0 +1,188 @@
+"""Every error limelight raises, rooted in :class:`LimelightError`.
+
+Dependency errors (httpx, msgspec, backends) are translated at the boundary into the most
+specific of these, with the original chained as ``__cause__``::
+
+    LimelightError
+    ├── ConfigError (ValueError)             bad argument or configuration
+    ├── RuntimeNotRunning (RuntimeError)     runtime not entered, or already shut down
+    ├── DeadlineExceeded (TimeoutError)      work could not finish inside the deadline
+    ├── ActorError                           about one actor (.path)
+    │   ├── ActorNotFound (LookupError)      no live actor at this path
+    │   ├── ActorStopped                     the actor stopped for good
+    │   ├── MailboxFull                      overflow policy refused the message
+    │   ├── AskTimeout (TimeoutError)        no reply before the ask's deadline
+    │   └── ActorCrashed                     handler raised (.cause, also __cause__)
+    │       ├── ActorStartFailed             on_start raised
+    │       └── RestartIntensityExceeded     a supervisor gave up and escalated
+    └── ProviderError                        an LLM backend call failed (.retry_after)
+        ├── ProviderConnectionError          could not connect, or the connection dropped
+        ├── ProviderTimeout (TimeoutError)   the backend did not answer in time
+        ├── BadResponse                      unparseable body, truncated stream
+        └── APIError                         the server answered with an error (.status_code, .body)
+            ├── BadRequest                   400, 404, 422: fix the request, do not retry
+            ├── AuthenticationError          401, 403: check the API key
+            ├── RateLimited                  429: retry after .retry_after seconds
+            └── ServerError                  408, 409, 5xx: transient, retried
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from .runtime._errors import (
+    ActorCrashed as ActorCrashed,
+)
+from .runtime._errors import (
+    ActorError as ActorError,
+)
+from .runtime._errors import (
+    ActorNotFound as ActorNotFound,
+)
+from .runtime._errors import (
+    ActorStartFailed as ActorStartFailed,
+)
+from .runtime._errors import (
+    ActorStopped as ActorStopped,
+)
+from .runtime._errors import (
+    AskTimeout as AskTimeout,
+)
+from .runtime._errors import (
+    ConfigError as ConfigError,
+)
+from .runtime._errors import (
+    DeadlineExceeded as DeadlineExceeded,
+)
+from .runtime._errors import (
+    LimelightError as LimelightError,
+)
+from .runtime._errors import (
+    MailboxFull as MailboxFull,
+)
+from .runtime._errors import (
+    RestartIntensityExceeded as RestartIntensityExceeded,
+)
+from .runtime._errors import (
+    RuntimeNotRunning as RuntimeNotRunning,
+)
+
+__all__ = [
+    "APIError",
+    "ActorCrashed",
+    "ActorError",
+    "ActorNotFound",
+    "ActorStartFailed",
+    "ActorStopped",
+    "AskTimeout",
+    "AuthenticationError",
+    "BadRequest",
+    "BadResponse",
+    "ConfigError",
+    "DeadlineExceeded",
+    "LimelightError",
+    "MailboxFull",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
+    "RestartIntensityExceeded",
+    "RuntimeNotRunning",
+    "ServerError",
+    "api_error_for_status",
+]
+
+
+class ProviderError(LimelightError):
+    """An LLM backend call failed.
+
+    :ivar retry_after: seconds the server asked us to wait before retrying, when it said so
+        (``Retry-After`` / ``retry-after-ms``); ``None`` otherwise.
+    :ivar headers: rate-limit and retry headers of the failing response (never auth headers).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class ProviderConnectionError(ProviderError):
+    """Could not connect to the backend, or the connection dropped mid-response."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ProviderTimeout(ProviderError, TimeoutError):
+    """The backend did not answer within the per-attempt timeout."""
+
+    retryable: ClassVar[bool] = True
+
+
+class BadResponse(ProviderError):
+    """The backend's answer could not be understood: malformed JSON, a truncated stream,
+    a missing field. Retried, since a fresh attempt usually succeeds."""
+
+    retryable: ClassVar[bool] = True
+
+
+class APIError(ProviderError):
+    """The server answered with an error status.
+
+    :ivar status_code: the HTTP status.
+    :ivar body: the decoded error body (OpenAI's ``{"error": {...}}`` shape when it is one),
+        or the raw text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: object = None,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, headers=headers)
+        self.status_code = status_code
+        self.body = body
+
+
+class BadRequest(APIError):
+    """The request was rejected as invalid (400, 404, 422): fix it; retrying will not help."""
+
+
+class AuthenticationError(APIError):
+    """The API key was missing, wrong or lacks permission (401, 403)."""
+
+
+class RateLimited(APIError):
+    """The server's quota was exceeded (429); wait ``retry_after`` seconds."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ServerError(APIError):
+    """A transient server-side failure (408, 409, 5xx)."""
+
+    retryable: ClassVar[bool] = True
+
+
+def api_error_for_status(status_code: int) -> type[APIError]:
+    """The most specific :class:`APIError` subclass for an HTTP status code."""
+    if status_code == 429:
+        return RateLimited
+    if status_code in (401, 403):
+        return AuthenticationError
+    if status_code in (408, 409) or status_code >= 500:
+        return ServerError
+    if 400 <= status_code < 500:
+        return BadRequest
+    return APIError

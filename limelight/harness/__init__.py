@@ -1,0 +1,1 @@
+"""The benchmark harness engine behind ``limelight bench``."""

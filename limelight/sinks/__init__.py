@@ -1,0 +1,1 @@
+"""Where analytics events go."""
