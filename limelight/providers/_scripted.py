@@ -1,0 +1,281 @@
+"""The scripted provider: a deterministic test double that answers from a list of replies
+(or a function of the request), records what it was asked, and streams like a real backend.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeAlias
+
+import anyio
+import anyio.lowlevel
+import msgspec
+
+from ..errors import ConfigError
+from ..schemas import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ModelInfo,
+    ModelList,
+    StreamEvent,
+    StreamEventType,
+    ToolCall,
+    Usage,
+)
+from ._simulated import embed_text, estimate_prompt_tokens, estimate_tokens
+
+__all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_MODEL",
+    "Reply",
+    "Script",
+    "ScriptExhausted",
+    "ScriptItem",
+    "Scripted",
+    "split_tokens",
+]
+
+DEFAULT_MODEL = "scripted"
+DEFAULT_EMBEDDING_DIMENSIONS = 16
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """A scripted answer with every detail under control.
+
+    :ivar text: the answer's text (``None`` for a tool-calling answer without text).
+    :ivar tool_calls: the tool calls the "model" asks for.
+    :ivar delay: seconds before the answer (before the first token when streaming); ``None``
+        means the provider's ``delay``.
+    :ivar finish_reason: ``None`` means ``"tool_calls"`` when there are tool calls, else
+        ``"stop"``.
+    :ivar usage: ``None`` means the deterministic estimate (prompt characters / 4, one token
+        per streamed piece of text, the estimate of each tool call's name and arguments).
+    """
+
+    text: str | None = None
+    tool_calls: list[ToolCall] = []
+    delay: float | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+#: One scripted answer: text, a ready result, tool calls, an exception to raise, or a Reply.
+ScriptItem: TypeAlias = str | CompletionResult | ToolCall | Sequence[ToolCall] | Exception | Reply
+#: The replies in order, or a function (sync or async) answering each request.
+Script: TypeAlias = (
+    Sequence[ScriptItem] | Callable[[CompletionRequest], ScriptItem | Awaitable[ScriptItem]]
+)
+
+
+class ScriptExhausted(ConfigError):
+    """A :class:`Scripted` provider got more requests than it had scripted replies.
+
+    :ivar scripted: how many replies were scripted.
+    :ivar request_number: the 1-based number of the request that found none.
+    """
+
+    def __init__(self, *, scripted: int, request_number: int) -> None:
+        super().__init__(
+            f"Scripted provider got request #{request_number} but only {scripted} "
+            f"repl{'y was' if scripted == 1 else 'ies were'} scripted: script one reply per "
+            "complete/stream call, or pass a callable that answers every request"
+        )
+        self.scripted = scripted
+        self.request_number = request_number
+
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split ``text`` into the pieces a stream delivers: each word with the whitespace before
+    it (trailing whitespace is a piece of its own), so ``"".join(split_tokens(t)) == t``."""
+    return _TOKEN.findall(text)
+
+
+def _completion_tokens(text: str | None, tool_calls: Sequence[ToolCall]) -> int:
+    return len(split_tokens(text or "")) + sum(
+        estimate_tokens(call.name) + estimate_tokens(call.arguments) for call in tool_calls
+    )
+
+
+class Scripted:
+    """A :class:`~limelight.providers.Provider` answering from a script, for tests.
+
+    Each ``complete`` or ``stream`` call takes the next item of ``responses`` (or calls it
+    with the request): a ``str`` is a text reply; a :class:`ToolCall` or a list of them a
+    tool-calling reply; a :class:`Reply` spells out text, tool calls, delay, finish reason
+    and usage; a :class:`CompletionResult` is returned as it is; an exception instance is
+    raised. Streams deliver the text word by word (whitespace kept), ``token_delay`` apart,
+    then one TOOL_CALL per call, USAGE and DONE.
+
+    :param responses: the replies in order, or a function (sync or async) of the request.
+    :param model: the model name reported in results and by :meth:`list_models`.
+    :param delay: seconds before each answer (before its first token when streaming).
+    :param token_delay: seconds between streamed tokens.
+    :param embedding_dimensions: the length of the vectors :meth:`embed` returns.
+    :ivar requests: every completion request received, in order.
+    :ivar embed_requests: every embedding request received, in order.
+    :raises ConfigError: when ``responses`` is a plain string (pass ``["text"]``).
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        responses: Script,
+        *,
+        model: str = DEFAULT_MODEL,
+        delay: float = 0.0,
+        token_delay: float = 0.0,
+        embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS,
+    ) -> None:
+        if isinstance(responses, str):
+            raise ConfigError(
+                f"Scripted(responses) takes a list of replies or a callable, not a string: "
+                f"write Scripted([{responses!r}])"
+            )
+        if delay < 0 or token_delay < 0 or embedding_dimensions < 1:
+            raise ConfigError(
+                "delay and token_delay must be >= 0 and embedding_dimensions >= 1, got "
+                f"{delay}, {token_delay} and {embedding_dimensions}"
+            )
+        self._script: Callable[[CompletionRequest], ScriptItem | Awaitable[ScriptItem]] | None
+        self._items: tuple[ScriptItem, ...]
+        if callable(responses):
+            self._script, self._items = responses, ()
+        else:
+            self._script, self._items = None, tuple(responses)
+        self.model = model
+        self.delay = delay
+        self.token_delay = token_delay
+        self.embedding_dimensions = embedding_dimensions
+        self.requests: list[CompletionRequest] = []
+        self.embed_requests: list[EmbeddingRequest] = []
+
+    @property
+    def remaining(self) -> int | None:
+        """Scripted replies not used yet; ``None`` when a callable answers."""
+        if self._script is not None:
+            return None
+        return max(0, len(self._items) - len(self.requests))
+
+    async def _next(self, request: CompletionRequest) -> tuple[int, ScriptItem]:
+        number = len(self.requests)
+        self.requests.append(request)
+        if self._script is not None:
+            item = self._script(request)
+            if inspect.isawaitable(item):
+                item = await item
+            return number, item
+        if number >= len(self._items):
+            raise ScriptExhausted(scripted=len(self._items), request_number=number + 1)
+        return number, self._items[number]
+
+    def _resolve(
+        self, number: int, item: ScriptItem, request: CompletionRequest
+    ) -> tuple[CompletionResult, float]:
+        """The result an item stands for, and the delay before it."""
+        if isinstance(item, Exception):
+            raise item
+        if isinstance(item, CompletionResult):
+            return item, self.delay
+        if isinstance(item, str):
+            reply = Reply(text=item)
+        elif isinstance(item, ToolCall):
+            reply = Reply(tool_calls=[item])
+        elif isinstance(item, Reply):
+            reply = item
+        elif isinstance(item, Sequence) and all(isinstance(c, ToolCall) for c in item):
+            reply = Reply(tool_calls=[c for c in item if isinstance(c, ToolCall)])
+        else:
+            raise ConfigError(
+                f"Scripted reply #{number + 1} is a {type(item).__name__}: expected a str, "
+                "ToolCall, list of ToolCall, Reply, CompletionResult or exception instance"
+            )
+        finish_reason = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        usage = reply.usage or Usage.of(
+            estimate_prompt_tokens(request), _completion_tokens(reply.text, reply.tool_calls)
+        )
+        result = CompletionResult(
+            content=reply.text,
+            tool_calls=list(reply.tool_calls),
+            finish_reason=finish_reason,
+            model=request.model or self.model,
+            usage=usage,
+            id=f"scripted-{number + 1}",
+            provider=self.name,
+            metadata=dict(request.metadata),
+        )
+        return result, self.delay if reply.delay is None else reply.delay
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """The next scripted reply, after its delay.
+
+        :raises ScriptExhausted: when every scripted reply was used.
+        :raises Exception: the scripted exception, when the reply is one.
+        """
+        start = anyio.current_time()
+        number, item = await self._next(request)
+        if isinstance(item, Exception):
+            await anyio.sleep(self.delay)
+        result, delay = self._resolve(number, item, request)
+        await anyio.sleep(delay)
+        if result.latency is None:
+            result = msgspec.structs.replace(result, latency=anyio.current_time() - start)
+        return result
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """The next scripted reply as a stream: TOKEN per word, TOOL_CALL per call, USAGE,
+        DONE. A scripted exception is raised before any event."""
+        start = anyio.current_time()
+        number, item = await self._next(request)
+        if isinstance(item, Exception):
+            await anyio.sleep(self.delay)
+        result, delay = self._resolve(number, item, request)
+        await anyio.sleep(delay)
+        ttft: float | None = None
+        for i, token in enumerate(split_tokens(result.content or "")):
+            if i:
+                await anyio.sleep(self.token_delay)
+            if ttft is None:
+                ttft = anyio.current_time() - start
+            yield StreamEvent.token(token)
+        for call in result.tool_calls:
+            yield StreamEvent(type=StreamEventType.TOOL_CALL, tool_call=call)
+        if result.usage is not None:
+            yield StreamEvent(type=StreamEventType.USAGE, usage=result.usage)
+        latency = anyio.current_time() - start
+        yield StreamEvent.done(
+            msgspec.structs.replace(
+                result,
+                latency=latency if result.latency is None else result.latency,
+                ttft=(latency if ttft is None else ttft) if result.ttft is None else result.ttft,
+            )
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Unit vectors that depend only on each text (a hash of it), recorded in
+        :attr:`embed_requests`."""
+        self.embed_requests.append(request)
+        await anyio.lowlevel.checkpoint()
+        dimensions = request.dimensions or self.embedding_dimensions
+        tokens = sum(max(1, estimate_tokens(text)) for text in request.input)
+        return EmbeddingResult(
+            embeddings=[embed_text(text, dimensions) for text in request.input],
+            model=request.model or self.model,
+            usage=Usage.of(tokens, 0),
+        )
+
+    async def list_models(self) -> ModelList:
+        """The one model, :attr:`model`."""
+        await anyio.lowlevel.checkpoint()
+        return ModelList(models=[ModelInfo(id=self.model, owned_by=self.name)])
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+        await anyio.lowlevel.checkpoint()

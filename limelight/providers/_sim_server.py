@@ -1,0 +1,1056 @@
+"""``limelight sim``: the simulated provider served as an OpenAI-compatible HTTP server.
+
+A thin wire layer (aiohttp) over :class:`~limelight.providers._simulated.SimEngine`: it turns
+OpenAI request bodies into requests, and plays each :class:`Plan` as OpenAI's JSON or SSE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import ConfigError
+from ..schemas import CompletionRequest, EmbeddingRequest, Message, ToolCall, ToolSpec
+from ._simulated import (
+    DEFAULT_EMBEDDING_DIMENSIONS,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_TOKENS,
+    DEFAULT_SEED,
+    DEFAULT_TOKENS_PER_SECOND,
+    DEFAULT_TOOL_CALL_PROBABILITY,
+    DEFAULT_TTFT,
+    DEFAULT_TTFT_JITTER,
+    Outcome,
+    Plan,
+    SimEngine,
+    SimulatedConfig,
+    parse_output_length,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "SimServer",
+    "add_arguments",
+    "config_from_args",
+    "run_from_args",
+    "serve_in_thread",
+    "serve_in_thread_async",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: Seconds a stopping server waits for requests in flight before cutting them.
+SHUTDOWN_TIMEOUT = 1.0
+#: Legacy ``/v1/completions`` answers 16 tokens when the request names no ``max_tokens``.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+_FINGERPRINT = "fp_limelight_sim"
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+# Pieces due within this many seconds of each other go out in one socket write.
+_COALESCE = 0.0005
+
+
+# --------------------------------------------------------------------------------------
+# Request bodies (lenient: unknown fields are ignored, as OpenAI does)
+
+
+class _InFunction(msgspec.Struct, kw_only=True):
+    name: str = ""
+    arguments: str = ""
+
+
+class _InToolCall(msgspec.Struct, kw_only=True):
+    id: str = ""
+    type: str = "function"
+    function: _InFunction = msgspec.field(default_factory=_InFunction)
+
+
+class _InMessage(msgspec.Struct, kw_only=True):
+    role: str
+    content: str | list[Any] | None = None
+    name: str | None = None
+    tool_calls: list[_InToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class _InFunctionDef(msgspec.Struct, kw_only=True):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    strict: bool | None = None
+
+
+class _InTool(msgspec.Struct, kw_only=True):
+    type: str = "function"
+    function: _InFunctionDef
+
+
+class _StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool = False
+
+
+class _ChatBody(msgspec.Struct, kw_only=True):
+    messages: list[_InMessage]
+    model: str = ""
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    tools: list[_InTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+
+class _TextBody(msgspec.Struct, kw_only=True):
+    prompt: str | list[str]
+    model: str = ""
+    max_tokens: int | None = COMPLETIONS_DEFAULT_MAX_TOKENS
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+
+class _EmbeddingBody(msgspec.Struct, kw_only=True):
+    input: str | list[Any]
+    model: str = ""
+    dimensions: int | None = None
+    encoding_format: str = "float"
+
+
+_chat_decoder = msgspec.json.Decoder(_ChatBody)
+_text_decoder = msgspec.json.Decoder(_TextBody)
+_embedding_decoder = msgspec.json.Decoder(_EmbeddingBody)
+
+
+# --------------------------------------------------------------------------------------
+# Response bodies, shaped field for field as OpenAI's (explicit nulls included)
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class _OutFunction(msgspec.Struct):
+    name: str
+    arguments: str
+
+
+class _OutToolCall(msgspec.Struct):
+    id: str
+    type: str
+    function: _OutFunction
+
+
+class _OutMessage(msgspec.Struct, omit_defaults=True):
+    role: str
+    content: str | None
+    refusal: None
+    tool_calls: list[_OutToolCall] | None = None
+
+
+class _ChatChoice(msgspec.Struct):
+    index: int
+    message: _OutMessage
+    logprobs: None
+    finish_reason: str
+
+
+class _ChatCompletion(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[_ChatChoice]
+    usage: _Usage
+    system_fingerprint: str
+
+
+class _DeltaFunction(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str | None = None
+    arguments: str
+
+
+class _DeltaToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: _DeltaFunction
+
+
+class _Delta(msgspec.Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[_DeltaToolCall] | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    index: int
+    delta: _Delta
+    logprobs: None
+    finish_reason: str | None
+
+
+class _ChatChunk(msgspec.Struct, omit_defaults=True):
+    id: str
+    object: str
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[_ChunkChoice]
+    usage: _Usage | None = None
+
+
+class _TextChoice(msgspec.Struct):
+    text: str
+    index: int
+    logprobs: None
+    finish_reason: str | None
+
+
+class _TextCompletion(msgspec.Struct, omit_defaults=True):
+    id: str
+    object: str
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[_TextChoice]
+    usage: _Usage | None = None
+
+
+class _Embedding(msgspec.Struct):
+    object: str
+    index: int
+    embedding: list[float] | str
+
+
+class _EmbeddingList(msgspec.Struct):
+    object: str
+    data: list[_Embedding]
+    model: str
+    usage: _EmbeddingUsage
+
+
+class _Model(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+
+
+class _ModelsPage(msgspec.Struct):
+    object: str
+    data: list[_Model]
+
+
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
+_DONE = b"data: [DONE]\n\n"
+
+
+def _error(
+    message: str, *, type: str = "invalid_request_error", param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class _BadBody(Exception):
+    """A request body that is JSON but not a valid request; carries OpenAI's error body."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body["error"]["message"])
+        self.body = body
+
+
+def _decode_error(exc: msgspec.DecodeError) -> _BadBody:
+    if isinstance(exc, msgspec.ValidationError):
+        text = str(exc)
+        # msgspec says "Object missing required field `messages`" or "... - at `$.x`".
+        if "missing required field" in text:
+            field = text.rsplit("`", 2)[-2]
+            return _BadBody(
+                _error(
+                    f"Missing required parameter: '{field}'.",
+                    param=field,
+                    code="missing_required_parameter",
+                )
+            )
+        param = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else None
+        return _BadBody(_error(f"Invalid request: {text}", param=param, code="invalid_type"))
+    return _BadBody(
+        _error(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+            "but what was sent was not valid JSON.)"
+        )
+    )
+
+
+def _text_of(content: str | list[Any] | None) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    # Content parts: only the text ones count for the token estimate.
+    return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+
+
+def _chat_request(body: _ChatBody) -> CompletionRequest:
+    messages = []
+    for i, m in enumerate(body.messages):
+        role = "tool" if m.role == "function" else m.role
+        if role not in _ROLES:
+            raise _BadBody(
+                _error(
+                    f"Invalid value: '{m.role}'. Supported values are: 'system', 'assistant', "
+                    "'user', 'tool', 'function', and 'developer'.",
+                    param=f"messages[{i}].role",
+                    code="invalid_value",
+                )
+            )
+        messages.append(
+            Message(
+                role=role,  # type: ignore[arg-type]  # checked against _ROLES above
+                content=_text_of(m.content),
+                name=m.name,
+                tool_calls=[
+                    ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+                    for c in m.tool_calls or ()
+                ],
+                tool_call_id=m.tool_call_id,
+            )
+        )
+    if not messages:
+        raise _BadBody(_error("[] is too short - 'messages'", param="messages", code="empty_array"))
+    return CompletionRequest(
+        model=body.model,
+        messages=messages,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        tools=[
+            ToolSpec(
+                name=t.function.name,
+                description=t.function.description,
+                parameters=t.function.parameters,
+                strict=t.function.strict,
+            )
+            for t in body.tools or ()
+        ],
+        tool_choice=body.tool_choice,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stream=body.stream,
+    )
+
+
+def _embedding_inputs(raw: str | list[Any]) -> list[str]:
+    """OpenAI's ``input``: a string, a list of strings, a token list or a list of token
+    lists (token lists are embedded by their text, such as ``"1 2 3"``)."""
+    if isinstance(raw, str):
+        return [raw]
+    if raw and all(isinstance(x, int) for x in raw):
+        return [" ".join(map(str, raw))]
+    inputs = []
+    for x in raw:
+        if isinstance(x, str):
+            inputs.append(x)
+        elif isinstance(x, list) and all(isinstance(t, int) for t in x):
+            inputs.append(" ".join(map(str, x)))
+        else:
+            raise _BadBody(
+                _error(
+                    "'input' must be a string, an array of strings, an array of tokens or an "
+                    "array of token arrays.",
+                    param="input",
+                )
+            )
+    return inputs
+
+
+# --------------------------------------------------------------------------------------
+# The server
+
+
+def _require_aiohttp() -> None:
+    try:
+        import aiohttp.web  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - the test extra installs aiohttp
+        raise ImportError("`limelight sim` needs aiohttp: pip install 'limelight[sim]'") from exc
+
+
+def _reset(request: web.BaseRequest) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), as a crashed peer does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class SimServer:
+    """The aiohttp application serving one :class:`SimEngine`.
+
+    :param config: the simulated behaviour; the defaults when ``None``.
+    """
+
+    def __init__(self, config: SimulatedConfig | None = None) -> None:
+        _require_aiohttp()
+        from aiohttp import web
+
+        self.engine = SimEngine(config)
+        self._Application = web.Application
+        self._Response = web.Response
+        self._StreamResponse = web.StreamResponse
+
+    def app(self) -> web.Application:
+        """A new aiohttp application with the OpenAI routes."""
+        app = self._Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/models/{model}", self.model)
+        app.router.add_get("/health", self.health)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+        return app
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _json(
+        self, body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        return self._Response(
+            body=body, status=status, headers=headers, content_type="application/json"
+        )
+
+    def _error_response(self, plan: Plan) -> web.Response:
+        return self._json(_encode(plan.error), status=plan.status, headers=plan.headers)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        delay = deadline - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _fault_plain(
+        self, request: web.Request, plan: Plan, body: bytes
+    ) -> web.StreamResponse:
+        """Play a faulty non-streamed plan: ``body`` is the answer it would have given."""
+        if plan.outcome is Outcome.SERVER_ERROR:
+            return self._error_response(plan)
+        if plan.outcome is Outcome.MALFORMED:
+            # Complete, well-framed, but not JSON: the closing brace is missing.
+            return self._json(body[:-1], headers=plan.headers)
+        if plan.outcome is Outcome.TRUNCATED:
+            # The headers promise the full body; half of it comes, then the connection ends.
+            response = self._StreamResponse(headers=plan.headers)
+            response.content_type = "application/json"
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            # A clean close (FIN), so the client sees a body shorter than promised.
+            if request.transport is not None:
+                request.transport.close()
+        else:
+            _reset(request)
+        return self._Response(status=500)  # never sent: the connection is gone
+
+    async def _answer(
+        self,
+        request: web.Request,
+        plan: Plan,
+        body: bytes,
+        chunks: Iterator[tuple[int, bytes]],
+        *,
+        stream: bool,
+    ) -> web.StreamResponse:
+        """Play ``plan``: an error, a JSON ``body`` after its duration, or the SSE ``chunks``
+        (each due at piece number ``n``)."""
+        start = asyncio.get_running_loop().time()
+        if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
+            return self._error_response(plan)
+        if not stream:
+            if plan.outcome is not Outcome.OK:
+                await self._sleep_until(start + plan.ttft)
+                return await self._fault_plain(request, plan, body)
+            await self._sleep_until(start + plan.duration)
+            return self._json(body, headers=plan.headers)
+        if plan.outcome is Outcome.SERVER_ERROR:
+            await self._sleep_until(start + plan.ttft)
+            return self._error_response(plan)
+        return await self._play_stream(request, plan, chunks, start)
+
+    async def _play_stream(
+        self, request: web.Request, plan: Plan, chunks: Iterator[tuple[int, bytes]], start: float
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        response = self._StreamResponse(headers=plan.headers)
+        response.content_type = "text/event-stream"
+        response.headers["Cache-Control"] = "no-cache"
+        await response.prepare(request)
+        pending: list[bytes] = []
+        try:
+            for piece, chunk in chunks:
+                due = start + plan.at(piece)
+                if due - loop.time() > _COALESCE:
+                    if pending:
+                        await response.write(b"".join(pending))
+                        pending.clear()
+                    await self._sleep_until(due)
+                if piece == plan.fault_at and plan.outcome is not Outcome.OK:
+                    if plan.outcome is Outcome.MALFORMED:
+                        # This chunk's JSON loses its last byte; the stream goes on.
+                        pending.append(chunk[:-3] + b"\n\n")
+                        plan = msgspec.structs.replace(plan, outcome=Outcome.OK)
+                        continue
+                    if pending:
+                        await response.write(b"".join(pending))
+                    if plan.outcome is Outcome.TRUNCATED:
+                        await response.write_eof()
+                    else:
+                        _reset(request)
+                    return response
+                pending.append(chunk)
+            if pending:
+                await response.write(b"".join(pending))
+            await response.write_eof()
+        except ConnectionError:
+            # The client went away mid-stream; nothing is left to answer.
+            pass
+        return response
+
+    def _parse(self, decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+        try:
+            return decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise _decode_error(exc) from None
+
+    # -- routes ----------------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions``, streamed or not."""
+        try:
+            body: _ChatBody = self._parse(_chat_decoder, await request.read())
+            completion_request = _chat_request(body)
+        except _BadBody as exc:
+            return self._json(_encode(exc.body), status=400)
+        plan = self.engine.plan(completion_request)
+        try:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            answer = b"" if body.stream else _encode(_chat_completion(plan))
+            chunks = _chat_chunks(plan, include_usage=include_usage) if body.stream else iter(())
+            return await self._answer(request, plan, answer, chunks, stream=body.stream)
+        finally:
+            self.engine.release(plan)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/completions`` (legacy text completions), streamed or not."""
+        try:
+            body: _TextBody = self._parse(_text_decoder, await request.read())
+        except _BadBody as exc:
+            return self._json(_encode(exc.body), status=400)
+        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
+        plan = self.engine.plan(
+            CompletionRequest(
+                model=body.model,
+                prompt=prompt,
+                max_tokens=body.max_tokens,
+                temperature=body.temperature,
+                seed=body.seed,
+                stream=body.stream,
+            )
+        )
+        try:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            answer = b"" if body.stream else _encode(_text_completion(plan))
+            chunks = _text_chunks(plan, include_usage=include_usage) if body.stream else iter(())
+            return await self._answer(request, plan, answer, chunks, stream=body.stream)
+        finally:
+            self.engine.release(plan)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/embeddings``, as floats or base64 (what the openai SDK asks for)."""
+        try:
+            body: _EmbeddingBody = self._parse(_embedding_decoder, await request.read())
+            inputs = _embedding_inputs(body.input)
+        except _BadBody as exc:
+            return self._json(_encode(exc.body), status=400)
+        plan = self.engine.plan_embedding(
+            EmbeddingRequest(input=inputs, model=body.model, dimensions=body.dimensions)
+        )
+        try:
+            answer = b""
+            if plan.outcome is not Outcome.BAD_REQUEST:
+                answer = _encode(
+                    _embedding_list(plan, base64_encoded=body.encoding_format == "base64")
+                )
+            return await self._answer(request, plan, answer, iter(()), stream=False)
+        finally:
+            self.engine.release(plan)
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``."""
+        page = _ModelsPage(
+            object="list",
+            data=[
+                _Model(id=m.id, object="model", created=m.created or 0, owned_by=m.owned_by or "")
+                for m in self.engine.list_models().models
+            ],
+        )
+        return self._json(_encode(page))
+
+    async def model(self, request: web.Request) -> web.Response:
+        """``GET /v1/models/{model}``."""
+        wanted = request.match_info["model"]
+        for m in self.engine.list_models().models:
+            if m.id == wanted:
+                info = _Model(
+                    id=m.id, object="model", created=m.created or 0, owned_by=m.owned_by or ""
+                )
+                return self._json(_encode(info))
+        body = _error(f"The model '{wanted}' does not exist", param="model", code="model_not_found")
+        return self._json(_encode(body), status=404)
+
+    async def health(self, request: web.Request) -> web.Response:
+        """``GET /health``: always ``{"status": "ok"}`` while the server runs."""
+        return self._json(b'{"status":"ok"}')
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        body = _error(f"Invalid URL ({request.method} {request.path})")
+        return self._json(_encode(body), status=404)
+
+
+# --------------------------------------------------------------------------------------
+# Wire shapes of a plan
+
+
+def _usage(plan: Plan) -> _Usage:
+    usage = plan.usage
+    return _Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _chat_completion(plan: Plan) -> _ChatCompletion:
+    calls = [
+        _OutToolCall(
+            id=c.id, type="function", function=_OutFunction(name=c.name, arguments=c.arguments)
+        )
+        for c in plan.tool_calls
+    ]
+    return _ChatCompletion(
+        id=plan.id,
+        object="chat.completion",
+        created=plan.created,
+        model=plan.model,
+        choices=[
+            _ChatChoice(
+                index=0,
+                message=_OutMessage(
+                    role="assistant", content=plan.content, refusal=None, tool_calls=calls or None
+                ),
+                logprobs=None,
+                finish_reason=plan.finish_reason,
+            )
+        ],
+        usage=_usage(plan),
+        system_fingerprint=_FINGERPRINT,
+    )
+
+
+def _chat_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, bytes]]:
+    """The SSE events of a streamed chat answer, each with the piece number it is due at:
+    a role chunk, one chunk per token, per tool call a header chunk (id, name) and one chunk
+    per argument fragment, the finish chunk, the usage chunk when asked, ``[DONE]``."""
+
+    def chunk(delta: _Delta, finish_reason: str | None = None) -> bytes:
+        return _sse(
+            _ChatChunk(
+                id=plan.id,
+                object="chat.completion.chunk",
+                created=plan.created,
+                model=plan.model,
+                system_fingerprint=_FINGERPRINT,
+                choices=[
+                    _ChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish_reason)
+                ],
+            )
+        )
+
+    # Token chunks are the hot path: a prefix and suffix around the token's JSON string.
+    prefix, suffix = chunk(_Delta(content="\x00")).split(b'"\\u0000"')
+    yield (
+        0,
+        chunk(_Delta(role="assistant", content="" if plan.tokens or not plan.tool_calls else None)),
+    )
+    piece = 0
+    for token in plan.tokens:
+        yield piece, prefix + _encode(token) + suffix
+        piece += 1
+    for index, (call, fragments) in enumerate(
+        zip(plan.tool_calls, plan.tool_call_pieces, strict=True)
+    ):
+        header = _DeltaToolCall(
+            index=index,
+            id=call.id,
+            type="function",
+            function=_DeltaFunction(name=call.name, arguments=""),
+        )
+        yield piece, chunk(_Delta(tool_calls=[header]))
+        for fragment in fragments:
+            delta = _DeltaToolCall(index=index, function=_DeltaFunction(arguments=fragment))
+            yield piece, chunk(_Delta(tool_calls=[delta]))
+            piece += 1
+    last = max(piece - 1, 0)
+    yield last, chunk(_Delta(), plan.finish_reason)
+    if include_usage:
+        yield (
+            last,
+            _sse(
+                _ChatChunk(
+                    id=plan.id,
+                    object="chat.completion.chunk",
+                    created=plan.created,
+                    model=plan.model,
+                    system_fingerprint=_FINGERPRINT,
+                    choices=[],
+                    usage=_usage(plan),
+                )
+            ),
+        )
+    yield last, _DONE
+
+
+def _text_completion(plan: Plan) -> _TextCompletion:
+    return _TextCompletion(
+        id=plan.id,
+        object="text_completion",
+        created=plan.created,
+        model=plan.model,
+        system_fingerprint=_FINGERPRINT,
+        choices=[
+            _TextChoice(
+                text=plan.content or "", index=0, logprobs=None, finish_reason=plan.finish_reason
+            )
+        ],
+        usage=_usage(plan),
+    )
+
+
+def _text_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, bytes]]:
+    """The SSE events of a streamed text completion: one per token, the finish event, the
+    usage event when asked, ``[DONE]``."""
+
+    def chunk(text: str, finish_reason: str | None = None, usage: _Usage | None = None) -> bytes:
+        choices = (
+            []
+            if usage
+            else [_TextChoice(text=text, index=0, logprobs=None, finish_reason=finish_reason)]
+        )
+        return _sse(
+            _TextCompletion(
+                id=plan.id,
+                object="text_completion",
+                created=plan.created,
+                model=plan.model,
+                system_fingerprint=_FINGERPRINT,
+                choices=choices,
+                usage=usage,
+            )
+        )
+
+    prefix, suffix = chunk("\x00").split(b'"\\u0000"')
+    for piece, token in enumerate(plan.tokens):
+        yield piece, prefix + _encode(token) + suffix
+    last = max(len(plan.tokens) - 1, 0)
+    yield last, chunk("", plan.finish_reason)
+    if include_usage:
+        yield last, chunk("", usage=_usage(plan))
+    yield last, _DONE
+
+
+def _embedding_list(plan: Plan, *, base64_encoded: bool) -> _EmbeddingList:
+    def wire(vector: list[float]) -> list[float] | str:
+        if not base64_encoded:
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+    return _EmbeddingList(
+        object="list",
+        data=[
+            _Embedding(object="embedding", index=i, embedding=wire(v))
+            for i, v in enumerate(plan.embeddings)
+        ],
+        model=plan.model,
+        usage=_EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens),
+    )
+
+
+def _sse(event: msgspec.Struct) -> bytes:
+    return b"data: " + _encode(event) + b"\n\n"
+
+
+# --------------------------------------------------------------------------------------
+# Running it: in a thread (tests, embedding) or as the `limelight sim` command
+
+
+async def _start(config: SimulatedConfig | None, host: str, port: int) -> tuple[web.AppRunner, str]:
+    _require_aiohttp()
+    from aiohttp import web
+
+    server = SimServer(config)
+    runner = web.AppRunner(
+        server.app(),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        # A client that hangs up frees its concurrency slot at once.
+        handler_cancellation=True,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, host, port, backlog=2048, reuse_address=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return runner, f"http://{shown}:{bound_port}/v1"
+
+
+class _ThreadedServer:
+    """A server on its own asyncio loop in a daemon thread."""
+
+    def __init__(self, config: SimulatedConfig | None, host: str, port: int) -> None:
+        self._args = (config, host, port)
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.url = ""
+        self._thread = threading.Thread(target=self._run, name="limelight-sim", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            # Reported to the thread that waits in start(); stored, not swallowed.
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        runner, self.url = await _start(*self._args)
+        try:
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    config: SimulatedConfig | None = None, *, host: str = DEFAULT_HOST, port: int = 0
+) -> Iterator[str]:
+    """Run the simulator server on its own asyncio loop in a daemon thread, for tests and
+    programs on any event loop (trio included). Stops it, and waits, on exit.
+
+    :param config: the simulated behaviour; the defaults when ``None``.
+    :param host: the address to listen on.
+    :param port: the port; 0 picks a free one.
+    :returns: a context manager yielding the base URL, such as ``"http://127.0.0.1:5123/v1"``.
+    """
+    server = _ThreadedServer(config, host, port)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_in_thread_async(
+    config: SimulatedConfig | None = None, *, host: str = DEFAULT_HOST, port: int = 0
+) -> AsyncIterator[str]:
+    """:func:`serve_in_thread` for async code: starting and stopping the thread happen in a
+    worker thread, so the event loop (asyncio or trio) never blocks."""
+    import anyio.to_thread
+
+    server = _ThreadedServer(config, host, port)
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        yield server.url
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``limelight sim`` options to ``parser``."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (%(default)s)"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help=f"a model to serve; repeat for several; the first is the default ({DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--strict-models", action="store_true", help="answer 404 for models not served"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="(%(default)s)")
+    parser.add_argument(
+        "--ttft", type=float, default=DEFAULT_TTFT, help="mean seconds to first token (%(default)s)"
+    )
+    parser.add_argument(
+        "--ttft-jitter",
+        type=float,
+        default=DEFAULT_TTFT_JITTER,
+        help="the first token comes within ttft ± this (%(default)s)",
+    )
+    parser.add_argument(
+        "--tps",
+        type=float,
+        default=DEFAULT_TOKENS_PER_SECOND,
+        help="tokens per second after the first; 0 for no delay (%(default)s)",
+    )
+    parser.add_argument(
+        "--output-tokens",
+        default=str(DEFAULT_OUTPUT_TOKENS),
+        metavar="N|LOW-HIGH|lognormal:MEAN:SD",
+        help="answer length before max_tokens caps it (%(default)s)",
+    )
+    parser.add_argument(
+        "--tool-call-probability",
+        type=float,
+        default=DEFAULT_TOOL_CALL_PROBABILITY,
+        help="chance of a tool call when the request offers tools (%(default)s)",
+    )
+    parser.add_argument("--rpm", type=int, help="requests per minute quota")
+    parser.add_argument("--tpm", type=int, help="tokens per minute quota")
+    parser.add_argument("--max-concurrency", type=int, help="requests in flight at once")
+    faults = parser.add_argument_group("fault injection (chance per request, 0 to 1)")
+    faults.add_argument("--server-error-rate", type=float, default=0.0, help="5xx answers")
+    faults.add_argument("--rate-limit-error-rate", type=float, default=0.0, help="429 answers")
+    faults.add_argument("--connection-reset-rate", type=float, default=0.0, help="TCP resets")
+    faults.add_argument("--truncated-rate", type=float, default=0.0, help="answers cut short")
+    faults.add_argument("--malformed-rate", type=float, default=0.0, help="invalid JSON")
+    parser.add_argument(
+        "--embedding-dimensions",
+        type=int,
+        default=DEFAULT_EMBEDDING_DIMENSIONS,
+        help="(%(default)s)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatedConfig:
+    """The :class:`SimulatedConfig` the parsed ``limelight sim`` options describe.
+
+    :raises ConfigError: when an option's value is invalid.
+    """
+    return SimulatedConfig(
+        models=tuple(args.models or (DEFAULT_MODEL,)),
+        strict_models=args.strict_models,
+        seed=args.seed,
+        ttft=args.ttft,
+        ttft_jitter=args.ttft_jitter,
+        tokens_per_second=args.tps or None,
+        output_tokens=parse_output_length(args.output_tokens),
+        tool_call_probability=args.tool_call_probability,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        max_concurrency=args.max_concurrency,
+        server_error_rate=args.server_error_rate,
+        rate_limit_error_rate=args.rate_limit_error_rate,
+        connection_reset_rate=args.connection_reset_rate,
+        truncated_rate=args.truncated_rate,
+        malformed_rate=args.malformed_rate,
+        embedding_dimensions=args.embedding_dimensions,
+    )
+
+
+async def _serve_forever(config: SimulatedConfig, host: str, port: int) -> None:
+    runner, url = await _start(config, host, port)
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, threads
+                loop.add_signal_handler(signum, stop.set)
+        print(f"limelight sim listening on {url} (models: {', '.join(config.models)})", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``limelight sim`` until SIGINT or SIGTERM.
+
+    :returns: the exit status: 0 after a clean stop, 2 for an invalid option.
+    """
+    try:
+        config = config_from_args(args)
+        _require_aiohttp()
+    except (ConfigError, ImportError) as exc:
+        print(f"limelight sim: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve_forever(config, args.host, args.port))
+    except OSError as exc:
+        print(f"limelight sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

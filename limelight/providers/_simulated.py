@@ -1,0 +1,1223 @@
+"""The simulated LLM backend: OpenAI-like latency, output, tool calls, quotas and faults,
+without a model. :class:`SimEngine` decides everything about request N as pure data (a
+:class:`Plan`); :class:`Simulated` plays plans in-process and ``limelight sim`` on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+import msgspec
+
+from ..errors import (
+    BadRequest,
+    BadResponse,
+    ConfigError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimited,
+    ServerError,
+)
+from ..schemas import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ModelInfo,
+    ModelList,
+    StreamEvent,
+    StreamEventType,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_DEFAULT_OUTPUT_BUDGET",
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_MODEL",
+    "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_SEED",
+    "DEFAULT_TOKENS_PER_SECOND",
+    "DEFAULT_TOOL_CALL_PROBABILITY",
+    "DEFAULT_TTFT",
+    "DEFAULT_TTFT_JITTER",
+    "FixedLength",
+    "LogNormalLength",
+    "Outcome",
+    "OutputLength",
+    "Plan",
+    "Quota",
+    "QuotaDecision",
+    "SimEngine",
+    "Simulated",
+    "SimulatedConfig",
+    "TokenBucket",
+    "UniformLength",
+    "embed_text",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+    "format_duration",
+    "parse_output_length",
+    "plan_error",
+]
+
+DEFAULT_MODEL = "sim-1"
+DEFAULT_TTFT = 0.1
+DEFAULT_TTFT_JITTER = 0.02
+DEFAULT_TOKENS_PER_SECOND = 100.0
+DEFAULT_OUTPUT_TOKENS = 64
+DEFAULT_TOOL_CALL_PROBABILITY = 0.5
+DEFAULT_DEFAULT_OUTPUT_BUDGET = 256
+DEFAULT_EMBEDDING_DIMENSIONS = 256
+DEFAULT_FAULT_RETRY_AFTER = 0.05
+DEFAULT_SEED = 0
+
+#: The prompt-token estimate: one token per 4 characters (rounded up), as OpenAI's
+#: rule of thumb for English, and at least one token per message.
+CHARS_PER_TOKEN = 4
+
+#: Tool-call arguments are streamed in fragments of this many characters, one per "token".
+_ARGUMENT_FRAGMENT = 4
+
+_ORGANIZATION = "org-sim"
+_OWNED_BY = "limelight-sim"
+_MODELS_CREATED = 1_700_000_000
+# Floating-point slack when comparing a bucket's level with a cost: refill arithmetic can
+# land a hair below an integer it should have reached.
+_EPSILON = 1e-9
+
+
+# --------------------------------------------------------------------------------------
+# Output length distributions
+
+
+class FixedLength(msgspec.Struct, frozen=True, kw_only=True, tag="fixed"):
+    """Every answer has ``tokens`` tokens."""
+
+    tokens: int
+
+
+class UniformLength(msgspec.Struct, frozen=True, kw_only=True, tag="uniform"):
+    """Answer lengths uniform in ``[low, high]`` tokens."""
+
+    low: int
+    high: int
+
+
+class LogNormalLength(msgspec.Struct, frozen=True, kw_only=True, tag="lognormal"):
+    """Log-normal answer lengths with this mean and standard deviation (of the lengths
+    themselves, not of their logarithm), as real chat traffic roughly has."""
+
+    mean: float
+    sd: float
+
+
+OutputLength = FixedLength | UniformLength | LogNormalLength
+
+
+def parse_output_length(text: str) -> OutputLength:
+    """Parse the ``--output-tokens`` syntax: ``64`` (fixed), ``32-128`` (uniform) or
+    ``lognormal:200:80`` (mean 200, standard deviation 80).
+
+    :raises ConfigError: when ``text`` is none of these.
+    """
+    try:
+        if text.startswith("lognormal:"):
+            _, mean, sd = text.split(":")
+            return LogNormalLength(mean=float(mean), sd=float(sd))
+        if "-" in text:
+            low, high = text.split("-")
+            return UniformLength(low=int(low), high=int(high))
+        return FixedLength(tokens=int(text))
+    except ValueError:
+        raise ConfigError(
+            f"output length {text!r} not understood: expected N, LOW-HIGH or "
+            "lognormal:MEAN:SD, such as 64, 32-128 or lognormal:200:80"
+        ) from None
+
+
+def _validate_length(length: OutputLength) -> None:
+    if isinstance(length, FixedLength):
+        if length.tokens < 1:
+            raise ConfigError(f"output_tokens must be at least 1, got {length.tokens}")
+    elif isinstance(length, UniformLength):
+        if not 1 <= length.low <= length.high:
+            raise ConfigError(
+                f"uniform output length needs 1 <= low <= high, got {length.low}-{length.high}"
+            )
+    elif length.mean <= 0 or length.sd < 0:
+        raise ConfigError(
+            f"lognormal output length needs mean > 0 and sd >= 0, "
+            f"got mean={length.mean}, sd={length.sd}"
+        )
+
+
+def _sample_length(length: OutputLength, rng: random.Random) -> int:
+    if isinstance(length, FixedLength):
+        return length.tokens
+    if isinstance(length, UniformLength):
+        return rng.randint(length.low, length.high)
+    if length.sd == 0:
+        return max(1, round(length.mean))
+    # Moment matching: the log-normal whose own mean and sd are the configured ones.
+    sigma2 = math.log1p((length.sd / length.mean) ** 2)
+    mu = math.log(length.mean) - sigma2 / 2
+    return max(1, round(rng.lognormvariate(mu, math.sqrt(sigma2))))
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+
+
+class SimulatedConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How the simulated backend behaves.
+
+    :ivar models: the model names served; the first is the default for requests without one.
+    :ivar strict_models: refuse (404 ``model_not_found``) models not in ``models``; by default
+        any name is accepted and echoed back.
+    :ivar ttft: mean seconds to the first token.
+    :ivar ttft_jitter: the first token comes uniformly within ``ttft ± ttft_jitter``.
+    :ivar tokens_per_second: decode speed after the first token; ``None`` for no delay.
+    :ivar output_tokens: answer length before ``max_tokens`` caps it: an int (fixed) or a
+        :data:`OutputLength`. A capped answer ends with finish reason ``"length"``.
+    :ivar tool_call_probability: chance that a request offering tools gets a tool call.
+    :ivar server_error_rate: chance of a 5xx answer.
+    :ivar rate_limit_error_rate: chance of a 429 that no quota explains (an upstream limit).
+    :ivar connection_reset_rate: chance the connection drops (mid-stream when streaming).
+    :ivar truncated_rate: chance the answer stops early, without finish reason or ``[DONE]``.
+    :ivar malformed_rate: chance of an invalid JSON body or chunk.
+    :ivar fault_retry_after: the ``Retry-After`` (seconds) of injected 429s.
+    :ivar rpm: requests per minute quota; ``None`` for none.
+    :ivar tpm: tokens per minute quota; ``None`` for none.
+    :ivar max_concurrency: requests in flight at once; ``None`` for no cap.
+    :ivar default_output_budget: output tokens a request without ``max_tokens`` is charged
+        against ``tpm``, as OpenAI reserves before it knows the answer's length.
+    :ivar embedding_dimensions: length of embedding vectors when the request names none.
+    :ivar seed: with the same seed and the same sequence of requests, every answer, fault and
+        tool call repeats exactly.
+    """
+
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    strict_models: bool = False
+    ttft: float = DEFAULT_TTFT
+    ttft_jitter: float = DEFAULT_TTFT_JITTER
+    tokens_per_second: float | None = DEFAULT_TOKENS_PER_SECOND
+    output_tokens: int | OutputLength = DEFAULT_OUTPUT_TOKENS
+    tool_call_probability: float = DEFAULT_TOOL_CALL_PROBABILITY
+    server_error_rate: float = 0.0
+    rate_limit_error_rate: float = 0.0
+    connection_reset_rate: float = 0.0
+    truncated_rate: float = 0.0
+    malformed_rate: float = 0.0
+    fault_retry_after: float = DEFAULT_FAULT_RETRY_AFTER
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    default_output_budget: int = DEFAULT_DEFAULT_OUTPUT_BUDGET
+    embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("models must name at least one model")
+        if self.ttft < 0 or self.ttft_jitter < 0:
+            raise ConfigError(
+                f"ttft and ttft_jitter must be >= 0, got {self.ttft} and {self.ttft_jitter}"
+            )
+        if self.tokens_per_second is not None and not self.tokens_per_second > 0:
+            raise ConfigError(
+                f"tokens_per_second must be > 0 (or None for no delay), "
+                f"got {self.tokens_per_second}"
+            )
+        _validate_length(self.output_length)
+        rates = {
+            "tool_call_probability": self.tool_call_probability,
+            "server_error_rate": self.server_error_rate,
+            "rate_limit_error_rate": self.rate_limit_error_rate,
+            "connection_reset_rate": self.connection_reset_rate,
+            "truncated_rate": self.truncated_rate,
+            "malformed_rate": self.malformed_rate,
+        }
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {rate}")
+        if sum(self._fault_rates()) > 1.0 + _EPSILON:
+            raise ConfigError(
+                f"the fault rates add up to {sum(self._fault_rates())}, more than 1: lower them"
+            )
+        for name, limit in (
+            ("rpm", self.rpm),
+            ("tpm", self.tpm),
+            ("max_concurrency", self.max_concurrency),
+        ):
+            if limit is not None and limit < 1:
+                raise ConfigError(f"{name} must be at least 1 (or None for no limit), got {limit}")
+        if (
+            self.default_output_budget < 0
+            or self.embedding_dimensions < 1
+            or (self.fault_retry_after < 0)
+        ):
+            raise ConfigError(
+                "default_output_budget and fault_retry_after must be >= 0 and "
+                "embedding_dimensions >= 1"
+            )
+
+    @property
+    def output_length(self) -> OutputLength:
+        """``output_tokens`` as a distribution (an int means :class:`FixedLength`)."""
+        if isinstance(self.output_tokens, int):
+            return FixedLength(tokens=self.output_tokens)
+        return self.output_tokens
+
+    def _fault_rates(self) -> tuple[float, float, float, float, float]:
+        return (
+            self.server_error_rate,
+            self.rate_limit_error_rate,
+            self.connection_reset_rate,
+            self.truncated_rate,
+            self.malformed_rate,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Quotas: OpenAI's continuously refilling buckets
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way OpenAI's ``x-ratelimit-reset-*`` headers write it (Go's format,
+    milliseconds rounded up): ``"120ms"``, ``"1s"``, ``"1.5s"``, ``"6m0s"``, ``"1h0m0s"``."""
+    if seconds <= 0:
+        return "0s"
+    ms = math.ceil(seconds * 1000 - 1e-6)
+    if ms < 1000:
+        return f"{max(ms, 1)}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = str(rest // 1000) if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+class TokenBucket:
+    """A bucket holding at most ``limit`` units that refills continuously at ``limit / 60``
+    per second, starting full: OpenAI's per-minute limits. Pure arithmetic: every method
+    takes the current time, so tests drive it with any clock.
+
+    :param limit: the per-minute limit, also the largest burst.
+    :param now: the time the bucket starts (full).
+    """
+
+    __slots__ = ("_level", "_updated", "limit", "rate")
+
+    def __init__(self, limit: int, *, now: float) -> None:
+        if limit < 1:
+            raise ConfigError(f"a bucket's limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.rate = limit / 60.0
+        self._level = float(limit)
+        self._updated = now
+
+    def _refill(self, now: float) -> None:
+        # A clock that went backwards (another event loop's clock) refills nothing.
+        if now > self._updated:
+            self._level = min(float(self.limit), self._level + (now - self._updated) * self.rate)
+            self._updated = now
+
+    def level(self, now: float) -> float:
+        """Units available at ``now``."""
+        self._refill(now)
+        return self._level
+
+    def can_take(self, amount: float, now: float) -> bool:
+        """Whether ``amount`` units are available at ``now``."""
+        return self.level(now) + _EPSILON >= amount
+
+    def take(self, amount: float, now: float) -> None:
+        """Remove ``amount`` units (the caller checked :meth:`can_take`)."""
+        self._refill(now)
+        self._level = max(0.0, self._level - amount)
+
+    def wait_time(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` units are available (0 when they are now)."""
+        missing = amount - self.level(now)
+        return max(0.0, missing / self.rate)
+
+    def reset_time(self, now: float) -> float:
+        """Seconds until the bucket is full again (``x-ratelimit-reset-*``)."""
+        return (self.limit - self.level(now)) / self.rate
+
+
+class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of :meth:`Quota.try_acquire`.
+
+    :ivar ticket: on admission, what to hand to :meth:`Quota.release` when the request ends.
+    :ivar limited_by: on refusal, which limit refused.
+    :ivar too_large: the request costs more tokens than the per-minute limit: it can never be
+        admitted, so there is no ``retry_after``.
+    :ivar headers: the ``x-ratelimit-*`` headers after the decision (plus ``retry-after`` and
+        ``retry-after-ms`` on refusal).
+    """
+
+    admitted: bool
+    ticket: int | None = None
+    limited_by: Literal["requests", "tokens", "concurrency"] | None = None
+    limit: int = 0
+    used: int = 0
+    requested: int = 0
+    retry_after: float | None = None
+    too_large: bool = False
+    headers: dict[str, str] = {}
+
+
+class Quota:
+    """Requests-per-minute, tokens-per-minute and concurrency limits, enforced as OpenAI
+    does: a request is admitted when the requests bucket holds 1 and the tokens bucket holds
+    its estimated cost, and both are charged at once; nothing is refunded afterwards.
+
+    :param rpm: requests per minute, or ``None``.
+    :param tpm: tokens per minute, or ``None``.
+    :param max_concurrency: requests in flight at once, or ``None``.
+    :param clock: returns the current time in seconds (monotonic).
+    """
+
+    def __init__(
+        self,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_concurrency: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self._clock = clock
+        self._rpm = rpm
+        self._tpm = tpm
+        self._requests: TokenBucket | None = None
+        self._tokens: TokenBucket | None = None
+        self.max_concurrency = max_concurrency
+        # ticket -> when that request is expected to end, to tell a refused caller when a
+        # slot frees up.
+        self._in_flight: dict[int, float] = {}
+        self._next_ticket = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Admitted requests not yet released."""
+        return len(self._in_flight)
+
+    def _buckets(self, now: float) -> tuple[TokenBucket | None, TokenBucket | None]:
+        # Buckets start full at their first use, so the clock is only read inside a loop.
+        if self._requests is None and self._rpm is not None:
+            self._requests = TokenBucket(self._rpm, now=now)
+        if self._tokens is None and self._tpm is not None:
+            self._tokens = TokenBucket(self._tpm, now=now)
+        return self._requests, self._tokens
+
+    def headers(self) -> dict[str, str]:
+        """The current ``x-ratelimit-*`` headers (none for a limit that is not set)."""
+        return self._headers(self._clock())
+
+    def _headers(self, now: float) -> dict[str, str]:
+        requests, tokens = self._buckets(now)
+        headers: dict[str, str] = {}
+        if requests is not None:
+            headers["x-ratelimit-limit-requests"] = str(requests.limit)
+            headers["x-ratelimit-remaining-requests"] = str(math.floor(requests.level(now)))
+            headers["x-ratelimit-reset-requests"] = format_duration(requests.reset_time(now))
+        if tokens is not None:
+            headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
+            headers["x-ratelimit-remaining-tokens"] = str(math.floor(tokens.level(now)))
+            headers["x-ratelimit-reset-tokens"] = format_duration(tokens.reset_time(now))
+        return headers
+
+    def try_acquire(self, tokens: int, *, expected_duration: float = 0.0) -> QuotaDecision:
+        """Admit a request costing one request and ``tokens`` tokens, or say why not.
+
+        :param tokens: the request's estimated token cost (prompt + output budget).
+        :param expected_duration: how long the request will hold its concurrency slot, used
+            to tell refused callers when to retry.
+        """
+        now = self._clock()
+        requests, token_bucket = self._buckets(now)
+        refusal: QuotaDecision | None = None
+        if requests is not None and not requests.can_take(1, now):
+            refusal = QuotaDecision(
+                admitted=False,
+                limited_by="requests",
+                limit=requests.limit,
+                used=math.ceil(requests.limit - requests.level(now) - _EPSILON),
+                requested=1,
+                retry_after=requests.wait_time(1, now),
+            )
+        elif token_bucket is not None and not token_bucket.can_take(tokens, now):
+            too_large = tokens > token_bucket.limit
+            refusal = QuotaDecision(
+                admitted=False,
+                limited_by="tokens",
+                limit=token_bucket.limit,
+                used=math.ceil(token_bucket.limit - token_bucket.level(now) - _EPSILON),
+                requested=tokens,
+                retry_after=None if too_large else token_bucket.wait_time(tokens, now),
+                too_large=too_large,
+            )
+        elif self.max_concurrency is not None and len(self._in_flight) >= self.max_concurrency:
+            soonest = min(self._in_flight.values())
+            refusal = QuotaDecision(
+                admitted=False,
+                limited_by="concurrency",
+                limit=self.max_concurrency,
+                used=len(self._in_flight),
+                requested=1,
+                # A slot that should have freed already frees any moment: say 1 ms.
+                retry_after=max(soonest - now, 0.001),
+            )
+        if refusal is not None:
+            headers = self._headers(now)
+            if refusal.retry_after is not None:
+                headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after)))
+                headers["retry-after-ms"] = str(max(1, math.ceil(refusal.retry_after * 1000)))
+            return msgspec.structs.replace(refusal, headers=headers)
+        if requests is not None:
+            requests.take(1, now)
+        if token_bucket is not None:
+            token_bucket.take(tokens, now)
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._in_flight[ticket] = now + expected_duration
+        return QuotaDecision(admitted=True, ticket=ticket, headers=self._headers(now))
+
+    def release(self, ticket: int) -> None:
+        """End an admitted request: its concurrency slot frees. Releasing twice is harmless."""
+        self._in_flight.pop(ticket, None)
+
+
+def _error_body(
+    message: str, *, type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def _rate_limit_body(model: str, decision: QuotaDecision) -> dict[str, Any]:
+    """OpenAI's 429 body for a quota refusal."""
+    if decision.limited_by == "concurrency":
+        message = (
+            f"Rate limit reached for {model} in organization {_ORGANIZATION} on concurrent "
+            f"requests: Limit {decision.limit}, Current {decision.used}. Please try again in "
+            f"{format_duration(decision.retry_after or 0.0)}."
+        )
+        return _error_body(message, type="requests", code="rate_limit_exceeded")
+    unit = "requests per min (RPM)" if decision.limited_by == "requests" else "tokens per min (TPM)"
+    if decision.too_large:
+        message = (
+            f"Request too large for {model} in organization {_ORGANIZATION} on {unit}: "
+            f"Limit {decision.limit}, Requested {decision.requested}. The input or output "
+            "tokens must be reduced in order to run successfully. (limelight simulator)"
+        )
+    else:
+        message = (
+            f"Rate limit reached for {model} in organization {_ORGANIZATION} on {unit}: "
+            f"Limit {decision.limit}, Used {decision.used}, Requested {decision.requested}. "
+            f"Please try again in {format_duration(decision.retry_after or 0.0)}. "
+            "(limelight simulator)"
+        )
+    return _error_body(message, type=str(decision.limited_by), code="rate_limit_exceeded")
+
+
+# --------------------------------------------------------------------------------------
+# Deterministic text, tokens and embeddings
+
+_SYLLABLES = (
+    "ka", "lo", "mi", "ren", "tas", "vo", "shi", "nu",
+    "pe", "dra", "li", "om", "qua", "zel", "fi", "ther",
+)  # fmt: skip
+#: 256 pseudo-words; answers are drawn from these.
+_WORDS = tuple(a + b for a in _SYLLABLES for b in _SYLLABLES)
+
+
+def estimate_tokens(text: str | None) -> int:
+    """Tokens in ``text`` by the documented estimate: characters / 4, rounded up."""
+    if not text:
+        return 0
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+_tools_encoder = msgspec.json.Encoder()
+
+
+def estimate_prompt_tokens(request: CompletionRequest) -> int:
+    """Prompt tokens of a request, deterministically: for each message, the estimate of its
+    content, name and tool calls, at least 1; plus the estimate of the tools' JSON. A text
+    completion counts its prompt, at least 1."""
+    if not request.messages:
+        return max(1, estimate_tokens(request.prompt))
+    total = 0
+    for message in request.messages:
+        count = estimate_tokens(message.content) + estimate_tokens(message.name)
+        for call in message.tool_calls:
+            count += estimate_tokens(call.name) + estimate_tokens(call.arguments)
+        total += max(1, count)
+    if request.tools:
+        total += estimate_tokens(_tools_encoder.encode(request.tools).decode())
+    return total
+
+
+def embed_text(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on ``text`` and ``dimensions`` (a hash of the text
+    seeds Gaussian components): equal texts embed equally, different ones almost never."""
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    rng = random.Random(digest)
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(math.fsum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+def _words(rng: random.Random, count: int) -> list[str]:
+    """``count`` tokens of pseudo-text: words with a leading space (none on the first), a
+    sentence ending now and then."""
+    words = rng.choices(_WORDS, k=count)
+    ends = rng.choices((False, True), weights=(9, 1), k=count)
+    tokens = []
+    for i, (word, end) in enumerate(zip(words, ends, strict=True)):
+        text = word + "." if end or i == count - 1 else word
+        tokens.append(text if i == 0 else " " + text)
+    return tokens
+
+
+def _value_for(schema: object, rng: random.Random, depth: int = 0) -> Any:
+    """A value valid against a simple JSON schema (types, enums, bounds, nested objects and
+    arrays); ``None`` where the schema is beyond that."""
+    if not isinstance(schema, Mapping) or depth > 6:
+        return None
+    if "const" in schema:
+        return schema["const"]
+    enum_values = schema.get("enum")
+    if isinstance(enum_values, list) and enum_values:
+        return rng.choice(enum_values)
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            usable = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
+            return _value_for(rng.choice(usable or options), rng, depth + 1)
+    all_of = schema.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1:
+        return _value_for(all_of[0], rng, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if kinds else "null"
+    if kind is None and "properties" in schema:
+        kind = "object"
+    if kind == "string":
+        min_length = int(schema.get("minLength", 1))
+        max_length = int(schema.get("maxLength", 64))
+        text = " ".join(rng.choices(_WORDS, k=rng.randint(1, 3)))
+        while len(text) < min_length:
+            text += rng.choice(_WORDS)
+        return text[:max_length]
+    if kind == "integer":
+        low = int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
+        high = int(schema.get("maximum", schema.get("exclusiveMaximum", low + 101) - 1))
+        return rng.randint(low, max(low, high))
+    if kind == "number":
+        low_f = float(schema.get("minimum", schema.get("exclusiveMinimum", 0.0)))
+        high_f = float(schema.get("maximum", schema.get("exclusiveMaximum", low_f + 100.0)))
+        value = round(rng.uniform(low_f, high_f), 2)
+        return min(max(value, low_f), high_f)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "array":
+        low_n = int(schema.get("minItems", 1))
+        high_n = max(low_n, int(schema.get("maxItems", low_n + 2)))
+        return [
+            _value_for(schema.get("items", {}), rng, depth + 1)
+            for _ in range(rng.randint(low_n, high_n))
+        ]
+    if kind == "object":
+        properties = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        result: dict[str, Any] = {}
+        if isinstance(properties, Mapping):
+            for name, sub in properties.items():
+                if name in required or rng.random() < 0.5:
+                    result[name] = _value_for(sub, rng, depth + 1)
+        return result
+    return None
+
+
+_arguments_encoder = msgspec.json.Encoder()
+
+
+def _pick_tool(
+    request: CompletionRequest, rng: random.Random, probability: float
+) -> ToolSpec | None:
+    """The tool to call, honouring ``tool_choice`` ("none", "required", a named function)."""
+    if not request.tools:
+        return None
+    choice = request.tool_choice
+    if choice == "none":
+        return None
+    if isinstance(choice, Mapping):
+        function = choice.get("function")
+        wanted = function.get("name") if isinstance(function, Mapping) else choice.get("name")
+        named = [t for t in request.tools if t.name == wanted]
+        return named[0] if named else None
+    draw = rng.random()
+    if choice != "required" and draw >= probability:
+        return None
+    return rng.choice(request.tools)
+
+
+# --------------------------------------------------------------------------------------
+# The engine: what happens to request N
+
+
+class Outcome(enum.Enum):
+    """What a planned request does."""
+
+    OK = "ok"
+    BAD_REQUEST = "bad_request"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    CONNECTION_RESET = "connection_reset"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything about one request, decided up front: the in-process provider and the HTTP
+    server only play it.
+
+    The answer is a sequence of *pieces* delivered at ``ttft + i * itl`` seconds after the
+    request: first the text ``tokens``, then each tool call's argument fragments
+    (``tool_call_pieces``). A mid-stream fault strikes after ``fault_at`` pieces.
+
+    :ivar status: the HTTP status to answer (200 unless an error is answered).
+    :ivar error: OpenAI's error body, for BAD_REQUEST, RATE_LIMITED and SERVER_ERROR.
+    :ivar headers: ``x-ratelimit-*`` headers (and ``retry-after*`` on 429).
+    :ivar ticket: the quota ticket to release when the request ends.
+    """
+
+    index: int
+    id: str
+    model: str
+    created: int
+    outcome: Outcome
+    prompt_tokens: int
+    tokens: tuple[str, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_pieces: tuple[tuple[str, ...], ...] = ()
+    finish_reason: str = "stop"
+    ttft: float = 0.0
+    itl: float = 0.0
+    fault_at: int = 0
+    status: int = 200
+    error: dict[str, Any] | None = None
+    retry_after: float | None = None
+    headers: dict[str, str] = {}
+    ticket: int | None = None
+    embeddings: tuple[list[float], ...] = ()
+
+    @property
+    def content(self) -> str | None:
+        """The answer's text, ``None`` for a tool-calling answer."""
+        return "".join(self.tokens) if self.tokens or not self.tool_calls else None
+
+    @property
+    def completion_tokens(self) -> int:
+        if self.embeddings:
+            return 0
+        return len(self.tokens) + sum(
+            len(pieces) + estimate_tokens(call.name)
+            for call, pieces in zip(self.tool_calls, self.tool_call_pieces, strict=True)
+        )
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.of(self.prompt_tokens, self.completion_tokens)
+
+    @property
+    def pieces(self) -> int:
+        """How many pieces the answer is delivered in."""
+        return len(self.tokens) + sum(len(p) for p in self.tool_call_pieces)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the request to the answer's last piece."""
+        return self.ttft + max(self.pieces - 1, 0) * self.itl
+
+    def at(self, piece: int) -> float:
+        """Seconds from the request to the delivery of piece number ``piece``."""
+        return self.ttft + piece * self.itl
+
+
+def plan_error(plan: Plan) -> ProviderError:
+    """The project error a faulty plan raises in-process."""
+    message = str((plan.error or {}).get("error", {}).get("message", ""))
+    if plan.outcome is Outcome.RATE_LIMITED:
+        return RateLimited(
+            message,
+            status_code=plan.status,
+            body=plan.error,
+            retry_after=plan.retry_after,
+            headers=plan.headers,
+        )
+    if plan.outcome is Outcome.BAD_REQUEST:
+        return BadRequest(message, status_code=plan.status, body=plan.error, headers=plan.headers)
+    if plan.outcome is Outcome.SERVER_ERROR:
+        return ServerError(message, status_code=plan.status, body=plan.error, headers=plan.headers)
+    if plan.outcome is Outcome.CONNECTION_RESET:
+        return ProviderConnectionError(
+            f"simulated connection reset during request {plan.id} (after {plan.fault_at} "
+            "pieces): the connection dropped; retry"
+        )
+    if plan.outcome is Outcome.TRUNCATED:
+        return BadResponse(
+            f"simulated truncated answer to request {plan.id}: it stopped after "
+            f"{plan.fault_at} pieces without a finish reason; retry"
+        )
+    if plan.outcome is Outcome.MALFORMED:
+        return BadResponse(f"simulated malformed JSON in the answer to request {plan.id}; retry")
+    raise AssertionError(f"plan {plan.id} is not a fault: {plan.outcome}")
+
+
+_SERVER_ERRORS = (
+    (500, "The server had an error while processing your request. Sorry about that!"),
+    (502, "Bad gateway."),
+    (503, "The engine is currently overloaded, please try again later."),
+)
+
+
+class SimEngine:
+    """The simulated model: turns request number N into a :class:`Plan`.
+
+    Deterministic given ``config.seed`` and the order of requests: request N draws from its
+    own random generator, seeded with ``(seed, N)``, so what happened to earlier requests
+    (refused, faulty, cancelled) does not change it. Not thread-safe: use one engine per
+    event loop.
+
+    :param config: the behaviour to simulate.
+    :param clock: the monotonic clock the quotas refill with.
+    """
+
+    def __init__(
+        self, config: SimulatedConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config or SimulatedConfig()
+        self.quota = Quota(
+            rpm=self.config.rpm,
+            tpm=self.config.tpm,
+            max_concurrency=self.config.max_concurrency,
+            clock=clock,
+        )
+        self._index = 0
+        self._itl = (
+            0.0 if self.config.tokens_per_second is None else 1.0 / self.config.tokens_per_second
+        )
+
+    @property
+    def requests_seen(self) -> int:
+        """How many requests were planned so far."""
+        return self._index
+
+    def _next(self) -> tuple[int, random.Random]:
+        index = self._index
+        self._index += 1
+        # String seeds hash with SHA-512: stable across processes and Python versions.
+        return index, random.Random(f"limelight-sim:{self.config.seed}:{index}")
+
+    def _model(self, requested: str) -> str:
+        return requested or self.config.models[0]
+
+    def _ttft(self, rng: random.Random) -> float:
+        jitter = self.config.ttft_jitter
+        return max(0.0, self.config.ttft + (rng.uniform(-jitter, jitter) if jitter else 0.0))
+
+    def _fault(self, rng: random.Random) -> Outcome:
+        draw = rng.random()
+        for outcome, rate in zip(
+            (
+                Outcome.SERVER_ERROR,
+                Outcome.RATE_LIMITED,
+                Outcome.CONNECTION_RESET,
+                Outcome.TRUNCATED,
+                Outcome.MALFORMED,
+            ),
+            self.config._fault_rates(),
+            strict=True,
+        ):
+            if draw < rate:
+                return outcome
+            draw -= rate
+        return Outcome.OK
+
+    def _bad_request(self, request: CompletionRequest | EmbeddingRequest) -> dict[str, Any] | None:
+        model = request.model
+        if self.config.strict_models and model and model not in self.config.models:
+            return _error_body(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                type="invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+        if isinstance(request, EmbeddingRequest):
+            if not request.input:
+                return _error_body(
+                    "'input' must not be empty.", type="invalid_request_error", param="input"
+                )
+            return None
+        if not request.messages and request.prompt is None:
+            return _error_body(
+                "Missing required parameter: 'messages'.",
+                type="invalid_request_error",
+                param="messages",
+                code="missing_required_parameter",
+            )
+        if request.max_tokens is not None and request.max_tokens < 1:
+            return _error_body(
+                f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
+                f"but got {request.max_tokens} instead.",
+                type="invalid_request_error",
+                param="max_tokens",
+                code="integer_below_min_value",
+            )
+        return None
+
+    def _refusal(
+        self, index: int, ident: str, model: str, prompt_tokens: int, decision: QuotaDecision
+    ) -> Plan:
+        return Plan(
+            index=index,
+            id=ident,
+            model=model,
+            created=int(time.time()),
+            outcome=Outcome.RATE_LIMITED,
+            prompt_tokens=prompt_tokens,
+            status=429,
+            error=_rate_limit_body(model, decision),
+            retry_after=decision.retry_after,
+            headers=decision.headers,
+        )
+
+    def _injected_429(self, index: int, ident: str, model: str, prompt_tokens: int) -> Plan:
+        retry_after = self.config.fault_retry_after
+        headers = self.quota.headers()
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+        message = (
+            f"Rate limit reached for {model} in organization {_ORGANIZATION}: the service is "
+            f"busy. Please try again in {format_duration(retry_after)}. "
+            "(limelight simulator, injected fault)"
+        )
+        return Plan(
+            index=index,
+            id=ident,
+            model=model,
+            created=int(time.time()),
+            outcome=Outcome.RATE_LIMITED,
+            prompt_tokens=prompt_tokens,
+            status=429,
+            error=_error_body(message, type="requests", code="rate_limit_exceeded"),
+            retry_after=retry_after,
+            headers=headers,
+        )
+
+    def plan(self, request: CompletionRequest) -> Plan:
+        """Decide request N: its answer, timing, fault and quota admission. An admitted plan
+        holds a quota ticket: pass it to :meth:`release` when the request ends."""
+        index, rng = self._next()
+        prefix = "chatcmpl-" if request.messages or request.prompt is None else "cmpl-"
+        ident = prefix + f"{rng.getrandbits(96):024x}"
+        model = self._model(request.model)
+        prompt_tokens = estimate_prompt_tokens(request)
+        created = int(time.time())
+        bad = self._bad_request(request)
+        if bad is not None:
+            status = 404 if bad["error"]["code"] == "model_not_found" else 400
+            return Plan(
+                index=index,
+                id=ident,
+                model=model,
+                created=created,
+                outcome=Outcome.BAD_REQUEST,
+                prompt_tokens=prompt_tokens,
+                status=status,
+                error=bad,
+            )
+        # Draw everything in a fixed order, whatever the outcome, so request N's answer does
+        # not depend on the faults and refusals before it.
+        outcome = self._fault(rng)
+        ttft = self._ttft(rng)
+        tool = _pick_tool(request, rng, self.config.tool_call_probability)
+        tokens: tuple[str, ...] = ()
+        calls: tuple[ToolCall, ...] = ()
+        call_pieces: tuple[tuple[str, ...], ...] = ()
+        if tool is not None and request.messages:
+            arguments = _arguments_encoder.encode(_value_for(tool.parameters, rng) or {}).decode()
+            call_id = f"call_{rng.getrandbits(96):024x}"
+            calls = (ToolCall(id=call_id, name=tool.name, arguments=arguments),)
+            call_pieces = (
+                tuple(
+                    arguments[i : i + _ARGUMENT_FRAGMENT]
+                    for i in range(0, len(arguments), _ARGUMENT_FRAGMENT)
+                ),
+            )
+            finish_reason = "tool_calls"
+        else:
+            wanted = _sample_length(self.config.output_length, rng)
+            cap = request.max_tokens
+            length = wanted if cap is None else min(wanted, cap)
+            tokens = tuple(_words(rng, length))
+            finish_reason = "length" if length < wanted else "stop"
+        pieces = len(tokens) + sum(len(p) for p in call_pieces)
+        fault_at = pieces // 2
+        if outcome is Outcome.RATE_LIMITED:
+            return self._injected_429(index, ident, model, prompt_tokens)
+        budget = (
+            request.max_tokens
+            if request.max_tokens is not None
+            else self.config.default_output_budget
+        )
+        expected = ttft + max(pieces - 1, 0) * self._itl
+        decision = self.quota.try_acquire(prompt_tokens + budget, expected_duration=expected)
+        if not decision.admitted:
+            return self._refusal(index, ident, model, prompt_tokens, decision)
+        status, error = 200, None
+        if outcome is Outcome.SERVER_ERROR:
+            status, text = rng.choice(_SERVER_ERRORS)
+            error = _error_body(text, type="server_error")
+        return Plan(
+            index=index,
+            id=ident,
+            model=model,
+            created=created,
+            outcome=outcome,
+            prompt_tokens=prompt_tokens,
+            tokens=tokens,
+            tool_calls=calls,
+            tool_call_pieces=call_pieces,
+            finish_reason=finish_reason,
+            ttft=ttft,
+            itl=self._itl,
+            fault_at=fault_at,
+            status=status,
+            error=error,
+            headers=decision.headers,
+            ticket=decision.ticket,
+        )
+
+    def plan_embedding(self, request: EmbeddingRequest) -> Plan:
+        """Decide an embedding request: vectors in ``Plan.embeddings``, usage from its input.
+        Truncation is not a separate fault here: it counts as malformed."""
+        index, rng = self._next()
+        ident = f"emb-{rng.getrandbits(96):024x}"
+        model = self._model(request.model)
+        prompt_tokens = sum(max(1, estimate_tokens(text)) for text in request.input)
+        bad = self._bad_request(request)
+        if bad is not None:
+            status = 404 if bad["error"]["code"] == "model_not_found" else 400
+            return Plan(
+                index=index,
+                id=ident,
+                model=model,
+                created=int(time.time()),
+                outcome=Outcome.BAD_REQUEST,
+                prompt_tokens=prompt_tokens,
+                status=status,
+                error=bad,
+            )
+        outcome = self._fault(rng)
+        if outcome is Outcome.TRUNCATED:
+            outcome = Outcome.MALFORMED
+        ttft = self._ttft(rng)
+        if outcome is Outcome.RATE_LIMITED:
+            return self._injected_429(index, ident, model, prompt_tokens)
+        decision = self.quota.try_acquire(prompt_tokens, expected_duration=ttft)
+        if not decision.admitted:
+            return self._refusal(index, ident, model, prompt_tokens, decision)
+        status, error = 200, None
+        if outcome is Outcome.SERVER_ERROR:
+            status, text = rng.choice(_SERVER_ERRORS)
+            error = _error_body(text, type="server_error")
+        dimensions = request.dimensions or self.config.embedding_dimensions
+        return Plan(
+            index=index,
+            id=ident,
+            model=model,
+            created=int(time.time()),
+            outcome=outcome,
+            prompt_tokens=prompt_tokens,
+            ttft=ttft,
+            status=status,
+            error=error,
+            headers=decision.headers,
+            ticket=decision.ticket,
+            embeddings=tuple(embed_text(text, dimensions) for text in request.input),
+        )
+
+    def release(self, plan: Plan) -> None:
+        """The request of ``plan`` ended (answered, failed or cancelled): free its slot."""
+        if plan.ticket is not None:
+            self.quota.release(plan.ticket)
+
+    def list_models(self) -> ModelList:
+        """The served models."""
+        return ModelList(
+            models=[
+                ModelInfo(id=name, owned_by=_OWNED_BY, created=_MODELS_CREATED)
+                for name in self.config.models
+            ]
+        )
+
+
+# --------------------------------------------------------------------------------------
+# The in-process provider
+
+
+class Simulated:
+    """A :class:`~limelight.providers.Provider` that simulates an LLM in-process: the latency,
+    answers, tool calls, quotas and faults of :class:`SimulatedConfig`, with anyio sleeps (on
+    asyncio and trio). Faults raise the project's errors: :class:`~limelight.errors.RateLimited`
+    (with ``retry_after`` and the headers), :class:`~limelight.errors.ServerError`,
+    :class:`~limelight.errors.ProviderConnectionError`, :class:`~limelight.errors.BadResponse`.
+
+    :param config: the behaviour; the defaults when ``None``.
+    """
+
+    name = "simulated"
+
+    def __init__(self, config: SimulatedConfig | None = None) -> None:
+        self.config = config or SimulatedConfig()
+        # The event loop's clock, so that trio's MockClock drives the quotas too.
+        self.engine = SimEngine(self.config, clock=anyio.current_time)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+
+    def _result(
+        self, plan: Plan, *, latency: float, ttft: float | None, request: CompletionRequest
+    ) -> CompletionResult:
+        return CompletionResult(
+            content=plan.content,
+            tool_calls=list(plan.tool_calls),
+            finish_reason=plan.finish_reason,
+            model=plan.model,
+            usage=plan.usage,
+            latency=latency,
+            ttft=ttft,
+            id=plan.id,
+            provider=self.name,
+            metadata=dict(request.metadata),
+            rate_limit=dict(plan.headers),
+        )
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """Answer ``request`` after the simulated time to its last token.
+
+        :raises ProviderError: the subclass of the simulated fault or refusal.
+        """
+        start = anyio.current_time()
+        plan = self.engine.plan(request)
+        try:
+            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
+                await anyio.lowlevel.checkpoint()
+                raise plan_error(plan)
+            if plan.outcome is not Outcome.OK:
+                await self._sleep_until(start + plan.ttft)
+                raise plan_error(plan)
+            await self._sleep_until(start + plan.duration)
+            return self._result(
+                plan, latency=anyio.current_time() - start, ttft=None, request=request
+            )
+        finally:
+            self.engine.release(plan)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream ``request``'s answer: TOKEN events, one TOOL_CALL per call, USAGE, DONE.
+        Mid-stream faults raise after ``Plan.fault_at`` pieces."""
+        start = anyio.current_time()
+        plan = self.engine.plan(request)
+        try:
+            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
+                await anyio.lowlevel.checkpoint()
+                raise plan_error(plan)
+            if plan.outcome is Outcome.SERVER_ERROR:
+                await self._sleep_until(start + plan.ttft)
+                raise plan_error(plan)
+            midstream_fault = plan.outcome is not Outcome.OK
+            first: float | None = None
+            piece = 0
+            for token in plan.tokens:
+                if midstream_fault and piece == plan.fault_at:
+                    raise plan_error(plan)
+                await self._sleep_until(start + plan.at(piece))
+                if first is None:
+                    first = anyio.current_time() - start
+                piece += 1
+                yield StreamEvent.token(token)
+            for call, fragments in zip(plan.tool_calls, plan.tool_call_pieces, strict=True):
+                for _ in fragments:
+                    if midstream_fault and piece == plan.fault_at:
+                        raise plan_error(plan)
+                    await self._sleep_until(start + plan.at(piece))
+                    if first is None:
+                        first = anyio.current_time() - start
+                    piece += 1
+                yield StreamEvent(type=StreamEventType.TOOL_CALL, tool_call=call)
+            if midstream_fault:
+                # An answer of no pieces fails at its end.
+                raise plan_error(plan)
+            usage = plan.usage
+            yield StreamEvent(type=StreamEventType.USAGE, usage=usage)
+            latency = anyio.current_time() - start
+            yield StreamEvent.done(
+                self._result(
+                    plan, latency=latency, ttft=latency if first is None else first, request=request
+                )
+            )
+        finally:
+            self.engine.release(plan)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Embed each input deterministically (:func:`embed_text`), after ``ttft``.
+
+        :raises ProviderError: the subclass of the simulated fault or refusal.
+        """
+        start = anyio.current_time()
+        plan = self.engine.plan_embedding(request)
+        try:
+            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
+                await anyio.lowlevel.checkpoint()
+                raise plan_error(plan)
+            await self._sleep_until(start + plan.ttft)
+            if plan.outcome is not Outcome.OK:
+                raise plan_error(plan)
+            return EmbeddingResult(
+                embeddings=list(plan.embeddings),
+                model=plan.model,
+                usage=Usage.of(plan.prompt_tokens, 0),
+            )
+        finally:
+            self.engine.release(plan)
+
+    async def list_models(self) -> ModelList:
+        """The configured models."""
+        await anyio.lowlevel.checkpoint()
+        return self.engine.list_models()
+
+    async def aclose(self) -> None:
+        """Nothing to release; a checkpoint, as every async function has."""
+        await anyio.lowlevel.checkpoint()
