@@ -1,0 +1,539 @@
+"""The backend for any server that speaks OpenAI's HTTP API (OpenAI, vLLM, llama.cpp,
+mlx_lm.server, the limelight simulator): chat and text completions, plain and streamed,
+embeddings and the model list, over one connection pool per event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from .._version import __version__
+from ..errors import BadResponse, ConfigError
+from ..schemas import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    ModelInfo,
+    ModelList,
+    StreamEvent,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+from ..schemas._openai import (
+    ChatMessage,
+    CompletionUsage,
+    chat_completion_decoder,
+    embedding_list_decoder,
+    encoder,
+    models_page_decoder,
+    text_completion_decoder,
+)
+from ._http import (
+    DEFAULT_KEEPALIVE_EXPIRY,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    LoopBoundTransport,
+    PoolStatistics,
+    make_async_transport,
+    rate_limit_headers,
+    status_error,
+    transport_error,
+)
+from ._stream import StreamAssembler, sse_events
+
+__all__ = ["OpenAICompatible"]
+
+
+# Request bodies. Fields left at their default are not sent, so a server applies its own.
+class _WireFunction(msgspec.Struct, frozen=True):
+    name: str
+    arguments: str
+
+
+class _WireToolCall(msgspec.Struct, frozen=True):
+    id: str
+    function: _WireFunction
+    type: str = "function"  # required by OpenAI, so always sent
+
+
+class _WireToolCallMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    role: str
+    content: str | None  # no default: sent as null, which chat templates expect
+    tool_calls: list[_WireToolCall]
+    name: str | None = None
+
+
+class _WireTool(msgspec.Struct, frozen=True):
+    function: ToolSpec
+    type: str = "function"
+
+
+class _StreamOptions(msgspec.Struct, frozen=True):
+    include_usage: bool = True
+
+
+_INCLUDE_USAGE = _StreamOptions()
+
+
+class _ChatBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    model: str = ""
+    messages: Sequence[Message | _WireToolCallMessage]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    tools: list[_WireTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+
+
+class _TextBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    model: str = ""
+    prompt: str
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+
+
+def _wire_message(message: Message) -> Message | _WireToolCallMessage:
+    if not message.tool_calls:
+        return message
+    return _WireToolCallMessage(
+        role=message.role,
+        content=message.content,
+        name=message.name,
+        tool_calls=[
+            _WireToolCall(id=c.id, function=_WireFunction(name=c.name, arguments=c.arguments))
+            for c in message.tool_calls
+        ],
+    )
+
+
+def _encode(body: _ChatBody | _TextBody, extra: dict[str, Any]) -> bytes:
+    if not extra:
+        return encoder.encode(body)
+    # Backend-specific parameters win over ours, as the caller asked for them explicitly.
+    merged = msgspec.to_builtins(body)
+    merged.update(extra)
+    return encoder.encode(merged)
+
+
+def _usage(usage: CompletionUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _text_of(content: str | list[Any] | None) -> str | None:
+    """Message content as text; some servers answer with a list of content parts."""
+    if content is None or isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def _tool_calls(message: ChatMessage) -> list[ToolCall]:
+    if not message.tool_calls:
+        return []
+    return [
+        ToolCall(
+            id=call.id or f"call_{i}",
+            name=call.function.name,
+            arguments=call.function.arguments or "{}",
+        )
+        for i, call in enumerate(message.tool_calls)
+    ]
+
+
+def _timeout_extensions(timeout: float | httpx.Timeout) -> dict[str, Any]:
+    return {"timeout": httpx.Timeout(timeout).as_dict()}
+
+
+async def _close(response: httpx.Response) -> None:
+    # Shielded: the connection must go back to the pool (or be closed) even when the caller
+    # was cancelled, or the pool leaks it.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+class OpenAICompatible:
+    """A :class:`~limelight.providers.Provider` for a server speaking OpenAI's HTTP API.
+
+    The connection pool is created on first use inside the running event loop (aiohttp's
+    transport under httpx on asyncio, httpx's own on trio) and closed by :meth:`aclose`; one
+    instance serves one event loop at a time.
+
+    :param base_url: the API root, ending where OpenAI's ends in ``/v1``
+        (``https://api.openai.com/v1``, ``http://127.0.0.1:8080/v1``).
+    :param api_key: sent as a bearer token; never shown in messages, logs or ``repr``.
+    :param model: the model used when a request names none.
+    :param timeout: httpx semantics: seconds allowed for each phase of an attempt (waiting for
+        a pooled connection, connecting, sending, each read, so a stream may run longer as long
+        as data keeps coming); a float or an ``httpx.Timeout``. ``request.timeout`` overrides it.
+    :param headers: extra headers sent with every request.
+    :param max_connections: the most connections open at once; more requests wait for one.
+    :param max_keepalive_connections: idle connections kept for reuse (default: all).
+    :param keepalive_expiry: seconds an idle connection is kept.
+    :param verify: TLS verification: ``True``, ``False``, a CA bundle path or an ``SSLContext``.
+    :param transport: an httpx transport to send through instead of the default pool (a proxy
+        setup, a test double); :meth:`aclose` closes it.
+    :param name: the label put on results (``CompletionResult.provider``).
+    """
+
+    name: str
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        model: str = "",
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_keepalive_connections: int | None = None,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
+        verify: Any = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "openai-compatible",
+    ) -> None:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"base_url {base_url!r} is not a valid URL: {exc}") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(
+                f"base_url must be an http(s) URL such as 'http://127.0.0.1:8080/v1', "
+                f"got {base_url!r}"
+            )
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1, got {max_connections}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = name
+        self._api_key = api_key or None
+        self._timeout = httpx.Timeout(timeout)
+        self._extensions = {"timeout": self._timeout.as_dict()}
+
+        common = {"user-agent": f"limelight/{__version__}", "accept-encoding": "gzip, deflate"}
+        if api_key:
+            common["authorization"] = f"Bearer {api_key}"
+        common.update({k.lower(): v for k, v in (headers or {}).items()})
+        self._get_headers = httpx.Headers({"accept": "application/json", **common})
+        self._post_headers = httpx.Headers(
+            {"accept": "application/json", "content-type": "application/json", **common}
+        )
+        self._stream_headers = httpx.Headers(
+            {
+                "accept": "text/event-stream",
+                "cache-control": "no-store",
+                "content-type": "application/json",
+                **common,
+            }
+        )
+        self._chat_url = httpx.URL(self.base_url + "/chat/completions")
+        self._text_url = httpx.URL(self.base_url + "/completions")
+        self._embeddings_url = httpx.URL(self.base_url + "/embeddings")
+        self._models_url = httpx.URL(self.base_url + "/models")
+
+        def factory(backend: str) -> httpx.AsyncBaseTransport:
+            if transport is not None:
+                return transport
+            return make_async_transport(
+                max_connections=max_connections,
+                max_keepalive_connections=max_keepalive_connections,
+                keepalive_expiry=keepalive_expiry,
+                verify=verify,
+                backend=backend,
+            )
+
+        self._bound = LoopBoundTransport(repr(self), factory)
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatible(base_url={self.base_url!r}, model={self.model!r})"
+
+    async def __aenter__(self) -> OpenAICompatible:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- the Provider protocol ---------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """One chat (``request.messages``) or text (``request.prompt``) completion.
+
+        :raises ProviderError: a subclass naming what failed (see :mod:`limelight.errors`).
+        """
+        url, body = self._body(request, stream=False)
+        started = time.perf_counter()
+        response, content = await self._exchange(
+            "POST", url, self._post_headers, body, request.timeout
+        )
+        latency = time.perf_counter() - started
+        rate_limit = rate_limit_headers(response.headers)
+        try:
+            if url is self._chat_url:
+                return self._chat_result(request, content, latency, rate_limit)
+            return self._text_result(request, content, latency, rate_limit)
+        except msgspec.DecodeError as exc:
+            raise BadResponse(
+                f"POST {url} answered {response.status_code} with a body that is not a "
+                f"completion ({exc}): {content[:200]!r}"
+            ) from exc
+
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Stream one chat or text completion: TOKEN events as text arrives, a TOOL_CALL per
+        complete tool call, USAGE, then DONE with the assembled result.
+
+        Close the generator (``aclose()``) to stop early; that releases the connection.
+
+        :raises ProviderError: a subclass naming what failed; a stream that ends before the
+            server's end marker raises :class:`~limelight.errors.BadResponse`.
+        """
+        bound = self._bound
+        transport = bound.get()
+        url, body = self._body(request, stream=True)
+        started = time.perf_counter()
+        http_request = httpx.Request(
+            "POST",
+            url,
+            headers=self._stream_headers,
+            content=body,
+            extensions=self._request_extensions(request.timeout),
+        )
+        response = await self._send(transport, http_request)
+        assembler = StreamAssembler(
+            provider=self.name,
+            model=request.model or self.model,
+            metadata=request.metadata,
+            rate_limit=rate_limit_headers(response.headers),
+            started=started,
+        )
+        events = sse_events(response, assembler)
+        try:
+            async for event in events:
+                yield event
+        except bound.errors as exc:
+            raise transport_error(exc, http_request, secret=self._api_key) from exc
+        finally:
+            await events.aclose()
+            if not response.is_closed:
+                await _close(response)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Embed ``request.input``, one vector per string, in input order."""
+        if not request.model and self.model:
+            request = msgspec.structs.replace(request, model=self.model)
+        url = self._embeddings_url
+        _, content = await self._exchange(
+            "POST", url, self._post_headers, encoder.encode(request), None
+        )
+        try:
+            page = embedding_list_decoder.decode(content)
+        except msgspec.DecodeError as exc:
+            raise BadResponse(
+                f"POST {url} answered with a body that is not an embedding list ({exc}): "
+                f"{content[:200]!r}"
+            ) from exc
+        if len(page.data) != len(request.input):
+            raise BadResponse(
+                f"POST {url} returned {len(page.data)} embeddings for {len(request.input)} inputs"
+            )
+        data = sorted(page.data, key=lambda d: d.index)
+        return EmbeddingResult(
+            embeddings=[d.embedding for d in data],
+            model=page.model or request.model,
+            usage=_usage(page.usage),
+        )
+
+    async def list_models(self) -> ModelList:
+        """The models the server offers (``GET /models``)."""
+        url = self._models_url
+        _, content = await self._exchange("GET", url, self._get_headers, None, None)
+        try:
+            page = models_page_decoder.decode(content)
+        except msgspec.DecodeError as exc:
+            raise BadResponse(
+                f"GET {url} answered with a body that is not a model list ({exc}): "
+                f"{content[:200]!r}"
+            ) from exc
+        return ModelList(
+            models=[
+                ModelInfo(id=m.id, owned_by=m.owned_by or None, created=m.created or None)
+                for m in page.data
+            ]
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool. The provider may be used again afterwards, in any event
+        loop: it then opens a new pool.
+
+        :raises ConfigError: called from another event loop than the pool's.
+        """
+        await self._bound.aclose()
+
+    def statistics(self) -> PoolStatistics:
+        """A snapshot of the connection pool: connections in use and idle."""
+        return self._bound.statistics()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _body(self, request: CompletionRequest, *, stream: bool) -> tuple[httpx.URL, bytes]:
+        model = request.model or self.model
+        stream_options = _INCLUDE_USAGE if stream else None
+        if request.messages:
+            messages: Sequence[Message | _WireToolCallMessage] = request.messages
+            if any(m.tool_calls for m in request.messages):
+                messages = [_wire_message(m) for m in request.messages]
+            chat = _ChatBody(
+                model=model,
+                messages=messages,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_tokens,
+                stop=request.stop,
+                seed=request.seed,
+                tools=[_WireTool(t) for t in request.tools] if request.tools else None,
+                tool_choice=request.tool_choice,
+                response_format=request.response_format,
+                stream=stream,
+                stream_options=stream_options,
+            )
+            return self._chat_url, _encode(chat, request.extra)
+        if request.prompt is not None:
+            text = _TextBody(
+                model=model,
+                prompt=request.prompt,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_tokens,
+                stop=request.stop,
+                seed=request.seed,
+                stream=stream,
+                stream_options=stream_options,
+            )
+            return self._text_url, _encode(text, request.extra)
+        raise ConfigError("a CompletionRequest needs messages (chat) or a prompt (text completion)")
+
+    def _request_extensions(self, timeout: float | None) -> dict[str, Any]:
+        if timeout is None:
+            return self._extensions
+        return _timeout_extensions(timeout)
+
+    async def _send(
+        self, transport: httpx.AsyncBaseTransport, request: httpx.Request
+    ) -> httpx.Response:
+        """Send ``request``; return the response once its status is a success, body unread."""
+        try:
+            response = await transport.handle_async_request(request)
+        except self._bound.errors as exc:
+            raise transport_error(exc, request, secret=self._api_key) from exc
+        if response.status_code < 300:
+            return response
+        read_error: Exception | None = None
+        try:
+            content = await response.aread()
+        except self._bound.errors as exc:  # the status says enough; keep the cause
+            content, read_error = b"", exc
+        finally:
+            if not response.is_closed:
+                await _close(response)
+        error = status_error(response, content, secret=self._api_key)
+        if read_error is not None:
+            raise error from read_error
+        raise error
+
+    async def _exchange(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: httpx.Headers,
+        body: bytes | None,
+        timeout: float | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """One request, body read in full: the response (closed) and its content."""
+        transport = self._bound.get()
+        request = httpx.Request(
+            method,
+            url,
+            headers=headers,
+            content=body,
+            extensions=self._request_extensions(timeout),
+        )
+        response = await self._send(transport, request)
+        try:
+            content = await response.aread()
+        except self._bound.errors as exc:
+            raise transport_error(exc, request, secret=self._api_key) from exc
+        finally:
+            if not response.is_closed:
+                await _close(response)
+        return response, content
+
+    def _chat_result(
+        self,
+        request: CompletionRequest,
+        content: bytes,
+        latency: float,
+        rate_limit: dict[str, str],
+    ) -> CompletionResult:
+        completion = chat_completion_decoder.decode(content)
+        if not completion.choices:
+            raise BadResponse(f"POST {self._chat_url} answered a chat completion without choices")
+        choice = completion.choices[0]
+        message = choice.message
+        return CompletionResult(
+            content=_text_of(message.content),
+            tool_calls=_tool_calls(message),
+            finish_reason=choice.finish_reason,
+            model=completion.model or request.model or self.model,
+            usage=_usage(completion.usage),
+            latency=latency,
+            id=completion.id or None,
+            provider=self.name,
+            metadata=request.metadata,
+            rate_limit=rate_limit,
+        )
+
+    def _text_result(
+        self,
+        request: CompletionRequest,
+        content: bytes,
+        latency: float,
+        rate_limit: dict[str, str],
+    ) -> CompletionResult:
+        completion = text_completion_decoder.decode(content)
+        if not completion.choices:
+            raise BadResponse(f"POST {self._text_url} answered a completion without choices")
+        choice = completion.choices[0]
+        return CompletionResult(
+            content=choice.text,
+            finish_reason=choice.finish_reason,
+            model=completion.model or request.model or self.model,
+            usage=_usage(completion.usage),
+            latency=latency,
+            id=completion.id or None,
+            provider=self.name,
+            metadata=request.metadata,
+            rate_limit=rate_limit,
+        )
