@@ -353,7 +353,7 @@ class TokenBucket:
     def wait_time(self, amount: float, now: float) -> float:
         """Seconds until ``amount`` units are available (0 when they are now)."""
         missing = amount - self.level(now)
-        return max(0.0, missing / self.rate)
+        return 0.0 if missing <= _EPSILON else missing / self.rate
 
     def reset_time(self, now: float) -> float:
         """Seconds until the bucket is full again (``x-ratelimit-reset-*``)."""
@@ -454,25 +454,31 @@ class Quota:
         now = self._clock()
         requests, token_bucket = self._buckets(now)
         refusal: QuotaDecision | None = None
-        if requests is not None and not requests.can_take(1, now):
-            refusal = QuotaDecision(
-                admitted=False,
-                limited_by="requests",
-                limit=requests.limit,
-                used=math.ceil(requests.limit - requests.level(now) - _EPSILON),
-                requested=1,
-                retry_after=requests.wait_time(1, now),
-            )
-        elif token_bucket is not None and not token_bucket.can_take(tokens, now):
-            too_large = tokens > token_bucket.limit
+        request_wait = 0.0 if requests is None else requests.wait_time(1, now)
+        token_wait = 0.0 if token_bucket is None else token_bucket.wait_time(tokens, now)
+        if token_bucket is not None and tokens > token_bucket.limit:
             refusal = QuotaDecision(
                 admitted=False,
                 limited_by="tokens",
                 limit=token_bucket.limit,
                 used=math.ceil(token_bucket.limit - token_bucket.level(now) - _EPSILON),
                 requested=tokens,
-                retry_after=None if too_large else token_bucket.wait_time(tokens, now),
-                too_large=too_large,
+                too_large=True,
+            )
+        elif request_wait > 0 or token_wait > 0:
+            # Name the limit that binds longest; the hint covers both, so that a retry after
+            # it is admitted.
+            bucket, requested = (
+                (requests, 1) if request_wait >= token_wait else (token_bucket, tokens)
+            )
+            assert bucket is not None
+            refusal = QuotaDecision(
+                admitted=False,
+                limited_by="requests" if bucket is requests else "tokens",
+                limit=bucket.limit,
+                used=math.ceil(bucket.limit - bucket.level(now) - _EPSILON),
+                requested=requested,
+                retry_after=max(request_wait, token_wait),
             )
         elif self.max_concurrency is not None and len(self._in_flight) >= self.max_concurrency:
             soonest = min(self._in_flight.values())
