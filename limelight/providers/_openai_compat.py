@@ -329,7 +329,7 @@ class OpenAICompatible:
             rate_limit=rate_limit_headers(response.headers),
             started=started,
         )
-        events = sse_events(response, assembler)
+        events = sse_events(response, assembler)  # closes the response when it ends
         try:
             async for event in events:
                 yield event
@@ -337,7 +337,7 @@ class OpenAICompatible:
             raise transport_error(exc, http_request, secret=self._api_key) from exc
         finally:
             await events.aclose()
-            if not response.is_closed:
+            if not response.is_closed:  # closed before it started
                 await _close(response)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
@@ -448,6 +448,7 @@ class OpenAICompatible:
             response = await transport.handle_async_request(request)
         except self._bound.errors as exc:
             raise transport_error(exc, request, secret=self._api_key) from exc
+        response.request = request  # httpx's transports leave this to the client
         if response.status_code < 300:
             return response
         read_error: Exception | None = None

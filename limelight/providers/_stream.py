@@ -6,8 +6,9 @@ the assembled result. A stream that stops before its end is reported, never pass
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
+import anyio
 import httpx
 import msgspec
 from httpx_sse import EventSource, SSEError
@@ -242,17 +243,80 @@ class StreamAssembler:
         )
 
 
+class _StoppableBody(httpx.AsyncByteStream):
+    """A response body that can be told to end early.
+
+    httpx reads a body through a chain of async generators (the transport's, then
+    ``aiter_raw`` → ``aiter_bytes`` → ``aiter_text`` → httpx-sse's); abandoning the chain
+    halfway leaves generators to the garbage collector, which trio reports as a
+    ResourceWarning. Ending the body instead lets every generator of the chain finish.
+    """
+
+    __slots__ = ("_exhausted", "_iterator", "_stopped", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self._iterator: AsyncIterator[bytes] | None = None
+        self._stopped = False
+        self._exhausted = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._stopped:
+            raise StopAsyncIteration
+        if self._iterator is None:
+            self._iterator = self._stream.__aiter__()
+        try:
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            self._exhausted = True
+            raise
+
+    def stop(self) -> None:
+        """Make the body end at the next read."""
+        self._stopped = True
+
+    async def aclose(self) -> None:
+        self._stopped = True
+        iterator, self._iterator = self._iterator, None
+        if iterator is None or self._exhausted:
+            return
+        # Ended early: drop the connection, then let the transport's own generators run to
+        # their end (reading a closed stream ends them at once) instead of leaving them to
+        # the garbage collector.
+        await self._stream.aclose()
+        try:
+            async for _ in iterator:
+                pass
+        except httpx.HTTPError:
+            pass  # expected: the stream was closed under the reader, on purpose
+
+
 async def sse_events(
     response: httpx.Response, assembler: StreamAssembler
 ) -> AsyncGenerator[StreamEvent, None]:
     """Read the SSE body of ``response`` (with httpx-sse) through ``assembler``: the events as
-    they complete, ending with DONE. Reads the body to its end, so the connection can be
-    reused. Transport errors propagate as httpx (or aiohttp) raised them; the caller knows the
-    request to translate them against. Never yields inside a cancel scope.
+    they complete, ending with DONE. Never yields inside a cancel scope.
+
+    The response is closed when the generator ends or is closed (early close ends the body:
+    the connection is then closed, not reused). Transport errors propagate as httpx (or
+    aiohttp) raised them: the caller knows the request to translate them against.
 
     :raises BadResponse: the body is not an event stream, holds invalid data or is truncated.
     """
-    source = EventSource(response).aiter_sse()
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("sse_events reads responses of an async transport")
+    body = _StoppableBody(stream)
+    sse_response = httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=body,
+        extensions=response.extensions,
+    )
+    source = EventSource(sse_response).aiter_sse()
     try:
         async for sse in source:
             for event in assembler.feed(sse.data):
@@ -260,6 +324,13 @@ async def sse_events(
     except SSEError as exc:
         raise BadResponse(f"expected an event stream: {exc}") from exc
     finally:
-        await source.aclose()
+        # Shielded: even when cancelled, the reading generators must finish and the
+        # connection must be released, or the pool leaks it.
+        with anyio.CancelScope(shield=True):
+            body.stop()
+            async for _ in source:  # runs the rest of the (now ended) body through
+                pass
+            await body.aclose()
+            await response.aclose()
     for event in assembler.finish():
         yield event

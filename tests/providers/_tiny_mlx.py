@@ -6,7 +6,15 @@ but it loads through the same code a real model takes (``mlx_lm.load``, ``mlx_lm
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +115,57 @@ def build_tiny_mlx_model(path: Path, *, seed: int = 0) -> Path:
     mx.eval(weights)
     mx.save_safetensors(str(path / "model.safetensors"), weights)
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_mlx_model(model_dir: Path, *, startup_timeout: float = 120.0) -> Iterator[str]:
+    """Run ``mlx_lm.server`` on ``model_dir`` in a subprocess; yield its base URL (``.../v1``).
+
+    Waits until ``/health`` answers, fails with the server's log if it exits or never gets
+    ready, and terminates it on exit.
+    """
+    port = free_port()
+    log_path = model_dir.parent / f"mlx_server_{port}.log"
+    # mlx_lm.server lists the Hugging Face cache in /v1/models and fails when it is missing:
+    # point it at an empty one. Offline, so nothing is ever fetched from the hub.
+    hub_cache = model_dir.parent / "hf-hub-cache"
+    hub_cache.mkdir(exist_ok=True)
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--max-tokens", "16"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mlx_lm.server exited with {process.returncode}:\n{log_path.read_text()}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mlx_lm.server not ready after {startup_timeout} s:\n{log_path.read_text()}"
+                )
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
