@@ -838,9 +838,7 @@ async def _start(config: SimulatedConfig | None, host: str, port: int) -> tuple[
     )
     await runner.setup()
     try:
-        site = web.TCPSite(
-            runner, host, port, backlog=2048, reuse_address=True, shutdown_timeout=SHUTDOWN_TIMEOUT
-        )
+        site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
         await site.start()
     except BaseException:
         await runner.cleanup()
