@@ -1,0 +1,772 @@
+"""The actor cell: one actor's mailbox, message loop, lifecycle and supervision of its children.
+
+Every actor task lives in the runtime's task group; the supervision tree is kept here, by the
+cells, which stop children before their parent, in reverse start order. (A task group per
+actor would cost ~9 KB each on asyncio, which 100,000 idle actors cannot afford.)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio import (
+    BrokenResourceError,
+    CancelScope,
+    ClosedResourceError,
+    EndOfStream,
+    TaskHandle,
+    WouldBlock,
+)
+from anyio.abc import TaskStatus
+from anyio.lowlevel import checkpoint
+
+from ._actor import Actor, Context
+from ._errors import (
+    ActorCrashed,
+    ActorStartFailed,
+    ActorStopped,
+    AskTimeout,
+    ConfigError,
+    MailboxFull,
+    RestartIntensityExceeded,
+)
+from ._stats import ActorSnapshot, ActorState, ActorStatistics
+from ._supervision import (
+    Overflow,
+    Restart,
+    RestartIntensity,
+    Supervision,
+    restart_targets,
+    should_restart,
+)
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from structlog.typing import FilteringBoundLogger
+
+    from ._ref import ActorRef
+    from ._runtime import Runtime
+
+#: A hot sender or receiver on the nowait fast path yields to the loop this often.
+CHECKPOINT_INTERVAL: Final = 64
+DEFAULT_MAILBOX_SIZE: Final = 1024
+
+_INF = math.inf
+_NAME = re.compile(r"[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+=-]*")
+
+_PENDING, _DONE, _ABANDONED = 0, 1, 2
+_EMPTY: Final[Any] = object()
+
+
+class Envelope:
+    """A request that wants an answer: an ask or a stream. Plain tells travel bare."""
+
+    __slots__ = ("deadline", "message")
+
+    def __init__(self, message: Any, deadline: float) -> None:
+        self.message = message
+        self.deadline = deadline
+
+    def fail(self, error: BaseException) -> bool:
+        raise NotImplementedError
+
+    def abandoned(self) -> bool:
+        raise NotImplementedError
+
+
+class Ask(Envelope):
+    """An ask: the reply goes into a one-shot slot the asker waits on."""
+
+    __slots__ = ("_error", "_event", "_state", "_value")
+
+    def __init__(self, message: Any, deadline: float) -> None:
+        self.message = message
+        self.deadline = deadline
+        self._event = anyio.Event()
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def resolve(self, value: Any) -> bool:
+        """Deliver the reply; False when the asker has already gone (a late reply)."""
+        if self._state != _PENDING:
+            return False
+        self._state = _DONE
+        self._value = value
+        self._event.set()
+        return True
+
+    def fail(self, error: BaseException) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _DONE
+        self._error = error
+        self._event.set()
+        return True
+
+    def abandon(self) -> None:
+        if self._state == _PENDING:
+            self._state = _ABANDONED
+
+    def abandoned(self) -> bool:
+        return self._state == _ABANDONED
+
+    @property
+    def resolved(self) -> bool:
+        return self._state == _DONE
+
+    def outcome(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class StreamRequest(Envelope):
+    """A stream: replies go into a bounded memory stream the caller iterates. An error (crash,
+    stop, expiry) is stored here before the stream is closed, so the caller raises it at the end
+    instead of seeing a clean finish."""
+
+    __slots__ = ("closed", "error", "send")
+
+    def __init__(self, message: Any, deadline: float, send: MemoryObjectSendStream[Any]) -> None:
+        self.message = message
+        self.deadline = deadline
+        self.send = send
+        self.closed = False
+        self.error: BaseException | None = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.send.close()
+
+    def fail(self, error: BaseException) -> bool:
+        if self.closed:
+            return False
+        self.error = error
+        self.close()
+        return True
+
+    def abandoned(self) -> bool:
+        return self.closed or self.send.statistics().open_receive_streams == 0
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Cell:
+    """Everything the runtime keeps for one actor. Users only ever see its ActorRef."""
+
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_escalation",
+        "_exit_expected",
+        "_handle",
+        "_lock",
+        "_log",
+        "_routines",
+        "_running",
+        "actor",
+        "budget",
+        "children",
+        "ctx",
+        "dropped",
+        "expired",
+        "factory",
+        "incarnation",
+        "intensity",
+        "is_root",
+        "last_error",
+        "late_replies",
+        "mailbox_capacity",
+        "name",
+        "overflow",
+        "parent",
+        "path",
+        "processed",
+        "receive",
+        "ref",
+        "rejected",
+        "restart",
+        "restarts",
+        "runtime",
+        "send",
+        "send_nowait",
+        "state",
+        "stop_after_current",
+        "supervision",
+        "undelivered",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        parent: Cell | None,
+        name: str,
+        factory: Callable[[], Actor] | None,
+        *,
+        mailbox_size: float,
+        overflow: Overflow,
+        restart: Restart,
+        supervision: Supervision,
+    ) -> None:
+        from ._ref import ActorRef
+
+        self.runtime = runtime
+        self.parent = parent
+        self.name = name
+        self.is_root = parent is None
+        if parent is None:
+            self.path = "/"
+        elif parent.is_root:
+            self.path = "/" + name
+        else:
+            self.path = parent.path + "/" + name
+        self.factory = factory
+        self.actor: Actor | None = None
+        self.mailbox_capacity = mailbox_size
+        # Not create_memory_object_stream[Any](...): calling the subscripted alias gives the
+        # result an __orig_class__ attribute, hence a __dict__, ~220 bytes per actor.
+        streams: tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]
+        streams = anyio.create_memory_object_stream(mailbox_size)
+        send, receive = streams
+        self.send = send
+        self.receive = receive
+        self.send_nowait = send.send_nowait
+        self.overflow = overflow
+        self.restart = restart
+        self.supervision = supervision
+        self.intensity: RestartIntensity | None = None  # made on the first restart
+        self.children: dict[str, Cell] = {}
+        self.ctx = Context(self)
+        self.ref = ActorRef(self)
+        self.state = ActorState.STARTING
+        self.restarts = 0
+        self.processed = 0
+        self.budget = CHECKPOINT_INTERVAL
+        self.dropped = 0
+        self.rejected = 0
+        self.expired = 0
+        self.late_replies = 0
+        self.undelivered = 0
+        self.last_error: BaseException | None = None
+        self.stop_after_current = False
+        # Made only when needed: an idle actor must stay small (see bench/kernel.py).
+        self._handle: TaskHandle[None] | None = None
+        self.incarnation = 0
+        self._running = False
+        self._done: anyio.Event | None = None
+        self._exit_expected = False
+        self._escalation: BaseException | None = None
+        self._lock: anyio.Lock | None = None
+        self._routines: set[CancelScope] | None = None
+        self._log: FilteringBoundLogger | None = None
+
+    # -- small helpers -------------------------------------------------------------------
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        if self._log is None:
+            import structlog
+
+            self._log = structlog.get_logger("limelight").bind(actor=self.path)
+        return self._log
+
+    def stopped_error(self) -> ActorStopped:
+        return ActorStopped(f"actor {self.path} has stopped", path=self.path)
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            path=self.path,
+            state=self.state,
+            restarts=self.restarts,
+            mailbox_size=self.send.statistics().current_buffer_used,
+            mailbox_capacity=self.mailbox_capacity,
+            processed=self.processed,
+            dropped=self.dropped,
+            rejected=self.rejected,
+            expired=self.expired,
+            late_replies=self.late_replies,
+            undelivered=self.undelivered,
+            last_error=None if self.last_error is None else _describe(self.last_error),
+        )
+
+    def snapshot(self) -> ActorSnapshot:
+        children = tuple(c.snapshot() for c in list(self.children.values()))
+        if self.is_root:
+            return ActorSnapshot(
+                name="/", path="/", actor_type="runtime", stats=None, children=children
+            )
+        actor_type = type(self.actor).__name__ if self.actor is not None else "?"
+        return ActorSnapshot(
+            name=self.name,
+            path=self.path,
+            actor_type=actor_type,
+            stats=self.statistics(),
+            children=children,
+        )
+
+    # -- the mailbox ---------------------------------------------------------------------
+
+    async def put(self, item: Any) -> None:
+        """Enqueue with the overflow policy; the fast path does not wait."""
+        try:
+            self.send_nowait(item)
+        except WouldBlock:
+            await self.put_slow(item)
+            return
+        except (ClosedResourceError, BrokenResourceError):
+            raise self.stopped_error() from None
+        self.budget -= 1
+        if not self.budget:
+            self.budget = CHECKPOINT_INTERVAL
+            await checkpoint()
+
+    async def put_slow(self, item: Any) -> None:
+        if self.overflow is Overflow.BLOCK:
+            try:
+                await self.send.send(item)
+            except (ClosedResourceError, BrokenResourceError):
+                raise self.stopped_error() from None
+        else:
+            self.overflow_nowait(item)
+
+    def put_nowait(self, item: Any) -> None:
+        try:
+            self.send_nowait(item)
+        except WouldBlock:
+            if self.overflow is Overflow.BLOCK:
+                self.rejected += 1
+                raise self._full_error() from None
+            self.overflow_nowait(item)
+        except (ClosedResourceError, BrokenResourceError):
+            raise self.stopped_error() from None
+
+    def overflow_nowait(self, item: Any) -> None:
+        """Apply a non-blocking overflow policy to ``item``, which did not fit."""
+        policy = self.overflow
+        if policy is Overflow.FAIL or policy is Overflow.BLOCK:
+            self.rejected += 1
+            raise self._full_error()
+        if policy is Overflow.DROP_NEWEST:
+            self._drop(item)
+            return
+        # DROP_OLDEST: make room by discarding the head of the queue.
+        while True:
+            try:
+                self.send_nowait(item)
+                return
+            except WouldBlock:
+                try:
+                    oldest = self.receive.receive_nowait()
+                except WouldBlock:
+                    continue
+                self._drop(oldest)
+            except (ClosedResourceError, BrokenResourceError):
+                raise self.stopped_error() from None
+
+    def _drop(self, item: Any) -> None:
+        self.dropped += 1
+        if isinstance(item, Envelope):
+            item.fail(self._full_error())
+
+    def _full_error(self) -> MailboxFull:
+        return MailboxFull(
+            f"mailbox of {self.path} is full ({int(self.mailbox_capacity)} messages, "
+            f"overflow={self.overflow.value}); slow down, raise mailbox_size, or pick "
+            "another overflow policy",
+            path=self.path,
+        )
+
+    # -- spawning ------------------------------------------------------------------------
+
+    async def spawn_child(
+        self,
+        actor: Actor | Callable[[], Actor],
+        *,
+        name: str | None,
+        mailbox_size: float | None,
+        overflow: Overflow | None,
+        restart: Restart | None,
+        supervision: Supervision | None,
+    ) -> ActorRef:
+        runtime = self.runtime
+        runtime.ensure_running()
+        if self.state is ActorState.STOPPED or self.state is ActorState.STOPPING:
+            raise self.stopped_error()
+        if isinstance(actor, Actor):
+            instance = actor
+
+            def factory() -> Actor:
+                return instance
+
+            type_name = type(actor).__name__
+        elif callable(actor):
+            factory = actor
+            type_name = getattr(actor, "__name__", "actor")
+        else:
+            raise ConfigError(
+                f"spawn() takes an Actor instance or a callable returning one, got {actor!r}"
+            )
+        if name is None:
+            name = runtime.auto_name(type_name)
+        elif not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"invalid actor name {name!r}: use letters, digits and _.:@+-=, no '/'"
+            )
+        if name in self.children:
+            raise ConfigError(f"{self.path} already has a child named {name!r}")
+        size = runtime.mailbox_size if mailbox_size is None else mailbox_size
+        if not (size == _INF or (isinstance(size, int) and size >= 1)):
+            raise ConfigError(f"mailbox_size must be an int >= 1 or math.inf, got {size!r}")
+        cell = Cell(
+            runtime,
+            self,
+            name,
+            factory,
+            mailbox_size=size,
+            overflow=overflow or Overflow.BLOCK,
+            restart=restart or Restart.PERMANENT,
+            supervision=supervision or runtime.default_supervision,
+        )
+        self.children[name] = cell
+        runtime.register(cell)
+        handle = await runtime.task_group.start(cell.run, True, return_handle=True)
+        failure: BaseException | None = handle.start_value
+        if failure is not None:
+            cell.finalize()
+            raise failure
+        cell._handle = handle
+        return cell.ref
+
+    # -- one incarnation -----------------------------------------------------------------
+
+    async def run(self, initial: bool, *, task_status: TaskStatus[BaseException | None]) -> None:
+        """One incarnation: on_start, the message loop, then an orderly end (children first,
+        in reverse start order, then on_stop) and a report to the supervisor, unless the end
+        was requested (a stop, or a restart of siblings). Never raises: a crash is a report.
+
+        It is cancelled through its own task handle (anyio makes one per task anyway; a
+        cancel scope of our own would cost ~1 KB per actor)."""
+        self.incarnation += 1
+        incarnation = self.incarnation
+        self._running = True
+        self._exit_expected = False
+        self._escalation = None
+        self.stop_after_current = False
+        reason: BaseException | None = None
+        actor: Actor | None = None
+        started = False
+        try:
+            self.state = ActorState.STARTING
+            try:
+                assert self.factory is not None
+                actor = self.actor = self.factory()
+                await actor.on_start(self.ctx)
+            except Exception as exc:
+                reason = ActorStartFailed(
+                    f"actor {self.path} failed to start: {_describe(exc)}",
+                    path=self.path,
+                    cause=exc,
+                )
+                reason.__cause__ = exc
+                self.last_error = exc
+            else:
+                started = True
+                self.state = ActorState.RUNNING
+                task_status.started(None)
+                reason = await self._loop(actor)
+        finally:
+            # Every end passes here, cancellation included; shielded (but bounded) so that
+            # the children stop and on_stop runs even while the runtime is being torn down.
+            with CancelScope(shield=True) as shield:
+                shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
+                self.state = ActorState.STOPPING
+                await self.stop_children()
+                if started and actor is not None:
+                    try:
+                        await actor.on_stop(self.ctx)
+                    except Exception as exc:
+                        self.log.exception("on_stop raised", error=_describe(exc))
+                        self.last_error = exc
+                        reason = reason or exc
+                escalation = self.escalation()
+                if escalation is not None:
+                    reason = escalation
+                if self.state is not ActorState.STOPPED:
+                    self.state = ActorState.RESTARTING
+                self._running = False
+                if self._done is not None:
+                    self._done.set()
+                    self._done = None
+                if not started:
+                    # tg.start() waits for this: spawn() raises a failed first start; a
+                    # failed restart is reported below like any crash.
+                    task_status.started(reason or self.stopped_error())
+                if (started or not initial) and not self._exit_expected and self.parent is not None:
+                    if reason is not None:
+                        self.log.warning(
+                            "actor crashed", error=_describe(reason), restarts=self.restarts
+                        )
+                    await self.parent.child_exited(self, reason, incarnation)
+
+    async def _loop(self, actor: Actor) -> BaseException | None:
+        """Handle messages until stopped; returns the crash, or None for a normal exit."""
+        receive = self.receive
+        receive_nowait = receive.receive_nowait
+        handle = actor.handle
+        ctx = self.ctx
+        batch = 0
+        item: Any = None
+        while True:
+            try:
+                item = receive_nowait()
+            except WouldBlock:
+                item = _EMPTY
+            except (EndOfStream, ClosedResourceError):
+                return None
+            if item is _EMPTY:
+                # Awaited outside the except block: an idle actor must not keep the WouldBlock
+                # and its traceback alive (~700 bytes each).
+                try:
+                    item = await receive.receive()
+                except (EndOfStream, ClosedResourceError):
+                    return None
+                batch = 0
+            else:
+                batch += 1
+                if batch >= CHECKPOINT_INTERVAL:
+                    batch = 0
+                    await checkpoint()
+            try:
+                if isinstance(item, Envelope):
+                    await self._serve(item, handle, ctx)
+                else:
+                    await handle(item, ctx)
+            except Exception as exc:
+                self.last_error = exc
+                if isinstance(item, Envelope):
+                    crashed = ActorCrashed(
+                        f"actor {self.path} crashed handling {type(item.message).__name__}: "
+                        f"{_describe(exc)}",
+                        path=self.path,
+                        cause=exc,
+                    )
+                    crashed.__cause__ = exc
+                    item.fail(crashed)
+                return exc
+            self.processed += 1
+            if self.stop_after_current:
+                return None
+
+    async def _serve(
+        self, envelope: Envelope, handle: Callable[[Any, Context], Any], ctx: Context
+    ) -> None:
+        if envelope.abandoned():
+            self.expired += 1
+            return
+        deadline = envelope.deadline
+        if deadline == _INF:
+            result = await handle(envelope.message, ctx)
+            if type(envelope) is Ask:
+                if not envelope.resolve(result):
+                    self.late_replies += 1
+            else:
+                assert isinstance(envelope, StreamRequest)
+                await self._stream_out(envelope, result)
+            return
+        if anyio.current_time() >= deadline:
+            self.expired += 1
+            envelope.fail(self._expired_error(envelope, "before it was handled"))
+            return
+        # The handler runs under the asker's deadline: nested asks inherit what is left, and
+        # work nobody waits for any more is cancelled.
+        with CancelScope(deadline=deadline) as scope:
+            result = await handle(envelope.message, ctx)
+            if isinstance(envelope, StreamRequest):
+                await self._stream_out(envelope, result)
+        if scope.cancelled_caught:
+            self.expired += 1
+            envelope.fail(self._expired_error(envelope, "while it was being handled"))
+        elif type(envelope) is Ask and not envelope.resolve(result):
+            self.late_replies += 1
+
+    async def _stream_out(self, request: StreamRequest, result: Any) -> None:
+        send = request.send
+        if not isinstance(result, AsyncIterable):
+            result = _single(result)
+        iterator = aiter(result)
+        try:
+            async for item in iterator:
+                try:
+                    await send.send(item)
+                except (BrokenResourceError, ClosedResourceError):
+                    self.late_replies += 1  # the caller stopped listening
+                    break
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            # A crash leaves the stream open, for the loop to fail it with the cause.
+            if sys.exc_info()[0] is None:
+                request.close()
+
+    def _expired_error(self, envelope: Envelope, when: str) -> AskTimeout:
+        return AskTimeout(
+            f"the deadline of request {type(envelope.message).__name__} to {self.path} passed "
+            f"{when}",
+            path=self.path,
+        )
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def halt(self) -> None:
+        """End the current incarnation (if any) and wait until it has fully ended. The
+        supervisor is not told: whoever halts decides what comes next."""
+        self._exit_expected = True
+        if self._running and self._handle is not None:
+            self._handle.cancel()
+        if self._running:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+
+    async def stop(self) -> None:
+        """Stop for good: halt, then close the mailbox and fail whatever was still queued."""
+        if self.state is ActorState.STOPPED:
+            return
+        self._cancel_routines()
+        await self.halt()
+        self.finalize()
+
+    async def stop_children(self) -> None:
+        """Stop every child for good, in reverse start order."""
+        self._cancel_routines()
+        for child in reversed(list(self.children.values())):
+            await child.stop()
+
+    def _cancel_routines(self) -> None:
+        if self._routines:
+            for scope in self._routines:
+                scope.cancel()
+
+    def finalize(self) -> None:
+        """Close the mailbox, fail queued requests with ActorStopped, count queued tells as
+        undelivered, and forget this cell."""
+        if self.state is ActorState.STOPPED:
+            return
+        self.state = ActorState.STOPPED
+        self.send.close()
+        while True:
+            try:
+                item = self.receive.receive_nowait()
+            except (WouldBlock, EndOfStream, ClosedResourceError):
+                break
+            if isinstance(item, Envelope):
+                item.fail(self.stopped_error())
+            else:
+                self.undelivered += 1
+        self.receive.close()
+        if self.parent is not None and self.parent.children.get(self.name) is self:
+            del self.parent.children[self.name]
+        self.runtime.unregister(self)
+
+    # -- supervision (self is the supervisor) --------------------------------------------
+
+    async def child_exited(
+        self, child: Cell, reason: BaseException | None, incarnation: int
+    ) -> None:
+        """A child's incarnation ended on its own (crash or normal exit): apply the policy.
+
+        Runs in the child's task, serialised per supervisor by a lock; a stop of this
+        supervisor cancels it.
+        """
+        if child.state is ActorState.STOPPED:
+            return
+        if not should_restart(child.restart, crashed=reason is not None):
+            child.finalize()
+            return
+        if self._lock is None:
+            self._lock = anyio.Lock()
+            self._routines = set()
+        assert self._routines is not None
+        with CancelScope() as routine:
+            self._routines.add(routine)
+            try:
+                async with self._lock:
+                    # A report that waited for the lock may have been overtaken (a sibling's
+                    # restart halted and restarted this child meanwhile): then it is stale.
+                    if child.incarnation == incarnation and not child._exit_expected:
+                        await self._restart(child, reason)
+            finally:
+                self._routines.discard(routine)
+        if routine.cancelled_caught:
+            child.finalize()
+
+    async def _restart(self, child: Cell, reason: BaseException | None) -> None:
+        if child.state is ActorState.STOPPED or self.state is ActorState.STOPPED:
+            return
+        if self.state is ActorState.STOPPING:
+            child.finalize()
+            return
+        now = anyio.current_time()
+        if self.intensity is None:
+            sup = self.supervision
+            self.intensity = RestartIntensity(sup.max_restarts, sup.within)
+        if not self.intensity.record(now):
+            sup = self.supervision
+            cause = reason if reason is not None else child.last_error
+            error = RestartIntensityExceeded(
+                f"supervisor {self.path} gave up: more than {sup.max_restarts} restarts "
+                f"within {sup.within} s (last: {child.path}"
+                + (f" crashed with {_describe(cause)})" if cause else " exited)"),
+                path=self.path,
+                cause=cause or RuntimeError("restart intensity exceeded"),
+            )
+            error.__cause__ = cause
+            await self.stop_children()
+            self.escalate(error)
+            return
+        targets = restart_targets(self.supervision.strategy, list(self.children.values()), child)
+        # Siblings that are to restart too are stopped first, in reverse start order.
+        for sibling in reversed(targets):
+            if sibling is child:
+                continue
+            if sibling.restart is Restart.TEMPORARY:
+                await sibling.stop()
+            else:
+                await sibling.halt()
+        delay = self.supervision.backoff(self.intensity.count(now))
+        if delay > 0:
+            await anyio.sleep(delay)
+        for cell in targets:
+            if cell.state is ActorState.STOPPED:
+                continue
+            cell.restarts += 1
+            # A failed start is reported by its own task once we release the lock.
+            cell._handle = await self.runtime.task_group.start(cell.run, False, return_handle=True)
+
+    def escalation(self) -> BaseException | None:
+        """The error this supervisor gave up with, if it did."""
+        return self._escalation
+
+    def escalate(self, error: BaseException) -> None:
+        """Give up: crash this actor with ``error`` (the runtime fails if this is the root)."""
+        self.log.error("supervisor gave up", error=_describe(error))
+        if self.is_root:
+            self.runtime.fail(error)
+            return
+        self._escalation = error
+        self.last_error = error
+        if self._running and self._handle is not None:
+            self._handle.cancel()
+
+
+async def _single(value: Any) -> AsyncIterator[Any]:
+    yield value

@@ -1,0 +1,234 @@
+"""ActorRef: the only handle to an actor. Users get one from spawn() or lookup()."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio import EndOfStream, WouldBlock, current_effective_deadline, current_time
+from anyio.lowlevel import checkpoint
+
+from ._cell import CHECKPOINT_INTERVAL, Ask, StreamRequest
+from ._errors import AskTimeout
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from ._cell import Cell
+    from ._stats import ActorStatistics
+
+_INF = math.inf
+#: How many streamed replies may wait for a slow consumer before the actor waits.
+STREAM_BUFFER: Final = 32
+
+
+class ActorRef:
+    """A reference to an actor, stable across its restarts.
+
+    ``tell`` and ``ask`` take the fast path when the mailbox has room: they enqueue without
+    waiting and yield to the event loop once every :data:`CHECKPOINT_INTERVAL` messages, so
+    a hot sender cannot starve the loop. When the mailbox is full, the actor's overflow policy
+    applies (BLOCK waits: that is backpressure).
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def path(self) -> str:
+        return self._cell.path
+
+    @property
+    def name(self) -> str:
+        return self._cell.name
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor has stopped for good."""
+        return self._cell.state.value != "stopped"
+
+    async def tell(self, message: Any) -> None:
+        """Send without waiting for an answer.
+
+        :raises ActorStopped: the actor has stopped for good.
+        :raises MailboxFull: the mailbox is full and the overflow policy is FAIL.
+        """
+        cell = self._cell
+        try:
+            cell.send_nowait(message)
+        except WouldBlock:
+            await cell.put_slow(message)
+            return
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise cell.stopped_error() from None
+        cell.budget -= 1
+        if not cell.budget:
+            cell.budget = CHECKPOINT_INTERVAL
+            await checkpoint()
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send without waiting, from async code or a callback on the event loop thread.
+
+        :raises MailboxFull: the mailbox is full (under the drop policies the message is
+            dropped and counted instead).
+        :raises ActorStopped: the actor has stopped for good.
+        """
+        self._cell.put_nowait(message)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send a request and wait for the reply (what ``handle`` returned).
+
+        The request carries its deadline: the earlier of ``timeout`` and the caller's own
+        (enclosing cancel scopes). A request whose deadline passes before it is handled is
+        dropped unhandled; the handler itself runs under that deadline, so nested asks inherit
+        what is left of it.
+
+        :raises AskTimeout: no reply within ``timeout``.
+        :raises ActorCrashed: the actor raised while handling this request (the cause is
+            attached).
+        :raises ActorStopped: the actor stopped before it could reply.
+        """
+        cell = self._cell
+        deadline = current_effective_deadline()
+        own_deadline = _INF
+        if timeout is not None:
+            own_deadline = current_time() + timeout
+            if own_deadline < deadline:
+                deadline = own_deadline
+        envelope = Ask(message, deadline)
+        await cell.put(envelope)
+        try:
+            if own_deadline == _INF or own_deadline > deadline:
+                # Only an enclosing scope limits us, and it cancels us itself.
+                await envelope._event.wait()
+            else:
+                with anyio.move_on_at(own_deadline):
+                    await envelope._event.wait()
+        except BaseException:
+            envelope.abandon()
+            raise
+        if not envelope.resolved:
+            envelope.abandon()
+            depth = cell.send.statistics().current_buffer_used
+            raise AskTimeout(
+                f"ask {type(message).__name__} to {cell.path} timed out after {timeout} s "
+                f"(mailbox depth {depth})",
+                path=cell.path,
+            )
+        return envelope.outcome()
+
+    def stream(self, message: Any, *, timeout: float | None = None) -> ReplyStream:
+        """Send a request whose replies are streamed: iterate the result with ``async for``.
+
+        The handler returns an async iterable; each item it yields arrives here, with
+        backpressure (a slow consumer makes the actor wait). Use it as an async context
+        manager, or iterate it to the end, so that leaving early tells the actor to stop.
+
+        :raises AskTimeout: the whole stream did not finish within ``timeout``.
+        :raises ActorCrashed: the actor raised while producing the stream.
+        """
+        return ReplyStream(self._cell, message, timeout)
+
+    async def stop(self) -> None:
+        """Stop this actor for good, after its children (reverse start order). Queued asks
+        fail with ActorStopped; queued tells are counted as undelivered."""
+        await self._cell.stop()
+
+    def statistics(self) -> ActorStatistics:
+        return self._cell.statistics()
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.path}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+
+class ReplyStream(AsyncIterator[Any]):
+    """The replies of one :meth:`ActorRef.stream` request."""
+
+    __slots__ = ("_cell", "_deadline", "_message", "_receive", "_request", "_timeout")
+
+    def __init__(self, cell: Cell, message: Any, timeout: float | None) -> None:
+        self._cell = cell
+        self._message = message
+        self._timeout = timeout
+        self._deadline = _INF
+        self._receive: MemoryObjectReceiveStream[Any] | None = None
+        self._request: StreamRequest | None = None
+
+    async def _open(self) -> MemoryObjectReceiveStream[Any]:
+        deadline = current_effective_deadline()
+        if self._timeout is not None:
+            self._deadline = current_time() + self._timeout
+            deadline = min(deadline, self._deadline)
+        send, receive = anyio.create_memory_object_stream[Any](STREAM_BUFFER)
+        self._receive = receive
+        self._request = StreamRequest(self._message, deadline, send)
+        try:
+            await self._cell.put(self._request)
+        except BaseException:
+            self.close()
+            raise
+        return receive
+
+    async def __anext__(self) -> Any:
+        receive = self._receive
+        if receive is None:
+            if self._request is not None:  # already finished
+                raise StopAsyncIteration
+            receive = await self._open()
+        try:
+            if self._deadline == _INF:
+                return await receive.receive()
+            with anyio.move_on_at(self._deadline):
+                return await receive.receive()
+        except EndOfStream:
+            self.close()
+            assert self._request is not None
+            if self._request.error is not None:
+                raise self._request.error from self._request.error.__cause__
+            raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:
+            raise StopAsyncIteration from None
+        self.close()
+        raise AskTimeout(
+            f"stream {type(self._message).__name__} from {self._cell.path} timed out after "
+            f"{self._timeout} s",
+            path=self._cell.path,
+        )
+
+    def close(self) -> None:
+        """Stop listening; the actor stops producing at its next item."""
+        if self._receive is not None:
+            self._receive.close()
+            self._receive = None
+
+    async def aclose(self) -> None:
+        self.close()
+        await checkpoint()
+
+    async def __aenter__(self) -> ReplyStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # The receive end is a plain in-memory object: closing it needs no event loop.
+        receive = getattr(self, "_receive", None)
+        if receive is not None:
+            receive.close()

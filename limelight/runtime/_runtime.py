@@ -1,0 +1,282 @@
+"""The Runtime: root supervisor, actor registry and entry point, embeddable in any anyio,
+asyncio or trio program."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Final
+
+import anyio
+from anyio import CancelScope
+from anyio.abc import TaskGroup
+from anyio.from_thread import BlockingPortal
+
+from ._actor import Actor
+from ._cell import DEFAULT_MAILBOX_SIZE, Cell
+from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
+from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
+from ._supervision import Overflow, Restart, Supervision
+
+if TYPE_CHECKING:
+    from ._portal import BlockingRuntime
+    from ._ref import ActorRef
+
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
+
+
+class Runtime:
+    """The root supervisor. Actors live as long as the ``async with`` block::
+
+        async with Runtime() as rt:
+            ref = await rt.spawn(Counter(), name="counter")
+            await ref.tell(Add(amount=2))
+            print(await ref.ask(Get(), timeout=1.0))
+
+    Leaving the block stops every actor, children before parents, in reverse start order,
+    within ``shutdown_timeout`` seconds; then anything still running is cancelled, so no task
+    outlives the block. If a top-level supervisor gives up (restart intensity exceeded), the
+    block is cancelled and :class:`~limelight.errors.RestartIntensityExceeded` is raised
+    from it.
+
+    :param supervision: how the runtime supervises top-level actors, and the default for
+        actors spawned without one.
+    :param mailbox_size: default mailbox capacity (``math.inf`` for unbounded).
+    :param shutdown_timeout: seconds allowed for ``on_stop`` hooks at shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        supervision: Supervision | None = None,
+        mailbox_size: float = DEFAULT_MAILBOX_SIZE,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        if not (mailbox_size == math.inf or (isinstance(mailbox_size, int) and mailbox_size >= 1)):
+            raise ConfigError(f"mailbox_size must be an int >= 1 or math.inf, got {mailbox_size!r}")
+        if shutdown_timeout <= 0:
+            raise ConfigError(f"shutdown_timeout must be > 0, got {shutdown_timeout!r}")
+        self.default_supervision = supervision or Supervision()
+        self.mailbox_size = mailbox_size
+        self.shutdown_timeout = shutdown_timeout
+        self._root: Cell | None = None
+        self._tg: TaskGroup | None = None
+        self._portal: BlockingPortal | None = None
+        self._registry: dict[str, Cell] = {}
+        self._counter = itertools.count(1)
+        self._failure: BaseException | None = None
+        self._running = False
+        self._retired = RuntimeStatistics(
+            actors=0,
+            processed=0,
+            restarts=0,
+            dead_letters=0,
+            dropped=0,
+            rejected=0,
+            expired=0,
+            late_replies=0,
+            undelivered=0,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        if self._tg is not None:
+            raise RuntimeNotRunning("a Runtime can be entered only once; create a new one")
+        self._root = Cell(
+            self,
+            None,
+            "/",
+            None,
+            mailbox_size=1,
+            overflow=Overflow.FAIL,
+            restart=Restart.PERMANENT,
+            supervision=self.default_supervision,
+        )
+        self._root.state = ActorState.RUNNING
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            portal = BlockingPortal()
+            await portal.__aenter__()
+        except BaseException as exc:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._portal = portal
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        assert self._root is not None
+        assert self._portal is not None
+        self._running = False
+        root = self._root
+        # Orderly shutdown even if we are being cancelled, but bounded.
+        with CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + self.shutdown_timeout
+            await root.stop_children()
+            await self._portal.stop(cancel_remaining=True)
+        await self._portal.__aexit__(None, None, None)
+        root.state = ActorState.STOPPED
+        # Whatever did not stop in time (a hung on_stop) is cancelled now.
+        self._tg.cancel_scope.cancel()
+        try:
+            suppress = await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps the block's own exception; hand it on as it was raised.
+            # (Actor tasks never raise: their crashes are reports to supervisors.)
+            if exc is not None and group.exceptions == (exc,):
+                suppress = False
+            else:
+                raise
+        if self._failure is not None:
+            raise self._failure
+        return suppress
+
+    def fail(self, error: BaseException) -> None:
+        """A top-level supervisor gave up: cancel the block and raise ``error`` from it."""
+        if self._failure is None:
+            self._failure = error
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+
+    def ensure_running(self) -> None:
+        if not self._running:
+            raise RuntimeNotRunning(
+                "the runtime is not running: use it inside `async with Runtime() as rt:`"
+            )
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """The task group every actor task lives in."""
+        if self._tg is None:
+            raise RuntimeNotRunning("the runtime has not been entered")
+        return self._tg
+
+    # -- actors --------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        actor: Actor | Callable[[], Actor],
+        *,
+        name: str | None = None,
+        mailbox_size: float | None = None,
+        overflow: Overflow | None = None,
+        restart: Restart | None = None,
+        supervision: Supervision | None = None,
+    ) -> ActorRef:
+        """Start a top-level actor and return its reference once ``on_start`` has run.
+
+        :param actor: an Actor instance (reused, with ``on_start`` run again, on restart) or
+            a zero-argument callable making a fresh one (called at every restart).
+        :param name: unique among its siblings; generated when omitted.
+        :param mailbox_size: capacity of its mailbox; the runtime's default when omitted.
+        :param overflow: what a full mailbox does (default BLOCK: senders wait).
+        :param restart: PERMANENT (default), TRANSIENT or TEMPORARY.
+        :param supervision: how this actor supervises its own children.
+        :raises ActorStartFailed: ``on_start`` raised.
+        """
+        self.ensure_running()
+        assert self._root is not None
+        return await self._root.spawn_child(
+            actor,
+            name=name,
+            mailbox_size=mailbox_size,
+            overflow=overflow,
+            restart=restart,
+            supervision=supervision,
+        )
+
+    def lookup(self, path: str) -> ActorRef:
+        """The live actor at ``path`` (``/a/b``).
+
+        :raises ActorNotFound: no live actor has that path.
+        """
+        cell = self._registry.get(path)
+        if cell is None:
+            raise ActorNotFound(
+                f"no live actor at {path!r}; live top-level actors: "
+                f"{sorted(c.path for c in self._top_level())}",
+                path=path,
+            )
+        return cell.ref
+
+    def get(self, path: str) -> ActorRef | None:
+        """The live actor at ``path``, or None."""
+        cell = self._registry.get(path)
+        return None if cell is None else cell.ref
+
+    def _top_level(self) -> list[Cell]:
+        return [] if self._root is None else list(self._root.children.values())
+
+    def tree(self) -> ActorSnapshot:
+        """A snapshot of the live tree: state, restarts, mailbox depth, dead letters."""
+        if self._root is None:
+            return ActorSnapshot(name="/", path="/", actor_type="runtime", stats=None)
+        return self._root.snapshot()
+
+    def print_tree(self, file: IO[str] | None = None) -> None:
+        print(self.tree().render(), file=file)
+
+    def statistics(self) -> RuntimeStatistics:
+        """Totals over every actor this runtime has run, stopped ones included."""
+        r = self._retired
+        live = [c.statistics() for c in self._registry.values()]
+        return RuntimeStatistics(
+            actors=len(live),
+            processed=r.processed + sum(s.processed for s in live),
+            restarts=r.restarts + sum(s.restarts for s in live),
+            dead_letters=r.dead_letters + sum(s.dead_letters for s in live),
+            dropped=r.dropped + sum(s.dropped for s in live),
+            rejected=r.rejected + sum(s.rejected for s in live),
+            expired=r.expired + sum(s.expired for s in live),
+            late_replies=r.late_replies + sum(s.late_replies for s in live),
+            undelivered=r.undelivered + sum(s.undelivered for s in live),
+        )
+
+    @property
+    def blocking(self) -> BlockingRuntime:
+        """This runtime for plain threads (not the event loop's): spawn, tell, ask, stop."""
+        from ._portal import BlockingRuntime
+
+        if self._portal is None or not self._running:
+            raise RuntimeNotRunning("the runtime is not running")
+        return BlockingRuntime(self, self._portal)
+
+    # -- bookkeeping for cells -----------------------------------------------------------
+
+    def auto_name(self, type_name: str) -> str:
+        return f"{type_name.lower()}-{next(self._counter)}"
+
+    def register(self, cell: Cell) -> None:
+        self._registry[cell.path] = cell
+
+    def unregister(self, cell: Cell) -> None:
+        if self._registry.get(cell.path) is cell:
+            del self._registry[cell.path]
+        s = cell.statistics()
+        r = self._retired
+        self._retired = RuntimeStatistics(
+            actors=0,
+            processed=r.processed + s.processed,
+            restarts=r.restarts + s.restarts,
+            dead_letters=r.dead_letters + s.dead_letters,
+            dropped=r.dropped + s.dropped,
+            rejected=r.rejected + s.rejected,
+            expired=r.expired + s.expired,
+            late_replies=r.late_replies + s.late_replies,
+            undelivered=r.undelivered + s.undelivered,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Runtime running={self._running} actors={len(self._registry)}>"
