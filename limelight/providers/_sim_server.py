@@ -565,7 +565,7 @@ class SimServer:
         plan = self.engine.plan(completion_request)
         try:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            answer = b"" if body.stream else _encode(_chat_completion(plan))
+            answer = b"" if body.stream or plan.error else _encode(_chat_completion(plan))
             chunks = _chat_chunks(plan, include_usage=include_usage) if body.stream else iter(())
             return await self._answer(request, plan, answer, chunks, stream=body.stream)
         finally:
@@ -590,7 +590,7 @@ class SimServer:
         )
         try:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            answer = b"" if body.stream else _encode(_text_completion(plan))
+            answer = b"" if body.stream or plan.error else _encode(_text_completion(plan))
             chunks = _text_chunks(plan, include_usage=include_usage) if body.stream else iter(())
             return await self._answer(request, plan, answer, chunks, stream=body.stream)
         finally:
@@ -608,7 +608,7 @@ class SimServer:
         )
         try:
             answer = b""
-            if plan.outcome is not Outcome.BAD_REQUEST:
+            if plan.error is None:
                 answer = _encode(
                     _embedding_list(plan, base64_encoded=body.encoding_format == "base64")
                 )
@@ -863,8 +863,8 @@ class _ThreadedServer:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:
-            # Reported to the thread that waits in start(); stored, not swallowed.
+        except Exception as exc:
+            # Re-raised in the thread that called start() or stop(): stored, not swallowed.
             self._error = exc
         finally:
             self._ready.set()
@@ -884,6 +884,8 @@ class _ThreadedServer:
         self._ready.wait()
         if self._error is not None:
             raise self._error
+        if not self.url:
+            raise RuntimeError("the simulator server thread ended before it started serving")
 
     def stop(self) -> None:
         loop, stop = self._loop, self._stop

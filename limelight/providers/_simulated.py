@@ -591,15 +591,18 @@ def embed_text(text: str, dimensions: int) -> list[float]:
     return [x / norm for x in vector]
 
 
+# Tokens as streamed: each word with its leading space; one in ten ends a sentence.
+_TOKENS = tuple(" " + w for w in _WORDS) * 9 + tuple(" " + w + "." for w in _WORDS)
+
+
 def _words(rng: random.Random, count: int) -> list[str]:
     """``count`` tokens of pseudo-text: words with a leading space (none on the first), a
-    sentence ending now and then."""
-    words = rng.choices(_WORDS, k=count)
-    ends = rng.choices((False, True), weights=(9, 1), k=count)
-    tokens = []
-    for i, (word, end) in enumerate(zip(words, ends, strict=True)):
-        text = word + "." if end or i == count - 1 else word
-        tokens.append(text if i == 0 else " " + text)
+    sentence ending now and then, and at the end."""
+    tokens = rng.choices(_TOKENS, k=count)
+    if tokens:
+        tokens[0] = tokens[0][1:]
+        if not tokens[-1].endswith("."):
+            tokens[-1] += "."
     return tokens
 
 
@@ -842,8 +845,9 @@ class SimEngine:
     def _next(self) -> tuple[int, random.Random]:
         index = self._index
         self._index += 1
-        # String seeds hash with SHA-512: stable across processes and Python versions.
-        return index, random.Random(f"limelight-sim:{self.config.seed}:{index}")
+        # An int seed is stable across processes (no hash randomisation) and cheaper than a
+        # string's; (seed, index) pairs map to distinct ints.
+        return index, random.Random((self.config.seed % 2**64) << 64 | index)
 
     def _model(self, requested: str) -> str:
         return requested or self.config.models[0]
