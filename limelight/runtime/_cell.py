@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,7 +21,6 @@ from anyio import (
     TaskHandle,
     WouldBlock,
 )
-from anyio.abc import TaskStatus
 from anyio.lowlevel import checkpoint
 
 from ._actor import Actor, Context
@@ -170,8 +168,10 @@ class Cell:
         "_handle",
         "_lock",
         "_log",
+        "_ready",
         "_routines",
         "_running",
+        "_start_failure",
         "actor",
         "budget",
         "children",
@@ -259,6 +259,8 @@ class Cell:
         self.stop_after_current = False
         # Made only when needed: an idle actor must stay small (see bench/kernel.py).
         self._handle: TaskHandle[None] | None = None
+        self._ready: anyio.Event | None = None
+        self._start_failure: BaseException | None = None
         self.incarnation = 0
         self._running = False
         self._done: anyio.Event | None = None
@@ -277,6 +279,12 @@ class Cell:
 
             self._log = structlog.get_logger("limelight").bind(actor=self.path)
         return self._log
+
+    def interrupted_error(self, envelope: Envelope) -> ActorStopped:
+        return ActorStopped(
+            f"actor {self.path} was stopped while handling {type(envelope.message).__name__}",
+            path=self.path,
+        )
 
     def stopped_error(self) -> ActorStopped:
         return ActorStopped(f"actor {self.path} has stopped", path=self.path)
@@ -437,17 +445,35 @@ class Cell:
         )
         self.children[name] = cell
         runtime.register(cell)
-        handle = await runtime.task_group.start(cell.run, True, return_handle=True)
-        failure: BaseException | None = handle.start_value
+        failure = await cell.begin(True)
         if failure is not None:
             cell.finalize()
             raise failure
-        cell._handle = handle
         return cell.ref
 
     # -- one incarnation -----------------------------------------------------------------
 
-    async def run(self, initial: bool, *, task_status: TaskStatus[BaseException | None]) -> None:
+    async def begin(self, initial: bool) -> BaseException | None:
+        """Start an incarnation; wait until on_start has run and return its failure, if any.
+
+        The task handle is recorded (and the incarnation marked running) before the task
+        runs at all, so a halt can never miss it, even while on_start is still running."""
+        ready = self._ready = anyio.Event()
+        self._running = True
+        self._exit_expected = False
+        self._handle = self.runtime.task_group.create_task(
+            self.run(initial), name=f"actor {self.path}"
+        )
+        await ready.wait()
+        return self._start_failure
+
+    def _signal_ready(self, failure: BaseException | None) -> None:
+        self._start_failure = failure
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None  # transient: an idle actor keeps no Event
+
+    async def run(self, initial: bool) -> None:
         """One incarnation: on_start, the message loop, then an orderly end (children first,
         in reverse start order, then on_stop) and a report to the supervisor, unless the end
         was requested (a stop, or a restart of siblings). Never raises: a crash is a report.
@@ -456,8 +482,6 @@ class Cell:
         cancel scope of our own would cost ~1 KB per actor)."""
         self.incarnation += 1
         incarnation = self.incarnation
-        self._running = True
-        self._exit_expected = False
         self._escalation = None
         self.stop_after_current = False
         reason: BaseException | None = None
@@ -480,7 +504,7 @@ class Cell:
             else:
                 started = True
                 self.state = ActorState.RUNNING
-                task_status.started(None)
+                self._signal_ready(None)
                 reason = await self._loop(actor)
         finally:
             # Every end passes here, cancellation included; shielded (but bounded) so that
@@ -506,9 +530,9 @@ class Cell:
                     self._done.set()
                     self._done = None
                 if not started:
-                    # tg.start() waits for this: spawn() raises a failed first start; a
-                    # failed restart is reported below like any crash.
-                    task_status.started(reason or self.stopped_error())
+                    # begin() waits for this: spawn() raises a failed first start; a failed
+                    # restart is reported below like any crash.
+                    self._signal_ready(reason or self.stopped_error())
                 if (started or not initial) and not self._exit_expected and self.parent is not None:
                     if reason is not None:
                         self.log.warning(
@@ -549,7 +573,13 @@ class Cell:
                     await self._serve(item, handle, ctx)
                 else:
                     await handle(item, ctx)
-            except Exception as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # Cancelled (stopped, or halted for a restart): whoever waits for this
+                    # request must not wait forever.
+                    if isinstance(item, Envelope):
+                        item.fail(self.interrupted_error(item))
+                    raise
                 self.last_error = exc
                 if isinstance(item, Envelope):
                     crashed = ActorCrashed(
@@ -613,9 +643,8 @@ class Cell:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
-            # A crash leaves the stream open, for the loop to fail it with the cause.
-            if sys.exc_info()[0] is None:
-                request.close()
+        # A crash or a cancellation skips this; the loop fails the request with the cause.
+        request.close()
 
     def _expired_error(self, envelope: Envelope, when: str) -> AskTimeout:
         return AskTimeout(
@@ -750,7 +779,7 @@ class Cell:
                 continue
             cell.restarts += 1
             # A failed start is reported by its own task once we release the lock.
-            cell._handle = await self.runtime.task_group.start(cell.run, False, return_handle=True)
+            await cell.begin(False)
 
     def escalation(self) -> BaseException | None:
         """The error this supervisor gave up with, if it did."""

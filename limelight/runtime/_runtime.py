@@ -127,7 +127,7 @@ class Runtime:
             await root.stop_children()
             await self._portal.stop(cancel_remaining=True)
         await self._portal.__aexit__(None, None, None)
-        root.state = ActorState.STOPPED
+        root.finalize()
         # Whatever did not stop in time (a hung on_stop) is cancelled now.
         self._tg.cancel_scope.cancel()
         try:
