@@ -12,6 +12,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 import pytest
+from trio.testing import MockClock
 
 from limelight.errors import (
     BadRequest,
@@ -536,3 +537,34 @@ def test_refused_requests_do_not_change_later_answers() -> None:
     assert held.tokens == free_plans[0].tokens
     assert after.tokens == free_plans[2].tokens
     assert after.tokens != free_plans[1].tokens
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")],
+)
+@pytest.mark.anyio
+async def test_delays_and_quota_refill_follow_the_event_loops_clock() -> None:
+    # Virtual time (trio's autojumping MockClock): the sleeps are exact and instant, and the
+    # quota refills with the same clock, so simulated seconds cost no real ones.
+    config = SimulatedConfig(
+        ttft=2.0, ttft_jitter=0.0, tokens_per_second=10.0, output_tokens=11, rpm=60
+    )
+    provider = Simulated(config)
+    start = anyio.current_time()
+    result = await provider.complete(chat())
+    assert anyio.current_time() - start == pytest.approx(3.0)  # ttft + 10 gaps of 0.1 s
+    assert result.latency == pytest.approx(3.0)
+    events = await collect(provider, chat())
+    done = events[-1].result
+    assert done is not None
+    assert done.ttft == pytest.approx(2.0)
+    # 60 per minute: the two requests' 6 virtual seconds refilled what they used. Empty
+    # the bucket, and the next request must wait 1 s, virtual too.
+    for _ in range(60):
+        provider.engine.quota.try_acquire(1)
+    with pytest.raises(RateLimited) as info:
+        await provider.complete(chat())
+    assert info.value.retry_after == pytest.approx(1.0)
+    await anyio.sleep(1.0)
+    assert (await provider.complete(chat(max_tokens=1))).finish_reason == "length"
