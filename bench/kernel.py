@@ -293,13 +293,17 @@ def main() -> None:
                 vs = f"{r[key] / base:.2f}x asyncio.Queue" if base else ""
                 print(f"{backend:8} {label:34} {r[key] / 1e6:10.2f} M/s  {vs}")
         ratio = r["ask_limelight_us"] / r["ask_bare_us"]
-        print(f"{backend:8} {'ask: limelight round trip':34} {r['ask_limelight_us']:10.2f} µs  "
-              f"{ratio:.2f}x bare loop")
+        print(
+            f"{backend:8} {'ask: limelight round trip':34} {r['ask_limelight_us']:10.2f} µs  "
+            f"{ratio:.2f}x bare loop"
+        )
         print(f"{backend:8} {'ask: bare stream + Event loop':34} {r['ask_bare_us']:10.2f} µs")
         idle = r["idle"]
-        print(f"{backend:8} {'idle actors: bytes per actor':34} {idle['bytes_per_actor']:10.0f} B   "
-              f"{idle['actors']} actors = {idle['rss_bytes'] / 2**20:.0f} MiB, "
-              f"spawned in {idle['spawn_s']:.1f} s, shut down in {idle['shutdown_s']:.1f} s")
+        print(
+            f"{backend:8} {'idle actors: bytes per actor':34} {idle['bytes_per_actor']:10.0f} B   "
+            f"{idle['actors']} actors = {idle['rss_bytes'] / 2**20:.0f} MiB, "
+            f"spawned in {idle['spawn_s']:.1f} s, shut down in {idle['shutdown_s']:.1f} s"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernel.json").write_text(json.dumps(results, indent=2))
 
