@@ -6,6 +6,7 @@ retry crashed jobs; the supervisor restarts the worker; the live tree is printed
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -55,7 +56,7 @@ class Supervisor(Actor):
 
     async def on_start(self, ctx: Context) -> None:
         for i in range(1, 4):
-            await ctx.spawn(lambda flaky=(i == 2): Worker(flaky=flaky), name=f"worker-{i}")
+            await ctx.spawn(functools.partial(Worker, flaky=i == 2), name=f"worker-{i}")
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:

@@ -13,22 +13,22 @@ from typing import Any
 import msgspec
 
 
-class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     pass
 
 
-class FunctionCall(_Wire, frozen=True):
+class FunctionCall(_Wire):
     name: str = ""
     arguments: str = ""
 
 
-class ChatToolCall(_Wire, frozen=True):
+class ChatToolCall(_Wire):
     id: str = ""
     type: str = "function"
     function: FunctionCall = FunctionCall()
 
 
-class ChatMessage(_Wire, frozen=True):
+class ChatMessage(_Wire):
     role: str = "assistant"
     content: str | list[Any] | None = None
     name: str | None = None
@@ -37,20 +37,20 @@ class ChatMessage(_Wire, frozen=True):
     reasoning_content: str | None = None
 
 
-class CompletionUsage(_Wire, frozen=True):
+class CompletionUsage(_Wire):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class ChatChoice(_Wire, frozen=True):
+class ChatChoice(_Wire):
     index: int = 0
     message: ChatMessage = ChatMessage()
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class ChatCompletion(_Wire, frozen=True):
+class ChatCompletion(_Wire):
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -60,33 +60,33 @@ class ChatCompletion(_Wire, frozen=True):
     system_fingerprint: str | None = None
 
 
-class DeltaFunction(_Wire, frozen=True):
+class DeltaFunction(_Wire):
     name: str | None = None
     arguments: str | None = None
 
 
-class DeltaToolCall(_Wire, frozen=True):
+class DeltaToolCall(_Wire):
     index: int = 0
     id: str | None = None
     type: str | None = None
     function: DeltaFunction | None = None
 
 
-class Delta(_Wire, frozen=True):
+class Delta(_Wire):
     role: str | None = None
     content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
     reasoning_content: str | None = None
 
 
-class ChunkChoice(_Wire, frozen=True):
+class ChunkChoice(_Wire):
     index: int = 0
     delta: Delta = Delta()
     finish_reason: str | None = None
     text: str | None = None  # text-completion chunks put the token here, without a delta
 
 
-class ChatCompletionChunk(_Wire, frozen=True):
+class ChatCompletionChunk(_Wire):
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0
@@ -95,14 +95,14 @@ class ChatCompletionChunk(_Wire, frozen=True):
     usage: CompletionUsage | None = None
 
 
-class TextChoice(_Wire, frozen=True):
+class TextChoice(_Wire):
     index: int = 0
     text: str = ""
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class TextCompletion(_Wire, frozen=True):
+class TextCompletion(_Wire):
     id: str = ""
     object: str = "text_completion"
     created: int = 0
@@ -111,39 +111,39 @@ class TextCompletion(_Wire, frozen=True):
     usage: CompletionUsage | None = None
 
 
-class EmbeddingData(_Wire, frozen=True):
+class EmbeddingData(_Wire):
     index: int = 0
     embedding: list[float] = []
     object: str = "embedding"
 
 
-class EmbeddingList(_Wire, frozen=True):
+class EmbeddingList(_Wire):
     object: str = "list"
     data: list[EmbeddingData] = []
     model: str = ""
     usage: CompletionUsage | None = None
 
 
-class Model(_Wire, frozen=True):
+class Model(_Wire):
     id: str
     object: str = "model"
     created: int = 0
     owned_by: str = ""
 
 
-class ModelsPage(_Wire, frozen=True):
+class ModelsPage(_Wire):
     object: str = "list"
     data: list[Model] = []
 
 
-class ErrorDetail(_Wire, frozen=True):
+class ErrorDetail(_Wire):
     message: str = ""
     type: str | None = None
     param: str | None = None
     code: str | int | None = None
 
 
-class ErrorBody(_Wire, frozen=True):
+class ErrorBody(_Wire):
     error: ErrorDetail
 
 
