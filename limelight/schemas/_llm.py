@@ -40,7 +40,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return cls(role="user", content=content, name=name)
 
     @classmethod
-    def assistant(cls, content: str | None = None, *, tool_calls: list[ToolCall] | None = None) -> Message:
+    def assistant(
+        cls, content: str | None = None, *, tool_calls: list[ToolCall] | None = None
+    ) -> Message:
         return cls(role="assistant", content=content, tool_calls=tool_calls or [])
 
     @classmethod

@@ -17,18 +17,18 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     pass
 
 
-class FunctionCall(_Wire):
+class FunctionCall(_Wire, frozen=True):
     name: str = ""
     arguments: str = ""
 
 
-class ChatToolCall(_Wire):
+class ChatToolCall(_Wire, frozen=True):
     id: str = ""
     type: str = "function"
     function: FunctionCall = FunctionCall()
 
 
-class ChatMessage(_Wire):
+class ChatMessage(_Wire, frozen=True):
     role: str = "assistant"
     content: str | list[Any] | None = None
     name: str | None = None
@@ -37,20 +37,20 @@ class ChatMessage(_Wire):
     reasoning_content: str | None = None
 
 
-class CompletionUsage(_Wire):
+class CompletionUsage(_Wire, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class ChatChoice(_Wire):
+class ChatChoice(_Wire, frozen=True):
     index: int = 0
     message: ChatMessage = ChatMessage()
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class ChatCompletion(_Wire):
+class ChatCompletion(_Wire, frozen=True):
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
@@ -60,33 +60,33 @@ class ChatCompletion(_Wire):
     system_fingerprint: str | None = None
 
 
-class DeltaFunction(_Wire):
+class DeltaFunction(_Wire, frozen=True):
     name: str | None = None
     arguments: str | None = None
 
 
-class DeltaToolCall(_Wire):
+class DeltaToolCall(_Wire, frozen=True):
     index: int = 0
     id: str | None = None
     type: str | None = None
     function: DeltaFunction | None = None
 
 
-class Delta(_Wire):
+class Delta(_Wire, frozen=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
     reasoning_content: str | None = None
 
 
-class ChunkChoice(_Wire):
+class ChunkChoice(_Wire, frozen=True):
     index: int = 0
     delta: Delta = Delta()
     finish_reason: str | None = None
     text: str | None = None  # text-completion chunks put the token here, without a delta
 
 
-class ChatCompletionChunk(_Wire):
+class ChatCompletionChunk(_Wire, frozen=True):
     id: str = ""
     object: str = "chat.completion.chunk"
     created: int = 0
@@ -95,14 +95,14 @@ class ChatCompletionChunk(_Wire):
     usage: CompletionUsage | None = None
 
 
-class TextChoice(_Wire):
+class TextChoice(_Wire, frozen=True):
     index: int = 0
     text: str = ""
     finish_reason: str | None = None
     logprobs: Any = None
 
 
-class TextCompletion(_Wire):
+class TextCompletion(_Wire, frozen=True):
     id: str = ""
     object: str = "text_completion"
     created: int = 0
@@ -111,39 +111,39 @@ class TextCompletion(_Wire):
     usage: CompletionUsage | None = None
 
 
-class EmbeddingData(_Wire):
+class EmbeddingData(_Wire, frozen=True):
     index: int = 0
     embedding: list[float] = []
     object: str = "embedding"
 
 
-class EmbeddingList(_Wire):
+class EmbeddingList(_Wire, frozen=True):
     object: str = "list"
     data: list[EmbeddingData] = []
     model: str = ""
     usage: CompletionUsage | None = None
 
 
-class Model(_Wire):
+class Model(_Wire, frozen=True):
     id: str
     object: str = "model"
     created: int = 0
     owned_by: str = ""
 
 
-class ModelsPage(_Wire):
+class ModelsPage(_Wire, frozen=True):
     object: str = "list"
     data: list[Model] = []
 
 
-class ErrorDetail(_Wire):
+class ErrorDetail(_Wire, frozen=True):
     message: str = ""
     type: str | None = None
     param: str | None = None
     code: str | int | None = None
 
 
-class ErrorBody(_Wire):
+class ErrorBody(_Wire, frozen=True):
     error: ErrorDetail
 
 
