@@ -511,11 +511,15 @@ class SimServer:
     async def _play_stream(
         self, request: web.Request, plan: Plan, chunks: Iterator[tuple[int, bytes]], start: float
     ) -> web.StreamResponse:
+        """Send ``chunks`` as SSE, each when its piece is due; chunks due within
+        ``_COALESCE`` of each other share one write. A mid-stream fault strikes at the first
+        chunk of piece ``plan.fault_at``."""
         loop = asyncio.get_running_loop()
         response = self._StreamResponse(headers=plan.headers)
         response.content_type = "text/event-stream"
         response.headers["Cache-Control"] = "no-cache"
         await response.prepare(request)
+        fault = None if plan.outcome is Outcome.OK else plan.outcome
         pending: list[bytes] = []
         try:
             for piece, chunk in chunks:
@@ -525,15 +529,15 @@ class SimServer:
                         await response.write(b"".join(pending))
                         pending.clear()
                     await self._sleep_until(due)
-                if piece == plan.fault_at and plan.outcome is not Outcome.OK:
-                    if plan.outcome is Outcome.MALFORMED:
-                        # This chunk's JSON loses its last byte; the stream goes on.
+                if fault is not None and piece == plan.fault_at:
+                    if fault is Outcome.MALFORMED:
+                        # This chunk's JSON loses its closing brace; the stream goes on.
                         pending.append(chunk[:-3] + b"\n\n")
-                        plan = msgspec.structs.replace(plan, outcome=Outcome.OK)
+                        fault = None
                         continue
                     if pending:
                         await response.write(b"".join(pending))
-                    if plan.outcome is Outcome.TRUNCATED:
+                    if fault is Outcome.TRUNCATED:
                         await response.write_eof()
                     else:
                         _reset(request)
@@ -950,7 +954,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict-models", action="store_true", help="answer 404 for models not served"
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="(%(default)s)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="the same seed and the same requests give the same answers (%(default)s)",
+    )
     parser.add_argument(
         "--ttft", type=float, default=DEFAULT_TTFT, help="mean seconds to first token (%(default)s)"
     )
@@ -991,7 +1000,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--embedding-dimensions",
         type=int,
         default=DEFAULT_EMBEDDING_DIMENSIONS,
-        help="(%(default)s)",
+        help="length of embedding vectors when a request names none (%(default)s)",
     )
 
 

@@ -42,7 +42,7 @@ from ..schemas import (
 
 __all__ = [
     "CHARS_PER_TOKEN",
-    "DEFAULT_DEFAULT_OUTPUT_BUDGET",
+    "DEFAULT_OUTPUT_BUDGET",
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "DEFAULT_MODEL",
     "DEFAULT_OUTPUT_TOKENS",
@@ -77,7 +77,7 @@ DEFAULT_TTFT_JITTER = 0.02
 DEFAULT_TOKENS_PER_SECOND = 100.0
 DEFAULT_OUTPUT_TOKENS = 64
 DEFAULT_TOOL_CALL_PROBABILITY = 0.5
-DEFAULT_DEFAULT_OUTPUT_BUDGET = 256
+DEFAULT_OUTPUT_BUDGET = 256
 DEFAULT_EMBEDDING_DIMENSIONS = 256
 DEFAULT_FAULT_RETRY_AFTER = 0.05
 DEFAULT_SEED = 0
@@ -223,7 +223,7 @@ class SimulatedConfig(msgspec.Struct, frozen=True, kw_only=True):
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
-    default_output_budget: int = DEFAULT_DEFAULT_OUTPUT_BUDGET
+    default_output_budget: int = DEFAULT_OUTPUT_BUDGET
     embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
     seed: int = DEFAULT_SEED
 
