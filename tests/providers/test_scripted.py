@@ -129,7 +129,7 @@ async def test_exception_items_are_raised_and_consume_a_turn() -> None:
 
 async def drain(provider: Scripted, request: CompletionRequest, into: list[StreamEvent]) -> None:
     async for event in provider.stream(request):
-        into.append(event)  # noqa: PERF401
+        into.append(event)
 
 
 @pytest.mark.anyio
@@ -198,7 +198,7 @@ async def test_token_delay_lets_other_tasks_run_between_tokens() -> None:
         tg.start_soon(ticker)
         async for event in provider.stream(ask()):
             if event.type is StreamEventType.TOKEN:
-                order.append(str(event.content).strip())  # noqa: PERF401
+                order.append(str(event.content).strip())
         tg.cancel_scope.cancel()
     words = [o for o in order if o != "tick"]
     assert words == ["a", "b", "c", "d"]

@@ -340,7 +340,7 @@ async def read_stream(client: httpx.AsyncClient, url: str, into: list[str]) -> i
     async with client.stream("POST", url, json=HELLO | {"stream": True}) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
-                into.append(line[6:])  # noqa: PERF401
+                into.append(line[6:])
         return response.status_code
 
 

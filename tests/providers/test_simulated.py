@@ -83,7 +83,7 @@ async def collect(provider: Simulated, request: CompletionRequest) -> list[Strea
 async def drain(provider: Simulated, request: CompletionRequest, into: list[StreamEvent]) -> None:
     """Append every event to ``into``, so that what came before an error stays visible."""
     async for event in provider.stream(request):
-        into.append(event)  # noqa: PERF401
+        into.append(event)
 
 
 def check_weather_arguments(arguments: str) -> None:
