@@ -10,7 +10,15 @@ import sys
 
 import pytest
 
-PACKAGES = ["limelight", "limelight.runtime", "limelight.schemas", "limelight.errors"]
+PACKAGES = [
+    "limelight",
+    "limelight.runtime",
+    "limelight.schemas",
+    "limelight.errors",
+    "limelight.actors",
+    "limelight.providers",
+    "limelight.testing",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

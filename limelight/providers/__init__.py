@@ -10,17 +10,44 @@ from ._base import Provider as Provider
 
 if TYPE_CHECKING:
     from ._openai_compat import OpenAICompatible as OpenAICompatible
+    from ._scripted import Reply as Reply
     from ._scripted import Scripted as Scripted
+    from ._scripted import ScriptExhausted as ScriptExhausted
+    from ._sim_server import serve_in_thread as serve_in_thread
+    from ._sim_server import serve_in_thread_async as serve_in_thread_async
+    from ._simulated import FixedLength as FixedLength
+    from ._simulated import LogNormalLength as LogNormalLength
     from ._simulated import Simulated as Simulated
     from ._simulated import SimulatedConfig as SimulatedConfig
+    from ._simulated import UniformLength as UniformLength
 
-__all__ = ["OpenAICompatible", "Provider", "Scripted", "Simulated", "SimulatedConfig"]
+__all__ = [
+    "FixedLength",
+    "LogNormalLength",
+    "OpenAICompatible",
+    "Provider",
+    "Reply",
+    "ScriptExhausted",
+    "Scripted",
+    "Simulated",
+    "SimulatedConfig",
+    "UniformLength",
+    "serve_in_thread",
+    "serve_in_thread_async",
+]
 
 _LAZY = {
     "OpenAICompatible": "._openai_compat",
+    "Reply": "._scripted",
     "Scripted": "._scripted",
+    "ScriptExhausted": "._scripted",
+    "serve_in_thread": "._sim_server",
+    "serve_in_thread_async": "._sim_server",
+    "FixedLength": "._simulated",
+    "LogNormalLength": "._simulated",
     "Simulated": "._simulated",
     "SimulatedConfig": "._simulated",
+    "UniformLength": "._simulated",
 }
 
 

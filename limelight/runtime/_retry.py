@@ -43,7 +43,8 @@ class RetryPolicy:
     Delay before retry ``n`` (1-based): ``initial_delay * multiplier ** (n - 1)`` capped at
     ``max_delay``, then reduced by a random fraction of up to ``jitter`` (0 = none, 1 = "full
     jitter"). A server-given delay (the error's ``retry_after``, from ``Retry-After``) replaces
-    it when ``respect_retry_after``. If the next sleep would end past the caller's deadline
+    it when ``respect_retry_after``; one longer than ``max_delay`` ends the retries at once, the
+    error raised, so that the caller can decide (a ModelGroup fails over). If the next sleep would end past the caller's deadline
     (``anyio.current_effective_deadline()``), :meth:`run` raises
     :class:`~limelight.errors.DeadlineExceeded` at once instead of sleeping in vain.
 
@@ -111,6 +112,14 @@ class RetryPolicy:
                     exc.add_note(f"gave up after {attempt} attempts")
                     raise
                 delay = self.delay_for(attempt, exc)
+                if delay > self.max_delay:
+                    # Only a server can ask for more than max_delay: waiting that long is the
+                    # caller's decision (fail over, give up), not a retry's.
+                    exc.add_note(
+                        f"not retried: the server asked for {delay:.3f} s, more than "
+                        f"max_delay={self.max_delay} s"
+                    )
+                    raise
                 deadline = anyio.current_effective_deadline()
                 now = anyio.current_time()
                 if now + delay >= deadline:

@@ -1,0 +1,472 @@
+"""Provider workers: the path every LLM call takes.
+
+A deployment (one backend + model + key) runs as a supervised pool actor whose children are
+``size`` :class:`ProviderWorker` actors sharing the backend (so they share its connection
+pool). The caller-side :class:`ProviderPool` hands each request to an idle worker directly,
+one hop, with backpressure when all are busy. A worker retries per its :class:`RetryPolicy`
+inside the request's deadline, with a cancel scope per attempt, and calls its hooks around
+every attempt (the rate limiter and analytics attach there). :class:`ModelGroup` fails over
+between deployments of the same model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, runtime_checkable
+
+import anyio
+import msgspec
+
+from ..errors import (
+    BadRequest,
+    ConfigError,
+    DeadlineExceeded,
+    LimelightError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
+from ..providers._base import Provider
+from ..runtime import (
+    Actor,
+    ActorRef,
+    Context,
+    RetryPolicy,
+    Runtime,
+    Strategy,
+    Supervision,
+)
+from ..schemas import CompletionRequest, CompletionResult, StreamEvent, StreamEventType
+
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_POOL_SIZE",
+    "DEFAULT_PROVIDER_RETRY",
+    "Attempt",
+    "AttemptHook",
+    "Complete",
+    "ModelGroup",
+    "ProviderPool",
+    "ProviderWorker",
+    "Stream",
+    "is_retryable_provider_error",
+]
+
+DEFAULT_POOL_SIZE: Final = 64
+DEFAULT_ATTEMPT_TIMEOUT: Final = 120.0
+#: How long a deployment is skipped by a ModelGroup after a 429 that named no delay.
+DEFAULT_COOLDOWN: Final = 5.0
+
+
+def is_retryable_provider_error(exc: BaseException) -> bool:
+    """Retry 429, 408, 409, 5xx, timeouts, connection errors and bad responses (the
+    ``retryable`` flag of the project's errors); never 400/401/403/404/422."""
+    if isinstance(exc, LimelightError):
+        return type(exc).retryable
+    return isinstance(exc, (TimeoutError, ConnectionError))
+
+
+DEFAULT_PROVIDER_RETRY: Final = RetryPolicy(
+    attempts=4, initial_delay=0.25, max_delay=20.0, retry_on=is_retryable_provider_error
+)
+
+
+class Complete(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask a worker for a :class:`CompletionResult`."""
+
+    request: CompletionRequest
+
+
+class Stream(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask a worker for a stream of :class:`StreamEvent`."""
+
+    request: CompletionRequest
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one call, as hooks see it.
+
+    :ivar deployment: the deployment's name.
+    :ivar number: 1 for the first try.
+    :ivar state: a free slot for a hook to carry something from ``before`` to ``after``
+        (a rate-limit reservation, say), keyed by the hook's choosing.
+    """
+
+    deployment: str
+    request: CompletionRequest
+    number: int
+    started: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class AttemptHook(Protocol):
+    """Called around every attempt of every call of a deployment.
+
+    ``before`` may wait (a rate limiter does) and may raise to refuse the attempt; ``after``
+    gets the result or the error of the attempt and must not raise.
+    """
+
+    async def before(self, attempt: Attempt) -> None: ...
+
+    async def after(
+        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+    ) -> None: ...
+
+
+class ProviderWorker(Actor):
+    """Drives one backend call at a time: hooks, per-attempt timeout, retries.
+
+    Provider errors are replies, not crashes: the worker answers with the exception and the
+    caller's :class:`ProviderPool` raises it, so a failing provider never restarts workers
+    into an escalation. Anything else a worker raises is a bug and crashes it as usual.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        deployment: str,
+        retry: RetryPolicy = DEFAULT_PROVIDER_RETRY,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        hooks: Sequence[AttemptHook] = (),
+    ) -> None:
+        self.provider = provider
+        self.deployment = deployment
+        self.retry = retry
+        self.attempt_timeout = attempt_timeout
+        self.hooks = tuple(hooks)
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        match message:
+            case Complete(request=request):
+                try:
+                    return await self.retry.run(self._complete_once, request, [0])
+                except (ProviderError, DeadlineExceeded) as exc:
+                    return exc
+            case Stream(request=request):
+                return self._stream(request)
+        raise TypeError(f"ProviderWorker got an unexpected message {message!r}")
+
+    def _timeout_for(self, request: CompletionRequest) -> float:
+        return self.attempt_timeout if request.timeout is None else request.timeout
+
+    async def _complete_once(self, request: CompletionRequest, counter: list[int]) -> Any:
+        counter[0] += 1
+        attempt = Attempt(
+            deployment=self.deployment,
+            request=request,
+            number=counter[0],
+            started=time.perf_counter(),
+        )
+        for hook in self.hooks:
+            await hook.before(attempt)
+        result: CompletionResult | None = None
+        error: BaseException | None = None
+        timeout = self._timeout_for(request)
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                result = await self.provider.complete(request)
+            if scope.cancelled_caught:
+                error = ProviderTimeout(
+                    f"{self.deployment}: no answer within the attempt timeout of {timeout} s"
+                )
+        except Exception as exc:
+            error = exc
+        finally:
+            if self.hooks:
+                await self._after(attempt, result, error)
+        if error is not None:
+            raise error
+        return result
+
+    async def _after(
+        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+    ) -> None:
+        # Shielded: a limiter's refund must happen even when the caller was cancelled.
+        with anyio.CancelScope(shield=True):
+            for hook in self.hooks:
+                await hook.after(attempt, result, error)
+
+    async def _stream(self, request: CompletionRequest) -> AsyncIterator[Any]:
+        """Stream with retries as long as nothing has been yielded yet: once tokens reached
+        the caller, a failure ends the stream with the error (a retry would repeat them)."""
+        number = 0
+        while True:
+            number += 1
+            attempt = Attempt(
+                deployment=self.deployment,
+                request=request,
+                number=number,
+                started=time.perf_counter(),
+            )
+            for hook in self.hooks:
+                await hook.before(attempt)
+            yielded = False
+            result: CompletionResult | None = None
+            error: BaseException | None = None
+            events = self.provider.stream(request)
+            try:
+                async for event in _with_first_token_timeout(
+                    events, self._timeout_for(request), self.deployment
+                ):
+                    if event.type is StreamEventType.DONE:
+                        result = event.result
+                    yielded = True
+                    yield event
+                return
+            except Exception as exc:
+                error = exc
+                if (
+                    yielded
+                    or number >= self.retry.attempts
+                    or not self.retry.should_retry(exc)
+                    or not isinstance(exc, ProviderError)
+                ):
+                    if isinstance(exc, ProviderError):
+                        yield exc
+                        return
+                    raise
+                delay = self.retry.delay_for(number, exc)
+                if delay > self.retry.max_delay:
+                    yield exc
+                    return
+                if anyio.current_time() + delay >= anyio.current_effective_deadline():
+                    yield DeadlineExceeded(
+                        f"{self.deployment}: stream attempt {number} failed ({exc}); no time "
+                        "left before the deadline to retry"
+                    )
+                    return
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                if self.hooks:
+                    await self._after(attempt, result, error)
+            await anyio.sleep(delay)
+
+
+async def _with_first_token_timeout(
+    events: AsyncIterator[StreamEvent], timeout: float, deployment: str
+) -> AsyncIterator[StreamEvent]:
+    """The attempt timeout bounds the wait for each event, not the whole stream (a long
+    answer may legitimately stream for minutes). No yield happens inside the cancel scope."""
+    iterator = aiter(events)
+    while True:
+        with anyio.move_on_after(timeout) as scope:
+            try:
+                event = await anext(iterator)
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise ProviderTimeout(f"{deployment}: no stream event within {timeout} s")
+        yield event
+
+
+class _PoolActor(Actor):
+    """The deployment's supervisor: starts the workers, closes the backend when stopped."""
+
+    def __init__(self, provider: Provider, size: int, worker_options: dict[str, Any]) -> None:
+        self.provider = provider
+        self.size = size
+        self.worker_options = worker_options
+
+    async def on_start(self, ctx: Context) -> None:
+        for i in range(1, self.size + 1):
+            await ctx.spawn(
+                ProviderWorker(self.provider, **self.worker_options),
+                name=f"worker-{i}",
+                mailbox_size=4,
+            )
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        if message == "workers":
+            return ctx.children
+        raise TypeError(f"provider pool got an unexpected message {message!r}")
+
+    async def on_stop(self, ctx: Context) -> None:
+        await self.provider.aclose()
+
+
+class ProviderPool:
+    """The caller's handle to one deployment's pool of workers.
+
+    Start one with :meth:`start`; it lives until the runtime stops or :meth:`stop` is called.
+    Each call leases an idle worker (waiting while all ``size`` are busy: that is the
+    deployment's concurrency limit), asks it, and gives it back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        supervisor: ActorRef,
+        workers: Sequence[ActorRef],
+        model: str,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.supervisor = supervisor
+        self.cooldown_until = 0.0
+        self._workers = tuple(workers)
+        # Idle workers, and a semaphore counting them: a caller waits while all are busy.
+        self._idle = deque(workers)
+        self._free = anyio.Semaphore(len(workers))
+
+    @classmethod
+    async def start(
+        cls,
+        runtime: Runtime,
+        provider: Provider,
+        *,
+        name: str,
+        model: str = "",
+        size: int = DEFAULT_POOL_SIZE,
+        retry: RetryPolicy = DEFAULT_PROVIDER_RETRY,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        hooks: Sequence[AttemptHook] = (),
+        supervision: Supervision | None = None,
+    ) -> ProviderPool:
+        """Spawn the deployment's supervisor and ``size`` workers under the runtime, at
+        ``/<name>``.
+
+        :param model: the model this deployment serves, filled into requests that name none.
+        :param attempt_timeout: seconds allowed for one attempt (for a stream: between two
+            events); a request's own ``timeout`` overrides it.
+        """
+        if size < 1:
+            raise ConfigError(f"pool size must be >= 1, got {size}")
+        if attempt_timeout <= 0:
+            raise ConfigError(f"attempt_timeout must be > 0, got {attempt_timeout}")
+        options = {
+            "deployment": name,
+            "retry": retry,
+            "attempt_timeout": attempt_timeout,
+            "hooks": tuple(hooks),
+        }
+        supervisor = await runtime.spawn(
+            _PoolActor(provider, size, options),
+            name=name,
+            supervision=supervision
+            or Supervision(strategy=Strategy.ONE_FOR_ONE, max_restarts=size * 3, within=10.0),
+        )
+        workers = await supervisor.ask("workers")
+        return cls(name, supervisor, workers, model)
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def idle(self) -> int:
+        """Workers free right now."""
+        return len(self._idle)
+
+    def cooling_down(self) -> bool:
+        return anyio.current_time() < self.cooldown_until
+
+    def _prepare(self, request: CompletionRequest) -> CompletionRequest:
+        if self.model and not request.model:
+            return msgspec.structs.replace(request, model=self.model)
+        return request
+
+    async def complete(
+        self, request: CompletionRequest, *, timeout: float | None = None
+    ) -> CompletionResult:
+        """One completion, retried per the deployment's policy within ``timeout`` (and any
+        enclosing deadline).
+
+        :raises ProviderError: the call failed (the subclass says how) after the retries.
+        :raises DeadlineExceeded: no time was left for the next retry.
+        :raises AskTimeout: ``timeout`` passed.
+        """
+        request = self._prepare(request)
+        worker = await self._lease()
+        try:
+            reply = await worker.ask(Complete(request=request), timeout=timeout)
+        finally:
+            self._release(worker)
+        if isinstance(reply, BaseException):
+            self._note_failure(reply)
+            raise reply
+        assert isinstance(reply, CompletionResult)
+        return reply
+
+    async def stream(
+        self, request: CompletionRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """A streamed completion: TOKEN, TOOL_CALL, USAGE events, then DONE with the result.
+
+        Retried while nothing has been streamed yet; a failure after the first event ends the
+        stream with the error raised.
+        """
+        request = self._prepare(request)
+        worker = await self._lease()
+        try:
+            async with worker.stream(Stream(request=request), timeout=timeout) as replies:
+                async for item in replies:
+                    if isinstance(item, BaseException):
+                        self._note_failure(item)
+                        raise item
+                    yield item
+        finally:
+            self._release(worker)
+
+    async def _lease(self) -> ActorRef:
+        await self._free.acquire()
+        return self._idle.popleft()
+
+    def _release(self, worker: ActorRef) -> None:
+        if worker.alive:
+            self._idle.append(worker)
+            self._free.release()
+
+    def _note_failure(self, error: BaseException) -> None:
+        if isinstance(error, RateLimited):
+            delay = error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN
+            self.cooldown_until = max(self.cooldown_until, anyio.current_time() + delay)
+
+    async def stop(self) -> None:
+        """Stop the workers and close the backend."""
+        await self.supervisor.stop()
+
+
+class ModelGroup:
+    """Deployments of the same model, tried in order: one cooling down after a 429 is
+    skipped, and a call that failed on one deployment (after its own retries) with a
+    retryable error moves on to the next. A request error (400, 401, ...) is raised at once.
+    """
+
+    def __init__(self, pools: Sequence[ProviderPool]) -> None:
+        if not pools:
+            raise ConfigError("a ModelGroup needs at least one ProviderPool")
+        self.pools = tuple(pools)
+
+    def _order(self) -> list[ProviderPool]:
+        ready = [p for p in self.pools if not p.cooling_down()]
+        cooling = sorted(
+            (p for p in self.pools if p.cooling_down()), key=lambda p: p.cooldown_until
+        )
+        return ready + cooling
+
+    async def complete(
+        self, request: CompletionRequest, *, timeout: float | None = None
+    ) -> CompletionResult:
+        """:raises ProviderError: every deployment failed; the last error, with the others
+        noted on it."""
+        failures: list[str] = []
+        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+            for pool in self._order():
+                try:
+                    return await pool.complete(request)
+                except (BadRequest, ConfigError):
+                    raise
+                except (ProviderError, DeadlineExceeded) as exc:
+                    failures.append(f"{pool.name}: {type(exc).__name__}: {exc}")
+                    last = exc
+            for note in failures[:-1]:
+                last.add_note(f"failed over from {note}")
+            raise last

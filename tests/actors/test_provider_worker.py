@@ -1,0 +1,254 @@
+"""Provider workers and pools: retries inside the deadline, per-attempt timeouts, hooks,
+streaming, cancellation, failover; against Scripted and the simulator over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from limelight.actors import Attempt, ModelGroup, ProviderPool
+from limelight.errors import (
+    AskTimeout,
+    BadRequest,
+    DeadlineExceeded,
+    ProviderConnectionError,
+    RateLimited,
+    ServerError,
+)
+from limelight.providers import OpenAICompatible, Scripted, SimulatedConfig
+from limelight.providers._scripted import Reply
+from limelight.providers._sim_server import serve_in_thread_async
+from limelight.runtime import RetryPolicy, Runtime
+from limelight.schemas import CompletionRequest, CompletionResult, Message, StreamEventType
+
+pytestmark = pytest.mark.anyio
+
+REQUEST = CompletionRequest(messages=[Message.user("hello")])
+FAST_RETRY = RetryPolicy(
+    attempts=3,
+    initial_delay=0.001,
+    jitter=0,
+    retry_on=lambda exc: type(exc).retryable if hasattr(type(exc), "retryable") else False,
+)
+
+
+def rate_limited(after: float = 0.001) -> RateLimited:
+    return RateLimited("slow down", status_code=429, retry_after=after)
+
+
+class RecordingHook:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+
+    async def before(self, attempt: Attempt) -> None:
+        self.calls.append(("before", attempt.number, attempt.deployment))
+
+    async def after(
+        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+    ) -> None:
+        outcome = type(error).__name__ if error else (result.content if result else "?")
+        self.calls.append(("after", attempt.number, str(outcome)))
+
+
+async def test_complete_through_a_pool() -> None:
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(["hi there"]), name="scripted", size=2)
+        result = await pool.complete(REQUEST)
+        assert result.content == "hi there"
+        assert rt.lookup("/scripted/worker-2").alive
+        assert pool.idle() == 2
+
+
+async def test_retries_retryable_errors_and_calls_hooks_per_attempt() -> None:
+    hook = RecordingHook()
+    provider = Scripted([rate_limited(), ServerError("oops", status_code=503), "finally"])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, provider, name="p", size=1, retry=FAST_RETRY, hooks=[hook]
+        )
+        result = await pool.complete(REQUEST)
+    assert result.content == "finally"
+    assert hook.calls == [
+        ("before", 1, "p"),
+        ("after", 1, "RateLimited"),
+        ("before", 2, "p"),
+        ("after", 2, "ServerError"),
+        ("before", 3, "p"),
+        ("after", 3, "finally"),
+    ]
+
+
+async def test_non_retryable_error_is_raised_at_once_and_worker_survives() -> None:
+    provider = Scripted([BadRequest("bad", status_code=400), "ok"])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1, retry=FAST_RETRY)
+        with pytest.raises(BadRequest):
+            await pool.complete(REQUEST)
+        assert (await pool.complete(REQUEST)).content == "ok"
+        assert rt.lookup("/p/worker-1").statistics().restarts == 0
+
+
+async def test_attempts_exhausted_raises_the_last_error() -> None:
+    provider = Scripted([ServerError("down", status_code=500)] * 3)
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1, retry=FAST_RETRY)
+        with pytest.raises(ServerError) as info:
+            await pool.complete(REQUEST)
+        assert "gave up after 3 attempts" in info.value.__notes__
+
+
+async def test_per_attempt_timeout_then_success() -> None:
+    provider = Scripted([Reply(text="late", delay=5.0), "on time"])
+    hook = RecordingHook()
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, provider, name="p", size=1, retry=FAST_RETRY, attempt_timeout=0.05, hooks=[hook]
+        )
+        assert (await pool.complete(REQUEST)).content == "on time"
+    assert ("after", 1, "ProviderTimeout") in hook.calls
+
+
+async def test_no_retry_sleeps_past_the_deadline() -> None:
+    provider = Scripted([rate_limited(after=30.0), "never"])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1, retry=FAST_RETRY)
+        with anyio.fail_after(5):  # would be 30 s if the retry slept
+            with pytest.raises(DeadlineExceeded) as info:
+                await pool.complete(REQUEST, timeout=1.0)
+        assert isinstance(info.value.__cause__, RateLimited)
+
+
+async def test_caller_timeout_cancels_the_call() -> None:
+    cancelled = anyio.Event()
+
+    async def slow(request: CompletionRequest) -> str:
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        return "never"
+
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(slow), name="p", size=1)
+        with pytest.raises(AskTimeout):
+            await pool.complete(REQUEST, timeout=0.05)
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        assert pool.idle() == 1  # the worker came back to the pool
+
+
+async def test_stream_through_a_pool() -> None:
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(["one two three"]), name="p", size=1)
+        events = [e async for e in pool.stream(REQUEST)]
+    tokens = "".join(e.content or "" for e in events if e.type is StreamEventType.TOKEN)
+    assert tokens == "one two three"
+    assert events[-1].type is StreamEventType.DONE
+    assert events[-1].result is not None
+    assert events[-1].result.content == "one two three"
+
+
+async def test_stream_retries_before_the_first_event_only() -> None:
+    provider = Scripted([rate_limited(), "streamed fine"])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1, retry=FAST_RETRY)
+        events = [e async for e in pool.stream(REQUEST)]
+    assert events[-1].result is not None
+    assert events[-1].result.content == "streamed fine"
+
+
+async def test_pool_size_bounds_concurrency() -> None:
+    running = 0
+    peak = 0
+
+    async def work(request: CompletionRequest) -> str:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.01)
+        running -= 1
+        return "done"
+
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(work), name="p", size=3)
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(pool.complete, REQUEST)
+    assert peak == 3
+
+
+async def test_model_group_fails_over_and_cools_down() -> None:
+    down = Scripted(lambda request: rate_limited(after=60.0))
+    up = Scripted(lambda request: "from b")
+    async with Runtime() as rt:
+        a = await ProviderPool.start(rt, down, name="a", size=1, retry=FAST_RETRY)
+        b = await ProviderPool.start(rt, up, name="b", size=1, retry=FAST_RETRY)
+        group = ModelGroup([a, b])
+        assert (await group.complete(REQUEST)).content == "from b"
+        assert a.cooling_down()
+        requests_to_a = len(down.requests)
+        assert (await group.complete(REQUEST)).content == "from b"
+        assert len(down.requests) == requests_to_a  # skipped while cooling down
+
+
+async def test_model_group_raises_request_errors_at_once() -> None:
+    bad = Scripted(lambda request: BadRequest("bad", status_code=400))
+    other = Scripted(lambda request: "unused")
+    async with Runtime() as rt:
+        a = await ProviderPool.start(rt, bad, name="a", size=1)
+        b = await ProviderPool.start(rt, other, name="b", size=1)
+        with pytest.raises(BadRequest):
+            await ModelGroup([a, b]).complete(REQUEST)
+        assert other.requests == []
+
+
+# -- against the simulator over real HTTP -------------------------------------------------
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[str]:
+    async with serve_in_thread_async(SimulatedConfig(ttft=0.0, seed=7)) as url:
+        yield url
+
+
+async def test_simulator_over_http_complete_and_stream(sim_url: str) -> None:
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, OpenAICompatible(sim_url), name="sim", size=4, model="sim-model"
+        )
+        results = []
+        async with anyio.create_task_group() as tg:
+
+            async def one() -> None:
+                results.append(await pool.complete(REQUEST, timeout=10))
+
+            for _ in range(20):
+                tg.start_soon(one)
+        assert len(results) == 20
+        assert all(r.content and r.usage for r in results)
+        events = [e async for e in pool.stream(REQUEST, timeout=10)]
+        assert events[-1].type is StreamEventType.DONE
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("server_error_rate", ServerError),
+        ("rate_limit_error_rate", RateLimited),
+        ("connection_reset_rate", ProviderConnectionError),
+    ],
+)
+async def test_simulator_faults_end_in_typed_errors_within_the_deadline(
+    fault: str, error: type[Exception]
+) -> None:
+    config = SimulatedConfig(ttft=0.0, seed=1, fault_retry_after=0.01, **{fault: 1.0})
+    async with serve_in_thread_async(config) as url, Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, OpenAICompatible(url), name="sim", size=2, retry=FAST_RETRY
+        )
+        with anyio.fail_after(10):
+            with pytest.raises((error, DeadlineExceeded)):
+                await pool.complete(REQUEST, timeout=5)
