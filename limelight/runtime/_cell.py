@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 #: A hot sender or receiver on the nowait fast path yields to the loop this often.
-CHECKPOINT_INTERVAL: Final = 64
+CHECKPOINT_INTERVAL: Final = 256
 DEFAULT_MAILBOX_SIZE: Final = 1024
 
 _INF = math.inf
