@@ -6,12 +6,15 @@ the running backend, and the translation of HTTP failures into limelight's error
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
+import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import anyio
 import httpx
 import msgspec
 import sniffio
@@ -38,6 +41,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LoopBoundTransport",
     "PoolStatistics",
+    "ShardedTransport",
     "make_async_client",
     "make_async_transport",
     "pool_statistics",
@@ -129,8 +133,189 @@ def make_async_transport(
         result: httpx.AsyncBaseTransport = transport
         return result
     if backend == "trio":
-        return httpx.AsyncHTTPTransport(limits=limits, verify=verify, retries=0)
+        return ShardedTransport(
+            max_connections=max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections or 0,
+            keepalive_expiry=keepalive_expiry,
+            verify=verify,
+        )
     raise ConfigError(f"limelight's HTTP clients run on asyncio or trio, not on {backend!r}")
+
+
+#: Connections per httpcore pool inside a :class:`ShardedTransport` (1 measured cheapest).
+SHARD_SIZE = 1
+
+
+_WAITING = -1
+_CLOSED = -2
+
+
+class _Waiter:
+    """A request waiting for a connection: ``index`` becomes the pool handed to it."""
+
+    __slots__ = ("event", "index")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.index = _WAITING
+
+
+class _ShardStream(httpx.AsyncByteStream):
+    """A pool's response body that gives its slot back when closed. Iteration goes straight
+    to the pool's stream: no generator of our own to abandon on an early close."""
+
+    __slots__ = ("_release", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+        await self._stream.aclose()
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, split into many small pools (of :data:`SHARD_SIZE` connections).
+
+    httpcore's pool rescans all its connections, once per idle connection, on every request
+    and every response close: with hundreds of connections that is milliseconds of CPU per
+    request (measured on trio at 256 concurrent requests: 15 ms with one pool, 0.7 ms with
+    pools of one connection). A request takes the most recently freed pool with a free slot
+    (its connection is the warmest), a new pool opens when all are busy, and once
+    ``max_connections`` are busy requests wait, first come first served, for the next free
+    slot (at most the ``pool`` timeout, then ``httpx.PoolTimeout``).
+
+    :param max_keepalive_connections: idle connections kept for reuse: the first pools keep
+        theirs, the pools opened beyond this count close theirs after each use.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_keepalive_connections: int = DEFAULT_MAX_CONNECTIONS,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
+        verify: Any = True,
+        shard_size: int = SHARD_SIZE,
+    ) -> None:
+        if max_connections < 1 or shard_size < 1:
+            raise ConfigError("max_connections and shard_size must be at least 1")
+        # One TLS context for every pool: building one loads the CA bundle (tens of ms).
+        self._ssl_context = httpx.create_ssl_context(verify=verify)
+        self._max_connections = max_connections
+        self._max_keepalive = max_keepalive_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._shard_size = shard_size
+        self._shards: list[httpx.AsyncHTTPTransport] = []
+        self._capacities: list[int] = []
+        self._loads: list[int] = []
+        self._free: list[int] = []  # pools with a free slot, each listed once
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._generation = 0  # bumped by aclose(), so late releases of old pools are ignored
+
+    @property
+    def shards(self) -> list[httpx.AsyncHTTPTransport]:
+        """The pools opened so far."""
+        return self._shards
+
+    def _open_pool(self) -> None:
+        start = len(self._shards) * self._shard_size
+        capacity = min(self._shard_size, self._max_connections - start)
+        limits = httpx.Limits(
+            max_connections=capacity,
+            max_keepalive_connections=max(0, min(capacity, self._max_keepalive - start)),
+            keepalive_expiry=self._keepalive_expiry,
+        )
+        self._free.append(len(self._shards))
+        self._shards.append(httpx.AsyncHTTPTransport(verify=self._ssl_context, limits=limits))
+        self._capacities.append(capacity)
+        self._loads.append(0)
+
+    def _acquire(self) -> int:
+        """A pool with a free slot, now taken; -1 when every connection is busy."""
+        free = self._free
+        if not free:
+            if len(self._shards) * self._shard_size >= self._max_connections:
+                return -1
+            self._open_pool()
+        index = free[-1]
+        loads = self._loads
+        loads[index] += 1
+        if loads[index] >= self._capacities[index]:
+            free.pop()
+        return index
+
+    async def _wait_for_slot(self, request: httpx.Request, generation: int) -> int:
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        timeout = request.extensions.get("timeout", {}).get("pool")
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await waiter.event.wait()
+        except BaseException:  # re-raised: a slot handed over meanwhile goes back
+            if waiter.index == _WAITING:
+                self._waiters.remove(waiter)
+            elif waiter.index >= 0:
+                self._release(waiter.index, generation)
+            raise
+        if waiter.index == _CLOSED:
+            raise httpx.ConnectError("the connection pool was closed while waiting for it")
+        if waiter.index == _WAITING:
+            self._waiters.remove(waiter)
+            raise httpx.PoolTimeout(
+                f"no connection came free within {timeout} s: "
+                f"all {self._max_connections} connections are busy"
+            )
+        return waiter.index
+
+    def _release(self, index: int, generation: int) -> None:
+        if generation != self._generation:
+            return
+        if self._waiters:  # hand the slot straight to the longest waiting request
+            waiter = self._waiters.popleft()
+            waiter.index = index
+            waiter.event.set()
+            return
+        loads = self._loads
+        loads[index] -= 1
+        if loads[index] == self._capacities[index] - 1:
+            self._free.append(index)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        generation = self._generation
+        index = self._acquire()
+        if index < 0:
+            index = await self._wait_for_slot(request, generation)
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:  # re-raised: only the slot is given back
+            self._release(index, generation)
+            raise
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_ShardStream(stream, lambda: self._release(index, generation)),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        shards = self._shards
+        self._shards, self._capacities, self._loads, self._free = [], [], [], []
+        self._generation += 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.index = _CLOSED
+            waiter.event.set()
+        for shard in shards:
+            await shard.aclose()
 
 
 def make_async_client(
@@ -273,6 +458,11 @@ def pool_statistics(transport: httpx.AsyncBaseTransport) -> PoolStatistics:
     Neither aiohttp nor httpcore exposes these counts publicly, so this reads their
     internals; it is meant for tests, leak checks and diagnostics, not the hot path.
     """
+    if isinstance(transport, ShardedTransport):
+        shards = [pool_statistics(shard) for shard in transport.shards]
+        return PoolStatistics(
+            in_use=sum(s.in_use for s in shards), idle=sum(s.idle for s in shards)
+        )
     if isinstance(transport, httpx.AsyncHTTPTransport):
         connections = transport._pool.connections
         idle = sum(1 for c in connections if c.is_idle())

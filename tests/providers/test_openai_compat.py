@@ -64,6 +64,8 @@ class ServerState:
     headers: list[dict[str, str]] = field(default_factory=list)
     slow_started: int = 0
     slow_disconnected: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 def completion(content: str | None, **extra: Any) -> dict[str, Any]:
@@ -145,6 +147,14 @@ def make_app(state: ServerState) -> web.Application:
                 }
                 return web.json_response(text, headers=headers)
             return web.json_response(completion(json.dumps(body)), headers=headers)
+        if kind == "delay":  # answers after a while, counting the requests it holds at once
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                await asyncio.sleep(float(arg))
+            finally:
+                state.in_flight -= 1
+            return web.json_response(completion("done"))
         if kind == "tools" and not stream:
             calls = [
                 {
@@ -357,7 +367,7 @@ async def provider(server: tuple[str, ServerState]) -> AsyncIterator[OpenAICompa
 async def read_tokens(stream: AsyncIterator[StreamEvent], tokens: list[str | None]) -> None:
     """Read a stream to its end (or error), keeping what its events carried so far."""
     async for event in stream:
-        tokens.append(event.content)  # noqa: PERF401 - must keep what came before an error
+        tokens.append(event.content)
 
 
 def ask(model: str, **kwargs: Any) -> CompletionRequest:
@@ -572,6 +582,39 @@ async def test_concurrent_requests(provider: OpenAICompatible) -> None:
     stats = provider.statistics()
     assert stats.in_use == 0
     assert 1 <= stats.idle <= 50
+
+
+async def test_max_connections_caps_concurrency(server: tuple[str, ServerState]) -> None:
+    state = server[1]
+    state.max_in_flight = 0
+    async with OpenAICompatible(server[0], max_connections=2) as provider:
+        with anyio.fail_after(DEADLINE):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(provider.complete, ask("delay:0.05"))
+        assert provider.statistics().in_use == 0
+        assert provider.statistics().idle <= 2
+    assert state.max_in_flight == 2
+
+
+async def test_waiting_for_a_connection_times_out_and_gives_its_turn_back(
+    server: tuple[str, ServerState],
+) -> None:
+    state = server[1]
+    started = state.slow_started
+    async with OpenAICompatible(server[0], max_connections=1) as provider:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(provider.complete, ask("slow"))  # holds the only connection
+            await wait_for(lambda: state.slow_started > started)
+            with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout):
+                await provider.complete(ask("echo", timeout=0.2))
+            # A waiting request cancelled before its turn leaves no claim behind.
+            with anyio.move_on_after(0.1):
+                await provider.complete(ask("echo"))
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(DEADLINE):
+            assert (await provider.complete(ask("echo"))).content is not None
+        assert provider.statistics().in_use == 0
 
 
 # -- error statuses ---------------------------------------------------------------------------
