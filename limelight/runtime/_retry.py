@@ -44,8 +44,9 @@ class RetryPolicy:
     ``max_delay``, then reduced by a random fraction of up to ``jitter`` (0 = none, 1 = "full
     jitter"). A server-given delay (the error's ``retry_after``, from ``Retry-After``) replaces
     it when ``respect_retry_after``; one longer than ``max_delay`` ends the retries at once, the
-    error raised, so that the caller can decide (a ModelGroup fails over). If the next sleep would end past the caller's deadline
-    (``anyio.current_effective_deadline()``), :meth:`run` raises
+    error raised, so that the caller can decide (a ModelGroup fails over). If the next sleep
+    would end past the caller's deadline (``anyio.current_effective_deadline()``), :meth:`run`
+    raises
     :class:`~limelight.errors.DeadlineExceeded` at once instead of sleeping in vain.
 
     :param attempts: total attempts, the first one included.
