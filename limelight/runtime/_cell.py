@@ -533,11 +533,15 @@ class Cell:
                     # begin() waits for this: spawn() raises a failed first start; a failed
                     # restart is reported below like any crash.
                     self._signal_ready(reason or self.stopped_error())
-                if (started or not initial) and not self._exit_expected and self.parent is not None:
-                    if reason is not None:
-                        self.log.warning(
-                            "actor crashed", error=_describe(reason), restarts=self.restarts
-                        )
+                report = (started or not initial) and not self._exit_expected
+            if report and self.parent is not None:
+                if reason is not None:
+                    self.log.warning(
+                        "actor crashed", error=_describe(reason), restarts=self.restarts
+                    )
+                # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
+                # longer. A supervisor that stops cancels this routine's own scope directly.
+                with CancelScope(shield=True):
                     await self.parent.child_exited(self, reason, incarnation)
 
     async def _loop(self, actor: Actor) -> BaseException | None:
@@ -674,9 +678,11 @@ class Cell:
         await self.halt()
         self.finalize()
 
-    async def stop_children(self) -> None:
-        """Stop every child for good, in reverse start order."""
-        self._cancel_routines()
+    async def stop_children(self, *, cancel_routines: bool = True) -> None:
+        """Stop every child for good, in reverse start order (first cancelling pending restart
+        routines, unless called from one of them)."""
+        if cancel_routines:
+            self._cancel_routines()
         for child in reversed(list(self.children.values())):
             await child.stop()
 
@@ -759,7 +765,8 @@ class Cell:
                 cause=cause or RuntimeError("restart intensity exceeded"),
             )
             error.__cause__ = cause
-            await self.stop_children()
+            # This runs inside a restart routine: cancelling routines would cancel itself.
+            await self.stop_children(cancel_routines=False)
             self.escalate(error)
             return
         targets = restart_targets(self.supervision.strategy, list(self.children.values()), child)

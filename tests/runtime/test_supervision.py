@@ -208,11 +208,6 @@ async def test_top_level_intensity_exceeded_fails_the_runtime_block() -> None:
     assert log == ["start w", "stop w", "start w", "stop w", "start w", "stop w"]
 
 
-@pytest.mark.skip(
-    reason="kernel bug: Cell._restart gives up via stop_children(), which cancels its own "
-    "report's routine scope, so halting a running sibling raises Cancelled and escalate() "
-    "never runs (the sibling is left halted but not stopped)"
-)
 async def test_top_level_escalation_stops_the_other_top_level_actors() -> None:
     log: list[str] = []
     strict = Supervision(max_restarts=1, within=60, backoff_initial=0)
@@ -260,11 +255,6 @@ async def test_nested_supervisor_gives_up_and_its_parent_restarts_it() -> None:
         assert await new_w.ask("ping") == "ping"
 
 
-@pytest.mark.skip(
-    reason="kernel bug: Cell._restart gives up via stop_children(), which cancels its own "
-    "report's routine scope, so halting a running sibling raises Cancelled and escalate() "
-    "never runs (the sibling is left halted but not stopped)"
-)
 async def test_nested_give_up_stops_running_siblings_and_escalates() -> None:
     log: list[str] = []
 
@@ -335,11 +325,6 @@ async def test_backoff_grows_between_restarts(virtual_time: bool) -> None:
             assert waits == pytest.approx([1.0, 2.0, 3.0, 3.0])
 
 
-@pytest.mark.skip(
-    reason="kernel bug: the restart (backoff sleep, next on_start) runs inside the crashed "
-    "incarnation's shield, whose deadline is shutdown_timeout; a longer backoff cancels the "
-    "restart and leaves the actor RESTARTING forever"
-)
 async def test_backoff_longer_than_shutdown_timeout_still_restarts(virtual_time: bool) -> None:
     shutdown = 1.0 if virtual_time else 0.02
     sup = Supervision(backoff_initial=2 * shutdown, backoff_max=2 * shutdown)

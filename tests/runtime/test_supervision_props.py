@@ -323,10 +323,6 @@ async def test_supervisor_matches_model(
     )
 
 
-@pytest.mark.skip(
-    reason="kernel bug: a supervisor that gives up while another child runs never escalates "
-    "(see test_supervision.test_nested_give_up_stops_running_siblings_and_escalates)"
-)
 @pytest.mark.anyio
 @settings(max_examples=100, deadline=None)
 @given(**SUPERVISOR_CASES)
