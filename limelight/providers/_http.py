@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -34,6 +34,9 @@ from ..errors import (
     api_error_for_status,
 )
 from ..schemas._openai import error_body_decoder
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "DEFAULT_KEEPALIVE_EXPIRY",
@@ -91,7 +94,7 @@ def make_async_transport(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_keepalive_connections: int | None = None,
     keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
-    verify: Any = True,
+    verify: ssl.SSLContext | str | bool = True,
     backend: str | None = None,
 ) -> httpx.AsyncBaseTransport:
     """An httpx transport (connection pool) for the running event loop.
@@ -201,7 +204,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_keepalive_connections: int = DEFAULT_MAX_CONNECTIONS,
         keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         shard_size: int = SHARD_SIZE,
     ) -> None:
         if max_connections < 1 or shard_size < 1:
@@ -326,7 +329,7 @@ def make_async_client(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_keepalive_connections: int | None = None,
     keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
-    verify: Any = True,
+    verify: ssl.SSLContext | str | bool = True,
     backend: str | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` over :func:`make_async_transport`, for HTTP users that want the

@@ -5,9 +5,10 @@ embeddings and the model list, over one connection pool per event loop.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -49,6 +50,9 @@ from ._http import (
     transport_error,
 )
 from ._stream import StreamAssembler, sse_events
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["OpenAICompatible"]
 
@@ -164,7 +168,9 @@ def _tool_calls(message: ChatMessage) -> list[ToolCall]:
     ]
 
 
-def _timeout_extensions(timeout: float | httpx.Timeout) -> dict[str, Any]:
+@functools.lru_cache(maxsize=64)
+def _timeout_extensions(timeout: float) -> dict[str, Any]:
+    # Shared between requests (transports only read it); callers reuse a handful of values.
     return {"timeout": httpx.Timeout(timeout).as_dict()}
 
 
@@ -212,7 +218,7 @@ class OpenAICompatible:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_keepalive_connections: int | None = None,
         keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "openai-compatible",
     ) -> None:
