@@ -21,6 +21,7 @@ import httpx
 import msgspec
 import pytest
 from aiohttp import web
+from httpx_aiohttp import AiohttpTransport
 
 from limelight.errors import (
     APIError,
@@ -35,7 +36,12 @@ from limelight.errors import (
     ServerError,
 )
 from limelight.providers import OpenAICompatible, Provider
-from limelight.providers._http import retry_after_seconds
+from limelight.providers._http import (
+    ShardedTransport,
+    make_async_client,
+    pool_statistics,
+    retry_after_seconds,
+)
 from limelight.schemas import (
     CompletionRequest,
     EmbeddingRequest,
@@ -887,6 +893,25 @@ def test_one_instance_per_event_loop(server: tuple[str, ServerState], other: str
     anyio.run(first_loop, backend="asyncio")
     anyio.run(second_loop, backend=other)
     assert provider.statistics() == provider.statistics().__class__(in_use=0, idle=0)
+
+
+async def test_make_async_client_picks_the_transport_of_the_backend(
+    server: tuple[str, ServerState], anyio_backend: str
+) -> None:
+    async with make_async_client(base_url=server[0], headers={"x-team": "red"}) as client:
+        transport = client._transport
+        expected = AiohttpTransport if anyio_backend == "asyncio" else ShardedTransport
+        assert isinstance(transport, expected)
+        with anyio.fail_after(DEADLINE):
+            response = await client.get("/models")
+        assert response.status_code == 200
+        assert [m["id"] for m in response.json()["data"]] == ["m-1", "m-2"]
+        assert pool_statistics(transport).idle == 1
+
+
+def test_make_async_client_needs_an_event_loop() -> None:
+    with pytest.raises(ConfigError, match="inside a running event loop"):
+        make_async_client()
 
 
 async def test_errors_are_provider_errors(provider: OpenAICompatible) -> None:
