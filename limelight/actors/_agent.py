@@ -1,0 +1,673 @@
+"""The Agent actor: the ReAct loop (conversation -> model -> tool calls in parallel ->
+repeat) within max turns and a deadline, its provider calls through a ProviderPool and its
+tool calls through a ToolExecutor child. Child agents given as tools run as its supervised
+children: an agent tree."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final, Literal
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..errors import ActorError, BadResponse, ConfigError, DeadlineExceeded, ProviderError
+from ..providers._base import Provider
+from ..runtime import Actor, ActorRef, Context, Runtime
+from ..schemas import (
+    CompletionRequest,
+    CompletionResult,
+    StreamEvent,
+    StreamEventType,
+    ToolCall,
+    Usage,
+)
+from ._conversation import Conversation, Truncation
+from ._models import get_model_profile
+from ._provider_worker import DEFAULT_PROVIDER_RETRY, ModelGroup, ProviderPool, _PoolActor
+from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
+from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry, ToolResult
+
+__all__ = [
+    "DEFAULT_MAX_TURNS",
+    "Agent",
+    "AgentConfig",
+    "AgentResult",
+    "AgentStatus",
+    "AgentStream",
+    "AgentTool",
+    "ResetAgent",
+    "RunAgent",
+]
+
+DEFAULT_MAX_TURNS: Final = 10
+#: Events buffered between a streaming agent and a slow consumer before the agent waits.
+STREAM_BUFFER: Final = 64
+
+AgentStatus = Literal["completed", "max_turns", "timeout", "cancelled", "error"]
+
+
+class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How an agent runs.
+
+    :ivar max_turns: model calls per run; the run ends with status ``max_turns`` after them.
+    :ivar parallel_tool_execution: run the tool calls of one answer concurrently.
+    :ivar max_tool_concurrency: tool calls of this agent running at once.
+    :ivar tool_timeout: seconds per tool call, unless the tool sets its own.
+    :ivar deadline: seconds one run may take, tools and child agents included (``None``:
+        only the caller's own deadline applies).
+    :ivar temperature: passed to every model call.
+    :ivar max_tokens: the answer limit of each model call.
+    :ivar request_timeout: seconds per provider attempt (``None``: the pool's default).
+    :ivar pool_size: workers of the provider pool the agent starts for a bare Provider.
+    :ivar context_tokens: a token budget for the conversation sent each turn.
+    :ivar truncation: how the conversation is cut to fit (see :class:`Conversation`).
+    """
+
+    max_turns: int = DEFAULT_MAX_TURNS
+    parallel_tool_execution: bool = True
+    max_tool_concurrency: int = DEFAULT_TOOL_CONCURRENCY
+    tool_timeout: float | None = DEFAULT_TOOL_TIMEOUT
+    deadline: float | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    request_timeout: float | None = None
+    pool_size: int = 1
+    context_tokens: int | None = None
+    truncation: Truncation = "sliding"
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 1:
+            raise ConfigError(f"max_turns must be >= 1, got {self.max_turns}")
+        if self.max_tool_concurrency < 1:
+            raise ConfigError(f"max_tool_concurrency must be >= 1, got {self.max_tool_concurrency}")
+        if self.pool_size < 1:
+            raise ConfigError(f"pool_size must be >= 1, got {self.pool_size}")
+        for label, value in (
+            ("tool_timeout", self.tool_timeout),
+            ("deadline", self.deadline),
+            ("request_timeout", self.request_timeout),
+        ):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{label} must be > 0 or None, got {value}")
+
+
+class AgentResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one :meth:`Agent.run`.
+
+    :ivar content: the final answer (the last text the model gave, for a run that did not
+        complete).
+    :ivar status: ``completed`` (the model answered without tool calls), ``max_turns``,
+        ``timeout`` (the deadline passed), ``cancelled`` or ``error`` (see ``error``).
+    :ivar num_turns: model calls made.
+    :ivar all_tool_calls: every tool call the model made, in order.
+    :ivar tool_results: their results, in the same order.
+    :ivar usage: tokens of this run, child agents' included.
+    :ivar cost: USD of this run, when the model's price is known.
+    :ivar conversation: a copy of the conversation after the run.
+    :ivar error: what went wrong, for status ``error``.
+    """
+
+    content: str | None
+    status: AgentStatus
+    num_turns: int
+    all_tool_calls: list[ToolCall]
+    tool_results: list[ToolResult]
+    usage: Usage
+    cost: float | None
+    conversation: Conversation
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class RunAgent(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask an agent to run ``prompt``; the reply is an :class:`AgentResult`. With ``events``
+    (a memory stream's send end), the run's :class:`StreamEvent` s are sent there too and it
+    is closed at the end."""
+
+    prompt: str
+    events: Any = None
+
+
+class ResetAgent(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask an agent to forget its conversation."""
+
+
+class _ConsumerGone(Exception):
+    """The stream's reader went away: nobody wants the rest of the run."""
+
+
+class AgentTool:
+    """A child agent offered to a parent as a tool (see :meth:`Agent.as_tool`). The parent
+    starts the child as its own supervised child actor."""
+
+    __slots__ = ("agent", "description", "name", "timeout")
+
+    def __init__(
+        self, agent: Agent, *, name: str, description: str, timeout: float | None = None
+    ) -> None:
+        self.agent = agent
+        self.name = name
+        self.description = description
+        self.timeout = timeout
+
+    def bind(self, ref: ActorRef) -> Tool:
+        """The tool that delegates to the running child at ``ref``."""
+
+        async def delegate(task: str) -> ToolResult:
+            """:param task: the complete task for the sub-agent, with everything it needs."""
+            result: AgentResult = await ref.ask(RunAgent(prompt=task))
+            content = result.content or ""
+            if result.status != "completed":
+                content = (
+                    f"Sub-agent {self.name!r} ended with status {result.status}"
+                    f"{': ' + result.error if result.error else ''}. Partial answer: {content}"
+                )
+            return ToolResult(
+                content=content,
+                is_error=result.status != "completed",
+                usage=result.usage,
+                cost=result.cost,
+            )
+
+        return Tool(delegate, name=self.name, description=self.description, timeout=self.timeout)
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, ProviderPool):
+        return model.model
+    if isinstance(model, ModelGroup):
+        return model.pools[0].model
+    return str(getattr(model, "model", "") or "")
+
+
+class Agent(Actor):
+    """A tool-using LLM agent, running as an actor.
+
+    ::
+
+        agent = Agent(model=OpenAICompatible(...), tools=[search], system="Be brief.")
+        result = await agent.run("What is new in anyio 4?")
+
+    Without a runtime, each :meth:`run` opens one for the call. Inside a runtime, pass
+    ``runtime=`` or spawn the agent yourself (``await rt.spawn(agent, name="research")``);
+    it then lives at a path, shows in ``rt.tree()``, and its provider pool, tool executor
+    and child agents are its supervised children.
+
+    :param model: a :class:`~limelight.providers.Provider` (the agent starts a pool of
+        ``config.pool_size`` workers for it), a :class:`ProviderPool` or a
+        :class:`ModelGroup` (shared with other agents).
+    :param tools: tools, plain functions, or child agents (:meth:`as_tool`).
+    :param system: the system prompt.
+    :param config: limits and options, see :class:`AgentConfig`.
+    :param name: the actor name (default ``agent``).
+    :param runtime: the runtime to spawn in on first use.
+    :param model_name: the model to request and to price with, when not the pool's.
+    :param conversation: start from this conversation instead of an empty one.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Provider | ProviderPool | ModelGroup,
+        tools: Sequence[Tool | AgentTool | Any] = (),
+        system: str | None = None,
+        config: AgentConfig | None = None,
+        name: str = "agent",
+        runtime: Runtime | None = None,
+        model_name: str | None = None,
+        conversation: Conversation | None = None,
+    ) -> None:
+        if not isinstance(model, (ProviderPool, ModelGroup)) and not (
+            callable(getattr(model, "complete", None)) and callable(getattr(model, "stream", None))
+        ):
+            raise ConfigError(
+                f"Agent(model=...) takes a Provider, ProviderPool or ModelGroup, got "
+                f"{type(model).__name__}"
+            )
+        self.config = config or AgentConfig()
+        self.model = model
+        self.name = name
+        self.system = system
+        self.model_name = model_name or _model_name(model)
+        self._runtime = runtime
+        self._tools = list(tools)
+        self._agent_tools = [t for t in self._tools if isinstance(t, AgentTool)]
+        # Validate the plain tools now, so a bad tool fails at construction, not at start.
+        ToolRegistry(t for t in self._tools if not isinstance(t, AgentTool))
+        self.conversation = conversation or self._fresh_conversation()
+        self.last_result: AgentResult | None = None
+        self._ref: ActorRef | None = None
+        self._pool: ProviderPool | ModelGroup | None = None
+        self._executor: ActorRef | None = None
+        self._specs: list[Any] = []
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
+
+    def _fresh_conversation(self) -> Conversation:
+        return Conversation(
+            self.system,
+            max_tokens=self.config.context_tokens,
+            truncation=self.config.truncation,
+        )
+
+    # -- as an actor ------------------------------------------------------------------------
+
+    async def on_start(self, ctx: Context) -> None:
+        self._ref = ctx.self
+        if isinstance(self.model, (ProviderPool, ModelGroup)):
+            self._pool = self.model
+        else:
+            options = {
+                "deployment": f"{ctx.path}/provider",
+                "retry": DEFAULT_PROVIDER_RETRY,
+                "attempt_timeout": self.config.request_timeout or 120.0,
+                "hooks": (),
+            }
+            supervisor = await ctx.spawn(
+                _PoolActor(self.model, self.config.pool_size, options), name="provider"
+            )
+            workers = await supervisor.ask("workers")
+            self._pool = ProviderPool(f"{ctx.path}/provider", supervisor, workers, "")
+        registry = ToolRegistry(
+            (t for t in self._tools if not isinstance(t, AgentTool)),
+            timeout=self.config.tool_timeout,
+        )
+        for agent_tool in self._agent_tools:
+            child = await ctx.spawn(agent_tool.agent, name=agent_tool.name)
+            registry.add(agent_tool.bind(child))
+        self._specs = registry.specs()
+        self._executor = None
+        if len(registry):
+            self._executor = await ctx.spawn(
+                ToolExecutor(registry, max_concurrency=self.config.max_tool_concurrency),
+                name="tools",
+            )
+
+    async def on_stop(self, ctx: Context) -> None:
+        self._executor = None
+        if not isinstance(self.model, (ProviderPool, ModelGroup)):
+            self._pool = None  # its actor was our child and has stopped
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        match message:
+            case RunAgent(prompt=prompt, events=events):
+                return await self._run(prompt, events)
+            case ResetAgent():
+                self.conversation = self._fresh_conversation()
+                return None
+        raise TypeError(f"Agent got an unexpected message {message!r}")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _run(
+        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None
+    ) -> AgentResult:
+        try:
+            return await self._loop(prompt, events)
+        finally:
+            if events is not None:
+                events.close()
+
+    async def _loop(
+        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None
+    ) -> AgentResult:
+        config = self.config
+        conversation = self.conversation
+        conversation.add_user(prompt)
+        usage = Usage()
+        cost: float | None = 0.0
+        calls: list[ToolCall] = []
+        results: list[ToolResult] = []
+        turns = 0
+        content: str | None = None
+        status: AgentStatus = "max_turns"
+        error: BaseException | None = None
+        pending: list[ToolCall] = []
+        deadline = math.inf if config.deadline is None else anyio.current_time() + config.deadline
+        self._cancel_requested = False
+        with anyio.CancelScope(deadline=deadline) as scope:
+            self._scope = scope
+            try:
+                while turns < config.max_turns:
+                    turns += 1
+                    request = CompletionRequest(
+                        model=self.model_name,
+                        messages=conversation.get_messages(model=self.model_name),
+                        tools=self._specs,
+                        temperature=config.temperature,
+                        max_tokens=config.max_tokens,
+                    )
+                    if events is None:
+                        assert self._pool is not None
+                        result = await self._pool.complete(request)
+                    else:
+                        result = await self._stream_turn(request, events)
+                    if result.usage is not None:
+                        usage = usage + result.usage
+                    cost = _add_cost(cost, result, self.model_name)
+                    conversation.add_assistant(result.content, tool_calls=result.tool_calls)
+                    if result.content:
+                        content = result.content
+                    if not result.tool_calls:
+                        status = "completed"
+                        content = result.content
+                        break
+                    calls.extend(result.tool_calls)
+                    pending = list(result.tool_calls)
+                    for r in await self._run_tools(result.tool_calls):
+                        conversation.add_tool_result(r.tool_call_id or "", r.content, name=r.name)
+                        pending = [c for c in pending if c.id != r.tool_call_id]
+                        results.append(r)
+                        if r.usage is not None:
+                            usage = usage + r.usage
+                        if r.cost is not None and cost is not None:
+                            cost += r.cost
+                        if events is not None:
+                            await _emit(events, _tool_result_event(r))
+            except _ConsumerGone:
+                status = "cancelled"
+            except (ProviderError, DeadlineExceeded, ActorError, ConfigError) as exc:
+                status, error = "error", exc
+            finally:
+                self._scope = None
+        if scope.cancelled_caught:
+            status = "cancelled" if self._cancel_requested else "timeout"
+        # A call the model made must have an answer, or the next request is malformed.
+        for call in pending:
+            conversation.add_tool_result(
+                call.id,
+                f"Error: the run ended ({status}) before this tool call finished.",
+                name=call.name,
+            )
+        agent_result = AgentResult(
+            content=content,
+            status=status,
+            num_turns=turns,
+            all_tool_calls=calls,
+            tool_results=results,
+            usage=usage,
+            cost=cost,
+            conversation=conversation.fork(),
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+        self.last_result = agent_result
+        if events is not None:
+            with contextlib.suppress(_ConsumerGone):
+                if error is not None:
+                    await _emit(
+                        events,
+                        StreamEvent(
+                            type=StreamEventType.ERROR,
+                            error=str(error),
+                            error_type=type(error).__name__,
+                        ),
+                    )
+                await _emit(events, _done_event(agent_result, self.model_name))
+        return agent_result
+
+    async def _stream_turn(
+        self, request: CompletionRequest, events: MemoryObjectSendStream[StreamEvent]
+    ) -> CompletionResult:
+        assert self._pool is not None
+        if isinstance(self._pool, ModelGroup):
+            # A ModelGroup fails over whole calls; it does not stream. Stream the answer as
+            # one piece instead.
+            result = await self._pool.complete(request)
+            if result.content:
+                await _emit(events, StreamEvent.token(result.content))
+            for call in result.tool_calls:
+                await _emit(events, StreamEvent(type=StreamEventType.TOOL_CALL, tool_call=call))
+            return result
+        final: CompletionResult | None = None
+        stream = self._pool.stream(request)
+        try:
+            async for event in stream:
+                if event.type is StreamEventType.DONE:
+                    final = event.result
+                elif event.type in (StreamEventType.TOKEN, StreamEventType.TOOL_CALL):
+                    await _emit(events, event)
+        finally:
+            # Close it here, not when collected: it holds a leased worker.
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if final is None:
+            raise BadResponse(f"the stream of {self.model_name!r} ended without a result")
+        return final
+
+    async def _run_tools(self, calls: list[ToolCall]) -> list[ToolResult]:
+        if self._executor is None:
+            return [
+                ToolResult(
+                    content=f"Error: there is no tool named {c.name!r}; this agent has no tools.",
+                    is_error=True,
+                    name=c.name,
+                    tool_call_id=c.id,
+                )
+                for c in calls
+            ]
+        try:
+            results: list[ToolResult] = await self._executor.ask(
+                RunTools(calls=calls, parallel=self.config.parallel_tool_execution)
+            )
+        except ActorError as exc:
+            # The executor itself failed (a bug, or stopped): the model hears about it.
+            return [
+                ToolResult(
+                    content=f"Error: the tool executor failed ({exc}); try again later.",
+                    is_error=True,
+                    name=c.name,
+                    tool_call_id=c.id,
+                )
+                for c in calls
+            ]
+        return results
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    @property
+    def ref(self) -> ActorRef | None:
+        """The running actor, or ``None`` when the agent is not running in a runtime."""
+        ref = self._ref
+        return ref if ref is not None and ref.alive else None
+
+    async def _ensure_ref(self) -> ActorRef | None:
+        ref = self.ref
+        if ref is None and self._runtime is not None:
+            ref = await self._runtime.spawn(self, name=self.name)
+        return ref
+
+    async def run(self, prompt: str) -> AgentResult:
+        """Run the agent on ``prompt``, continuing the conversation of earlier runs.
+
+        Failures of the model or the tools end the run with a status, they are not raised:
+        check :attr:`AgentResult.status`.
+
+        :raises ConfigError: ``prompt`` is not a string.
+        :raises ActorCrashed: the agent itself had a bug (the cause is attached).
+        """
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        ref = await self._ensure_ref()
+        if ref is not None:
+            result: AgentResult = await ref.ask(RunAgent(prompt=prompt))
+            return result
+        async with Runtime() as rt:
+            ref = await rt.spawn(self, name=self.name)
+            result = await ref.ask(RunAgent(prompt=prompt))
+            return result
+
+    def stream(self, prompt: str) -> AgentStream:
+        """Run the agent on ``prompt`` and iterate its :class:`StreamEvent` s: TOKEN and
+        TOOL_CALL as the model produces them, META events with ``meta["event"] ==
+        "tool_result"`` as tools finish, ERROR if the run failed, then DONE (``result`` holds
+        the final answer, usage and cost; ``meta`` the status and turns).
+
+        Use ``async with agent.stream(p) as events: async for e in events: ...``; the
+        ``async with`` is required when the agent has no runtime (it opens one).
+        """
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        return AgentStream(self, prompt)
+
+    async def reset(self) -> None:
+        """Forget the conversation (the system prompt stays)."""
+        ref = self.ref
+        if ref is not None:
+            await ref.ask(ResetAgent())
+        else:
+            self.conversation = self._fresh_conversation()
+
+    def cancel(self) -> None:
+        """Cancel the run in progress, if any; it ends with status ``cancelled``."""
+        if self._scope is not None:
+            self._cancel_requested = True
+            self._scope.cancel()
+
+    def as_tool(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> AgentTool:
+        """This agent as a tool for a parent agent: the parent starts it as a supervised child
+        (at ``<parent path>/<name>``) and delegates tasks to it; its usage and cost count in
+        the parent's, it runs within the parent's deadline, and stops with the parent.
+
+        :param timeout: seconds per delegation (default: the parent's tool timeout).
+        """
+        tool_name = name or self.name
+        return AgentTool(
+            self,
+            name=tool_name,
+            description=description
+            or f"Delegate a task to the {tool_name} agent and get its answer.",
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        where = self._ref.path if self.ref is not None and self._ref is not None else "not running"
+        return f"<Agent {self.name} ({where})>"
+
+
+class AgentStream:
+    """The events of one :meth:`Agent.stream` run; an async iterator and context manager.
+
+    :ivar result: the run's :class:`AgentResult`, once the DONE event was read.
+    """
+
+    def __init__(self, agent: Agent, prompt: str) -> None:
+        self._agent = agent
+        self._prompt = prompt
+        self._runtime: Runtime | None = None
+        self._receive: MemoryObjectReceiveStream[StreamEvent] | None = None
+        self._started = False
+        self.result: AgentResult | None = None
+
+    async def __aenter__(self) -> AgentStream:
+        if await self._agent._ensure_ref() is None:
+            self._runtime = Runtime()
+            await self._runtime.__aenter__()
+            await self._runtime.spawn(self._agent, name=self._agent.name)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self.close()
+        if self._runtime is not None:
+            runtime, self._runtime = self._runtime, None
+            return await runtime.__aexit__(exc_type, exc, tb)
+        return None
+
+    def close(self) -> None:
+        """Stop listening; the agent ends the run (status ``cancelled``) at its next event."""
+        if self._receive is not None:
+            self._receive.close()
+
+    def __aiter__(self) -> AgentStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if not self._started:
+            self._started = True
+            ref = await self._agent._ensure_ref()
+            if ref is None:
+                raise ConfigError(
+                    "this agent has no runtime: iterate its stream inside "
+                    "`async with agent.stream(prompt) as events:`, or give it runtime="
+                )
+            send, self._receive = anyio.create_memory_object_stream[StreamEvent](STREAM_BUFFER)
+            try:
+                await ref.tell(RunAgent(prompt=self._prompt, events=send))
+            except BaseException:
+                send.close()
+                raise
+        if self._receive is None:
+            raise StopAsyncIteration
+        try:
+            event = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.close()
+            raise StopAsyncIteration from None
+        if event.type is StreamEventType.DONE:
+            self.result = self._agent.last_result
+        return event
+
+
+async def _emit(events: MemoryObjectSendStream[StreamEvent], event: StreamEvent) -> None:
+    try:
+        await events.send(event)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        raise _ConsumerGone from None
+
+
+def _add_cost(cost: float | None, result: CompletionResult, model: str) -> float | None:
+    if cost is None:
+        return None
+    if result.cost is not None:
+        return cost + result.cost
+    profile = get_model_profile(result.model or model)
+    price = None if profile is None or result.usage is None else profile.cost(result.usage)
+    return None if price is None else cost + price
+
+
+def _tool_result_event(result: ToolResult) -> StreamEvent:
+    return StreamEvent(
+        type=StreamEventType.META,
+        meta={
+            "event": "tool_result",
+            "tool_call_id": result.tool_call_id,
+            "name": result.name,
+            "content": result.content,
+            "is_error": result.is_error,
+            "duration": result.duration,
+        },
+    )
+
+
+def _done_event(result: AgentResult, model: str) -> StreamEvent:
+    return StreamEvent(
+        type=StreamEventType.DONE,
+        result=CompletionResult(
+            content=result.content,
+            tool_calls=result.all_tool_calls,
+            finish_reason=result.status,
+            model=model,
+            usage=result.usage,
+            cost=result.cost,
+        ),
+        meta={"status": result.status, "num_turns": result.num_turns, "error": result.error},
+    )

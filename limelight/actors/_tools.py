@@ -1,0 +1,384 @@
+"""Tools an agent can call: the ``@tool`` decorator, the :class:`ToolRegistry` that
+validates and runs calls, and :class:`ToolResult`.
+
+A tool's JSON schema comes from its signature (a msgspec Struct built from it) and its
+argument docs from its docstring. Every failure of a call becomes an error result the model
+can read and act on; nothing a model sends can crash the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import time
+import typing
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Annotated, Any, Final, TypeVar, overload
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from ..errors import ConfigError
+from ..schemas import ToolSpec, Usage
+
+__all__ = [
+    "DEFAULT_TOOL_TIMEOUT",
+    "Tool",
+    "ToolRegistry",
+    "ToolResult",
+    "tool",
+]
+
+#: Seconds a tool call may take when neither the tool nor the caller says otherwise.
+DEFAULT_TOOL_TIMEOUT: Final = 60.0
+
+# OpenAI's rule for function names; other providers accept a subset of it or the same.
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_encoder = msgspec.json.Encoder()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ToolResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The outcome of one tool call, as the model will see it.
+
+    :ivar content: the tool's return value as text (JSON for structured values), or the
+        error message when ``is_error``.
+    :ivar is_error: the call failed; ``content`` says why and what to do instead.
+    :ivar duration: seconds the call took, validation included.
+    :ivar name: the tool called.
+    :ivar tool_call_id: the id of the model's call this answers.
+    :ivar usage: tokens spent inside the tool (a delegated child agent's, say).
+    :ivar cost: USD spent inside the tool, when known.
+    """
+
+    content: str
+    is_error: bool = False
+    duration: float = 0.0
+    name: str = ""
+    tool_call_id: str | None = None
+    usage: Usage | None = None
+    cost: float | None = None
+
+
+def _docs(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The description and the per-argument docs of ``fn``'s docstring (any style)."""
+    doc = inspect.getdoc(fn)
+    if not doc:
+        return "", {}
+    import docstring_parser  # lazily: only tools need it
+
+    parsed = docstring_parser.parse(doc)
+    parts = [p for p in (parsed.short_description, parsed.long_description) if p]
+    return "\n\n".join(parts), {
+        p.arg_name: p.description for p in parsed.params if p.description is not None
+    }
+
+
+def _arguments_struct(
+    fn: Callable[..., Any], name: str, docs: dict[str, str]
+) -> type[msgspec.Struct]:
+    """A Struct with one field per parameter of ``fn``: msgspec validates calls against it
+    and derives the JSON schema from it, so the two can never disagree."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError) as exc:
+        raise ConfigError(
+            f"tool {name!r}: cannot resolve the annotations of {fn.__qualname__} ({exc}); "
+            "define the types it names at module level"
+        ) from exc
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ConfigError(
+                f"tool {name!r}: *{param.name} / **{param.name} cannot be described to a "
+                "model; give every argument a name and a type"
+            )
+        if param.kind is param.POSITIONAL_ONLY:
+            raise ConfigError(
+                f"tool {name!r}: positional-only parameter {param.name!r}; tools are called "
+                "with keyword arguments"
+            )
+        annotation: Any = hints.get(param.name, Any)
+        if param.name in docs:
+            annotation = Annotated[annotation, msgspec.Meta(description=docs[param.name])]
+        if param.default is param.empty:
+            fields.append((param.name, annotation))
+        else:
+            fields.append((param.name, annotation, param.default))
+    try:
+        struct = msgspec.defstruct(
+            f"{name}_arguments", fields, kw_only=True, forbid_unknown_fields=True
+        )
+        msgspec.json.schema(struct)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"tool {name!r}: its signature has a type msgspec cannot describe ({exc}); use "
+            "builtins, Optional, Literal, enums, msgspec Structs or dataclasses"
+        ) from exc
+    return struct
+
+
+def _schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """The object schema of ``struct`` with its own ``$defs`` entry inlined at the top (the
+    shape function-calling APIs expect); nested types stay in ``$defs``."""
+    schema = msgspec.json.schema(struct)
+    defs: dict[str, Any] = schema.get("$defs", {})
+    ref = schema.get("$ref", "")
+    top = dict(defs.pop(ref.rsplit("/", 1)[-1], schema))
+    top.pop("title", None)
+    top.setdefault("properties", {})
+    if defs:
+        top["$defs"] = defs
+    return top
+
+
+def _render(value: Any) -> str:
+    """A tool's return value as the text the model reads."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return _encoder.encode(value).decode()
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class Tool:
+    """A function the model can call. Make one with :func:`tool`.
+
+    Calling the tool object calls the function unchanged, so decorated functions stay
+    usable (and testable) as plain functions.
+
+    :ivar name: the name the model calls it by.
+    :ivar description: what it does, for the model.
+    :ivar timeout: seconds a call may take (``None``: the executor's default).
+    :ivar arguments: the msgspec Struct its arguments are validated against.
+    """
+
+    __slots__ = ("_is_async", "arguments", "description", "fn", "name", "spec", "timeout")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigError(f"a tool wraps a function, got {fn!r}")
+        self.name: str = name or str(getattr(fn, "__name__", ""))
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"tool name {self.name!r} is not valid: use 1 to 64 letters, digits, _ or -"
+            )
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"tool {self.name!r}: timeout must be > 0, got {timeout}")
+        doc, arg_docs = _docs(fn)
+        self.fn = fn
+        self.description = doc if description is None else description
+        self.timeout = timeout
+        self.arguments = _arguments_struct(fn, self.name, arg_docs)
+        self.spec = ToolSpec(
+            name=self.name, description=self.description, parameters=_schema(self.arguments)
+        )
+        target = fn.func if isinstance(fn, functools.partial) else fn
+        self._is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+            getattr(target, "__call__", None)  # noqa: B004 - an async callable object
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Tool {self.name}>"
+
+    async def invoke(
+        self, arguments: msgspec.Struct, *, limiter: anyio.CapacityLimiter | None = None
+    ) -> Any:
+        """Call the function with validated ``arguments``: awaited when async, in a worker
+        thread when sync (abandoned, not waited for, when cancelled: a thread cannot be
+        interrupted, and a timed-out call must not hold up the agent)."""
+        kwargs = msgspec.structs.asdict(arguments)
+        if self._is_async:
+            result = self.fn(**kwargs)
+            return await typing.cast(Awaitable[Any], result)
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.fn, **kwargs), abandon_on_cancel=True, limiter=limiter
+        )
+
+
+@overload
+def tool(fn: F, /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+) -> Callable[[F], Tool]: ...
+
+
+def tool(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+) -> Tool | Callable[[F], Tool]:
+    """Make a function (async or sync) a :class:`Tool`::
+
+        @tool
+        async def search(query: str, limit: int = 5) -> list[str]:
+            '''Search the web.
+
+            :param query: what to look for.
+            :param limit: how many results.
+            '''
+
+    :param name: overrides the function's name.
+    :param description: overrides the docstring's description.
+    :param timeout: seconds one call may take.
+    :raises ConfigError: the signature cannot be described as a JSON schema.
+    """
+    if fn is not None:
+        return Tool(fn, name=name, description=description, timeout=timeout)
+
+    def decorate(f: F) -> Tool:
+        return Tool(f, name=name, description=description, timeout=timeout)
+
+    return decorate
+
+
+class ToolRegistry:
+    """The tools offered to a model, by name; validates and runs the model's calls.
+
+    :param tools: tools, or plain functions (wrapped with :func:`tool`).
+    :param timeout: seconds a call may take when its tool sets no timeout.
+    :raises ConfigError: two tools share a name.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        timeout: float | None = DEFAULT_TOOL_TIMEOUT,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"registry timeout must be > 0 or None, got {timeout}")
+        self.timeout = timeout
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.add(t)
+
+    def add(self, t: Tool | Callable[..., Any]) -> Tool:
+        """Register a tool (a plain function is wrapped with :func:`tool`).
+
+        :raises ConfigError: a tool of that name is registered already.
+        """
+        t = t if isinstance(t, Tool) else Tool(t)
+        if t.name in self._tools:
+            raise ConfigError(f"two tools are named {t.name!r}: pass name= to one of them")
+        self._tools[t.name] = t
+        return t
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def specs(self) -> list[ToolSpec]:
+        """The tools as the model is told about them."""
+        return [t.spec for t in self._tools.values()]
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    async def execute(
+        self,
+        name: str,
+        arguments: str | bytes,
+        *,
+        tool_call_id: str | None = None,
+        timeout: float | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> ToolResult:
+        """Validate and run one call. Never raises for anything the model or the tool did:
+        an unknown tool, arguments that are not JSON or do not match the schema, a tool that
+        raises or overruns its timeout all give an error result saying what to fix.
+
+        :param arguments: the JSON object text the model sent (empty means no arguments).
+        :param timeout: overrides the registry's default (a tool's own timeout wins).
+        :param limiter: the thread limiter for sync tools.
+        """
+        start = time.perf_counter()
+
+        def result(content: str, *, is_error: bool = False) -> ToolResult:
+            return ToolResult(
+                content=content,
+                is_error=is_error,
+                duration=time.perf_counter() - start,
+                name=name,
+                tool_call_id=tool_call_id,
+            )
+
+        t = self._tools.get(name)
+        if t is None:
+            available = ", ".join(sorted(self._tools)) or "none"
+            return result(
+                f"Error: there is no tool named {name!r}. Available tools: {available}.",
+                is_error=True,
+            )
+        raw = arguments if isinstance(arguments, bytes) else arguments.encode()
+        if not raw.strip():
+            raw = b"{}"
+        try:
+            args = msgspec.json.decode(raw, type=t.arguments)
+        except msgspec.ValidationError as exc:
+            return result(
+                f"Error: invalid arguments for tool {name!r}: {exc}. Call it again with "
+                f"arguments matching its schema: {_encoder.encode(t.spec.parameters).decode()}",
+                is_error=True,
+            )
+        except msgspec.DecodeError as exc:
+            return result(
+                f"Error: the arguments for tool {name!r} are not valid JSON ({exc}). Send "
+                'one JSON object with the arguments, e.g. {"name": value}.',
+                is_error=True,
+            )
+        limit = t.timeout if t.timeout is not None else timeout
+        if limit is None:
+            limit = self.timeout
+        value: Any = None
+        try:
+            # move_on, not fail_after: a tool raising TimeoutError itself is not a timeout.
+            with anyio.move_on_after(limit) as scope:
+                value = await t.invoke(args, limiter=limiter)
+        except Exception as exc:
+            return result(
+                f"Error: tool {name!r} raised {type(exc).__name__}: {exc}. Fix the arguments "
+                "or try another approach.",
+                is_error=True,
+            )
+        if scope.cancelled_caught:
+            return result(
+                f"Error: tool {name!r} timed out after {limit} s. Try again with a smaller "
+                "request, or answer without it.",
+                is_error=True,
+            )
+        if isinstance(value, ToolResult):
+            return msgspec.structs.replace(
+                value,
+                name=name,
+                tool_call_id=tool_call_id,
+                duration=time.perf_counter() - start,
+            )
+        return result(_render(value))
