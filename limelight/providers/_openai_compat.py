@@ -231,6 +231,9 @@ class OpenAICompatible:
                 f"base_url must be an http(s) URL such as 'http://127.0.0.1:8080/v1', "
                 f"got {base_url!r}"
             )
+        if api_key and (api_key != api_key.strip() or not api_key.isprintable()):
+            # Caught here: an HTTP library would reject it later, quoting the header value.
+            raise ConfigError("api_key has surrounding whitespace or control characters; strip it")
         if max_connections < 1:
             raise ConfigError(f"max_connections must be at least 1, got {max_connections}")
         self.base_url = base_url.rstrip("/")

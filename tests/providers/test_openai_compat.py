@@ -859,6 +859,13 @@ def test_invalid_base_url(url: str) -> None:
         OpenAICompatible(url)
 
 
+@pytest.mark.parametrize("key", ["sk-abc\n", " sk-abc", "sk-a\x00bc"])
+def test_malformed_api_key_is_refused_without_quoting_it(key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        OpenAICompatible("http://127.0.0.1:1/v1", key)
+    assert "sk-a" not in str(caught.value)
+
+
 async def test_request_without_messages_or_prompt(provider: OpenAICompatible) -> None:
     with pytest.raises(ConfigError):
         await provider.complete(CompletionRequest(model="echo"))
