@@ -124,11 +124,49 @@ async def limelight(url: str) -> AsyncIterator[Call]:
 
 @contextlib.asynccontextmanager
 async def limelight_worker_row(url: str) -> AsyncIterator[Call | None]:
-    """HOOK, to fill in once the ProviderWorker actor exists: yield a coroutine function that
-    sends one chat completion (the same request as :func:`limelight`) through a ProviderWorker
-    actor driving ``OpenAICompatible(url, API_KEY, model=MODEL)`` inside a ``Runtime`` that
-    this context manager enters and leaves. Yielding ``None`` skips the row."""
-    yield None
+    """The same request through a ProviderPool: a leased ProviderWorker actor (an ask with
+    its deadline, the retry policy, a per-attempt cancel scope) driving OpenAICompatible.
+    256 workers, so the pool never limits concurrency here."""
+    from limelight.actors import ProviderPool
+    from limelight.providers import OpenAICompatible
+    from limelight.runtime import Runtime
+    from limelight.schemas import CompletionRequest, Message
+
+    request = CompletionRequest(messages=[Message.user(MESSAGES[0]["content"])])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, OpenAICompatible(url, API_KEY, model=MODEL), name="bench", size=256
+        )
+
+        async def call() -> object:
+            return await pool.complete(request)
+
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def limelight_worker_stream(url: str) -> AsyncIterator[Call]:
+    """A streamed completion through a ProviderPool's worker (events cross the actor
+    boundary through the reply stream)."""
+    from limelight.actors import ProviderPool
+    from limelight.providers import OpenAICompatible
+    from limelight.runtime import Runtime
+    from limelight.schemas import CompletionRequest, Message
+
+    request = CompletionRequest(messages=[Message.user(MESSAGES[0]["content"])])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, OpenAICompatible(url, API_KEY, model=MODEL), name="bench", size=256
+        )
+
+        async def call() -> object:
+            count = 0
+            async for _ in pool.stream(request):
+                count += 1
+            assert count == STREAM_CHUNKS + 2  # tokens, USAGE, DONE
+            return count
+
+        yield call
 
 
 @contextlib.asynccontextmanager
@@ -255,9 +293,10 @@ CLIENTS: dict[str, tuple[str, Client]] = {
 TRIO_CLIENTS = ("limelight", "limelight_worker", "httpx")
 STREAM_CLIENTS: dict[str, tuple[str, Client]] = {
     "limelight_stream": ("limelight OpenAICompatible.stream", limelight_stream),
+    "limelight_worker_stream": ("limelight via ProviderWorker, streamed", limelight_worker_stream),
     "httpx_sse_stream": ("httpx + aiohttp transport + httpx-sse", httpx_sse_stream),
 }
-TRIO_STREAM_CLIENTS = ("limelight_stream",)
+TRIO_STREAM_CLIENTS = ("limelight_stream", "limelight_worker_stream")
 
 
 # -- one measurement, in a child process ------------------------------------------------------

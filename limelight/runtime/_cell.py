@@ -636,12 +636,21 @@ class Cell:
         if not isinstance(result, AsyncIterable):
             result = _single(result)
         iterator = aiter(result)
+        send_nowait = send.send_nowait
         try:
             async for item in iterator:
+                # Fast path first: the producer awaits its own source, so it yields anyway;
+                # it waits here only when the consumer is STREAM_BUFFER items behind.
                 try:
-                    await send.send(item)
+                    send_nowait(item)
+                except WouldBlock:
+                    try:
+                        await send.send(item)
+                    except (BrokenResourceError, ClosedResourceError):
+                        self.late_replies += 1  # the caller stopped listening
+                        break
                 except (BrokenResourceError, ClosedResourceError):
-                    self.late_replies += 1  # the caller stopped listening
+                    self.late_replies += 1
                     break
         finally:
             aclose = getattr(iterator, "aclose", None)

@@ -187,6 +187,10 @@ class ReplyStream(AsyncIterator[Any]):
                 raise StopAsyncIteration
             receive = await self._open()
         try:
+            try:
+                return receive.receive_nowait()
+            except WouldBlock:
+                pass
             if self._deadline == _INF:
                 return await receive.receive()
             with anyio.move_on_at(self._deadline):
