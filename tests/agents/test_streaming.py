@@ -1,0 +1,222 @@
+"""Stream adapters: SSE frames, callbacks, buffering, collecting, a websocket on loopback,
+and the Starlette example serving an agent's stream."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import anyio.to_thread
+import msgspec
+import pytest
+from websockets.sync.client import connect
+from websockets.sync.server import Server, ServerConnection, serve
+
+from limelight.errors import BadResponse
+from limelight.schemas import CompletionResult, StreamEvent, StreamEventType, ToolCall, Usage
+from limelight.streaming import (
+    BufferingAdapter,
+    CallbackAdapter,
+    SSEAdapter,
+    StreamError,
+    WebSocketAdapter,
+    collect_stream,
+)
+
+CALL = ToolCall(id="c1", name="add", arguments='{"a": 1}')
+RESULT = CompletionResult(content="Hello world", usage=Usage.of(3, 2))
+
+
+def script(*, fail: bool = False, error_event: bool = False) -> list[StreamEvent]:
+    events = [
+        StreamEvent.token("Hello"),
+        StreamEvent.token(" world"),
+        StreamEvent(type=StreamEventType.TOOL_CALL, tool_call=CALL),
+        StreamEvent(type=StreamEventType.META, meta={"event": "tool_result", "content": "2"}),
+        StreamEvent(type=StreamEventType.USAGE, usage=Usage.of(3, 2)),
+    ]
+    if error_event:
+        events.append(StreamEvent(type=StreamEventType.ERROR, error="boom", error_type="X"))
+    events.append(StreamEvent.done(RESULT))
+    return events
+
+
+async def source(
+    events: list[StreamEvent], *, fail_after: int | None = None
+) -> AsyncIterator[StreamEvent]:
+    for i, event in enumerate(events):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("source broke")
+        await anyio.lowlevel.checkpoint()
+        yield event
+
+
+@pytest.mark.anyio
+async def test_sse_frames_one_event_each_and_end_with_error_on_failure() -> None:
+    frames = [f async for f in SSEAdapter(source(script()))]
+    assert frames[0] == 'event: token\ndata: {"type":"token","content":"Hello"}\n\n'
+    assert frames[-1].startswith("event: done\ndata: ")
+    assert len(frames) == 6
+    payload = frames[-1].split("data: ", 1)[1]
+    assert msgspec.json.decode(payload, type=StreamEvent).result == RESULT
+    broken = [f async for f in SSEAdapter(source(script(), fail_after=1))]
+    assert len(broken) == 2
+    assert broken[-1] == (
+        'event: error\ndata: {"type":"error","error":"source broke",'
+        '"error_type":"RuntimeError"}\n\n'
+    )
+
+
+@pytest.mark.anyio
+async def test_callbacks_get_each_kind_of_event_sync_or_async() -> None:
+    seen: list[tuple[str, object]] = []
+
+    async def on_done(result: CompletionResult) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(("done", result.content))
+
+    adapter = CallbackAdapter(
+        on_token=lambda t: seen.append(("token", t)),
+        on_tool_call=lambda c: seen.append(("call", c.name)),
+        on_tool_result=lambda m: seen.append(("result", m["content"])),
+        on_done=on_done,
+    )
+    result = await adapter.consume(source(script()))
+    assert result == RESULT
+    assert seen == [
+        ("token", "Hello"),
+        ("token", " world"),
+        ("call", "add"),
+        ("result", "2"),
+        ("done", "Hello world"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_callback_errors_go_to_on_error_or_are_raised() -> None:
+    errors: list[BaseException] = []
+    await CallbackAdapter(on_error=errors.append).consume(source(script(error_event=True)))
+    await CallbackAdapter(on_error=errors.append).consume(source(script(), fail_after=2))
+    assert [type(e).__name__ for e in errors] == ["StreamError", "RuntimeError"]
+    assert str(errors[0]) == "X: boom"
+    with pytest.raises(StreamError, match="X: boom"):
+        await CallbackAdapter().consume(source(script(error_event=True)))
+    with pytest.raises(RuntimeError, match="source broke"):
+        await CallbackAdapter().consume(source(script(), fail_after=0))
+
+
+@pytest.mark.anyio
+async def test_buffering_passes_events_through_and_keeps_them() -> None:
+    buffer = BufferingAdapter(source(script()))
+    passed = [e async for e in buffer]
+    assert passed == script()
+    assert buffer.events == passed
+    assert buffer.text == "Hello world"
+    assert buffer.tool_calls == [CALL]
+    assert buffer.result == RESULT
+    assert await BufferingAdapter(source(script())).consume() == "Hello world"
+
+
+@pytest.mark.anyio
+async def test_collect_stream() -> None:
+    assert await collect_stream(source(script())) == RESULT
+    # Without DONE, the result is assembled from the pieces.
+    assembled = await collect_stream(source(script()[:-1]))
+    assert assembled.content == "Hello world"
+    assert assembled.tool_calls == [CALL]
+    assert assembled.usage == Usage.of(3, 2)
+    assert assembled.finish_reason == "tool_calls"
+    with pytest.raises(StreamError, match="boom"):
+        await collect_stream(source(script(error_event=True)))
+    with pytest.raises(BadResponse, match="without any event"):
+        await collect_stream(source([]))
+
+
+@pytest.fixture
+def ws_server() -> Iterator[tuple[str, list[str]]]:
+    """A real websocket server on loopback, in a thread, recording what it receives."""
+    received: list[str] = []
+
+    def handler(connection: ServerConnection) -> None:
+        for message in connection:
+            received.append(str(message))
+
+    server: Server = serve(handler, "127.0.0.1", 0)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{port}", received
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+@pytest.mark.anyio
+async def test_websocket_adapter_sends_each_event_over_a_real_socket(
+    ws_server: tuple[str, list[str]],
+) -> None:
+    url, received = ws_server
+    # The sync client in worker threads: it works the same under asyncio and trio.
+    client = await anyio.to_thread.run_sync(connect, url)
+    connection = await anyio.to_thread.run_sync(client.__enter__)
+    try:
+
+        async def send(text: str) -> None:
+            await anyio.to_thread.run_sync(connection.send, text)
+
+        sent = await WebSocketAdapter(send).send_stream(source(script(), fail_after=3))
+    finally:
+        await anyio.to_thread.run_sync(client.__exit__, None, None, None)
+    with anyio.fail_after(10):
+        while len(received) < sent:
+            await anyio.sleep(0.01)
+    assert sent == 4
+    decoded = [msgspec.json.decode(m, type=StreamEvent) for m in received]
+    assert decoded[:3] == script()[:3]
+    assert decoded[3].type is StreamEventType.ERROR
+    assert decoded[3].error == "source broke"
+
+
+def _load_example() -> ModuleType:
+    path = Path(__file__).parents[2] / "examples" / "serve_agent_starlette.py"
+    spec = importlib.util.spec_from_file_location("serve_agent_starlette", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_starlette_example_streams_an_agent_over_sse_and_websocket() -> None:
+    from starlette.testclient import TestClient
+
+    example = _load_example()
+    with TestClient(example.app) as client:
+        with client.stream("GET", "/chat", params={"prompt": "2 + 3?"}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            body = "".join(response.iter_text())
+        frames = [f for f in body.split("\n\n") if f]
+        kinds = [f.split("\n", 1)[0] for f in frames]
+        assert kinds[0] == "event: tool_call"
+        assert kinds[1] == "event: meta"
+        assert kinds[-1] == "event: done"
+        done = msgspec.json.decode(frames[-1].split("data: ", 1)[1], type=StreamEvent)
+        assert done.result is not None
+        assert done.result.content == "The answer is 5."
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text("2 + 3?")
+            messages = []
+            while True:
+                event = msgspec.json.decode(ws.receive_text(), type=StreamEvent)
+                messages.append(event)
+                if event.type is StreamEventType.DONE:
+                    break
+        assert messages[-1].meta["status"] == "completed"
+        # Each request's agent is stopped when its response ends.
+        runtime = example.app.state.runtime
+        assert [c.name for c in runtime.tree().children] == ["model"]
