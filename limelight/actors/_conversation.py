@@ -81,7 +81,7 @@ class Conversation:
     :raises ConfigError: an unknown truncation or a budget < 1.
     """
 
-    __slots__ = ("_messages", "max_tokens", "system", "truncation")
+    __slots__ = ("_messages", "_tokens", "max_tokens", "system", "truncation")
 
     def __init__(
         self,
@@ -101,6 +101,8 @@ class Conversation:
         self.max_tokens = max_tokens
         self.truncation: Truncation = truncation
         self._messages: list[Message] = []
+        # Kept up to date on every add, so the common case (it all fits) costs no walk.
+        self._tokens = 0
         for m in messages:
             self.add(m)
 
@@ -117,6 +119,7 @@ class Conversation:
             self.system = message.content
         else:
             self._messages.append(message)
+            self._tokens += message_tokens(message)
         return message
 
     def add_user(self, content: str, *, name: str | None = None) -> Message:
@@ -135,6 +138,7 @@ class Conversation:
     def clear(self) -> None:
         """Forget every message (the system prompt stays)."""
         self._messages.clear()
+        self._tokens = 0
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -149,7 +153,7 @@ class Conversation:
     def token_count(self) -> int:
         """Estimated tokens of the whole conversation, system prompt included."""
         system = message_tokens(Message.system(self.system)) if self.system else 0
-        return system + sum(message_tokens(m) for m in self._messages)
+        return system + self._tokens
 
     def budget(self, model: str | None = None) -> int | None:
         """The tokens :meth:`get_messages` may use for ``model``: the smaller of
@@ -176,6 +180,8 @@ class Conversation:
         if budget is None:
             return head + self._messages
         available = budget - sum(message_tokens(m) for m in head)
+        if self._tokens <= available:
+            return head + self._messages
         units = _units(self._messages)
         kept = _truncate(
             units, [sum(map(message_tokens, u)) for u in units], available, self.truncation

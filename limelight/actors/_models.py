@@ -4,6 +4,7 @@ price their usage with it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Final
 
@@ -118,6 +119,7 @@ def register_model(profile: ModelProfile, *, replace: bool = True) -> ModelProfi
     if not replace and profile.name in _registry:
         raise ConfigError(f"a profile named {profile.name!r} is registered already")
     _registry[profile.name] = profile
+    get_model_profile.cache_clear()
     return profile
 
 
@@ -126,6 +128,8 @@ def model_profiles() -> Iterable[ModelProfile]:
     return tuple(_registry.values())
 
 
+# Cached: agents look their model up on every turn, and the prefix scan is not free.
+@functools.lru_cache(maxsize=1024)
 def get_model_profile(model: str) -> ModelProfile | None:
     """The profile of ``model``: an exact match, else the longest registered name that
     prefixes it (dated variants), also after a ``provider/`` prefix; ``None`` if unknown."""
