@@ -68,7 +68,13 @@ def _docs(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     doc = inspect.getdoc(fn)
     if not doc:
         return "", {}
-    import docstring_parser  # lazily: only tools need it
+    try:
+        import docstring_parser  # lazily: only tools need it
+    except ImportError as exc:
+        raise ConfigError(
+            "reading argument docs from docstrings needs docstring-parser: "
+            "pip install 'limelight[agents]'"
+        ) from exc
 
     parsed = docstring_parser.parse(doc)
     parts = [p for p in (parsed.short_description, parsed.long_description) if p]
