@@ -312,6 +312,19 @@ class Agent(Actor):
     ) -> AgentResult:
         try:
             return await self._loop(prompt, events)
+        except Exception as exc:
+            # A bug of ours: it crashes the actor (the asker gets ActorCrashed); a streaming
+            # caller is told before its stream ends, so the end is never mistaken for success.
+            if events is not None:
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                    events.send_nowait(
+                        StreamEvent(
+                            type=StreamEventType.ERROR,
+                            error=f"agent crashed: {exc}",
+                            error_type=type(exc).__name__,
+                        )
+                    )
+            raise
         finally:
             if events is not None:
                 events.close()

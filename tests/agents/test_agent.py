@@ -10,7 +10,7 @@ import pytest
 
 from limelight.actors import ProviderPool
 from limelight.agents import Agent, AgentConfig, AgentResult
-from limelight.errors import ActorNotFound, BadRequest, ConfigError
+from limelight.errors import ActorCrashed, ActorNotFound, BadRequest, ConfigError
 from limelight.models import ModelProfile, register_model
 from limelight.providers import OpenAICompatible, SimulatedConfig
 from limelight.providers._sim_server import serve_in_thread_async
@@ -341,3 +341,21 @@ async def test_an_agent_over_http_against_the_simulator(sim_url: str) -> None:
     tokens = "".join(e.content or "" for e in seen if e.type is StreamEventType.TOKEN)
     assert tokens == seen[-1].result.content  # type: ignore[union-attr]
     assert isinstance(CompletionRequest(), CompletionRequest)
+
+
+class BuggyAgent(Agent):
+    async def _run_tools(self, calls: list[ToolCall]) -> list[object]:  # type: ignore[override]
+        raise RuntimeError("bug in the agent")
+
+
+async def test_an_agent_bug_reaches_the_caller_and_never_hangs_a_stream() -> None:
+    agent = BuggyAgent(model=Scripted(lambda r: calls(("add", "{}"))), tools=[add])
+    async with Runtime() as rt:
+        await rt.spawn(agent, name="buggy")
+        with pytest.raises(ActorCrashed, match="bug in the agent"):
+            await agent.run("go")
+        with anyio.fail_after(10):
+            async with agent.stream("again") as events:
+                seen = [e async for e in events]
+    assert [e.type for e in seen] == [StreamEventType.TOOL_CALL, StreamEventType.ERROR]
+    assert seen[-1].error_type == "RuntimeError"
