@@ -28,7 +28,13 @@ from ..schemas import (
 )
 from ._conversation import Conversation, Truncation
 from ._models import get_model_profile
-from ._provider_worker import DEFAULT_PROVIDER_RETRY, ModelGroup, ProviderPool, _PoolActor
+from ._provider_worker import (
+    DEFAULT_PROVIDER_RETRY,
+    AttemptHook,
+    ModelGroup,
+    ProviderPool,
+    _PoolActor,
+)
 from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
 from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry, ToolResult
 
@@ -211,6 +217,8 @@ class Agent(Actor):
     :param runtime: the runtime to spawn in on first use.
     :param model_name: the model to request and to price with, when not the pool's.
     :param conversation: start from this conversation instead of an empty one.
+    :param hooks: attempt hooks for the pool the agent starts for a bare Provider (a rate
+        limiter's, say); a pool passed as ``model`` keeps its own.
     """
 
     def __init__(
@@ -224,6 +232,7 @@ class Agent(Actor):
         runtime: Runtime | None = None,
         model_name: str | None = None,
         conversation: Conversation | None = None,
+        hooks: Sequence[AttemptHook] = (),
     ) -> None:
         if not isinstance(model, (ProviderPool, ModelGroup)) and not (
             callable(getattr(model, "complete", None)) and callable(getattr(model, "stream", None))
@@ -238,6 +247,7 @@ class Agent(Actor):
         self.system = system
         self.model_name = model_name or _model_name(model)
         self._runtime = runtime
+        self._hooks = tuple(hooks)
         self._tools = list(tools)
         self._agent_tools = [t for t in self._tools if isinstance(t, AgentTool)]
         # Validate the plain tools now, so a bad tool fails at construction, not at start.
@@ -269,7 +279,7 @@ class Agent(Actor):
                 "deployment": f"{ctx.path}/provider",
                 "retry": DEFAULT_PROVIDER_RETRY,
                 "attempt_timeout": self.config.request_timeout or 120.0,
-                "hooks": (),
+                "hooks": self._hooks,
             }
             supervisor = await ctx.spawn(
                 _PoolActor(self.model, self.config.pool_size, options), name="provider"

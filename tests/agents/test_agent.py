@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from limelight.actors import ProviderPool
+from limelight.actors import Attempt, ProviderPool
 from limelight.agents import Agent, AgentConfig, AgentResult
 from limelight.errors import ActorCrashed, ActorNotFound, BadRequest, ConfigError
 from limelight.models import ModelProfile, register_model
@@ -359,3 +359,20 @@ async def test_an_agent_bug_reaches_the_caller_and_never_hangs_a_stream() -> Non
                 seen = [e async for e in events]
     assert [e.type for e in seen] == [StreamEventType.TOOL_CALL, StreamEventType.ERROR]
     assert seen[-1].error_type == "RuntimeError"
+
+
+async def test_hooks_reach_the_pool_an_agent_starts() -> None:
+    seen: list[tuple[str, int]] = []
+
+    class Hook:
+        async def before(self, attempt: Attempt) -> None:
+            seen.append(("before", attempt.number))
+
+        async def after(
+            self, attempt: Attempt, result: object, error: BaseException | None
+        ) -> None:
+            seen.append(("after", attempt.number))
+
+    result = await Agent(model=Scripted(["hi"]), hooks=[Hook()]).run("hello")
+    assert result.content == "hi"
+    assert seen == [("before", 1), ("after", 1)]
