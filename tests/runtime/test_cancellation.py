@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 from trio.testing import MockClock
 
 from limelight.runtime import (
@@ -441,7 +442,11 @@ async def test_crash_in_on_stop_is_recorded_not_raised() -> None:
 
     async with Runtime() as rt:
         ref = await rt.spawn(BadStop(), name="bad")
-        await ref.stop()
+        with capture_logs() as logs:
+            await ref.stop()
         stats = ref.statistics()
         assert stats.state is ActorState.STOPPED
         assert stats.last_error == "Crash: on_stop failed"
+    [event] = [e for e in logs if e["event"] == "on_stop raised"]
+    assert event["actor"] == "/bad"
+    assert event["error"] == "Crash: on_stop failed"
