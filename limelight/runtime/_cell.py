@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -162,6 +163,7 @@ class Cell:
 
     __slots__ = (
         "__weakref__",
+        "_child_restarts",
         "_done",
         "_escalation",
         "_exit_expected",
@@ -268,6 +270,7 @@ class Cell:
         self._escalation: BaseException | None = None
         self._lock: anyio.Lock | None = None
         self._routines: set[CancelScope] | None = None
+        self._child_restarts: dict[str, deque[float]] | None = None
         self._log: FilteringBoundLogger | None = None
 
     # -- small helpers -------------------------------------------------------------------
@@ -509,9 +512,9 @@ class Cell:
         finally:
             # Every end passes here, cancellation included; shielded (but bounded) so that
             # the children stop and on_stop runs even while the runtime is being torn down.
+            self.state = ActorState.STOPPING
             with CancelScope(shield=True) as shield:
                 shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
-                self.state = ActorState.STOPPING
                 await self.stop_children()
                 if started and actor is not None:
                     try:
@@ -520,20 +523,29 @@ class Cell:
                         self.log.exception("on_stop raised", error=_describe(exc))
                         self.last_error = exc
                         reason = reason or exc
-                escalation = self.escalation()
-                if escalation is not None:
-                    reason = escalation
-                if self.state is not ActorState.STOPPED:
-                    self.state = ActorState.RESTARTING
-                self._running = False
-                if self._done is not None:
-                    self._done.set()
-                    self._done = None
-                if not started:
-                    # begin() waits for this: spawn() raises a failed first start; a failed
-                    # restart is reported below like any crash.
-                    self._signal_ready(reason or self.stopped_error())
-                report = (started or not initial) and not self._exit_expected
+            if shield.cancelled_caught:
+                # A child or on_stop overran shutdown_timeout and was cancelled; the
+                # bookkeeping below must run all the same, or a stop() would wait forever.
+                self.log.warning(
+                    "stopping took longer than shutdown_timeout; cancelled",
+                    shutdown_timeout=self.runtime.shutdown_timeout,
+                )
+                for child in list(self.children.values()):
+                    child.finalize()
+            escalation = self.escalation()
+            if escalation is not None:
+                reason = escalation
+            if self.state is not ActorState.STOPPED:
+                self.state = ActorState.RESTARTING
+            self._running = False
+            if self._done is not None:
+                self._done.set()
+                self._done = None
+            if not started:
+                # begin() waits for this: spawn() raises a failed first start; a failed
+                # restart is reported below like any crash.
+                self._signal_ready(reason or self.stopped_error())
+            report = (started or not initial) and not self._exit_expected
             if report and self.parent is not None:
                 if reason is not None:
                     self.log.warning(
@@ -733,6 +745,9 @@ class Cell:
         """
         if child.state is ActorState.STOPPED:
             return
+        if self.state is ActorState.STOPPING or self.state is ActorState.STOPPED:
+            child.finalize()  # nothing restarts while its supervisor (or the runtime) stops
+            return
         if not should_restart(child.restart, crashed=reason is not None):
             child.finalize()
             return
@@ -787,7 +802,7 @@ class Cell:
                 await sibling.stop()
             else:
                 await sibling.halt()
-        delay = self.supervision.backoff(self.intensity.count(now))
+        delay = self.supervision.backoff(self._child_restarts_in_window(child, now))
         if delay > 0:
             await anyio.sleep(delay)
         for cell in targets:
@@ -796,6 +811,16 @@ class Cell:
             cell.restarts += 1
             # A failed start is reported by its own task once we release the lock.
             await cell.begin(False)
+
+    def _child_restarts_in_window(self, child: Cell, now: float) -> int:
+        """Record a restart of ``child`` and count its own restarts inside the window."""
+        if self._child_restarts is None:
+            self._child_restarts = {}
+        times = self._child_restarts.setdefault(child.name, deque())
+        times.append(now)
+        while times and times[0] <= now - self.supervision.within:
+            times.popleft()
+        return len(times)
 
     def escalation(self) -> BaseException | None:
         """The error this supervisor gave up with, if it did."""

@@ -15,7 +15,7 @@ from ._cell import CHECKPOINT_INTERVAL, Ask, StreamRequest
 from ._errors import AskTimeout
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cell import Cell
     from ._stats import ActorStatistics
@@ -101,13 +101,18 @@ class ActorRef:
             if own_deadline < deadline:
                 deadline = own_deadline
         envelope = Ask(message, deadline)
-        await cell.put(envelope)
+        queued = False
         try:
             if own_deadline == _INF or own_deadline > deadline:
                 # Only an enclosing scope limits us, and it cancels us itself.
+                await cell.put(envelope)
+                queued = True
                 await envelope._event.wait()
             else:
+                # The timeout covers waiting for room in a full mailbox too.
                 with anyio.move_on_at(own_deadline):
+                    await cell.put(envelope)
+                    queued = True
                     await envelope._event.wait()
         except BaseException:
             envelope.abandon()
@@ -115,9 +120,10 @@ class ActorRef:
         if not envelope.resolved:
             envelope.abandon()
             depth = cell.send.statistics().current_buffer_used
+            where = "" if queued else " waiting for room in a full mailbox"
             raise AskTimeout(
-                f"ask {type(message).__name__} to {cell.path} timed out after {timeout} s "
-                f"(mailbox depth {depth})",
+                f"ask {type(message).__name__} to {cell.path} timed out after {timeout} s"
+                f"{where} (mailbox depth {depth})",
                 path=cell.path,
             )
         return envelope.outcome()
@@ -155,7 +161,7 @@ class ActorRef:
 class ReplyStream(AsyncIterator[Any]):
     """The replies of one :meth:`ActorRef.stream` request."""
 
-    __slots__ = ("_cell", "_deadline", "_message", "_receive", "_request", "_timeout")
+    __slots__ = ("_cell", "_deadline", "_message", "_queued", "_receive", "_request", "_timeout")
 
     def __init__(self, cell: Cell, message: Any, timeout: float | None) -> None:
         self._cell = cell
@@ -164,36 +170,53 @@ class ReplyStream(AsyncIterator[Any]):
         self._deadline = _INF
         self._receive: MemoryObjectReceiveStream[Any] | None = None
         self._request: StreamRequest | None = None
+        self._queued = False
 
-    async def _open(self) -> MemoryObjectReceiveStream[Any]:
+    def _prepare(self) -> MemoryObjectReceiveStream[Any]:
         deadline = current_effective_deadline()
         if self._timeout is not None:
             self._deadline = current_time() + self._timeout
             deadline = min(deadline, self._deadline)
-        send, receive = anyio.create_memory_object_stream[Any](STREAM_BUFFER)
+        send: MemoryObjectSendStream[Any]
+        receive: MemoryObjectReceiveStream[Any]
+        send, receive = anyio.create_memory_object_stream(STREAM_BUFFER)
         self._receive = receive
         self._request = StreamRequest(self._message, deadline, send)
+        return receive
+
+    async def _put(self) -> None:
+        assert self._request is not None
         try:
             await self._cell.put(self._request)
         except BaseException:
+            # Refused (full, stopped), cancelled or timed out: nothing was queued, so both
+            # ends are ours to close.
+            self._request.close()
             self.close()
             raise
-        return receive
+        self._queued = True
 
     async def __anext__(self) -> Any:
         receive = self._receive
+        opening = receive is None
         if receive is None:
             if self._request is not None:  # already finished
                 raise StopAsyncIteration
-            receive = await self._open()
+            receive = self._prepare()
         try:
-            try:
-                return receive.receive_nowait()
-            except WouldBlock:
-                pass
+            if not opening:
+                try:
+                    return receive.receive_nowait()
+                except WouldBlock:
+                    pass
             if self._deadline == _INF:
+                if opening:
+                    await self._put()
                 return await receive.receive()
+            # The timeout covers waiting for room in a full mailbox too.
             with anyio.move_on_at(self._deadline):
+                if opening:
+                    await self._put()
                 return await receive.receive()
         except EndOfStream:
             self.close()
@@ -204,9 +227,10 @@ class ReplyStream(AsyncIterator[Any]):
         except anyio.ClosedResourceError:
             raise StopAsyncIteration from None
         self.close()
+        where = "" if self._queued else " waiting for room in a full mailbox"
         raise AskTimeout(
             f"stream {type(self._message).__name__} from {self._cell.path} timed out after "
-            f"{self._timeout} s",
+            f"{self._timeout} s{where}",
             path=self._cell.path,
         )
 

@@ -121,13 +121,13 @@ class Runtime:
         assert self._portal is not None
         self._running = False
         root = self._root
+        root.state = ActorState.STOPPING  # no restarts from here on
         # Orderly shutdown even if we are being cancelled, but bounded.
         with CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + self.shutdown_timeout
             await root.stop_children()
             await self._portal.stop(cancel_remaining=True)
         await self._portal.__aexit__(None, None, None)
-        root.finalize()
         # Whatever did not stop in time (a hung on_stop) is cancelled now.
         self._tg.cancel_scope.cancel()
         try:
@@ -139,6 +139,11 @@ class Runtime:
                 suppress = False
             else:
                 raise
+        finally:
+            # Cancelled rather than stopped in time, but stopped for good all the same.
+            for cell in list(self._registry.values()):
+                cell.finalize()
+            root.finalize()
         if self._failure is not None:
             raise self._failure
         return suppress

@@ -338,11 +338,6 @@ async def test_on_stop_runs_on_stop_restart_and_shutdown() -> None:
     assert log[3:] == ["stop shutdown", "stop restarted"]
 
 
-@pytest.mark.skip(
-    reason="kernel bug: an on_stop cancelled by the shutdown_timeout deadline skips the rest of "
-    "Cell.run's finally (report unbound: UnboundLocalError; _done never set: stop() hangs), "
-    "and the runtime never finalizes the actors it had to cancel"
-)
 async def test_hung_on_stop_is_bounded_by_shutdown_timeout(virtual_time: bool) -> None:
     shutdown_timeout = 5.0 if virtual_time else 0.05
     log: list[str] = []
@@ -371,11 +366,6 @@ async def test_hung_on_stop_is_bounded_by_shutdown_timeout(virtual_time: bool) -
         assert shutdown_timeout <= elapsed < 2 * shutdown_timeout
 
 
-@pytest.mark.skip(
-    reason="kernel bug: an on_stop cancelled by the shutdown_timeout deadline skips the rest of "
-    "Cell.run's finally (report unbound: UnboundLocalError; _done never set: stop() hangs), "
-    "and the runtime never finalizes the actors it had to cancel"
-)
 async def test_hung_on_stop_does_not_hang_a_stop(virtual_time: bool) -> None:
     shutdown_timeout = 5.0 if virtual_time else 0.05
     cancelled = []
@@ -398,11 +388,6 @@ async def test_hung_on_stop_does_not_hang_a_stop(virtual_time: bool) -> None:
             assert shutdown_timeout <= elapsed < 2 * shutdown_timeout
 
 
-@pytest.mark.skip(
-    reason="kernel bug: supervisors restart children while the runtime shuts down; an on_start "
-    "that spawns then fails with RuntimeNotRunning, and the clean shutdown ends in "
-    "RestartIntensityExceeded"
-)
 async def test_a_crash_during_shutdown_is_not_restarted(virtual_time: bool) -> None:
     log: list[str] = []
 

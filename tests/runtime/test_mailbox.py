@@ -100,10 +100,6 @@ async def test_block_makes_the_sender_wait_until_the_actor_drains() -> None:
         assert (stats.dropped, stats.rejected, stats.dead_letters) == (0, 1, 0)
 
 
-@pytest.mark.skip(
-    reason="kernel bug: under BLOCK, ask(timeout=...) and stream(timeout=...) wait for room in "
-    "a full mailbox without any limit; the timeout only starts once the request is queued"
-)
 async def test_ask_and_stream_timeouts_cover_waiting_for_room() -> None:
     async with Runtime() as rt:
         gate, ref = await held(rt, mailbox_size=1)
@@ -118,10 +114,6 @@ async def test_ask_and_stream_timeouts_cover_waiting_for_room() -> None:
         assert gate.seen == [1]  # neither request got in
 
 
-@pytest.mark.skip(
-    reason="kernel bug: a stream request refused at the mailbox (MailboxFull, ActorStopped) "
-    "leaves its send stream open (ResourceWarning when collected)"
-)
 async def test_a_refused_stream_raises_and_leaves_nothing_open() -> None:
     async with Runtime() as rt:
         gate, ref = await held(rt, mailbox_size=1, overflow=Overflow.FAIL)
