@@ -1,0 +1,283 @@
+"""Agents at scale: N concurrent agents, each a run of three model turns (the first two ask
+for two tool calls each, run in parallel; the third answers), against the Scripted provider
+with realistic delays. limelight's Agent actors (a shared ProviderPool, a ToolExecutor per
+agent) side by side with the floor: the same workload as plain ``asyncio.gather`` over the
+same provider and tools, no actors.
+
+Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
+time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
+per live agent (peak RSS over the run less the RSS before it, divided by N).
+
+    python bench/agents.py              # 10,000 agents, 3 runs each
+    python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+TURNS = 3
+TOOL_CALLS_PER_TURN = 2
+#: Seconds a model call takes (Scripted's delay) and a tool call (an async sleep).
+MODEL_DELAY = 0.2
+#: Set by --gc-tuned in the child: gc.freeze() and higher thresholds once agents are spawned.
+GC_TUNED = False
+TOOL_DELAY = 0.05
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _workload() -> tuple[Any, Any]:
+    """The provider and the tool both variants use."""
+    import anyio
+
+    from limelight.providers._scripted import Reply, Scripted
+    from limelight.schemas import CompletionRequest, ToolCall
+
+    class LeanScripted(Scripted):
+        """Scripted without its record of every request (which would dominate memory)."""
+
+        async def _next(self, request: CompletionRequest) -> tuple[int, Any]:
+            assert self._script is not None
+            return 0, self._script(request)
+
+    def answer(request: CompletionRequest) -> Reply:
+        turn = sum(1 for m in request.messages if m.role == "assistant")
+        if turn < TURNS - 1:
+            return Reply(
+                tool_calls=[
+                    ToolCall(id=f"t{turn}-{k}", name="lookup", arguments=f'{{"key": "k{k}"}}')
+                    for k in range(TOOL_CALLS_PER_TURN)
+                ]
+            )
+        return Reply(text="All looked up: the answer is 42.")
+
+    async def lookup(key: str) -> str:
+        """Look a key up.
+
+        :param key: the key.
+        """
+        await anyio.sleep(TOOL_DELAY)
+        return f"value of {key}"
+
+    return LeanScripted(answer, delay=MODEL_DELAY), lookup
+
+
+async def _floor(n: int) -> dict[str, Any]:
+    import asyncio
+
+    import msgspec
+
+    from limelight.schemas import CompletionRequest, Message
+
+    provider, lookup = _workload()
+
+    async def one(i: int) -> str | None:
+        messages = [Message.system("You look things up."), Message.user(f"task {i}")]
+        for _ in range(TURNS):
+            result = await provider.complete(CompletionRequest(model="scripted", messages=messages))
+            messages.append(result.message())
+            if not result.tool_calls:
+                return result.content
+            outputs = await asyncio.gather(
+                *(lookup(**msgspec.json.decode(c.arguments)) for c in result.tool_calls)
+            )
+            messages.extend(
+                Message.tool(o, tool_call_id=c.id, name=c.name)
+                for c, o in zip(result.tool_calls, outputs, strict=True)
+            )
+        return None
+
+    gc.collect()
+    rss0 = _rss_bytes()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    answers = await asyncio.gather(*(one(i) for i in range(n)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert all(a for a in answers)
+    return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
+
+
+async def _limelight(n: int) -> dict[str, Any]:
+    import anyio
+
+    from limelight.actors import ProviderPool
+    from limelight.agents import Agent, AgentConfig, AgentResult
+    from limelight.runtime import Runtime
+    from limelight.tools import tool
+
+    provider, lookup = _workload()
+    lookup_tool = tool(lookup)
+    gc.collect()
+    rss0 = _rss_bytes()
+    async with Runtime() as rt:
+        cpu_setup = time.process_time()
+        pool = await ProviderPool.start(rt, provider, name="model", size=n)
+        agents = [
+            Agent(
+                model=pool,
+                tools=[lookup_tool],
+                system="You look things up.",
+                config=AgentConfig(max_turns=TURNS),
+                name=f"agent-{i}",
+            )
+            for i in range(n)
+        ]
+        for agent in agents:
+            await rt.spawn(agent, name=agent.name)
+        setup_cpu = time.process_time() - cpu_setup
+        if GC_TUNED:
+            # What a long-lived server may do after start-up: move everything alive now out
+            # of the collector's sight, and collect the young generation less often (objects
+            # of requests in flight for a whole model delay otherwise reach the old
+            # generation and make full collections frequent).
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 20)
+        results: list[AgentResult] = []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+
+            async def one(agent: Agent, i: int) -> None:
+                results.append(await agent.run(f"task {i}"))
+
+            for i, agent in enumerate(agents):
+                tg.start_soon(one, agent, i)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert len(results) == n
+        assert all(r.status == "completed" and r.num_turns == TURNS for r in results), {
+            r.status for r in results
+        }
+        actors = rt.statistics().actors
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "setup_cpu_s": setup_cpu,
+        "rss0": rss0,
+        "actors": actors,
+    }
+
+
+def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
+    import anyio
+
+    global GC_TUNED
+    GC_TUNED = freeze
+    fn = _floor if variant == "floor" else _limelight
+    out = anyio.run(fn, n, backend=backend)
+    out["peak_rss"] = _peak_rss_bytes()
+    print(json.dumps(out))
+
+
+def _run(variant: str, n: int, backend: str, freeze: bool) -> dict[str, Any]:
+    flags = ["--gc-tuned"] if freeze else []
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            *("--child", variant, "--agents", str(n), "--backend", backend),
+            *flags,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", choices=["floor", "limelight"])
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--gc-tuned", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.agents, args.backend, args.gc_tuned)
+        return
+    n, runs = (200, 1) if args.quick else (args.agents, args.runs)
+    rows: list[dict[str, Any]] = []
+    variants = [
+        ("floor", "asyncio", False),
+        ("limelight", "asyncio", False),
+        ("limelight", "asyncio", True),
+        ("limelight", "trio", False),
+    ]
+    for variant, backend, freeze in variants:
+        samples = [_run(variant, n, backend, freeze) for _ in range(runs)]
+        turns = n * TURNS
+
+        def med(key: str, samples: list[dict[str, Any]] = samples) -> float:
+            return float(statistics.median(s[key] for s in samples))
+
+        rows.append(
+            {
+                "variant": f"{variant} ({backend}{', gc tuned' if freeze else ''})",
+                "agents": n,
+                "wall_s": med("wall_s"),
+                "cpu_us_per_turn": med("cpu_s") / turns * 1e6,
+                "setup_cpu_us_per_agent": med("setup_cpu_s") / n * 1e6,
+                "bytes_per_agent": statistics.median(
+                    (s["peak_rss"] - s["rss0"]) / n for s in samples
+                ),
+                "actors": samples[0].get("actors"),
+                "samples": samples,
+            }
+        )
+    floor = rows[0]
+    print(
+        f"{n:,} agents x {TURNS} turns ({TOOL_CALLS_PER_TURN} parallel tool calls on each of the "
+        f"first {TURNS - 1}), model delay {MODEL_DELAY} s, tool delay {TOOL_DELAY} s; "
+        f"median of {runs}"
+    )
+    print(
+        f"{'variant':<32} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
+        f"{'KiB/agent':>10} {'vs.':>6}"
+    )
+    for row in rows:
+        print(
+            f"{row['variant']:<32} {row['wall_s']:>8.2f} {row['cpu_us_per_turn']:>12.0f} "
+            f"{row['cpu_us_per_turn'] / floor['cpu_us_per_turn']:>5.2f}x "
+            f"{row['setup_cpu_us_per_agent']:>15.0f} {row['bytes_per_agent'] / 1024:>10.1f} "
+            f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"agents-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "python": platform.python_version(),
+                "turns": TURNS,
+                "tool_calls_per_turn": TOOL_CALLS_PER_TURN,
+                "model_delay": MODEL_DELAY,
+                "tool_delay": TOOL_DELAY,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
