@@ -47,12 +47,13 @@ DEFAULT_PROMOTE_AFTER: Final = 10.0
 #: Seconds a call may take from its reservation here to its admission by the server. Two
 #: things follow from it. The server's bucket stays full (gaining nothing) until it sees a
 #: call that this budget already charged, while this budget's bucket refills: so a
-#: reservation made from a (nearly) full bucket holds back the refill for this long, or the
-#: budget would run ahead of the server. And the ``x-ratelimit-remaining-*`` of a response
+#: reservation made from a (nearly) full bucket holds back the refill for this long (or until
+#: the first answer shows that the server has seen a call), or the budget would run ahead of
+#: the server. And the ``x-ratelimit-remaining-*`` of a response
 #: is adopted only when no other reservation was made within this long of its own: calls
 #: reserved closer together may reach the server in another order, and its count would then
 #: include (or miss) them.
-DEFAULT_SEND_DELAY: Final = 0.25
+DEFAULT_SEND_DELAY: Final = 1.0
 
 # Refill arithmetic can land a hair below an integer it should have reached.
 _EPSILON: Final = 1e-9
@@ -91,10 +92,11 @@ class DeploymentLimits(msgspec.Struct, frozen=True, kw_only=True):
     :ivar rpm: requests per minute; ``None`` for no limit.
     :ivar tpm: tokens (prompt + output) per minute; ``None`` for no limit.
     :ivar max_concurrency: requests in flight at once; ``None`` for no limit.
-    :ivar refund_unused: after a call, give back the reserved tokens it did not use. Right for
-        servers that charge real usage; OpenAI (and ``limelight sim``) charge the prompt plus
-        ``max_tokens`` at admission and give nothing back, so set it to ``False`` there, or
-        the limiter admits more than the server does until the headers correct it.
+    :ivar refund_unused: after a call, give back the reserved tokens it did not use. Off by
+        default: OpenAI (and ``limelight sim``) charge the prompt plus ``max_tokens`` at
+        admission and give nothing back, and a limiter that refunded would admit more than
+        such a server does. Turn it on for servers that count real usage; unused tokens are
+        then refunded, never beyond the bucket.
     :ivar default_output_tokens: output tokens reserved for a request without ``max_tokens``;
         ``None`` reserves the running average of the answers seen so far (OpenAI-like servers
         charge a fixed budget: give that here).
@@ -103,7 +105,7 @@ class DeploymentLimits(msgspec.Struct, frozen=True, kw_only=True):
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
-    refund_unused: bool = True
+    refund_unused: bool = False
     default_output_tokens: int | None = None
 
     def __post_init__(self) -> None:
@@ -186,6 +188,12 @@ class Bucket:
             self._updated = max(self._updated, now + self.send_delay)
         self._level -= amount
         self.consumed += amount
+
+    def end_hold(self, now: float) -> None:
+        """An answer came: the server has seen a call, so the refill held back by
+        :meth:`take` resumes now."""
+        if self._updated > now:
+            self._updated = now
 
     def charge(self, amount: float, now: float) -> None:
         """Remove ``amount`` more units after the fact; the level may go into debt (down to
@@ -497,6 +505,7 @@ class Budget:
         reservation.settled = True
         self.in_flight -= 1
         self._consecutive_429 = 0
+        self._answered(now)
         if completion_tokens is not None:
             self._output_sum += completion_tokens
             self._output_count += 1
@@ -516,6 +525,12 @@ class Budget:
             return
         reservation.settled = True
         self.in_flight -= 1
+        self._answered(now)
+
+    def _answered(self, now: float) -> None:
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.end_hold(now)
 
     def rate_limited_by_server(
         self,
@@ -530,6 +545,7 @@ class Budget:
         doubling backoff)."""
         self.rate_limited += 1
         self._consecutive_429 += 1
+        self._answered(now)
         if reservation is not None:
             self.release(reservation, now)
         if headers:
@@ -551,20 +567,23 @@ class Budget:
         corrected since and less the refill since the reservation (the server may have
         counted the call just now), is the error to correct now. It is adopted only for a
         reservation with no other within :attr:`send_delay` seconds, which the server cannot have
-        counted in another order. Without a reservation (a refusal), only a lower count is
-        adopted.
+        counted in another order. Without a reservation (a refusal), or when the quota
+        changed, a lower count is adopted at once.
         """
         for name, unit in (("requests", "requests"), ("tokens", "tokens")):
             limit = _number(headers.get(f"x-ratelimit-limit-{unit}"))
+            changed = False
             if limit is not None and limit >= 1:
                 current = getattr(self, name)
                 if current is None:
                     setattr(self, name, Bucket(limit, now=now, send_delay=self.send_delay))
+                    changed = True
                     self.limits = msgspec.structs.replace(
                         self.limits, **{"rpm" if name == "requests" else "tpm": int(limit)}
                     )
                 elif current.limit != limit:
                     current.set_limit(limit, now)
+                    changed = True
                     self.limits = msgspec.structs.replace(
                         self.limits, **{"rpm" if name == "requests" else "tpm": int(limit)}
                     )
@@ -574,7 +593,8 @@ class Budget:
             remaining = _server_level(bucket, headers, unit)
             if remaining is None:
                 continue
-            if reservation is None:
+            if reservation is None or changed:
+                # A refusal, or a new quota: the server's count is the truth when lower.
                 level = bucket.level(now)
                 if remaining < level:
                     bucket.adjust(remaining - level, now)

@@ -16,8 +16,9 @@ name upper-cased with every character outside ``A-Z0-9`` turned into ``_``:
 - ``LIMELIGHT_RPM_<DEPLOYMENT>``: requests per minute;
 - ``LIMELIGHT_TPM_<DEPLOYMENT>``: tokens per minute;
 - ``LIMELIGHT_MAX_CONCURRENCY_<DEPLOYMENT>``: requests in flight at once;
-- ``LIMELIGHT_REFUND_UNUSED_<DEPLOYMENT>``: ``0``/``false`` when the server charges
-  ``max_tokens`` at admission and refunds nothing (OpenAI, ``limelight sim``);
+- ``LIMELIGHT_REFUND_UNUSED_<DEPLOYMENT>``: ``1``/``true`` when the server counts real
+  usage and so gives back unused output tokens (OpenAI and ``limelight sim`` charge
+  ``max_tokens`` at admission and give nothing back: the default);
 - ``LIMELIGHT_DEFAULT_OUTPUT_TOKENS_<DEPLOYMENT>``: output tokens reserved for a request
   without ``max_tokens``.
 
@@ -267,7 +268,7 @@ class Ticket:
     """A call's place with the limiter: admitted at once, or queued until the limiter admits
     it. Waited on by the caller (:meth:`wait`), mutated only by the limiter."""
 
-    __slots__ = ("_event", "asked_at", "deployment", "error", "waiter")
+    __slots__ = ("_event", "asked_at", "deployment", "error", "paused_until", "waiter")
 
     def __init__(
         self,
@@ -283,6 +284,8 @@ class Ticket:
         )
         self.waiter.owner = self
         self.asked_at = 0.0
+        #: When queued: until when the deployment is paused after a 429.
+        self.paused_until = -math.inf
         self.error: BaseException | None = None
         self._event: anyio.Event | None = None
 
@@ -495,6 +498,7 @@ class RateLimiter(Actor):
                 deployment.waits.append(0.0)
                 return True
         budget.enqueue(waiter, now)
+        ticket.paused_until = budget.paused_until
         return False
 
     def _grant_all(self, now: float) -> None:
@@ -656,7 +660,8 @@ class RateLimitHook:
     async def acquire(self, ticket: Ticket) -> None:
         """Get ``ticket`` admitted: ask, then wait in turn until the deadline.
 
-        :raises RateLimitTimeout: the deadline came first; the ticket left the queue.
+        :raises RateLimitTimeout: the deadline came first, or the deployment is paused after a
+            429 until past it; the ticket left the queue.
         """
         now = anyio.current_time()
         deadline = anyio.current_effective_deadline() - DEFAULT_DEADLINE_MARGIN
@@ -665,14 +670,24 @@ class RateLimitHook:
         try:
             if await self.limiter.ask(Acquire(ticket=ticket)):
                 return
-            with anyio.move_on_at(deadline):
-                await ticket.wait()
+            # Paused after a 429 past the deadline: waiting is pointless; leaving now lets a
+            # ModelGroup fail over at once.
+            paused = ticket.paused_until > deadline
+            if not paused:
+                with anyio.move_on_at(deadline):
+                    await ticket.wait()
         except BaseException:
             await self._leave(ticket, timed_out=False)
             raise
         if ticket.admitted:
             return
         await self._leave(ticket, timed_out=True)
+        if paused:
+            raise RateLimitTimeout(
+                f"deployment {ticket.deployment!r} is paused for "
+                f"{ticket.paused_until - now:.3f} s after a 429, past this call's deadline; the "
+                "call was not sent. Fail over to another deployment or allow a longer timeout"
+            )
         waited = anyio.current_time() - now
         raise RateLimitTimeout(
             f"waited {waited:.3f} s for rate-limit capacity on deployment "

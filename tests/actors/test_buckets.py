@@ -231,7 +231,7 @@ def test_a_reservation_from_a_full_bucket_holds_the_refill_for_the_send_delay() 
 
 
 def test_usage_beyond_the_reservation_is_charged_and_unused_tokens_refunded() -> None:
-    budget = Budget(DeploymentLimits(tpm=6_000), now=0.0, send_delay=0.0)
+    budget = Budget(DeploymentLimits(tpm=6_000, refund_unused=True), now=0.0, send_delay=0.0)
     assert budget.tokens is not None
     first = budget.try_reserve(1_000.0, 0.0)
     assert first is not None
@@ -244,7 +244,7 @@ def test_usage_beyond_the_reservation_is_charged_and_unused_tokens_refunded() ->
 
 
 def test_unused_tokens_are_kept_when_the_server_does_not_refund() -> None:
-    budget = Budget(DeploymentLimits(tpm=6_000, refund_unused=False), now=0.0, send_delay=0.0)
+    budget = Budget(DeploymentLimits(tpm=6_000), now=0.0, send_delay=0.0)
     assert budget.tokens is not None
     reservation = budget.try_reserve(1_000.0, 0.0)
     assert reservation is not None

@@ -55,14 +55,14 @@ def test_limits_from_the_environment() -> None:
         "LIMELIGHT_RPM_GPT_4O": "500",
         "LIMELIGHT_TPM_GPT_4O": "30000",
         "LIMELIGHT_MAX_CONCURRENCY_GPT_4O": "8",
-        "LIMELIGHT_REFUND_UNUSED_GPT_4O": "false",
+        "LIMELIGHT_REFUND_UNUSED_GPT_4O": "true",
         "LIMELIGHT_DEFAULT_OUTPUT_TOKENS_CLAUDE": "1024",
         "LIMELIGHT_OTHER": "x",
         "PATH": "/bin",
     }
     limits = limits_from_env(environ)
     assert limits == {
-        "GPT_4O": DeploymentLimits(rpm=500, tpm=30_000, max_concurrency=8, refund_unused=False),
+        "GPT_4O": DeploymentLimits(rpm=500, tpm=30_000, max_concurrency=8, refund_unused=True),
         "CLAUDE": DeploymentLimits(default_output_tokens=1024),
     }
     assert env_key("gpt-4o") == "GPT_4O"
