@@ -169,7 +169,13 @@ class AgentTool:
 
         async def delegate(task: str) -> ToolResult:
             """:param task: the complete task for the sub-agent, with everything it needs."""
-            result: AgentResult = await ref.ask(RunAgent(prompt=task))
+            try:
+                result: AgentResult = await ref.ask(RunAgent(prompt=task))
+            except BaseException:
+                # The parent gave up (cancelled, or its deadline passed): the child's run
+                # stops too, instead of finishing for nobody.
+                self.agent.cancel()
+                raise
             content = result.content or ""
             if result.status != "completed":
                 content = (
@@ -257,6 +263,7 @@ class Agent(Actor):
         self._ref: ActorRef | None = None
         self._pool: ProviderPool | ModelGroup | None = None
         self._executor: ActorRef | None = None
+        self._executor_actor: ToolExecutor | None = None
         self._specs: list[Any] = []
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
@@ -296,10 +303,10 @@ class Agent(Actor):
         self._specs = registry.specs()
         self._executor = None
         if len(registry):
-            self._executor = await ctx.spawn(
-                ToolExecutor(registry, max_concurrency=self.config.max_tool_concurrency),
-                name="tools",
+            self._executor_actor = ToolExecutor(
+                registry, max_concurrency=self.config.max_tool_concurrency
             )
+            self._executor = await ctx.spawn(self._executor_actor, name="tools")
 
     async def on_stop(self, ctx: Context) -> None:
         self._executor = None
@@ -481,7 +488,12 @@ class Agent(Actor):
             results: list[ToolResult] = await self._executor.ask(
                 RunTools(calls=calls, parallel=self.config.parallel_tool_execution)
             )
-        except ActorError as exc:
+        except BaseException as exc:
+            if not isinstance(exc, ActorError):
+                # Cancelled: the executor's handler would otherwise run the calls to the end.
+                if self._executor_actor is not None:
+                    self._executor_actor.cancel_running()
+                raise
             # The executor itself failed (a bug, or stopped): the model hears about it.
             return [
                 ToolResult(

@@ -63,6 +63,7 @@ class ToolExecutor(Actor):
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self._limiter: anyio.CapacityLimiter | None = None
+        self._running: set[anyio.CancelScope] = set()
 
     async def on_start(self, ctx: Context) -> None:
         # Created here, not in __init__: a limiter belongs to the running event loop.
@@ -103,11 +104,33 @@ class ToolExecutor(Actor):
                         tool_call_id=call.id,
                     )
 
-        if parallel and len(calls) > 1:
-            async with anyio.create_task_group() as tg:
-                for i, call in enumerate(calls):
-                    tg.start_soon(one, i, call)
-        else:
-            for i, call in enumerate(calls):
-                await one(i, call)
-        return [r for r in results if r is not None]
+        with anyio.CancelScope() as scope:
+            self._running.add(scope)
+            try:
+                if parallel and len(calls) > 1:
+                    async with anyio.create_task_group() as tg:
+                        for i, call in enumerate(calls):
+                            tg.start_soon(one, i, call)
+                else:
+                    for i, call in enumerate(calls):
+                        await one(i, call)
+            finally:
+                self._running.discard(scope)
+        return [
+            r
+            if r is not None
+            else ToolResult(
+                content=f"Error: tool {c.name!r} was cancelled before it finished.",
+                is_error=True,
+                name=c.name,
+                tool_call_id=c.id,
+            )
+            for r, c in zip(results, calls, strict=True)
+        ]
+
+    def cancel_running(self) -> None:
+        """Cancel the calls running now (their caller gave up on them): the owner calls
+        this, from the same event loop, when its ask was cancelled, since an abandoned ask
+        does not stop the handler working on it."""
+        for scope in self._running:
+            scope.cancel()

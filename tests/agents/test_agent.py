@@ -295,12 +295,47 @@ async def test_a_child_agent_shares_the_parents_deadline() -> None:
             result = await parent.run("delegate")
         assert result.status == "timeout"
         assert len(child_provider.requests) == 1
-        # The child's work was cancelled with the parent's deadline, not left running.
+        # The child's run was cancelled with the parent's deadline, not left running for
+        # the 30 s its model takes.
         child_ref = rt.lookup("/boss/helper")
         with anyio.fail_after(10):
-            while child_ref.statistics().expired == 0:
+            while child_ref.statistics().processed == 0:
                 await anyio.sleep(0.01)
-        assert child.last_result is None
+        assert child.last_result is None or child.last_result.status == "cancelled"
+
+
+async def test_cancelling_the_parent_cancels_the_childs_run() -> None:
+    child_provider = Scripted([Reply(text="too late", delay=30)])
+    child = Agent(model=child_provider, name="helper")
+    parent = Agent(
+        model=Scripted([calls(("helper", '{"task": "slow work"}'))]),
+        tools=[child.as_tool()],
+        name="boss",
+    )
+    async with Runtime() as rt:
+        await rt.spawn(parent, name="boss")
+        outcome: list[AgentResult] = []
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                outcome.append(await parent.run("delegate"))
+
+            tg.start_soon(run)
+            with anyio.fail_after(10):
+                while not child_provider.requests:
+                    await anyio.sleep(0.01)
+            parent.cancel()
+        assert outcome[0].status == "cancelled"
+        with anyio.fail_after(10):
+            while child.last_result is None:
+                await anyio.sleep(0.01)
+        assert child.last_result.status == "cancelled"
+        # The parent's tool executor is done with the cancelled calls too: a next run's
+        # tools are not stuck behind them.
+        tools = rt.lookup("/boss/tools")
+        with anyio.fail_after(10):
+            while tools.statistics().processed == 0:
+                await anyio.sleep(0.01)
 
 
 async def test_agents_can_share_a_provider_pool() -> None:
