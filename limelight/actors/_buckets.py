@@ -256,6 +256,8 @@ class Reservation:
     snapshot: dict[str, tuple[float, float]] = field(default_factory=dict)
     previous_at: float = -math.inf
     settled: bool = False
+    #: The budget that made it: another budget (after a restart of the limiter) ignores it.
+    budget: object = None
 
 
 @dataclass(slots=True, eq=False)
@@ -378,7 +380,9 @@ class Budget:
         return self._reserve(tokens, now, prompt_tokens)
 
     def _reserve(self, tokens: float, now: float, prompt_tokens: int) -> Reservation:
-        reservation = Reservation(seq=self._seq, tokens=tokens, at=now, prompt_tokens=prompt_tokens)
+        reservation = Reservation(
+            seq=self._seq, tokens=tokens, at=now, prompt_tokens=prompt_tokens, budget=self
+        )
         self._seq += 1
         for name, bucket, amount in (
             ("requests", self.requests, 1.0),
@@ -479,7 +483,7 @@ class Budget:
     def release(self, reservation: Reservation, now: float) -> None:
         """The call was never sent (cancelled, refused before sending): give everything
         back."""
-        if reservation.settled:
+        if reservation.settled or reservation.budget is not self:
             return
         reservation.settled = True
         self.in_flight -= 1
@@ -500,7 +504,7 @@ class Budget:
         """The call ended with an answer: free its slot, charge what it used beyond the
         reservation (or refund the rest, when the quota refunds), learn the output length,
         and adopt the server's ``x-ratelimit-*`` headers."""
-        if reservation.settled:
+        if reservation.settled or reservation.budget is not self:
             return
         reservation.settled = True
         self.in_flight -= 1
@@ -521,7 +525,7 @@ class Budget:
     def fail(self, reservation: Reservation, now: float) -> None:
         """The call failed after it was sent: free its slot, keep the charge (the server may
         have counted it)."""
-        if reservation.settled:
+        if reservation.settled or reservation.budget is not self:
             return
         reservation.settled = True
         self.in_flight -= 1
