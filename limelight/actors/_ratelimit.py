@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 import msgspec
 
 from ..errors import ActorStopped, ConfigError, DeadlineExceeded, ProviderError, RateLimited
@@ -59,7 +60,8 @@ __all__ = [
     "RateLimiterStatistics",
     "Settle",
     "Ticket",
-    "estimate_prompt_tokens",
+    "count_prompt_tokens",
+    "env_key",
     "limits_from_env",
 ]
 
@@ -131,18 +133,26 @@ def _env_value(name: str, field: str, value: str) -> int | bool:
 _tiktoken_encoding: Any = None
 
 
-def estimate_prompt_tokens(request: CompletionRequest) -> int:
-    """Prompt tokens of a request: counted with tiktoken's ``o200k_base`` encoding when
-    tiktoken is installed, else one token per 4 characters (rounded up), as the simulator
-    and OpenAI's rule of thumb. Each message adds 3 tokens of framing either way."""
+def _load_tiktoken() -> Any:
+    """tiktoken's ``o200k_base`` encoding, or ``False`` when it cannot be had (not installed,
+    or its data not cached and no network): loaded once, lazily."""
     global _tiktoken_encoding
     if _tiktoken_encoding is None:
         try:
             import tiktoken
 
             _tiktoken_encoding = tiktoken.get_encoding("o200k_base")
-        except Exception:  # not installed, or its data cannot be loaded offline
+        except Exception:
             _tiktoken_encoding = False
+    return _tiktoken_encoding
+
+
+def count_prompt_tokens(request: CompletionRequest) -> int:
+    """Prompt tokens of a request: counted with tiktoken's ``o200k_base`` encoding when
+    tiktoken is installed (and its data available), else one token per 4 characters (rounded
+    up), the simulator's rule and OpenAI's rule of thumb. Each message adds 3 tokens of
+    framing either way."""
+    encoding = _load_tiktoken()
     texts: list[str] = []
     if request.prompt is not None:
         texts.append(request.prompt)
@@ -150,8 +160,8 @@ def estimate_prompt_tokens(request: CompletionRequest) -> int:
         texts.extend(t for t in (message.content, message.name) if t)
         for call in message.tool_calls:
             texts.extend((call.name, call.arguments))
-    if _tiktoken_encoding:
-        count = sum(len(_tiktoken_encoding.encode(t, disallowed_special=())) for t in texts)
+    if encoding:
+        count = sum(len(encoding.encode(t, disallowed_special=())) for t in texts)
     else:
         count = sum(-(-len(t) // 4) for t in texts)
     return max(1, count + 3 * len(request.messages))
@@ -613,9 +623,9 @@ class RateLimitHook:
     :param limiter: the limiter's reference (:meth:`RateLimiter.start`).
     :param priority: the priority of calls whose request does not say
         (``metadata={"priority": "batch"}`` or ``"interactive"``).
-    :param estimator: counts a request's prompt tokens; :func:`estimate_prompt_tokens` by
+    :param estimator: counts a request's prompt tokens; :func:`count_prompt_tokens` by
         default. Give the server's own rule when it is known (the simulator's
-        ``estimate_prompt_tokens``), so the limiter charges what the server charges.
+        ``count_prompt_tokens``), so the limiter charges what the server charges.
     :param max_wait: seconds a call may wait for capacity; ``None``: until the caller's
         deadline (less :data:`DEFAULT_DEADLINE_MARGIN`).
     """
@@ -632,7 +642,7 @@ class RateLimitHook:
             raise ConfigError(f"max_wait must be >= 0 (or None), got {max_wait}")
         self.limiter = limiter
         self.priority = priority
-        self.estimator = estimator or estimate_prompt_tokens
+        self.estimator = estimator or count_prompt_tokens
         self.max_wait = max_wait
 
     def _priority(self, request: CompletionRequest) -> Priority:
@@ -648,6 +658,9 @@ class RateLimitHook:
 
     async def before(self, attempt: Attempt) -> None:
         request = attempt.request
+        if _tiktoken_encoding is None and self.estimator is count_prompt_tokens:
+            # Loading may download the encoding's data: never on the event loop.
+            await anyio.to_thread.run_sync(_load_tiktoken)
         ticket = Ticket(
             attempt.deployment,
             prompt_tokens=self.estimator(request),

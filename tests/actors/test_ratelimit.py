@@ -19,8 +19,8 @@ from limelight.actors._ratelimit import (
     RateLimitTimeout,
     Settle,
     Ticket,
+    count_prompt_tokens,
     env_key,
-    estimate_prompt_tokens,
     limits_from_env,
 )
 from limelight.errors import ActorStopped, ConfigError, DeadlineExceeded, RateLimited
@@ -84,8 +84,8 @@ async def test_the_environment_configures_a_deployment_the_code_did_not() -> Non
 
 
 def test_prompt_estimate_counts_every_message() -> None:
-    one = estimate_prompt_tokens(CompletionRequest(messages=[Message.user("hello world")]))
-    two = estimate_prompt_tokens(
+    one = count_prompt_tokens(CompletionRequest(messages=[Message.user("hello world")]))
+    two = count_prompt_tokens(
         CompletionRequest(messages=[Message.user("hello world"), Message.user("hello world")])
     )
     assert one >= 4  # text plus the framing of a message
