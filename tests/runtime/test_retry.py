@@ -274,11 +274,14 @@ async def test_retries_that_fit_run_and_the_first_that_does_not_raises(virtual_t
     before = anyio.current_time()
     with anyio.fail_after(10 * scale), pytest.raises(DeadlineExceeded) as info:
         await policy.run(func)
-    # Delays 1, 2, 4 fit in 10; after the fourth failure, 8 more would not.
-    assert len(func.calls) == 4
-    assert info.value.__cause__ is errors[3]
+    assert info.value.__cause__ is errors[len(func.calls) - 1]
     if virtual_time:
+        # Delays 1, 2, 4 fit in 10; after the fourth failure, 8 more would not.
+        assert len(func.calls) == 4
         assert anyio.current_time() - before == pytest.approx(7.0)
+    else:
+        # In real time the sleeps may overrun a little, so a retry may not fit any more.
+        assert 1 <= len(func.calls) <= 4
 
 
 # -- decorator and configuration -----------------------------------------------------------
