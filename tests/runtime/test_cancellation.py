@@ -395,36 +395,76 @@ async def test_hung_on_stop_does_not_hang_a_stop(virtual_time: bool) -> None:
             assert shutdown_timeout <= elapsed < 2 * shutdown_timeout
 
 
-async def test_a_crash_during_shutdown_is_not_restarted(virtual_time: bool) -> None:
+class SlowStop(Held):
+    """Takes a while (well within shutdown_timeout) to stop."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def on_stop(self, ctx: Context) -> None:
+        await anyio.sleep(self.seconds)
+
+
+class Dependent(Actor):
+    """A supervisor of its own (spawns in on_start) that waits on /slow in a handler, and
+    crashes when /slow stops under it."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def on_start(self, ctx: Context) -> None:
+        self.log.append(f"start {ctx.path}")
+        await ctx.spawn(Held(), name="leaf")
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        return await ctx.runtime.lookup("/slow").ask(message)
+
+
+class Parent(Actor):
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def on_start(self, ctx: Context) -> None:
+        await ctx.spawn(functools.partial(Dependent, self.log), name="dependent")
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        pytest.param(False, id="top-level"),
+        pytest.param(
+            True,
+            id="nested",
+            marks=pytest.mark.skip(
+                reason="kernel bug: a supervisor still running while the runtime shuts down "
+                "restarts its crashed child (on_start then fails with RuntimeNotRunning, until "
+                "the supervisor gives up); child_exited checks only the supervisor's own state"
+            ),
+        ),
+    ],
+)
+async def test_a_crash_during_shutdown_is_not_restarted(virtual_time: bool, nested: bool) -> None:
     log: list[str] = []
-
-    class SlowStop(Held):
-        async def on_stop(self, ctx: Context) -> None:
-            await anyio.sleep(1.0 if virtual_time else 0.05)  # well within shutdown_timeout
-
-    class Dependent(Actor):
-        """A supervisor of its own (spawns in on_start) that waits on /slow in a handler."""
-
-        async def on_start(self, ctx: Context) -> None:
-            log.append("start dependent")
-            await ctx.spawn(Held(), name="leaf")
-
-        async def handle(self, message: Any, ctx: Context) -> Any:
-            return await ctx.runtime.lookup("/slow").ask(message)
-
     async with Runtime(supervision=NO_BACKOFF) as rt:
-        dependent = await rt.spawn(Dependent, name="dependent")
-        slow = SlowStop()
+        if nested:  # under a supervisor that is still running when the crash comes
+            await rt.spawn(functools.partial(Parent, log), name="sup")
+            path = "/sup/dependent"
+        else:
+            await rt.spawn(functools.partial(Dependent, log), name="dependent")
+            path = "/dependent"
+        dependent = rt.lookup(path)
+        slow = SlowStop(1.0 if virtual_time else 0.05)
         await rt.spawn(slow, name="slow")
         await dependent.tell("hold")
         await slow.entered.wait()
-    # Stopping /slow (the last spawned, so the first stopped) failed the ask /dependent was
-    # waiting on, which crashed it; nothing is restarted once the runtime shuts down.
+    # Stopping /slow (the last spawned, so the first stopped) failed the ask the dependent
+    # was waiting on, which crashed it; nothing is restarted once the runtime shuts down.
     stats = dependent.statistics()
     assert stats.last_error is not None
     assert stats.last_error.startswith("ActorStopped")
     assert stats.restarts == 0
-    assert log == ["start dependent"]
+    assert log.count(f"start {path}") == 1
 
 
 async def test_crash_in_on_stop_is_recorded_not_raised() -> None:
