@@ -169,12 +169,13 @@ class AgentTool:
 
         async def delegate(task: str) -> ToolResult:
             """:param task: the complete task for the sub-agent, with everything it needs."""
+            message = RunAgent(prompt=task)
             try:
-                result: AgentResult = await ref.ask(RunAgent(prompt=task))
+                result: AgentResult = await ref.ask(message)
             except BaseException:
                 # The parent gave up (cancelled, or its deadline passed): the child's run
                 # stops too, instead of finishing for nobody.
-                self.agent.cancel()
+                self.agent._cancel_run(message)
                 raise
             content = result.content or ""
             if result.status != "completed":
@@ -267,6 +268,7 @@ class Agent(Actor):
         self._specs: list[Any] = []
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
+        self._current: RunAgent | None = None
 
     def _fresh_conversation(self) -> Conversation:
         return Conversation(
@@ -316,7 +318,11 @@ class Agent(Actor):
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
             case RunAgent(prompt=prompt, events=events):
-                return await self._run(prompt, events)
+                self._current = message
+                try:
+                    return await self._run(prompt, events)
+                finally:
+                    self._current = None
             case ResetAgent():
                 self.conversation = self._fresh_conversation()
                 return None
@@ -533,7 +539,13 @@ class Agent(Actor):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
         ref = await self._ensure_ref()
         if ref is not None:
-            result: AgentResult = await ref.ask(RunAgent(prompt=prompt))
+            message = RunAgent(prompt=prompt)
+            try:
+                result: AgentResult = await ref.ask(message)
+            except BaseException:
+                # Our caller gave up: the run stops rather than finishing for nobody.
+                self._cancel_run(message)
+                raise
             return result
         async with Runtime() as rt:
             ref = await rt.spawn(self, name=self.name)
@@ -566,6 +578,12 @@ class Agent(Actor):
         if self._scope is not None:
             self._cancel_requested = True
             self._scope.cancel()
+
+    def _cancel_run(self, message: RunAgent) -> None:
+        """Cancel the run of ``message`` if it is the one in progress (a queued one is
+        dropped by the kernel once its asker has gone)."""
+        if self._current is message:
+            self.cancel()
 
     def as_tool(
         self,

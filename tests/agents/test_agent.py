@@ -411,3 +411,24 @@ async def test_hooks_reach_the_pool_an_agent_starts() -> None:
     result = await Agent(model=Scripted(["hi"]), hooks=[Hook()]).run("hello")
     assert result.content == "hi"
     assert seen == [("before", 1), ("after", 1)]
+
+
+async def test_a_caller_giving_up_cancels_its_run_only() -> None:
+    provider = Scripted([Reply(text="slow", delay=30), "quick"])
+    # Two workers: the kernel does not cancel a handler whose asker left, so the first
+    # worker sleeps on through the abandoned call (a kernel change, reported).
+    agent = Agent(model=provider, config=AgentConfig(pool_size=2))
+    async with Runtime() as rt:
+        await rt.spawn(agent, name="a")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(agent.run, "first")
+            with anyio.fail_after(10):
+                while not provider.requests:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            while agent.last_result is None:
+                await anyio.sleep(0.01)
+        assert agent.last_result.status == "cancelled"
+        result = await agent.run("second")
+        assert result.content == "quick"
