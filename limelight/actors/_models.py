@@ -1,12 +1,19 @@
 """Model profiles: what a model can take (context window), what it costs and what it can do,
 in a registry the user can extend. Conversations truncate to the context window; agents
-price their usage with it."""
+price their usage with it.
+
+Prices are not kept here: they come from LiteLLM's model cost map when LiteLLM is
+installed (read as a JSON file, without importing LiteLLM), or from profiles the user
+registers. The built-in profiles only say the context window and capabilities.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Iterable
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import msgspec
 
@@ -17,6 +24,7 @@ __all__ = [
     "BUILTIN_PROFILES",
     "ModelProfile",
     "get_model_profile",
+    "litellm_cost_map",
     "model_profiles",
     "register_model",
 ]
@@ -71,40 +79,98 @@ _CHAT: Final = frozenset({"tools", "streaming", "json_schema"})
 _VISION: Final = _CHAT | {"vision"}
 
 
-def _p(
-    name: str, window: int, out: int | None, price_in: float, price_out: float, caps: frozenset[str]
-) -> ModelProfile:
+def _p(name: str, window: int, out: int | None, caps: frozenset[str]) -> ModelProfile:
+    return ModelProfile(name=name, context_window=window, max_output_tokens=out, capabilities=caps)
+
+
+#: Profiles shipped with limelight: context windows and capabilities of common models (their
+#: prices come from LiteLLM's cost map when it is installed, see :func:`get_model_profile`).
+BUILTIN_PROFILES: Final[tuple[ModelProfile, ...]] = (
+    _p("gpt-4o", 128_000, 16_384, _VISION),
+    _p("gpt-4o-mini", 128_000, 16_384, _VISION),
+    _p("gpt-4.1", 1_047_576, 32_768, _VISION),
+    _p("gpt-4.1-mini", 1_047_576, 32_768, _VISION),
+    _p("gpt-4.1-nano", 1_047_576, 32_768, _VISION),
+    _p("o1", 200_000, 100_000, _VISION),
+    _p("o3-mini", 200_000, 100_000, _CHAT),
+    _p("claude-3-5-sonnet", 200_000, 8_192, _VISION),
+    _p("claude-3-5-haiku", 200_000, 8_192, _CHAT),
+    _p("claude-3-opus", 200_000, 4_096, _VISION),
+    _p("claude-sonnet-4", 200_000, 64_000, _VISION),
+    _p("claude-opus-4", 200_000, 32_000, _VISION),
+    _p("gemini-1.5-pro", 2_097_152, 8_192, _VISION),
+    _p("gemini-1.5-flash", 1_048_576, 8_192, _VISION),
+    _p("gemini-2.0-flash", 1_048_576, 8_192, _VISION),
+    # The test doubles: free, and large enough never to truncate by accident.
+    ModelProfile(
+        name="scripted",
+        context_window=128_000,
+        input_price=0.0,
+        output_price=0.0,
+        capabilities=_CHAT,
+    ),
+    ModelProfile(
+        name="simulated",
+        context_window=128_000,
+        input_price=0.0,
+        output_price=0.0,
+        capabilities=_CHAT,
+    ),
+)
+
+
+_COST_MAP_FILE: Final = "model_prices_and_context_window_backup.json"
+_CAPABILITY_FLAGS: Final = {
+    "supports_function_calling": "tools",
+    "supports_vision": "vision",
+    "supports_response_schema": "json_schema",
+}
+
+
+@functools.cache
+def litellm_cost_map() -> dict[str, Any]:
+    """LiteLLM's model cost map (``{}`` when LiteLLM is not installed), read from the JSON
+    file it ships: importing LiteLLM would take seconds and may reach the network."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return {}
+    path = Path(spec.origin).parent / _COST_MAP_FILE
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cost_entry(names: Iterable[str]) -> dict[str, Any] | None:
+    cost_map = litellm_cost_map()
+    for name in names:
+        entry = cost_map.get(name)
+        if isinstance(entry, dict) and entry.get("mode", "chat") == "chat":
+            return entry
+    return None
+
+
+def _price(entry: dict[str, Any], key: str) -> float | None:
+    value = entry.get(key)
+    return float(value) * 1_000_000 if isinstance(value, (int, float)) else None
+
+
+def _from_cost_map(name: str, entry: dict[str, Any]) -> ModelProfile | None:
+    window = entry.get("max_input_tokens") or entry.get("max_tokens")
+    if not isinstance(window, int) or window < 1:
+        return None
+    out = entry.get("max_output_tokens")
+    caps = {cap for flag, cap in _CAPABILITY_FLAGS.items() if entry.get(flag)}
     return ModelProfile(
         name=name,
         context_window=window,
-        max_output_tokens=out,
-        input_price=price_in,
-        output_price=price_out,
-        capabilities=caps,
+        max_output_tokens=out if isinstance(out, int) else None,
+        input_price=_price(entry, "input_cost_per_token"),
+        output_price=_price(entry, "output_cost_per_token"),
+        capabilities=frozenset(caps | {"streaming"}),
     )
 
-
-#: Profiles shipped with limelight (list prices as published by the vendors, late 2025).
-BUILTIN_PROFILES: Final[tuple[ModelProfile, ...]] = (
-    _p("gpt-4o", 128_000, 16_384, 2.50, 10.00, _VISION),
-    _p("gpt-4o-mini", 128_000, 16_384, 0.15, 0.60, _VISION),
-    _p("gpt-4.1", 1_047_576, 32_768, 2.00, 8.00, _VISION),
-    _p("gpt-4.1-mini", 1_047_576, 32_768, 0.40, 1.60, _VISION),
-    _p("gpt-4.1-nano", 1_047_576, 32_768, 0.10, 0.40, _VISION),
-    _p("o1", 200_000, 100_000, 15.00, 60.00, _VISION),
-    _p("o3-mini", 200_000, 100_000, 1.10, 4.40, _CHAT),
-    _p("claude-3-5-sonnet", 200_000, 8_192, 3.00, 15.00, _VISION),
-    _p("claude-3-5-haiku", 200_000, 8_192, 0.80, 4.00, _CHAT),
-    _p("claude-3-opus", 200_000, 4_096, 15.00, 75.00, _VISION),
-    _p("claude-sonnet-4", 200_000, 64_000, 3.00, 15.00, _VISION),
-    _p("claude-opus-4", 200_000, 32_000, 15.00, 75.00, _VISION),
-    _p("gemini-1.5-pro", 2_097_152, 8_192, 1.25, 5.00, _VISION),
-    _p("gemini-1.5-flash", 1_048_576, 8_192, 0.075, 0.30, _VISION),
-    _p("gemini-2.0-flash", 1_048_576, 8_192, 0.10, 0.40, _VISION),
-    # The test doubles: free, and large enough never to truncate by accident.
-    _p("scripted", 128_000, None, 0.0, 0.0, _CHAT),
-    _p("simulated", 128_000, None, 0.0, 0.0, _CHAT),
-)
 
 _registry: dict[str, ModelProfile] = {p.name: p for p in BUILTIN_PROFILES}
 
@@ -131,18 +197,35 @@ def model_profiles() -> Iterable[ModelProfile]:
 # Cached: agents look their model up on every turn, and the prefix scan is not free.
 @functools.lru_cache(maxsize=1024)
 def get_model_profile(model: str) -> ModelProfile | None:
-    """The profile of ``model``: an exact match, else the longest registered name that
-    prefixes it (dated variants), also after a ``provider/`` prefix; ``None`` if unknown."""
+    """The profile of ``model``, ``None`` if unknown.
+
+    A registered profile of that exact name (also after a ``provider/`` prefix) comes first;
+    then LiteLLM's cost map; then the registered profile with the longest name prefixing it
+    (dated variants: ``gpt-4o`` for ``gpt-4o-2024-08-06``). A registered profile without
+    prices takes them from the cost map when the map knows the model.
+    """
     names = [model]
     if "/" in model:
         names.append(model.rsplit("/", 1)[1])
-    for name in names:
-        exact = _registry.get(name)
-        if exact is not None:
-            return exact
-    best: ModelProfile | None = None
-    for name in names:
-        for key, profile in _registry.items():
-            if name.startswith(key + "-") and (best is None or len(key) > len(best.name)):
-                best = profile
-    return best
+    profile = next((_registry[n] for n in names if n in _registry), None)
+    if profile is None:
+        entry = _cost_entry(names)
+        if entry is not None:
+            from_map = _from_cost_map(model, entry)
+            if from_map is not None:
+                return from_map
+        for name in names:
+            for key, candidate in _registry.items():
+                if name.startswith(key + "-") and (profile is None or len(key) > len(profile.name)):
+                    profile = candidate
+    if profile is None:
+        return None
+    if profile.input_price is None or profile.output_price is None:
+        entry = _cost_entry([*names, profile.name])
+        if entry is not None:
+            profile = msgspec.structs.replace(
+                profile,
+                input_price=_price(entry, "input_cost_per_token"),
+                output_price=_price(entry, "output_cost_per_token"),
+            )
+    return profile
