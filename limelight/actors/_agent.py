@@ -269,6 +269,8 @@ class Agent(Actor):
         self._scope: anyio.CancelScope | None = None
         self._cancel_requested = False
         self._current: RunAgent | None = None
+        # True while a call runs the agent in a Runtime of its own (see run()).
+        self._private_runtime = False
 
     def _fresh_conversation(self) -> Conversation:
         return Conversation(
@@ -537,6 +539,8 @@ class Agent(Actor):
         """
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        if self._private_runtime:
+            self._enter_private_runtime()  # raises: explains the clash
         ref = await self._ensure_ref()
         if ref is not None:
             message = RunAgent(prompt=prompt)
@@ -547,10 +551,23 @@ class Agent(Actor):
                 self._cancel_run(message)
                 raise
             return result
-        async with Runtime() as rt:
-            ref = await rt.spawn(self, name=self.name)
-            result = await ref.ask(RunAgent(prompt=prompt))
-            return result
+        self._enter_private_runtime()
+        try:
+            async with Runtime() as rt:
+                ref = await rt.spawn(self, name=self.name)
+                result = await ref.ask(RunAgent(prompt=prompt))
+                return result
+        finally:
+            self._private_runtime = False
+
+    def _enter_private_runtime(self) -> None:
+        if self._private_runtime:
+            raise ConfigError(
+                f"agent {self.name!r} is already running a call in a runtime of its own, which "
+                "ends with that call; to run calls concurrently, give it runtime= or spawn it "
+                "in your Runtime"
+            )
+        self._private_runtime = True
 
     def stream(self, prompt: str) -> AgentStream:
         """Run the agent on ``prompt`` and iterate its :class:`StreamEvent` s: TOKEN and
@@ -627,10 +644,18 @@ class AgentStream:
         self.result: AgentResult | None = None
 
     async def __aenter__(self) -> AgentStream:
-        if await self._agent._ensure_ref() is None:
+        agent = self._agent
+        if agent._private_runtime:
+            agent._enter_private_runtime()  # raises: explains the clash
+        if await agent._ensure_ref() is None:
+            agent._enter_private_runtime()
             self._runtime = Runtime()
-            await self._runtime.__aenter__()
-            await self._runtime.spawn(self._agent, name=self._agent.name)
+            try:
+                await self._runtime.__aenter__()
+                await self._runtime.spawn(agent, name=agent.name)
+            except BaseException as exc:
+                await self._close_runtime(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -640,10 +665,21 @@ class AgentStream:
         tb: TracebackType | None,
     ) -> bool | None:
         self.close()
-        if self._runtime is not None:
-            runtime, self._runtime = self._runtime, None
+        return await self._close_runtime(exc_type, exc, tb)
+
+    async def _close_runtime(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._runtime is None:
+            return None
+        runtime, self._runtime = self._runtime, None
+        try:
             return await runtime.__aexit__(exc_type, exc, tb)
-        return None
+        finally:
+            self._agent._private_runtime = False
 
     def close(self) -> None:
         """Stop listening; the agent ends the run (status ``cancelled``) at its next event."""

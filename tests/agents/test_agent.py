@@ -432,3 +432,23 @@ async def test_a_caller_giving_up_cancels_its_run_only() -> None:
         assert agent.last_result.status == "cancelled"
         result = await agent.run("second")
         assert result.content == "quick"
+
+
+async def test_concurrent_calls_need_a_runtime_of_the_callers() -> None:
+    provider = Scripted([Reply(text="first", delay=0.2), "second"])
+    agent = Agent(model=provider)
+    errors: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(agent.run, "one")
+        while not provider.requests:
+            await anyio.sleep(0.01)
+        try:
+            await agent.run("two")
+        except ConfigError as exc:
+            errors.append(exc)
+    assert len(errors) == 1
+    assert "give it runtime=" in str(errors[0])
+    # Once the first call is over, the agent runs again, continuing its conversation.
+    result = await agent.run("two")
+    assert result.content == "second"
+    assert [m.content for m in result.conversation.messages] == ["one", "first", "two", "second"]
