@@ -512,7 +512,8 @@ class Cell:
         finally:
             # Every end passes here, cancellation included; shielded (but bounded) so that
             # the children stop and on_stop runs even while the runtime is being torn down.
-            self.state = ActorState.STOPPING
+            if self.state is not ActorState.STOPPED:  # finalized already: stays so
+                self.state = ActorState.STOPPING
             with CancelScope(shield=True) as shield:
                 shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
                 await self.stop_children()
@@ -586,9 +587,10 @@ class Cell:
                     await checkpoint()
             try:
                 if isinstance(item, Envelope):
-                    await self._serve(item, handle, ctx)
+                    await self._serve(item, handle, ctx)  # counts what it handles
                 else:
                     await handle(item, ctx)
+                    self.processed += 1
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     # Cancelled (stopped, or halted for a restart): whoever waits for this
@@ -607,7 +609,6 @@ class Cell:
                     crashed.__cause__ = exc
                     item.fail(crashed)
                 return exc
-            self.processed += 1
             if self.stop_after_current:
                 return None
 
@@ -620,6 +621,7 @@ class Cell:
         deadline = envelope.deadline
         if deadline == _INF:
             result = await handle(envelope.message, ctx)
+            self.processed += 1
             if type(envelope) is Ask:
                 if not envelope.resolve(result):
                     self.late_replies += 1
@@ -635,6 +637,7 @@ class Cell:
         # work nobody waits for any more is cancelled.
         with CancelScope(deadline=deadline) as scope:
             result = await handle(envelope.message, ctx)
+            self.processed += 1
             if isinstance(envelope, StreamRequest):
                 await self._stream_out(envelope, result)
         if scope.cancelled_caught:
@@ -696,8 +699,12 @@ class Cell:
         if self.state is ActorState.STOPPED:
             return
         self._cancel_routines()
-        await self.halt()
-        self.finalize()
+        try:
+            await self.halt()
+        finally:
+            # Also when the wait is cancelled: an actor stopping itself from its own handler
+            # (halt cancels that very task), or a stopper that gives up waiting.
+            self.finalize()
 
     async def stop_children(self, *, cancel_routines: bool = True) -> None:
         """Stop every child for good, in reverse start order (first cancelling pending restart
@@ -745,7 +752,7 @@ class Cell:
         """
         if child.state is ActorState.STOPPED:
             return
-        if self.state is ActorState.STOPPING or self.state is ActorState.STOPPED:
+        if self.state in (ActorState.STOPPING, ActorState.STOPPED) or not self.runtime.running:
             child.finalize()  # nothing restarts while its supervisor (or the runtime) stops
             return
         if not should_restart(child.restart, crashed=reason is not None):
@@ -771,7 +778,7 @@ class Cell:
     async def _restart(self, child: Cell, reason: BaseException | None) -> None:
         if child.state is ActorState.STOPPED or self.state is ActorState.STOPPED:
             return
-        if self.state is ActorState.STOPPING:
+        if self.state is ActorState.STOPPING or not self.runtime.running:
             child.finalize()
             return
         now = anyio.current_time()

@@ -110,7 +110,7 @@ class RetryPolicy:
                 if not self.should_retry(exc):
                     raise
                 if attempt >= self.attempts:
-                    exc.add_note(f"gave up after {attempt} attempts")
+                    exc.add_note(f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}")
                     raise
                 delay = self.delay_for(attempt, exc)
                 if delay > self.max_delay:

@@ -148,6 +148,11 @@ class Runtime:
             raise self._failure
         return suppress
 
+    @property
+    def running(self) -> bool:
+        """True inside the ``async with`` block, until its shutdown begins."""
+        return self._running
+
     def fail(self, error: BaseException) -> None:
         """A top-level supervisor gave up: cancel the block and raise ``error`` from it."""
         if self._failure is None:

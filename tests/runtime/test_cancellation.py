@@ -328,10 +328,6 @@ async def test_stopping_the_target_of_a_nested_ask_fails_the_asking_actor() -> N
         assert ref.statistics().state is ActorState.RUNNING
 
 
-@pytest.mark.skip(
-    reason="kernel bug: `await ctx.self.stop()` in a handler cancels its own task, so Cell.stop "
-    "never reaches finalize(): the actor is left RESTARTING, alive, and later asks hang"
-)
 async def test_an_actor_that_stops_itself_is_stopped_for_good() -> None:
     log: list[str] = []
 
@@ -458,15 +454,7 @@ class Parent(Actor):
     "nested",
     [
         pytest.param(False, id="top-level"),
-        pytest.param(
-            True,
-            id="nested",
-            marks=pytest.mark.skip(
-                reason="kernel bug: a supervisor still running while the runtime shuts down "
-                "restarts its crashed child (on_start then fails with RuntimeNotRunning, until "
-                "the supervisor gives up); child_exited checks only the supervisor's own state"
-            ),
-        ),
+        pytest.param(True, id="nested"),
     ],
 )
 async def test_a_crash_during_shutdown_is_not_restarted(virtual_time: bool, nested: bool) -> None:
