@@ -11,26 +11,12 @@ import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from trio.testing import MockClock
 
 from limelight.errors import BadRequest, RateLimited, ServerError
 from limelight.runtime import ConfigError, DeadlineExceeded, RetryPolicy
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """trio runs on a MockClock that jumps ahead whenever every task waits (virtual time);
-    asyncio runs in real time, so its variants use small delays and assert no durations."""
-    if request.param == "trio":
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return "asyncio"
-
-
-@pytest.fixture
-def virtual_time(anyio_backend: object) -> bool:
-    return isinstance(anyio_backend, tuple)
+VIRTUAL_TIME = True  # trio runs these on a MockClock (conftest.py)
 
 
 @pytest.fixture

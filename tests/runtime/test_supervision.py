@@ -4,12 +4,10 @@ escalation, backoff, and what callers and children see across a restart."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
-from trio.testing import MockClock
 
 from limelight.runtime import (
     Actor,
@@ -26,31 +24,12 @@ from limelight.runtime import (
 )
 
 from ._actors import Crash, Recorder
+from ._virtual_time import wait_until
 
 pytestmark = pytest.mark.anyio
+VIRTUAL_TIME = True  # trio runs these on a MockClock (conftest.py)
 
 NO_BACKOFF = Supervision(backoff_initial=0)
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> object:
-    """trio runs on a MockClock that jumps ahead whenever every task waits (virtual time);
-    asyncio runs in real time, so its variants use small delays and assert no durations."""
-    if request.param == "trio":
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return "asyncio"
-
-
-@pytest.fixture
-def virtual_time(anyio_backend: object) -> bool:
-    return isinstance(anyio_backend, tuple)
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Wait for an effect of the kernel (polling, never asserting how long it took)."""
-    with anyio.fail_after(5):
-        while not predicate():
-            await anyio.sleep(0.001)
 
 
 class Sup(Recorder):
