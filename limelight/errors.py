@@ -5,6 +5,7 @@ specific of these, with the original chained as ``__cause__``::
 
     LimelightError
     ├── ConfigError (ValueError)             bad argument or configuration
+    ├── MissingExtra (ImportError)           an optional dependency is not installed
     ├── RuntimeNotRunning (RuntimeError)     runtime not entered, or already shut down
     ├── DeadlineExceeded (TimeoutError)      work could not finish inside the deadline
     ├── ActorError                           about one actor (.path)
@@ -83,6 +84,7 @@ __all__ = [
     "DeadlineExceeded",
     "LimelightError",
     "MailboxFull",
+    "MissingExtra",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
@@ -92,6 +94,18 @@ __all__ = [
     "ServerError",
     "api_error_for_status",
 ]
+
+
+class MissingExtra(LimelightError, ImportError):
+    """An optional dependency is missing; the message names the extra that installs it."""
+
+    def __init__(self, feature: str, *, missing: str | None, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs {missing or 'an optional dependency'}, which is not installed: "
+            f"pip install 'limelight[{extra}]'",
+            name=missing,
+        )
+        self.extra = extra
 
 
 class ProviderError(LimelightError):

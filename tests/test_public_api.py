@@ -52,3 +52,19 @@ def test_import_limelight_pulls_no_optional_dependency() -> None:
     heavy = {"httpx", "aiohttp", "litellm", "openai", "mlx", "mlx_lm", "transformers", "torch"}
     heavy |= {"structlog", "trio", "rich", "redis", "opentelemetry", "langchain_core"}
     assert not loaded & heavy, f"import limelight loaded {sorted(loaded & heavy)}"
+
+
+def test_a_missing_optional_dependency_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "from limelight.errors import MissingExtra\n"
+        "try:\n"
+        "    from limelight.providers import OpenAICompatible\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc.extra, '|', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.startswith("http |")
+    assert "pip install 'limelight[http]'" in out

@@ -51,10 +51,23 @@ _LAZY = {
 }
 
 
+#: The extra that installs what a lazily loaded module needs.
+_EXTRAS = {"._openai_compat": "http", "._sim_server": "sim"}
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    try:
+        loaded = importlib.import_module(module, __name__)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module)
+        if extra is None or (exc.name or "").startswith("limelight"):
+            raise
+        from ..errors import MissingExtra
+
+        raise MissingExtra(f"limelight.providers.{name}", missing=exc.name, extra=extra) from exc
+    value = getattr(loaded, name)
     globals()[name] = value
     return value
