@@ -414,9 +414,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> str:
             lines.append(f"| {name} | error: {runs[name][0]['error'][:200]!r} |")
             continue
         cells = [
-            f"{median(name, 'utilisation'):.1%}",
-            f"{median(name, 'tokens_utilisation'):.1%}",
-            f"{median(name, 'requests_utilisation'):.1%}",
+            f"{median(name, 'utilisation'):.2%}",
+            f"{median(name, 'tokens_utilisation'):.2%}",
+            f"{median(name, 'requests_utilisation'):.2%}",
             f"{median(name, 'server_429s'):.0f}",
             f"{median(name, 'failed'):.0f}",
             f"{median(name, 'p50'):.2f}",

@@ -1,14 +1,19 @@
 """The rate limiter: one actor owning the quota of every deployment, and the hook through
 which provider workers reserve before each attempt and reconcile after it.
 
-How waiting works without blocking the actor's mailbox: an :class:`Acquire` ask is answered
-at once with a :class:`Ticket`, admitted or queued. A queued ticket is admitted later by the
-actor, in turn (FIFO per priority), when a finishing call or the refill makes room; the caller
-waits on the ticket's event in its own task, under its own deadline. A small child actor,
-the timer, wakes the limiter when the refill (or the end of a pause) can admit the head of a
-queue. A caller that leaves (deadline, cancellation) marks its ticket abandoned at once
-(single event loop: the actor never admits it after that) and tells the limiter, which gives
-back what the ticket may already hold: no reservation leaks.
+How waiting works without blocking the actor's mailbox: the caller makes a :class:`Ticket`
+and asks :class:`Acquire` with it; the answer comes at once, admitted or queued. A queued
+ticket is admitted later by the actor, in turn (FIFO per priority), when a finishing call or
+the refill makes room; the caller waits on the ticket's event in its own task, under its own
+deadline. A small child actor, the timer, wakes the limiter when the refill (or the end of a
+pause) can admit the head of a queue. A caller that leaves (deadline, cancellation, even while
+the ask itself is in flight) marks its ticket abandoned at once (one event loop: the actor
+never admits it after that) and tells the limiter :class:`Leave`, which gives back whatever
+the ticket holds: no reservation leaks. The worker calls the hook's ``after`` shielded, so the
+reconciliation happens even when the caller was cancelled.
+
+The arithmetic (buckets, the queue, header adoption, why a reservation from a full bucket
+holds back the refill) is in :mod:`limelight.actors._buckets`.
 
 Configuration from the environment (for deployments not configured in code), the deployment
 name upper-cased with every character outside ``A-Z0-9`` turned into ``_``:
@@ -403,6 +408,8 @@ class RateLimiter(Actor):
     :param environ: where ``LIMELIGHT_*`` variables are read; ``os.environ`` by default,
         ``{}`` to ignore the environment.
     :param promote_after: seconds after which a batch waiter is served as interactive.
+    :param send_delay: the longest a call takes from its admission here to the server
+        (:data:`~limelight.actors._buckets.DEFAULT_SEND_DELAY` by default).
     """
 
     def __init__(
@@ -411,10 +418,12 @@ class RateLimiter(Actor):
         *,
         environ: Mapping[str, str] | None = None,
         promote_after: float | None = None,
+        send_delay: float | None = None,
     ) -> None:
         self.limits = dict(limits or {})
         self.env_limits = limits_from_env(environ)
         self.promote_after = promote_after
+        self.send_delay = send_delay
         self._deployments: dict[str, _Deployment] = {}
         self._alarm: _Alarm | None = None
 
@@ -427,10 +436,13 @@ class RateLimiter(Actor):
         name: str = "ratelimiter",
         environ: Mapping[str, str] | None = None,
         promote_after: float | None = None,
+        send_delay: float | None = None,
     ) -> ActorRef:
         """Spawn a limiter at ``/<name>`` and return its reference."""
         return await runtime.spawn(
-            lambda: cls(limits, environ=environ, promote_after=promote_after),
+            lambda: cls(
+                limits, environ=environ, promote_after=promote_after, send_delay=send_delay
+            ),
             name=name,
             mailbox_size=math.inf,
         )
@@ -462,6 +474,8 @@ class RateLimiter(Actor):
             options: dict[str, Any] = {}
             if self.promote_after is not None:
                 options["promote_after"] = self.promote_after
+            if self.send_delay is not None:
+                options["send_delay"] = self.send_delay
             budget = Budget(limits or DeploymentLimits(), now=now, **options)
             deployment = self._deployments[name] = _Deployment(budget)
         return deployment

@@ -425,3 +425,18 @@ def test_waiters_are_served_fifo_per_priority_and_none_starves(
         grant()
     assert budget.waiting == 0
     assert all(w.reservation is not None or w.abandoned for w in queued)
+
+
+def test_a_budget_ignores_a_reservation_it_did_not_make() -> None:
+    """A restarted limiter starts with fresh budgets; late answers for calls the old one
+    admitted must not free slots the new one never gave."""
+    old = Budget(DeploymentLimits(max_concurrency=1), now=0.0)
+    new = Budget(DeploymentLimits(max_concurrency=1), now=0.0)
+    stale = old.try_reserve(1.0, 0.0)
+    assert stale is not None
+    current = new.try_reserve(1.0, 0.0)
+    assert current is not None
+    new.reconcile(stale, 0.0, total_tokens=1)
+    new.release(stale, 0.0)
+    assert new.in_flight == 1
+    assert new.try_reserve(1.0, 0.0) is None
