@@ -8,6 +8,8 @@ specific of these, with the original chained as ``__cause__``::
     ├── MissingExtra (ImportError)           an optional dependency is not installed
     ├── RuntimeNotRunning (RuntimeError)     runtime not entered, or already shut down
     ├── DeadlineExceeded (TimeoutError)      work could not finish inside the deadline
+    │   └── RateLimitTimeout                 waited for rate-limit capacity past the deadline
+    │                                        (limelight.actors)
     ├── ActorError                           about one actor (.path)
     │   ├── ActorNotFound (LookupError)      no live actor at this path
     │   ├── ActorStopped                     the actor stopped for good

@@ -1,6 +1,8 @@
-"""LLM actors: provider workers (and, to come, agents, tool executors, the rate limiter, the
+"""LLM actors: provider workers, the rate limiter (and, to come, agents, tool executors, the
 analytics shipper). Each is an Actor of :mod:`limelight.runtime`."""
 
+from ._buckets import DeploymentLimits as DeploymentLimits
+from ._buckets import Priority as Priority
 from ._provider_worker import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
 from ._provider_worker import DEFAULT_POOL_SIZE as DEFAULT_POOL_SIZE
 from ._provider_worker import DEFAULT_PROVIDER_RETRY as DEFAULT_PROVIDER_RETRY
@@ -12,17 +14,47 @@ from ._provider_worker import ProviderPool as ProviderPool
 from ._provider_worker import ProviderWorker as ProviderWorker
 from ._provider_worker import Stream as Stream
 from ._provider_worker import is_retryable_provider_error as is_retryable_provider_error
+from ._ratelimit import Acquire as Acquire
+from ._ratelimit import Configure as Configure
+from ._ratelimit import DeploymentStatistics as DeploymentStatistics
+from ._ratelimit import GetStatistics as GetStatistics
+from ._ratelimit import Leave as Leave
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
+from ._ratelimit import RateLimitHook as RateLimitHook
+from ._ratelimit import RateLimitTimeout as RateLimitTimeout
+from ._ratelimit import Settle as Settle
+from ._ratelimit import Ticket as Ticket
+from ._ratelimit import count_prompt_tokens as count_prompt_tokens
+from ._ratelimit import env_key as env_key
+from ._ratelimit import limits_from_env as limits_from_env
 
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_PROVIDER_RETRY",
+    "Acquire",
     "Attempt",
     "AttemptHook",
     "Complete",
+    "Configure",
+    "DeploymentLimits",
+    "DeploymentStatistics",
+    "GetStatistics",
+    "Leave",
     "ModelGroup",
+    "Priority",
     "ProviderPool",
     "ProviderWorker",
+    "RateLimitHook",
+    "RateLimitTimeout",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "Settle",
     "Stream",
+    "Ticket",
+    "count_prompt_tokens",
+    "env_key",
     "is_retryable_provider_error",
+    "limits_from_env",
 ]

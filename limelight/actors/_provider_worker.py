@@ -147,7 +147,9 @@ class ProviderWorker(Actor):
             case Complete(request=request):
                 try:
                     return await self.retry.run(self._complete_once, request, [0])
-                except (ProviderError, DeadlineExceeded) as exc:
+                except LimelightError as exc:
+                    # Expected failures (provider errors, deadlines, a hook's ConfigError) are
+                    # the caller's to handle: a reply, not a crash of the worker.
                     return exc
             case Stream(request=request):
                 return self._stream(request)
@@ -164,8 +166,7 @@ class ProviderWorker(Actor):
             number=counter[0],
             started=time.perf_counter(),
         )
-        for hook in self.hooks:
-            await hook.before(attempt)
+        await self._before(attempt)
         result: CompletionResult | None = None
         error: BaseException | None = None
         timeout = self._timeout_for(request)
@@ -184,6 +185,21 @@ class ProviderWorker(Actor):
         if error is not None:
             raise error
         return result
+
+    async def _before(self, attempt: Attempt) -> None:
+        """Every hook's ``before``, in order. If one raises (or the call is cancelled), the
+        hooks already passed get their ``after`` with that error: a rate-limit reservation
+        made by an earlier hook is given back, never leaked."""
+        entered: list[AttemptHook] = []
+        try:
+            for hook in self.hooks:
+                await hook.before(attempt)
+                entered.append(hook)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                for hook in entered:
+                    await hook.after(attempt, None, exc if isinstance(exc, Exception) else None)
+            raise
 
     async def _after(
         self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
@@ -205,8 +221,7 @@ class ProviderWorker(Actor):
                 number=number,
                 started=time.perf_counter(),
             )
-            for hook in self.hooks:
-                await hook.before(attempt)
+            await self._before(attempt)
             yielded = False
             result: CompletionResult | None = None
             error: BaseException | None = None
@@ -228,7 +243,7 @@ class ProviderWorker(Actor):
                     or not self.retry.should_retry(exc)
                     or not isinstance(exc, ProviderError)
                 ):
-                    if isinstance(exc, ProviderError):
+                    if isinstance(exc, LimelightError):
                         yield exc
                         return
                     raise

@@ -252,3 +252,27 @@ async def test_simulator_faults_end_in_typed_errors_within_the_deadline(
         with anyio.fail_after(10):
             with pytest.raises((error, DeadlineExceeded)):
                 await pool.complete(REQUEST, timeout=5)
+
+
+async def test_a_refusing_hook_still_lets_earlier_hooks_settle() -> None:
+    from limelight.errors import ConfigError
+
+    class Refuses:
+        async def before(self, attempt: Attempt) -> None:
+            raise ConfigError("refused by the second hook")
+
+        async def after(
+            self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+        ) -> None:
+            raise AssertionError("a hook whose before raised gets no after")
+
+    first = RecordingHook()
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(
+            rt, Scripted(["never"]), name="p", size=1, hooks=[first, Refuses()]
+        )
+        with pytest.raises(ConfigError, match="refused"):
+            await pool.complete(REQUEST)
+        # The first hook settled its attempt; the worker answered instead of crashing.
+        assert first.calls == [("before", 1, "p"), ("after", 1, "ConfigError")]
+        assert rt.lookup("/p/worker-1").statistics().restarts == 0
