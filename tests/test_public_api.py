@@ -18,6 +18,11 @@ PACKAGES = [
     "limelight.actors",
     "limelight.providers",
     "limelight.testing",
+    "limelight.agents",
+    "limelight.tools",
+    "limelight.conversation",
+    "limelight.models",
+    "limelight.streaming",
 ]
 
 

@@ -1,6 +1,11 @@
-"""LLM actors: provider workers, the rate limiter (and, to come, agents, tool executors, the
+"""LLM actors: provider workers, the rate limiter, agents, tool executors (and, to come, the
 analytics shipper). Each is an Actor of :mod:`limelight.runtime`."""
 
+from ._agent import Agent as Agent
+from ._agent import AgentConfig as AgentConfig
+from ._agent import AgentResult as AgentResult
+from ._agent import ResetAgent as ResetAgent
+from ._agent import RunAgent as RunAgent
 from ._buckets import DeploymentLimits as DeploymentLimits
 from ._buckets import Priority as Priority
 from ._provider_worker import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
@@ -28,12 +33,17 @@ from ._ratelimit import Ticket as Ticket
 from ._ratelimit import count_prompt_tokens as count_prompt_tokens
 from ._ratelimit import env_key as env_key
 from ._ratelimit import limits_from_env as limits_from_env
+from ._tool_executor import RunTools as RunTools
+from ._tool_executor import ToolExecutor as ToolExecutor
 
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_PROVIDER_RETRY",
     "Acquire",
+    "Agent",
+    "AgentConfig",
+    "AgentResult",
     "Attempt",
     "AttemptHook",
     "Complete",
@@ -50,9 +60,13 @@ __all__ = [
     "RateLimitTimeout",
     "RateLimiter",
     "RateLimiterStatistics",
+    "ResetAgent",
+    "RunAgent",
+    "RunTools",
     "Settle",
     "Stream",
     "Ticket",
+    "ToolExecutor",
     "count_prompt_tokens",
     "env_key",
     "is_retryable_provider_error",

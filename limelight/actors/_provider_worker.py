@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
@@ -226,10 +226,9 @@ class ProviderWorker(Actor):
             result: CompletionResult | None = None
             error: BaseException | None = None
             events = self.provider.stream(request)
+            timed = _with_first_token_timeout(events, self._timeout_for(request), self.deployment)
             try:
-                async for event in _with_first_token_timeout(
-                    events, self._timeout_for(request), self.deployment
-                ):
+                async for event in timed:
                     if event.type is StreamEventType.DONE:
                         result = event.result
                     yielded = True
@@ -258,6 +257,9 @@ class ProviderWorker(Actor):
                     )
                     return
             finally:
+                # Both generators are closed here, not when collected: a caller that leaves
+                # early would otherwise leave them to the garbage collector (trio warns).
+                await timed.aclose()
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
@@ -268,7 +270,7 @@ class ProviderWorker(Actor):
 
 async def _with_first_token_timeout(
     events: AsyncIterator[StreamEvent], timeout: float, deployment: str
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """The attempt timeout bounds the wait for each event, not the whole stream (a long
     answer may legitimately stream for minutes). No yield happens inside the cancel scope."""
     iterator = aiter(events)

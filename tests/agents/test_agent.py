@@ -221,13 +221,6 @@ async def test_a_failed_stream_ends_with_error_then_done() -> None:
     assert seen[1].meta["status"] == "error"
 
 
-# ProviderWorker._stream leaves its inner _with_first_token_timeout generator to the garbage
-# collector when its caller leaves early (trio then reports it); the fix is one aclose() in
-# limelight/actors/_provider_worker.py. Remove this filter once it is applied.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object _with_first_token_timeout"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 async def test_leaving_a_stream_early_cancels_the_run() -> None:
     provider = Scripted(["word " * 500])
     agent = Agent(model=provider)
