@@ -371,6 +371,30 @@ class Agent(Actor):
         pending: list[ToolCall] = []
         deadline = math.inf if config.deadline is None else anyio.current_time() + config.deadline
         self._cancel_requested = False
+        recorded: AgentResult | None = None
+
+        def finish(status: AgentStatus) -> AgentResult:
+            # A call the model made must have an answer, or the next request is malformed.
+            for call in pending:
+                conversation.add_tool_result(
+                    call.id,
+                    f"Error: the run ended ({status}) before this tool call finished.",
+                    name=call.name,
+                )
+            result = AgentResult(
+                content=content,
+                status=status,
+                num_turns=turns,
+                all_tool_calls=calls,
+                tool_results=results,
+                usage=usage,
+                cost=cost,
+                conversation=conversation.fork(),
+                error=None if error is None else f"{type(error).__name__}: {error}",
+            )
+            self.last_result = result
+            return result
+
         with anyio.CancelScope(deadline=deadline) as scope:
             self._scope = scope
             try:
@@ -414,29 +438,21 @@ class Agent(Actor):
                 status = "cancelled"
             except (ProviderError, DeadlineExceeded, ActorError, ConfigError) as exc:
                 status, error = "error", exc
+            except anyio.get_cancelled_exc_class():
+                # Recorded here, before the cancellation goes on: it may come from an
+                # enclosing scope (the caller left and the kernel cancelled this request),
+                # and then nothing after this block runs.
+                timed_out = scope.cancel_called and not self._cancel_requested
+                recorded = finish("timeout" if timed_out else "cancelled")
+                raise
             finally:
                 self._scope = None
-        if scope.cancelled_caught:
-            status = "cancelled" if self._cancel_requested else "timeout"
-        # A call the model made must have an answer, or the next request is malformed.
-        for call in pending:
-            conversation.add_tool_result(
-                call.id,
-                f"Error: the run ended ({status}) before this tool call finished.",
-                name=call.name,
-            )
-        agent_result = AgentResult(
-            content=content,
-            status=status,
-            num_turns=turns,
-            all_tool_calls=calls,
-            tool_results=results,
-            usage=usage,
-            cost=cost,
-            conversation=conversation.fork(),
-            error=None if error is None else f"{type(error).__name__}: {error}",
-        )
-        self.last_result = agent_result
+        if recorded is not None:
+            agent_result = recorded
+        else:
+            if scope.cancelled_caught:
+                status = "cancelled" if self._cancel_requested else "timeout"
+            agent_result = finish(status)
         if events is not None:
             with contextlib.suppress(_ConsumerGone):
                 if error is not None:

@@ -81,7 +81,7 @@ class Envelope:
 class Ask(Envelope):
     """An ask: the reply goes into a one-shot slot the asker waits on."""
 
-    __slots__ = ("_error", "_event", "_state", "_value")
+    __slots__ = ("_error", "_event", "_state", "_value", "scope")
 
     def __init__(self, message: Any, deadline: float) -> None:
         self.message = message
@@ -90,6 +90,9 @@ class Ask(Envelope):
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
+        #: The scope the handler runs in (asks with a deadline only): cancelled if the asker
+        #: gives up, so nobody works on what nobody waits for.
+        self.scope: CancelScope | None = None
 
     def resolve(self, value: Any) -> bool:
         """Deliver the reply; False when the asker has already gone (a late reply)."""
@@ -111,6 +114,8 @@ class Ask(Envelope):
     def abandon(self) -> None:
         if self._state == _PENDING:
             self._state = _ABANDONED
+            if self.scope is not None:
+                self.scope.cancel()
 
     def abandoned(self) -> bool:
         return self._state == _ABANDONED
@@ -636,6 +641,8 @@ class Cell:
         # The handler runs under the asker's deadline: nested asks inherit what is left, and
         # work nobody waits for any more is cancelled.
         with CancelScope(deadline=deadline) as scope:
+            if type(envelope) is Ask:
+                envelope.scope = scope
             result = await handle(envelope.message, ctx)
             self.processed += 1
             if isinstance(envelope, StreamRequest):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 from typing import Any
@@ -277,3 +278,28 @@ async def test_no_task_left_running_after_shutdown() -> None:
         assert len(anyio.get_running_tasks()) > before
     gc.collect()
     assert len(anyio.get_running_tasks()) == before
+
+
+async def test_a_caller_giving_up_cancels_the_handler_of_its_ask() -> None:
+    cancelled = anyio.Event()
+    entered = anyio.Event()
+
+    class Slow(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            entered.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.set()
+
+    async with Runtime() as rt:
+        ref = await rt.spawn(Slow(), name="slow")
+        async with anyio.create_task_group() as tg:
+            # A deadline far away: the handler is stopped because its caller left, not by it.
+            tg.start_soon(functools.partial(ref.ask, "work", timeout=3600))
+            await entered.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        assert ref.statistics().expired == 1  # counted: a request nobody waited for any more
+        assert ref.alive  # the actor itself goes on
