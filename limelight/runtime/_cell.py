@@ -34,6 +34,7 @@ from ._errors import (
     MailboxFull,
     RestartIntensityExceeded,
 )
+from ._mailbox import EMPTY, Mailbox
 from ._stats import ActorSnapshot, ActorState, ActorStatistics
 from ._supervision import (
     Overflow,
@@ -45,7 +46,7 @@ from ._supervision import (
 )
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectSendStream
     from structlog.typing import FilteringBoundLogger
 
     from ._ref import ActorRef
@@ -59,7 +60,6 @@ _INF = math.inf
 _NAME = re.compile(r"[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+=-]*")
 
 _PENDING, _DONE, _ABANDONED = 0, 1, 2
-_EMPTY: Final[Any] = object()
 
 
 class Envelope:
@@ -191,19 +191,18 @@ class Cell:
         "is_root",
         "last_error",
         "late_replies",
+        "mailbox",
         "mailbox_capacity",
         "name",
         "overflow",
         "parent",
         "path",
         "processed",
-        "receive",
         "ref",
         "rejected",
         "restart",
         "restarts",
         "runtime",
-        "send",
         "send_nowait",
         "state",
         "stop_after_current",
@@ -238,14 +237,8 @@ class Cell:
         self.factory = factory
         self.actor: Actor | None = None
         self.mailbox_capacity = mailbox_size
-        # Not create_memory_object_stream[Any](...): calling the subscripted alias gives the
-        # result an __orig_class__ attribute, hence a __dict__, ~220 bytes per actor.
-        streams: tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]
-        streams = anyio.create_memory_object_stream(mailbox_size)
-        send, receive = streams
-        self.send = send
-        self.receive = receive
-        self.send_nowait = send.send_nowait
+        self.mailbox = Mailbox(mailbox_size)
+        self.send_nowait = self.mailbox.put_nowait  # the fast path, looked up once
         self.overflow = overflow
         self.restart = restart
         self.supervision = supervision
@@ -302,7 +295,7 @@ class Cell:
             path=self.path,
             state=self.state,
             restarts=self.restarts,
-            mailbox_size=self.send.statistics().current_buffer_used,
+            mailbox_size=len(self.mailbox),
             mailbox_capacity=self.mailbox_capacity,
             processed=self.processed,
             dropped=self.dropped,
@@ -347,7 +340,7 @@ class Cell:
     async def put_slow(self, item: Any) -> None:
         if self.overflow is Overflow.BLOCK:
             try:
-                await self.send.send(item)
+                await self.mailbox.put(item)
             except (ClosedResourceError, BrokenResourceError):
                 raise self.stopped_error() from None
         else:
@@ -380,7 +373,7 @@ class Cell:
                 return
             except WouldBlock:
                 try:
-                    oldest = self.receive.receive_nowait()
+                    oldest = self.mailbox.get_nowait()
                 except WouldBlock:
                     continue
                 self._drop(oldest)
@@ -564,32 +557,27 @@ class Cell:
 
     async def _loop(self, actor: Actor) -> BaseException | None:
         """Handle messages until stopped; returns the crash, or None for a normal exit."""
-        receive = self.receive
-        receive_nowait = receive.receive_nowait
+        mailbox = self.mailbox
+        items = mailbox._items
+        poll = mailbox.poll
         handle = actor.handle
         ctx = self.ctx
         batch = 0
         item: Any = None
         while True:
             try:
-                item = receive_nowait()
-            except WouldBlock:
-                item = _EMPTY
+                # Mailbox.poll inlined for the common case (items queued, no sender waiting).
+                item = items.popleft() if items and not mailbox._senders else poll()
+                if item is EMPTY:
+                    item = await mailbox.get()
+                    batch = 0
+                else:
+                    batch += 1
+                    if batch >= CHECKPOINT_INTERVAL:
+                        batch = 0
+                        await checkpoint()
             except (EndOfStream, ClosedResourceError):
                 return None
-            if item is _EMPTY:
-                # Awaited outside the except block: an idle actor must not keep the WouldBlock
-                # and its traceback alive (~700 bytes each).
-                try:
-                    item = await receive.receive()
-                except (EndOfStream, ClosedResourceError):
-                    return None
-                batch = 0
-            else:
-                batch += 1
-                if batch >= CHECKPOINT_INTERVAL:
-                    batch = 0
-                    await checkpoint()
             try:
                 if isinstance(item, Envelope):
                     await self._serve(item, handle, ctx)  # counts what it handles
@@ -732,17 +720,16 @@ class Cell:
         if self.state is ActorState.STOPPED:
             return
         self.state = ActorState.STOPPED
-        self.send.close()
+        self.mailbox.close()
         while True:
             try:
-                item = self.receive.receive_nowait()
-            except (WouldBlock, EndOfStream, ClosedResourceError):
+                item = self.mailbox.get_nowait()
+            except (WouldBlock, EndOfStream):
                 break
             if isinstance(item, Envelope):
                 item.fail(self.stopped_error())
             else:
                 self.undelivered += 1
-        self.receive.close()
         if self.parent is not None and self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
         self.runtime.unregister(self)
