@@ -127,3 +127,24 @@ def test_matches_a_bounded_queue_model(ops: list[int | None], capacity: int) -> 
             with pytest.raises(WouldBlock):
                 box.put_nowait(op)
         assert len(box) == len(model)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_woken_sender_cancelled_natively_passes_the_room_on() -> None:
+    """asyncio's Task.cancel() still throws into a task whose wait has completed (anyio's
+    scopes do not): the room that task was given must go to the next waiting sender."""
+    import asyncio
+
+    box = Mailbox(1)
+    box.put_nowait("full")
+    first = asyncio.get_running_loop().create_task(box.put("x"))
+    await anyio.wait_all_tasks_blocked()
+    second = asyncio.get_running_loop().create_task(box.put("b"))
+    await anyio.wait_all_tasks_blocked()
+    assert box.get_nowait() == "full"  # wakes "x"...
+    first.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with anyio.fail_after(5):
+        await second  # the room went to "b"
+    assert box.get_nowait() == "b"
