@@ -3,8 +3,6 @@ serving a tiny llama model built here (random weights), on asyncio and trio."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 try:
@@ -19,16 +17,7 @@ from limelight.agents import Agent, AgentConfig
 from limelight.providers import OpenAICompatible
 from limelight.schemas import StreamEventType
 
-from ..providers._tiny_mlx import build_tiny_mlx_model, serve_mlx_model
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def mlx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model = build_tiny_mlx_model(tmp_path_factory.mktemp("mlx") / "tiny-llama")
-    with serve_mlx_model(model) as base_url:
-        yield base_url
 
 
 async def test_an_agent_runs_and_streams_against_mlx_lm_server(mlx_server: str) -> None:

@@ -4,7 +4,6 @@ the spot), on asyncio and trio."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,7 @@ from limelight.errors import BadRequest
 from limelight.providers import OpenAICompatible
 from limelight.schemas import CompletionRequest, Message, StreamEventType
 
-from ._tiny_mlx import build_tiny_mlx_model, serve_mlx_model
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_mlx_model(tmp_path_factory.mktemp("mlx") / "tiny-llama")
-
-
-@pytest.fixture(scope="session")
-def mlx_server(tiny_model: Path) -> Iterator[str]:
-    with serve_mlx_model(tiny_model) as base_url:
-        yield base_url
 
 
 def chat(max_tokens: int = 6, **kwargs: object) -> CompletionRequest:
