@@ -15,7 +15,7 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -483,6 +483,24 @@ class SimServer:
             _reset(request)
         return self._Response(status=500)  # never sent: the connection is gone
 
+    async def _complete(
+        self,
+        request: web.Request,
+        plan: Plan,
+        body: _ChatBody | _TextBody,
+        whole: Callable[[Plan], msgspec.Struct],
+        pieces: Callable[..., Iterator[tuple[int, bytes]]],
+    ) -> web.StreamResponse:
+        """Answer a chat or text completion: ``whole`` encodes a non-streamed answer,
+        ``pieces`` the SSE chunks of a streamed one; the plan is released either way."""
+        try:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            answer = b"" if body.stream or plan.error else _encode(whole(plan))
+            chunks = pieces(plan, include_usage=include_usage) if body.stream else iter(())
+            return await self._answer(request, plan, answer, chunks, stream=body.stream)
+        finally:
+            self.engine.release(plan)
+
     async def _answer(
         self,
         request: web.Request,
@@ -567,13 +585,7 @@ class SimServer:
         except _BadBody as exc:
             return self._json(_encode(exc.body), status=400)
         plan = self.engine.plan(completion_request)
-        try:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            answer = b"" if body.stream or plan.error else _encode(_chat_completion(plan))
-            chunks = _chat_chunks(plan, include_usage=include_usage) if body.stream else iter(())
-            return await self._answer(request, plan, answer, chunks, stream=body.stream)
-        finally:
-            self.engine.release(plan)
+        return await self._complete(request, plan, body, _chat_completion, _chat_chunks)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/completions`` (legacy text completions), streamed or not."""
@@ -592,13 +604,7 @@ class SimServer:
                 stream=body.stream,
             )
         )
-        try:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            answer = b"" if body.stream or plan.error else _encode(_text_completion(plan))
-            chunks = _text_chunks(plan, include_usage=include_usage) if body.stream else iter(())
-            return await self._answer(request, plan, answer, chunks, stream=body.stream)
-        finally:
-            self.engine.release(plan)
+        return await self._complete(request, plan, body, _text_completion, _text_chunks)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/embeddings``, as floats or base64 (what the openai SDK asks for)."""

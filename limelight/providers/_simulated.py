@@ -1115,6 +1115,12 @@ class Simulated:
         # The event loop's clock, so that trio's MockClock drives the quotas too.
         self.engine = SimEngine(self.config, clock=anyio.current_time)
 
+    async def _refuse_at_once(self, plan: Plan) -> None:
+        """A bad request or a quota refusal is answered at once, as a server does."""
+        if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
+            await anyio.lowlevel.checkpoint()
+            raise plan_error(plan)
+
     async def _sleep_until(self, deadline: float) -> None:
         await anyio.sleep(max(0.0, deadline - anyio.current_time()))
 
@@ -1143,9 +1149,7 @@ class Simulated:
         start = anyio.current_time()
         plan = self.engine.plan(request)
         try:
-            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
-                await anyio.lowlevel.checkpoint()
-                raise plan_error(plan)
+            await self._refuse_at_once(plan)
             if plan.outcome is not Outcome.OK:
                 await self._sleep_until(start + plan.ttft)
                 raise plan_error(plan)
@@ -1162,9 +1166,7 @@ class Simulated:
         start = anyio.current_time()
         plan = self.engine.plan(request)
         try:
-            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
-                await anyio.lowlevel.checkpoint()
-                raise plan_error(plan)
+            await self._refuse_at_once(plan)
             if plan.outcome is Outcome.SERVER_ERROR:
                 await self._sleep_until(start + plan.ttft)
                 raise plan_error(plan)
@@ -1210,9 +1212,7 @@ class Simulated:
         start = anyio.current_time()
         plan = self.engine.plan_embedding(request)
         try:
-            if plan.outcome in (Outcome.BAD_REQUEST, Outcome.RATE_LIMITED):
-                await anyio.lowlevel.checkpoint()
-                raise plan_error(plan)
+            await self._refuse_at_once(plan)
             await self._sleep_until(start + plan.ttft)
             if plan.outcome is not Outcome.OK:
                 raise plan_error(plan)
