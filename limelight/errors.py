@@ -27,6 +27,17 @@ specific of these, with the original chained as ``__cause__``::
             ├── AuthenticationError          401, 403: check the API key
             ├── RateLimited                  429: retry after .retry_after seconds
             └── ServerError                  408, 409, 5xx: transient, retried
+    ├── LLMError                             the sync client failed (limelight.client)
+    │   ├── LLMConnectionError               (also ProviderConnectionError)
+    │   │   └── LLMTimeout (TimeoutError)    (also ProviderTimeout)
+    │   ├── LLMResponseError                 (also BadResponse)
+    │   └── LLMAPIError                      (also APIError: .status_code, .body)
+    └── JSONOutputError (ValueError)         no valid JSON after every attempt (limelight.roles)
+    └── AnalyticsError                       recording or shipping analytics events
+        ├── EventDecodeError (ValueError)    bytes that are not valid events
+        └── SinkError                        a sink could not store a batch (.sink)
+            ├── SinkUnavailable              retryable: down, timeout, 429, 5xx (.retry_after)
+            └── SinkRejected                 refused the data, not retried (.status, .body)
 """
 
 from __future__ import annotations
@@ -78,12 +89,20 @@ __all__ = [
     "ActorNotFound",
     "ActorStartFailed",
     "ActorStopped",
+    "AnalyticsError",
     "AskTimeout",
     "AuthenticationError",
     "BadRequest",
     "BadResponse",
     "ConfigError",
     "DeadlineExceeded",
+    "JSONOutputError",
+    "LLMAPIError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMResponseError",
+    "LLMTimeout",
+    "EventDecodeError",
     "LimelightError",
     "MailboxFull",
     "MissingExtra",
@@ -94,6 +113,9 @@ __all__ = [
     "RestartIntensityExceeded",
     "RuntimeNotRunning",
     "ServerError",
+    "SinkError",
+    "SinkRejected",
+    "SinkUnavailable",
     "api_error_for_status",
 ]
 
@@ -202,3 +224,97 @@ def api_error_for_status(status_code: int) -> type[APIError]:
     if 400 <= status_code < 500:
         return BadRequest
     return APIError
+
+
+# --- analytics: events and sinks ------------------------------------------------------------
+
+
+class AnalyticsError(LimelightError):
+    """Recording or shipping analytics events failed."""
+
+
+class EventDecodeError(AnalyticsError, ValueError):
+    """Bytes that should hold events are not valid JSON events (a corrupt spool or file)."""
+
+
+class SinkError(AnalyticsError):
+    """A sink could not store a batch of events.
+
+    :ivar sink: the name of the sink.
+    """
+
+    def __init__(self, message: str, *, sink: str = "") -> None:
+        super().__init__(message)
+        self.sink = sink
+
+
+class SinkUnavailable(SinkError):
+    """A retryable failure: the sink is down, timed out, or said 429 / 5xx.
+
+    :ivar retry_after: seconds the sink asked us to wait (``Retry-After``), or ``None``.
+    """
+
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, sink: str = "") -> None:
+        super().__init__(message, sink=sink)
+        self.retry_after = retry_after
+
+
+class SinkRejected(SinkError):
+    """The sink refused the data (a 4xx other than 429, a constraint): retrying will not help.
+
+    :ivar status: the HTTP status, when the sink speaks HTTP; ``None`` otherwise.
+    :ivar body: the sink's explanation (response body text), possibly empty.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self, message: str, *, status: int | None = None, body: str = "", sink: str = ""
+    ) -> None:
+        super().__init__(message, sink=sink)
+        self.status = status
+        self.body = body
+
+
+# -- the sync client (limelight.client) and the role router's JSON output (limelight.roles) --
+
+
+class LLMError(LimelightError):
+    """A call of the sync client (:class:`limelight.client.LLM`) failed. Each subclass is also
+    the matching :class:`ProviderError`, so either family of ``except`` clauses catches it."""
+
+
+class LLMConnectionError(LLMError, ProviderConnectionError):
+    """Could not reach the server, or the connection dropped; retried before it is raised."""
+
+
+class LLMTimeout(LLMConnectionError, ProviderTimeout):
+    """The server did not answer within the client's ``timeout``; retried before it is raised."""
+
+
+class LLMResponseError(LLMError, BadResponse):
+    """The server's answer could not be understood (not JSON, a missing field)."""
+
+
+class LLMAPIError(LLMError, APIError):
+    """The server answered with an error status (``.status_code``, ``.body``); statuses 429,
+    500, 502, 503 and 504 were retried before it is raised."""
+
+    retryable: ClassVar[bool] = False
+
+
+class JSONOutputError(LimelightError, ValueError):
+    """The model gave no JSON value valid against the schema, after every attempt.
+
+    :ivar attempts: how many answers were asked for.
+    :ivar text: the last answer's text.
+    :ivar reason: why the last answer was refused (no JSON found, or the validation error).
+    """
+
+    def __init__(self, message: str, *, attempts: int, text: str, reason: str) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.text = text
+        self.reason = reason

@@ -1,5 +1,34 @@
 """msgspec Structs for every message that crosses an actor boundary or a wire."""
 
+from ._events import REDACTED as REDACTED
+from ._events import AgentPlanningPayload as AgentPlanningPayload
+from ._events import AgentReasoningPayload as AgentReasoningPayload
+from ._events import AgentResponsePayload as AgentResponsePayload
+from ._events import APIRequestPayload as APIRequestPayload
+from ._events import APIResponsePayload as APIResponsePayload
+from ._events import ErrorPayload as ErrorPayload
+from ._events import Event as Event
+from ._events import EventPayload as EventPayload
+from ._events import EventType as EventType
+from ._events import FunctionExecutionPayload as FunctionExecutionPayload
+from ._events import LLMRequestPayload as LLMRequestPayload
+from ._events import LLMResponsePayload as LLMResponsePayload
+from ._events import LLMStreamingChunkPayload as LLMStreamingChunkPayload
+from ._events import PerformanceMetricPayload as PerformanceMetricPayload
+from ._events import SessionEndPayload as SessionEndPayload
+from ._events import SessionStartPayload as SessionStartPayload
+from ._events import TimeoutErrorPayload as TimeoutErrorPayload
+from ._events import ToolCallPayload as ToolCallPayload
+from ._events import ToolResponsePayload as ToolResponsePayload
+from ._events import UserFeedbackPayload as UserFeedbackPayload
+from ._events import UserInputPayload as UserInputPayload
+from ._events import ValidationErrorPayload as ValidationErrorPayload
+from ._events import decode_event as decode_event
+from ._events import decode_events as decode_events
+from ._events import encode_event as encode_event
+from ._events import encode_events as encode_events
+from ._events import event_size as event_size
+from ._events import redact as redact
 from ._llm import CompletionRequest as CompletionRequest
 from ._llm import CompletionResult as CompletionResult
 from ._llm import EmbeddingRequest as EmbeddingRequest
@@ -15,17 +44,46 @@ from ._llm import ToolSpec as ToolSpec
 from ._llm import Usage as Usage
 
 __all__ = [
+    "APIRequestPayload",
+    "APIResponsePayload",
+    "AgentPlanningPayload",
+    "AgentReasoningPayload",
+    "AgentResponsePayload",
     "CompletionRequest",
     "CompletionResult",
     "EmbeddingRequest",
     "EmbeddingResult",
+    "ErrorPayload",
+    "Event",
+    "EventPayload",
+    "EventType",
+    "FunctionExecutionPayload",
+    "LLMRequestPayload",
+    "LLMResponsePayload",
+    "LLMStreamingChunkPayload",
     "Message",
     "ModelInfo",
     "ModelList",
+    "PerformanceMetricPayload",
+    "REDACTED",
     "Role",
+    "SessionEndPayload",
+    "SessionStartPayload",
     "StreamEvent",
     "StreamEventType",
+    "TimeoutErrorPayload",
     "ToolCall",
+    "ToolCallPayload",
+    "ToolResponsePayload",
     "ToolSpec",
     "Usage",
+    "UserFeedbackPayload",
+    "UserInputPayload",
+    "ValidationErrorPayload",
+    "decode_event",
+    "decode_events",
+    "encode_event",
+    "encode_events",
+    "event_size",
+    "redact",
 ]

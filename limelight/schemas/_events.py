@@ -1,0 +1,1018 @@
+"""Typed analytics events: what happened in an agent run, who asked, and what it cost.
+
+An :class:`Event` carries a typed payload (one msgspec Struct per :class:`EventType`, tagged by
+``kind`` on the wire), a stable ``event_id`` set once at creation (sinks dedupe on it), and the
+links that rebuild a run's tree (``run_id``, ``session_id``, ``parent_event_id``). Secrets are
+redacted when an event is built, so none reaches a sink.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+import traceback as _traceback
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, get_args
+
+import msgspec
+
+from ..errors import ConfigError, EventDecodeError
+
+__all__ = [
+    "REDACTED",
+    "APIRequestPayload",
+    "APIResponsePayload",
+    "AgentPlanningPayload",
+    "AgentReasoningPayload",
+    "AgentResponsePayload",
+    "ErrorPayload",
+    "Event",
+    "EventPayload",
+    "EventType",
+    "FunctionExecutionPayload",
+    "LLMRequestPayload",
+    "LLMResponsePayload",
+    "LLMStreamingChunkPayload",
+    "PAYLOAD_TYPES",
+    "PerformanceMetricPayload",
+    "SessionEndPayload",
+    "SessionStartPayload",
+    "TimeoutErrorPayload",
+    "ToolCallPayload",
+    "ToolResponsePayload",
+    "UserFeedbackPayload",
+    "UserInputPayload",
+    "ValidationErrorPayload",
+    "decode_event",
+    "decode_events",
+    "encode_event",
+    "encode_events",
+    "event_size",
+    "redact",
+]
+
+
+class EventType(enum.StrEnum):
+    """What an event records; also the ``kind`` tag of its payload on the wire."""
+
+    USER_INPUT = "user_input"
+    USER_FEEDBACK = "user_feedback"
+    AGENT_REASONING = "agent_reasoning"
+    AGENT_PLANNING = "agent_planning"
+    AGENT_RESPONSE = "agent_response"
+    LLM_REQUEST = "llm_request"
+    LLM_RESPONSE = "llm_response"
+    LLM_STREAMING_CHUNK = "llm_streaming_chunk"
+    TOOL_CALL = "tool_call"
+    TOOL_RESPONSE = "tool_response"
+    FUNCTION_EXECUTION = "function_execution"
+    API_REQUEST = "api_request"
+    API_RESPONSE = "api_response"
+    ERROR = "error"
+    VALIDATION_ERROR = "validation_error"
+    TIMEOUT_ERROR = "timeout_error"
+    SESSION_START = "session_start"
+    SESSION_END = "session_end"
+    PERFORMANCE_METRIC = "performance_metric"
+
+
+# --- redaction ---------------------------------------------------------------------------------
+
+#: What a secret is replaced with.
+REDACTED = "[redacted]"
+
+_SECRET_KEY_WORDS = (
+    "apikey",
+    "api_key",
+    "authorization",
+    "password",
+    "passwd",
+    "secret",
+    "private_key",
+    "credential",
+)
+_SECRET_KEY_PARTS = frozenset({"token", "auth", "cookie", "bearer", "pwd", "key"})
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# sk-..., sk-proj-..., Bearer tokens, and "api_key=..." pairs inside free text.
+_SECRET_TEXT = re.compile(
+    r"(?P<sk>\bsk-[A-Za-z0-9_\-]{12,})"
+    r"|(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=\-]{8,}"
+    r"|(?P<pair>\b(?:api[_-]?key|password|secret|token)\s*[=:]\s*)[^\s,;&\"'\[]+",
+    re.IGNORECASE,
+)
+
+
+def _is_secret_key(key: str) -> bool:
+    norm = _NON_ALNUM.sub("_", key.lower()).strip("_")
+    if any(word in norm for word in _SECRET_KEY_WORDS):
+        return True
+    parts = norm.split("_")
+    # "x-api-key", "access_token", "auth" are secrets; "max_tokens", "key_count" are not.
+    return parts[-1] in _SECRET_KEY_PARTS or (len(parts) == 1 and parts[0] in _SECRET_KEY_PARTS)
+
+
+def _redact_text_match(match: re.Match[str]) -> str:
+    prefix = match.group("bearer") or match.group("pair")
+    return (prefix or "") + REDACTED
+
+
+def _redact_text(text: str) -> str:
+    lowered = text.lower()
+    if "sk-" not in lowered and "bearer" not in lowered and "=" not in text and ":" not in text:
+        return text
+    return _SECRET_TEXT.sub(_redact_text_match, text)
+
+
+def redact(obj: Any) -> Any:
+    """``obj`` with every secret replaced by :data:`REDACTED`.
+
+    Values under secret-looking keys (``api_key``, ``Authorization``, ``password``,
+    ``access_token``, ``client_secret``, ...) are replaced whole; strings that hold an ``sk-...``
+    key, a ``Bearer`` token or an ``api_key=...`` pair have that part replaced. Dicts, lists and
+    tuples are walked (a new object is returned; the argument is not changed). Idempotent.
+    """
+    if isinstance(obj, str):
+        return _redact_text(obj)
+    if isinstance(obj, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def _redact_fields(struct: msgspec.Struct, names: Iterable[str]) -> None:
+    for name in names:
+        value = getattr(struct, name)
+        if value is None or (isinstance(value, dict | list) and not value):
+            continue
+        cleaned = redact(value)
+        if cleaned != value:
+            msgspec.structs.force_setattr(struct, name, cleaned)
+
+
+class _Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="kind"):
+    # Free-form fields (text, dicts) that may carry secrets, redacted at construction.
+    _redacted: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if self._redacted:
+            _redact_fields(self, self._redacted)
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+
+class UserInputPayload(_Payload, frozen=True, tag="user_input"):
+    """What a user typed or sent."""
+
+    _redacted = ("text",)
+    text: str
+    input_type: str = "text"
+
+
+class UserFeedbackPayload(_Payload, frozen=True, tag="user_feedback"):
+    """A user's rating of an answer (``target_event_id``: the event rated)."""
+
+    _redacted = ("comment",)
+    rating: float | None = None
+    comment: str | None = None
+    target_event_id: uuid.UUID | None = None
+
+
+class AgentReasoningPayload(_Payload, frozen=True, tag="agent_reasoning"):
+    """An agent's thought at one step of its loop."""
+
+    _redacted = ("content",)
+    agent_name: str
+    content: str = ""
+    step: int | None = None
+
+
+class AgentPlanningPayload(_Payload, frozen=True, tag="agent_planning"):
+    """An agent's plan: the steps it means to take."""
+
+    _redacted = ("steps", "content")
+    agent_name: str
+    steps: list[str] = []
+    content: str = ""
+
+
+class AgentResponsePayload(_Payload, frozen=True, tag="agent_response"):
+    """An agent's answer at the end of a run (or a step)."""
+
+    _redacted = ("content",)
+    agent_name: str
+    content: str = ""
+    turns: int | None = None
+    duration: float | None = None
+    finish_reason: str | None = None
+
+
+class LLMRequestPayload(_Payload, frozen=True, tag="llm_request"):
+    """An LLM call about to be made. ``role`` is the role-router role (executor, ...)."""
+
+    model: str
+    provider: str = ""
+    messages_count: int = 0
+    tools_count: int = 0
+    role: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stream: bool = False
+
+
+class LLMResponsePayload(_Payload, frozen=True, tag="llm_response"):
+    """An LLM call's outcome: tokens, cost (USD, when known), latency and TTFT (seconds)."""
+
+    _redacted = ("content",)
+    model: str
+    provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = None
+    latency: float | None = None
+    ttft: float | None = None
+    finish_reason: str | None = None
+    role: str | None = None
+    content: str | None = None
+    tool_calls_count: int = 0
+
+
+class LLMStreamingChunkPayload(_Payload, frozen=True, tag="llm_streaming_chunk"):
+    """One chunk of a streamed answer."""
+
+    _redacted = ("content",)
+    model: str
+    provider: str = ""
+    index: int = 0
+    content: str = ""
+    elapsed: float | None = None
+
+
+class ToolCallPayload(_Payload, frozen=True, tag="tool_call"):
+    """A tool about to run, with the arguments it got."""
+
+    _redacted = ("arguments",)
+    tool_name: str
+    arguments: dict[str, Any] = {}
+    tool_call_id: str | None = None
+    tool_type: str | None = None
+
+
+class ToolResponsePayload(_Payload, frozen=True, tag="tool_response"):
+    """A tool's result (or its error, ``is_error``) and how long it ran (seconds)."""
+
+    _redacted = ("result",)
+    tool_name: str
+    result: Any = None
+    is_error: bool = False
+    duration: float | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionExecutionPayload(_Payload, frozen=True, tag="function_execution"):
+    """A traced function call: its arguments, result or error, and duration (seconds)."""
+
+    _redacted = ("arguments", "result", "error")
+    function_name: str
+    arguments: dict[str, Any] = {}
+    result: Any = None
+    error: str | None = None
+    duration: float | None = None
+
+
+class APIRequestPayload(_Payload, frozen=True, tag="api_request"):
+    """An outgoing HTTP request (never its headers)."""
+
+    _redacted = ("url",)
+    method: str
+    url: str
+    body_size: int | None = None
+
+
+class APIResponsePayload(_Payload, frozen=True, tag="api_response"):
+    """An HTTP response to an :class:`APIRequestPayload`."""
+
+    _redacted = ("url",)
+    method: str
+    url: str
+    status_code: int
+    duration: float | None = None
+    body_size: int | None = None
+
+
+class ErrorPayload(_Payload, frozen=True, tag="error"):
+    """An error: its class name, message, and (optionally) traceback and context."""
+
+    _redacted = ("message", "traceback", "context")
+    error_type: str
+    message: str = ""
+    traceback: str | None = None
+    context: dict[str, Any] = {}
+
+
+class ValidationErrorPayload(_Payload, frozen=True, tag="validation_error"):
+    """Data that failed validation (model output, tool arguments): where and why."""
+
+    _redacted = ("message", "value")
+    error_type: str = "ValidationError"
+    message: str = ""
+    field: str | None = None
+    value: Any = None
+
+
+class TimeoutErrorPayload(_Payload, frozen=True, tag="timeout_error"):
+    """An operation that ran out of time (``timeout``: the limit, seconds)."""
+
+    _redacted = ("message",)
+    operation: str
+    timeout: float | None = None
+    elapsed: float | None = None
+    message: str = ""
+    error_type: str = "TimeoutError"
+
+
+class SessionStartPayload(_Payload, frozen=True, tag="session_start"):
+    """A session (a user's run of an app) began."""
+
+    _redacted = ("attributes",)
+    attributes: dict[str, Any] = {}
+
+
+class SessionEndPayload(_Payload, frozen=True, tag="session_end"):
+    """A session ended, after ``duration`` seconds."""
+
+    duration: float | None = None
+    status: str = "ok"
+
+
+class PerformanceMetricPayload(_Payload, frozen=True, tag="performance_metric"):
+    """A named measurement (``value`` in ``unit``)."""
+
+    name: str
+    value: float
+    unit: str = ""
+    tags: dict[str, str] = {}
+
+
+EventPayload = (
+    UserInputPayload
+    | UserFeedbackPayload
+    | AgentReasoningPayload
+    | AgentPlanningPayload
+    | AgentResponsePayload
+    | LLMRequestPayload
+    | LLMResponsePayload
+    | LLMStreamingChunkPayload
+    | ToolCallPayload
+    | ToolResponsePayload
+    | FunctionExecutionPayload
+    | APIRequestPayload
+    | APIResponsePayload
+    | ErrorPayload
+    | ValidationErrorPayload
+    | TimeoutErrorPayload
+    | SessionStartPayload
+    | SessionEndPayload
+    | PerformanceMetricPayload
+)
+
+#: The event type each payload class records.
+PAYLOAD_TYPES: dict[type[msgspec.Struct], EventType] = {
+    cls: EventType(cls.__struct_config__.tag) for cls in get_args(EventPayload)
+}
+
+
+# --- the event ---------------------------------------------------------------------------------
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One analytics event.
+
+    :ivar event_type: what happened; must match the payload's class.
+    :ivar payload: the typed details (``kind`` on the wire is the event type).
+    :ivar event_id: set once at creation, kept across retries and spooling: sinks dedupe on it.
+    :ivar run_id: the run (one ``start_run`` .. ``end_run``) this event belongs to.
+    :ivar parent_event_id: the event this one happened inside (a tool call inside an agent step).
+    :ivar timestamp: unix seconds at creation.
+    :ivar metadata: free-form labels; secrets in it are redacted.
+    """
+
+    event_type: EventType
+    payload: EventPayload
+    event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    run_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    parent_event_id: uuid.UUID | None = None
+    timestamp: float = msgspec.field(default_factory=time.time)
+    metadata: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        expected = PAYLOAD_TYPES.get(type(self.payload))
+        if expected != self.event_type:
+            raise ConfigError(
+                f"event_type {str(self.event_type)!r} does not match the payload "
+                f"{type(self.payload).__name__} (which records {str(expected)!r}); build events "
+                "with the Event.create_* factories"
+            )
+        if self.metadata:
+            _redact_fields(self, ("metadata",))
+
+    # -- factories: one per event type; each takes the common links as keyword arguments --
+
+    @classmethod
+    def _make(
+        cls,
+        payload: EventPayload,
+        *,
+        run_id: str | None,
+        user_id: str | None,
+        session_id: str | None,
+        parent_event_id: uuid.UUID | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Event:
+        return cls(
+            event_type=PAYLOAD_TYPES[type(payload)],
+            payload=payload,
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=dict(metadata) if metadata else {},
+        )
+
+    @classmethod
+    def create_user_input(
+        cls,
+        text: str,
+        *,
+        input_type: str = "text",
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            UserInputPayload(text=text, input_type=input_type),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_user_feedback(
+        cls,
+        *,
+        rating: float | None = None,
+        comment: str | None = None,
+        target_event_id: uuid.UUID | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            UserFeedbackPayload(rating=rating, comment=comment, target_event_id=target_event_id),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_agent_reasoning(
+        cls,
+        agent_name: str,
+        content: str,
+        *,
+        step: int | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            AgentReasoningPayload(agent_name=agent_name, content=content, step=step),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_agent_planning(
+        cls,
+        agent_name: str,
+        *,
+        steps: Iterable[str] = (),
+        content: str = "",
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            AgentPlanningPayload(agent_name=agent_name, steps=list(steps), content=content),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_agent_response(
+        cls,
+        agent_name: str,
+        content: str,
+        *,
+        turns: int | None = None,
+        duration: float | None = None,
+        finish_reason: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            AgentResponsePayload(
+                agent_name=agent_name,
+                content=content,
+                turns=turns,
+                duration=duration,
+                finish_reason=finish_reason,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_llm_request(
+        cls,
+        model: str,
+        *,
+        provider: str = "",
+        messages_count: int = 0,
+        tools_count: int = 0,
+        role: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            LLMRequestPayload(
+                model=model,
+                provider=provider,
+                messages_count=messages_count,
+                tools_count=tools_count,
+                role=role,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                stream=stream,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_llm_response(
+        cls,
+        model: str,
+        *,
+        provider: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        cost: float | None = None,
+        latency: float | None = None,
+        ttft: float | None = None,
+        finish_reason: str | None = None,
+        role: str | None = None,
+        content: str | None = None,
+        tool_calls_count: int = 0,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            LLMResponsePayload(
+                model=model,
+                provider=provider,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_tokens=cached_tokens,
+                cost=cost,
+                latency=latency,
+                ttft=ttft,
+                finish_reason=finish_reason,
+                role=role,
+                content=content,
+                tool_calls_count=tool_calls_count,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_llm_streaming_chunk(
+        cls,
+        model: str,
+        content: str,
+        *,
+        provider: str = "",
+        index: int = 0,
+        elapsed: float | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            LLMStreamingChunkPayload(
+                model=model, provider=provider, index=index, content=content, elapsed=elapsed
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_tool_call(
+        cls,
+        tool_name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        tool_call_id: str | None = None,
+        tool_type: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            ToolCallPayload(
+                tool_name=tool_name,
+                arguments=dict(arguments) if arguments else {},
+                tool_call_id=tool_call_id,
+                tool_type=tool_type,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_tool_response(
+        cls,
+        tool_name: str,
+        result: Any = None,
+        *,
+        is_error: bool = False,
+        duration: float | None = None,
+        tool_call_id: str | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            ToolResponsePayload(
+                tool_name=tool_name,
+                result=result,
+                is_error=is_error,
+                duration=duration,
+                tool_call_id=tool_call_id,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_function_execution(
+        cls,
+        function_name: str,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        result: Any = None,
+        error: str | None = None,
+        duration: float | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            FunctionExecutionPayload(
+                function_name=function_name,
+                arguments=dict(arguments) if arguments else {},
+                result=result,
+                error=error,
+                duration=duration,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_api_request(
+        cls,
+        method: str,
+        url: str,
+        *,
+        body_size: int | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            APIRequestPayload(method=method, url=url, body_size=body_size),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_api_response(
+        cls,
+        method: str,
+        url: str,
+        status_code: int,
+        *,
+        duration: float | None = None,
+        body_size: int | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            APIResponsePayload(
+                method=method,
+                url=url,
+                status_code=status_code,
+                duration=duration,
+                body_size=body_size,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_error(
+        cls,
+        error: BaseException | str,
+        *,
+        error_type: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        include_traceback: bool = True,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """An error event from an exception (its class name, message and traceback) or a
+        message (``error_type`` defaults to ``"Error"``)."""
+        if isinstance(error, BaseException):
+            kind = error_type or type(error).__name__
+            message = str(error)
+            tb = (
+                "".join(_traceback.format_exception(error))
+                if include_traceback and error.__traceback__ is not None
+                else None
+            )
+        else:
+            kind, message, tb = error_type or "Error", error, None
+        return cls._make(
+            ErrorPayload(
+                error_type=kind,
+                message=message,
+                traceback=tb,
+                context=dict(context) if context else {},
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_validation_error(
+        cls,
+        message: str,
+        *,
+        error_type: str = "ValidationError",
+        field: str | None = None,
+        value: Any = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            ValidationErrorPayload(
+                error_type=error_type, message=message, field=field, value=value
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_timeout_error(
+        cls,
+        operation: str,
+        *,
+        timeout: float | None = None,
+        elapsed: float | None = None,
+        message: str = "",
+        error_type: str = "TimeoutError",
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            TimeoutErrorPayload(
+                operation=operation,
+                timeout=timeout,
+                elapsed=elapsed,
+                message=message,
+                error_type=error_type,
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_session_start(
+        cls,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            SessionStartPayload(attributes=dict(attributes) if attributes else {}),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_session_end(
+        cls,
+        *,
+        duration: float | None = None,
+        status: str = "ok",
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            SessionEndPayload(duration=duration, status=status),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+    @classmethod
+    def create_performance_metric(
+        cls,
+        name: str,
+        value: float,
+        *,
+        unit: str = "",
+        tags: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_event_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Event:
+        return cls._make(
+            PerformanceMetricPayload(
+                name=name, value=value, unit=unit, tags=dict(tags) if tags else {}
+            ),
+            run_id=run_id,
+            user_id=user_id,
+            session_id=session_id,
+            parent_event_id=parent_event_id,
+            metadata=metadata,
+        )
+
+
+# --- wire format -------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+_list_decoder = msgspec.json.Decoder(list[Event])
+
+
+def encode_event(event: Event) -> bytes:
+    """One event as JSON."""
+    return _encoder.encode(event)
+
+
+def encode_events(events: Iterable[Event]) -> bytes:
+    """Events as a JSON array."""
+    return _encoder.encode(events if isinstance(events, list) else list(events))
+
+
+def _decode_error(exc: msgspec.DecodeError, what: str) -> EventDecodeError:
+    return EventDecodeError(
+        f"could not decode {what}: {exc}; the data is corrupt or was not written by "
+        "limelight's encode_event(s)"
+    )
+
+
+def decode_event(data: bytes | str) -> Event:
+    """One event from JSON; :class:`~limelight.errors.EventDecodeError` when it is not one."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise _decode_error(exc, "an event") from exc
+
+
+def decode_events(data: bytes | str) -> list[Event]:
+    """Events from a JSON array; :class:`~limelight.errors.EventDecodeError` when it is not."""
+    try:
+        return _list_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise _decode_error(exc, "a list of events") from exc
+
+
+def event_size(event: Event) -> int:
+    """The event's size in bytes on the wire (its JSON length)."""
+    return len(_encoder.encode(event))

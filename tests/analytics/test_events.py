@@ -1,0 +1,265 @@
+"""Typed analytics events: every event type round-trips through JSON (hypothesis), factories
+build the right payloads, secrets are redacted, and bad bytes raise a typed error."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from limelight.errors import ConfigError, EventDecodeError
+from limelight.schemas import (
+    REDACTED,
+    ErrorPayload,
+    Event,
+    EventType,
+    LLMResponsePayload,
+    ToolCallPayload,
+    UserInputPayload,
+    decode_event,
+    decode_events,
+    encode_event,
+    encode_events,
+    event_size,
+    redact,
+)
+from limelight.schemas._events import PAYLOAD_TYPES, EventPayload
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+_SCALARS: dict[Any, st.SearchStrategy[Any]] = {
+    str: st.text(),
+    int: st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    float: st.floats(allow_nan=False, allow_infinity=False),
+    bool: st.booleans(),
+    uuid.UUID: st.uuids(),
+    Any: json_values,
+}
+
+
+def _for_type(tp: Any) -> st.SearchStrategy[Any]:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, type(int | None)):
+        return st.one_of(*(_for_type(a) for a in args))
+    if tp is type(None):
+        return st.none()
+    if origin is list:
+        return st.lists(_for_type(args[0]), max_size=4)
+    if origin is dict:
+        return st.dictionaries(_for_type(args[0]), _for_type(args[1]), max_size=4)
+    raise AssertionError(f"no strategy for {tp!r}")
+
+
+def payloads(cls: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
+    """Every field of the payload class drawn from its declared type."""
+    hints = typing.get_type_hints(cls)
+    return st.builds(cls, **{f.name: _for_type(hints[f.name]) for f in msgspec.structs.fields(cls)})
+
+
+PAYLOAD_CLASSES = list(typing.get_args(EventPayload))
+
+
+def events(cls: type[msgspec.Struct]) -> st.SearchStrategy[Event]:
+    return st.builds(
+        Event,
+        event_type=st.just(PAYLOAD_TYPES[cls]),
+        payload=payloads(cls),
+        event_id=st.uuids(),
+        run_id=st.none() | st.text(),
+        user_id=st.none() | st.text(),
+        session_id=st.none() | st.text(),
+        parent_event_id=st.none() | st.uuids(),
+        timestamp=st.floats(min_value=0, max_value=4e9),
+        metadata=st.dictionaries(st.text(), json_values, max_size=4),
+    )
+
+
+any_event = st.one_of(*(events(cls) for cls in PAYLOAD_CLASSES))
+
+
+def test_every_event_type_has_exactly_one_payload_class() -> None:
+    assert sorted(PAYLOAD_TYPES.values()) == sorted(EventType)
+    required = {
+        "user_input",
+        "user_feedback",
+        "agent_reasoning",
+        "agent_planning",
+        "agent_response",
+        "llm_request",
+        "llm_response",
+        "llm_streaming_chunk",
+        "tool_call",
+        "tool_response",
+        "function_execution",
+        "api_request",
+        "api_response",
+        "error",
+        "validation_error",
+        "timeout_error",
+        "session_start",
+        "session_end",
+        "performance_metric",
+    }
+    assert required <= {str(t) for t in EventType}
+
+
+@pytest.mark.parametrize("cls", PAYLOAD_CLASSES, ids=lambda c: c.__name__)
+def test_every_event_type_round_trips(cls: type[msgspec.Struct]) -> None:
+    @given(events(cls))
+    def check(event: Event) -> None:
+        assert decode_event(encode_event(event)) == event
+        assert event_size(event) == len(encode_event(event))
+
+    check()
+
+
+@given(st.lists(any_event, max_size=8))
+def test_a_batch_round_trips(batch: list[Event]) -> None:
+    data = encode_events(batch)
+    assert decode_events(data) == batch
+    assert encode_events(iter(batch)) == data
+
+
+@given(json_values)
+def test_redaction_is_idempotent(value: Any) -> None:
+    once = redact(value)
+    assert redact(once) == once
+
+
+def test_every_factory_builds_its_event_type() -> None:
+    parent = uuid.uuid4()
+    common: dict[str, Any] = {
+        "run_id": "r1",
+        "user_id": "u1",
+        "session_id": "s1",
+        "parent_event_id": parent,
+        "metadata": {"team": "a"},
+    }
+    built = [
+        Event.create_user_input("hi", **common),
+        Event.create_user_feedback(rating=1.0, comment="good", **common),
+        Event.create_agent_reasoning("a", "think", step=1, **common),
+        Event.create_agent_planning("a", steps=["x", "y"], **common),
+        Event.create_agent_response("a", "done", turns=2, **common),
+        Event.create_llm_request("gpt-x", provider="openai", messages_count=2, **common),
+        Event.create_llm_response("gpt-x", input_tokens=3, output_tokens=4, cost=0.5, **common),
+        Event.create_llm_streaming_chunk("gpt-x", "tok", index=3, **common),
+        Event.create_tool_call("search", {"q": "x"}, **common),
+        Event.create_tool_response("search", ["r"], duration=0.1, **common),
+        Event.create_function_execution("f", arguments={"a": 1}, result=2, **common),
+        Event.create_api_request("GET", "http://x/y", **common),
+        Event.create_api_response("GET", "http://x/y", 200, **common),
+        Event.create_error("boom", **common),
+        Event.create_validation_error("bad", field="a", value=3, **common),
+        Event.create_timeout_error("ask", timeout=1.0, **common),
+        Event.create_session_start(attributes={"app": "demo"}, **common),
+        Event.create_session_end(duration=3.0, **common),
+        Event.create_performance_metric("qps", 10.0, unit="1/s", **common),
+    ]
+    assert {e.event_type for e in built} == set(EventType)
+    for event in built:
+        assert (event.run_id, event.user_id, event.session_id) == ("r1", "u1", "s1")
+        assert event.parent_event_id == parent
+        assert event.metadata == {"team": "a"}
+        assert isinstance(event.payload, tuple(PAYLOAD_TYPES))
+        assert PAYLOAD_TYPES[type(event.payload)] == event.event_type
+    assert len({e.event_id for e in built}) == len(built), "event ids must be unique"
+
+
+def test_event_id_is_set_once_and_survives_the_wire() -> None:
+    event = Event.create_llm_response("m", input_tokens=1)
+    again = decode_event(encode_event(event))
+    assert again.event_id == event.event_id
+    assert again.timestamp == event.timestamp
+    assert isinstance(event.payload, LLMResponsePayload)
+
+
+def test_error_from_an_exception_keeps_type_message_and_traceback() -> None:
+    def fail() -> None:
+        raise KeyError("missing")
+
+    try:
+        fail()
+    except KeyError as exc:
+        event = Event.create_error(exc, context={"step": 2})
+    assert isinstance(event.payload, ErrorPayload)
+    assert event.payload.error_type == "KeyError"
+    assert event.payload.message == "'missing'"
+    assert event.payload.traceback is not None
+    assert "KeyError" in event.payload.traceback
+    assert event.payload.context == {"step": 2}
+    bare = Event.create_error(ValueError("x"))
+    assert isinstance(bare.payload, ErrorPayload)
+    assert bare.payload.traceback is None
+
+
+def test_secrets_never_appear_in_an_event_or_its_json() -> None:
+    key = "sk-proj-" + "A1b2C3d4E5f6G7h8"
+    event = Event.create_tool_call(
+        "http_get",
+        {
+            "url": "https://api.example.com",
+            "headers": {"Authorization": f"Bearer {key}", "X-Api-Key": key},
+            "password": "hunter2",
+            "access_token": "tok-123",
+            "max_tokens": 10,
+        },
+        metadata={"api_key": key, "note": f"called with {key}", "client_secret": "s"},
+    )
+    data = encode_event(event)
+    for secret in (key.encode(), b"hunter2", b"tok-123"):
+        assert secret not in data
+    assert isinstance(event.payload, ToolCallPayload)
+    assert event.payload.arguments["max_tokens"] == 10, "token counts are not secrets"
+    assert event.payload.arguments["headers"] == {"Authorization": REDACTED, "X-Api-Key": REDACTED}
+    assert event.metadata["note"] == f"called with {REDACTED}"
+    error = Event.create_error(RuntimeError(f"401 for api_key={key}"), include_traceback=False)
+    assert key.encode() not in encode_event(error)
+    text = Event.create_user_input(f"my key is {key}")
+    assert isinstance(text.payload, UserInputPayload)
+    assert key not in text.payload.text
+
+
+def test_secrets_in_decoded_json_are_redacted_too() -> None:
+    raw = (
+        b'{"event_type":"user_input","payload":{"kind":"user_input","text":"hi"},'
+        b'"metadata":{"password":"p4ss"}}'
+    )
+    assert decode_event(raw).metadata == {"password": REDACTED}
+
+
+def test_a_payload_of_the_wrong_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="does not match the payload UserInputPayload"):
+        Event(event_type=EventType.ERROR, payload=UserInputPayload(text="x"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b'{"event_type":"nope","payload":{"kind":"user_input","text":"a"}}',
+        b'{"event_type":"error","payload":{"kind":"user_input","text":"a"}}',
+        b'{"event_type":"user_input","payload":{"kind":"user_input"}}',
+    ],
+)
+def test_bad_bytes_raise_event_decode_error(data: bytes) -> None:
+    with pytest.raises(EventDecodeError, match="could not decode an event"):
+        decode_event(data)
+    with pytest.raises(EventDecodeError, match="could not decode a list of events"):
+        decode_events(b"[" + data + b"]")
