@@ -1,0 +1,363 @@
+"""The process-wide usage tracker and the price lookup behind :mod:`limelight.usage`."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterable
+from typing import Any, Final
+
+import msgspec
+
+from .errors import ConfigError
+from .schemas import Usage
+
+#: The bucket of calls made without a role (the sync client's, for one).
+DEFAULT_ROLE: Final = "default"
+
+
+# --------------------------------------------------------------------------------------
+# Prices
+
+
+class Price(msgspec.Struct, frozen=True, kw_only=True):
+    """USD per million tokens of one model, and where the figures come from.
+
+    :ivar cached_input: the price of prompt tokens read from the provider's cache, when the
+        source knows it (else cached tokens cost ``input``).
+    :ivar source: ``"profile"`` (a registered :class:`~limelight.actors.ModelProfile`),
+        ``"genai-prices"`` or ``"litellm"``.
+    """
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    source: str = ""
+
+    def cost(self, usage: Usage, cached_tokens: int = 0) -> float:
+        """The price of ``usage`` in USD; ``cached_tokens`` of its prompt tokens were cache
+        reads."""
+        cached = min(max(cached_tokens, 0), usage.prompt_tokens)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        return (
+            (usage.prompt_tokens - cached) * self.input
+            + cached * cached_price
+            + usage.completion_tokens * self.output
+        ) / 1_000_000
+
+
+def _names(model: str) -> list[tuple[str | None, str]]:
+    """``(provider, model)`` pairs to look ``model`` up by: as given, then the part after a
+    LiteLLM-style ``provider/`` prefix, with and without that provider."""
+    pairs: list[tuple[str | None, str]] = [(None, model)]
+    if "/" in model:
+        provider, _, rest = model.partition("/")
+        pairs += [(provider, rest), (None, model.rsplit("/", 1)[1])]
+    return pairs
+
+
+def _from_profiles(model: str) -> Price | None:
+    """A profile registered with both prices under exactly this name (the test doubles, a
+    user's own fine-tune): the user's word comes first."""
+    from .actors._models import model_profiles
+
+    names = {name for _, name in _names(model)}
+    for profile in model_profiles():
+        if (
+            profile.name in names
+            and profile.input_price is not None
+            and profile.output_price is not None
+        ):
+            return Price(input=profile.input_price, output=profile.output_price, source="profile")
+    return None
+
+
+def _from_genai_prices(model: str) -> Price | None:
+    try:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+    except ImportError:
+        return None
+    million = 1_000_000
+    for provider, name in _names(model):
+        try:
+            calc = calc_price(
+                PriceUsage(input_tokens=million, output_tokens=million, cache_read_tokens=0),
+                name,
+                provider_id=provider,
+            )
+        except LookupError:
+            continue
+        cached: float | None = None
+        try:
+            half = calc_price(
+                PriceUsage(input_tokens=million, cache_read_tokens=million, output_tokens=0),
+                name,
+                provider_id=provider,
+            )
+            cached = float(half.input_price)
+        except (LookupError, ValueError):
+            cached = None
+        return Price(
+            input=float(calc.input_price),
+            output=float(calc.output_price),
+            cached_input=cached,
+            source="genai-prices",
+        )
+    return None
+
+
+def _from_litellm(model: str) -> Price | None:
+    from .actors._models import litellm_cost_map
+
+    cost_map = litellm_cost_map()
+    for name in dict.fromkeys([model, *(n for _, n in _names(model))]):
+        entry = cost_map.get(name)
+        if not isinstance(entry, dict):
+            continue
+        inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if not isinstance(inp, (int, float)) or not isinstance(out, (int, float)):
+            continue
+        cached = entry.get("cache_read_input_token_cost")
+        return Price(
+            input=float(inp) * 1_000_000,
+            output=float(out) * 1_000_000,
+            cached_input=float(cached) * 1_000_000 if isinstance(cached, (int, float)) else None,
+            source="litellm",
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _lookup(model: str) -> Price | None:
+    for source in (_from_profiles, _from_genai_prices, _from_litellm):
+        price = source(model)
+        if price is not None:
+            return price
+    return None
+
+
+def model_price(model: str) -> Price | None:
+    """The price of ``model``: from a registered profile with prices, else genai-prices (a
+    maintained price list, with cache-read prices), else LiteLLM's cost map; ``None`` when
+    no source knows it (local models)."""
+    if not model:
+        return None
+    return _lookup(model)
+
+
+def clear_price_cache() -> None:
+    """Forget looked-up prices (after registering a profile with new prices)."""
+    _lookup.cache_clear()
+
+
+def cost_of(usage: Usage, model: str, *, cached_tokens: int = 0) -> float | None:
+    """The price of ``usage`` of ``model`` in USD, ``None`` when the price is unknown."""
+    price = model_price(model)
+    return None if price is None else price.cost(usage, cached_tokens)
+
+
+# --------------------------------------------------------------------------------------
+# The tracker
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens and cost of a group of calls.
+
+    :ivar cost: USD of the priced calls.
+    :ivar unpriced_calls: calls whose model has no known price (not in ``cost``).
+    """
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    unpriced_calls: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+        )
+
+
+class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything recorded since the last reset: overall, per role, per model and per run."""
+
+    total: Totals
+    by_role: dict[str, Totals]
+    by_model: dict[str, Totals]
+    by_run: dict[str, Totals]
+
+
+class _Acc:
+    __slots__ = ("cached", "calls", "completion", "cost", "prompt", "total", "unpriced")
+
+    def __init__(self) -> None:
+        self.calls = self.prompt = self.completion = self.total = self.cached = 0
+        self.unpriced = 0
+        self.cost = 0.0
+
+    def add(self, usage: Usage, cached: int, cost: float | None) -> None:
+        self.calls += 1
+        self.prompt += usage.prompt_tokens
+        self.completion += usage.completion_tokens
+        self.total += usage.total_tokens
+        self.cached += cached
+        if cost is None:
+            self.unpriced += 1
+        else:
+            self.cost += cost
+
+    def freeze(self) -> Totals:
+        return Totals(
+            calls=self.calls,
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.total,
+            cached_tokens=self.cached,
+            cost=self.cost,
+            unpriced_calls=self.unpriced,
+        )
+
+
+class UsageTracker:
+    """Tokens and cost per role, per model and per run, safe to record from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.enabled = True
+        self._total = _Acc()
+        self._roles: dict[str, _Acc] = {}
+        self._models: dict[str, _Acc] = {}
+        self._runs: dict[str, _Acc] = {}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._total = _Acc()
+            self._roles, self._models, self._runs = {}, {}, {}
+
+    def record(
+        self,
+        usage: Usage,
+        *,
+        model: str,
+        role: str | None,
+        run_id: str | None,
+        cost: float | None,
+        cached_tokens: int,
+    ) -> float | None:
+        if not isinstance(usage, Usage):
+            raise ConfigError(f"record_usage takes a Usage, got {type(usage).__name__}")
+        if cost is not None and cost < 0:
+            raise ConfigError(f"cost must be >= 0 USD, got {cost!r}")
+        if not self.enabled:
+            return cost
+        if cost is None:
+            cost = cost_of(usage, model, cached_tokens=cached_tokens)
+        role = role or DEFAULT_ROLE
+        with self._lock:
+            accs = [self._total, _get(self._roles, role), _get(self._models, model or "?")]
+            if run_id is not None:
+                accs.append(_get(self._runs, run_id))
+            for acc in accs:
+                acc.add(usage, cached_tokens, cost)
+        return cost
+
+    def summary(self) -> UsageSummary:
+        with self._lock:
+            return UsageSummary(
+                total=self._total.freeze(),
+                by_role=_freeze(self._roles.items()),
+                by_model=_freeze(self._models.items()),
+                by_run=_freeze(self._runs.items()),
+            )
+
+    def run_totals(self, run_id: str) -> Totals:
+        with self._lock:
+            acc = self._runs.get(run_id)
+            return Totals() if acc is None else acc.freeze()
+
+
+def _get(table: dict[str, _Acc], key: str) -> _Acc:
+    acc = table.get(key)
+    if acc is None:
+        acc = table[key] = _Acc()
+    return acc
+
+
+def _freeze(items: Iterable[tuple[str, _Acc]]) -> dict[str, Totals]:
+    return {key: acc.freeze() for key, acc in items}
+
+
+TRACKER: Final = UsageTracker()
+
+
+# --------------------------------------------------------------------------------------
+# Limits
+
+
+class UsageLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """The most a run may spend; ``None`` means no limit.
+
+    :ivar max_tokens: total tokens (prompt plus completion).
+    :ivar max_cost: USD.
+    """
+
+    max_tokens: int | None = None
+    max_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be >= 1 (or None), got {self.max_tokens!r}")
+        if self.max_cost is not None and self.max_cost < 0:
+            raise ConfigError(f"max_cost must be >= 0 USD (or None), got {self.max_cost!r}")
+
+
+def check_limits(limits: UsageLimits | None, tokens: int, cost: float | None) -> str | None:
+    """Why a run that used ``tokens`` and ``cost`` USD must stop, or ``None`` if it may go
+    on. A limit is reached when the figure equals or passes it; an unknown cost (``None``)
+    never passes ``max_cost``."""
+    if limits is None:
+        return None
+    if limits.max_tokens is not None and tokens >= limits.max_tokens:
+        return f"used {tokens} tokens, the limit is {limits.max_tokens} (UsageLimits.max_tokens)"
+    if limits.max_cost is not None and cost is not None and cost >= limits.max_cost:
+        return f"cost {cost:.6f} USD, the limit is {limits.max_cost:.6f} USD (UsageLimits.max_cost)"
+    return None
+
+
+def usage_table(summary: UsageSummary) -> Any:
+    """A rich Table of ``summary``: one row per role, per model, and the total."""
+    from rich.table import Table
+
+    table = Table(title="LLM usage")
+    for column in ("", "name", "calls", "prompt", "cached", "completion", "total", "cost (USD)"):
+        justify = "left" if column in ("", "name") else "right"
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+
+    def row(kind: str, name: str, t: Totals) -> None:
+        cost = f"{t.cost:.6f}" + (f" (+{t.unpriced_calls} unpriced)" if t.unpriced_calls else "")
+        table.add_row(
+            kind,
+            name,
+            str(t.calls),
+            str(t.prompt_tokens),
+            str(t.cached_tokens),
+            str(t.completion_tokens),
+            str(t.total_tokens),
+            cost,
+        )
+
+    for name, totals in sorted(summary.by_role.items()):
+        row("role", name, totals)
+    table.add_section()
+    for name, totals in sorted(summary.by_model.items()):
+        row("model", name, totals)
+    table.add_section()
+    row("total", "", summary.total)
+    return table

@@ -1,0 +1,556 @@
+"""A plain synchronous client for OpenAI-compatible servers (vLLM, llama.cpp, mlx_lm.server,
+OpenAI, the limelight simulator): chat and text completions and the model list, with retries,
+for code that has no event loop.
+
+It drives :class:`~limelight.providers.OpenAICompatible` on a :class:`~limelight.Runtime`
+running in a background thread, through the runtime's blocking portal; so, unlike a
+``requests.Session``, one client is safe to share between any number of threads::
+
+    from limelight.client import LLM, LLMConfig
+
+    with LLM(LLMConfig(base_url="http://127.0.0.1:8080", model="qwen")) as llm:
+        reply = llm.chat_completion([{"role": "user", "content": "Hi"}])
+        print(reply.choices[0].message.content)
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import anyio
+import msgspec
+
+from .errors import (
+    APIError,
+    BadResponse,
+    ConfigError,
+    LLMAPIError,
+    LLMConnectionError,
+    LLMError,
+    LLMResponseError,
+    LLMTimeout,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RuntimeNotRunning,
+)
+from .runtime import RetryPolicy, Runtime
+from .schemas import Message, Usage
+from .schemas._openai import (
+    ChatChoice,
+    ChatCompletion,
+    ChatMessage,
+    CompletionUsage,
+    Model,
+    ModelsPage,
+    TextChoice,
+    TextCompletion,
+    chat_completion_decoder,
+    encoder,
+    text_completion_decoder,
+)
+
+if TYPE_CHECKING:
+    from .providers import OpenAICompatible
+    from .runtime import BlockingRuntime
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "RETRY_STATUSES",
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatMessage",
+    "CompletionUsage",
+    "LLM",
+    "LLMConfig",
+    "Model",
+    "ModelsPage",
+    "TextChoice",
+    "TextCompletion",
+]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL: Final = "http://127.0.0.1:8000"
+#: HTTP statuses retried with backoff (connection errors and timeouts are retried too).
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: The longest wait between retries; a server asking for longer (``Retry-After``) ends the
+#: retries at once with its error, since waiting that long is the caller's decision.
+MAX_RETRY_DELAY: Final = 60.0
+# An API root already ends in a version segment (/v1, /v1beta, /v4); else /v1 is added.
+_VERSIONED: Final = re.compile(r"/v\d+[a-z0-9]*$")
+
+
+class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How an :class:`LLM` client talks to its server.
+
+    :ivar base_url: the server; ``/v1`` is added unless the path already ends in a version
+        (``http://127.0.0.1:8000`` and ``http://127.0.0.1:8000/v1`` are the same).
+    :ivar api_key: sent as a bearer token; never shown in ``repr``, logs or error messages.
+    :ivar model: the model requests name; empty lets the server pick its default.
+    :ivar temperature: sampling temperature of each call unless the call gives one.
+    :ivar max_tokens: the answer's length limit unless the call gives one (``None``: the
+        server's).
+    :ivar timeout: seconds allowed for each phase of one attempt (connect, each read).
+    :ivar max_retries: retries after the first attempt, for statuses in
+        :data:`RETRY_STATUSES`, connection errors and timeouts.
+    :ivar retry_delay: seconds before the first retry, doubled before each next one; a
+        server's ``Retry-After`` replaces it.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    model: str = ""
+    temperature: float | None = 0.7
+    max_tokens: int | None = None
+    timeout: float = 30.0
+    max_retries: int = 3
+    retry_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        if self.retry_delay < 0:
+            raise ConfigError(f"retry_delay must be >= 0 seconds, got {self.retry_delay!r}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be >= 1 (or None), got {self.max_tokens!r}")
+
+    def __repr__(self) -> str:
+        key = None if self.api_key is None else "***"
+        return (
+            f"LLMConfig(base_url={self.base_url!r}, api_key={key!r}, model={self.model!r}, "
+            f"temperature={self.temperature!r}, max_tokens={self.max_tokens!r}, "
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
+            f"retry_delay={self.retry_delay!r})"
+        )
+
+    def __rich_repr__(self) -> Any:  # rich would otherwise list every field, the key too
+        yield repr(self)
+
+    @property
+    def api_root(self) -> str:
+        """``base_url`` ending in its API version (``.../v1``)."""
+        root = self.base_url.rstrip("/")
+        return root if _VERSIONED.search(root) else root + "/v1"
+
+
+# --------------------------------------------------------------------------------------
+# The background runtime
+
+
+class BackgroundRuntime:
+    """A :class:`~limelight.Runtime` on an event loop in a daemon thread, used through its
+    blocking portal. Unlike :func:`~limelight.start_blocking_runtime`, a program that never
+    stops it still exits (the thread is a daemon); :meth:`stop` ends it cleanly.
+
+    :param name: the thread's name.
+    :param backend: ``"asyncio"`` or ``"trio"``.
+    """
+
+    def __init__(self, name: str, *, backend: str = "asyncio") -> None:
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._blocking: BlockingRuntime | None = None
+        self._stop: anyio.Event | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(backend,), name=name, daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, backend: str) -> None:
+        try:
+            anyio.run(self._main, backend=backend)
+        except BaseException as exc:  # re-raised in the starting thread, never lost
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._stop = anyio.Event()
+        async with Runtime() as runtime:
+            self._blocking = runtime.blocking
+            self._ready.set()
+            await self._stop.wait()
+
+    @property
+    def blocking(self) -> BlockingRuntime:
+        """The runtime's blocking facade.
+
+        :raises RuntimeNotRunning: after :meth:`stop`.
+        """
+        blocking = self._blocking
+        if blocking is None:
+            raise RuntimeNotRunning("this background runtime was stopped; create a new one")
+        return blocking
+
+    def call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await func(*args)`` on the runtime's loop and return its result."""
+        result: T = self.blocking.call(func, *args)
+        return result
+
+    def stop(self, before: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Stop the runtime and its thread; ``before`` is awaited on the loop first (to close
+        connection pools). A second call does nothing."""
+        with self._lock:
+            blocking, self._blocking = self._blocking, None
+        if blocking is None or self._stop is None:
+            return
+        if threading.current_thread() is self._thread:
+            # Called from the loop itself (a finalizer run there): it cannot wait for itself.
+            self._stop.set()
+            return
+        try:
+            if before is not None:
+                blocking.call(before)
+        finally:
+            blocking.call(self._stop.set)
+            self._thread.join()
+
+
+# --------------------------------------------------------------------------------------
+# Errors and retries
+
+
+def _should_retry(exc: BaseException) -> bool:
+    if isinstance(exc, APIError):
+        return exc.status_code in RETRY_STATUSES
+    return isinstance(exc, (ProviderConnectionError, ProviderTimeout))
+
+
+def _client_error(exc: ProviderError, attempts: int) -> LLMError:
+    """The sync client's error for a provider error, saying how many attempts were made."""
+    tried = f" (after {attempts} attempts)" if attempts > 1 else ""
+    message = f"{exc}{tried}"
+    options: dict[str, Any] = {"retry_after": exc.retry_after, "headers": exc.headers}
+    if isinstance(exc, APIError):
+        return LLMAPIError(message, status_code=exc.status_code, body=exc.body, **options)
+    if isinstance(exc, ProviderTimeout):
+        return LLMTimeout(message, **options)
+    if isinstance(exc, ProviderConnectionError):
+        return LLMConnectionError(message, **options)
+    if isinstance(exc, BadResponse):
+        return LLMResponseError(message, **options)
+    error = LLMError(message)
+    return error
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without user:password, fit for a log line."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def _check_messages(messages: object) -> list[Any]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ConfigError(
+            "messages must be a list of chat messages such as "
+            f"[{{'role': 'user', 'content': 'Hi'}}], got {type(messages).__name__}"
+        )
+    if not messages:
+        raise ConfigError("messages is empty: give at least one chat message")
+    for i, message in enumerate(messages):
+        if isinstance(message, Message):
+            continue
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise ConfigError(
+                f"messages[{i}] must be a Message or a dict with a 'role' (and 'content'), "
+                f"got {message!r:.80}"
+            )
+    return list(messages)
+
+
+def _body(config: LLMConfig, fields: dict[str, Any], kwargs: dict[str, Any]) -> bytes:
+    body: dict[str, Any] = {}
+    if config.model:
+        body["model"] = config.model
+    body.update(fields)
+    for name, default in (("temperature", config.temperature), ("max_tokens", config.max_tokens)):
+        if body.get(name) is None:
+            body.pop(name, None)
+            if default is not None:
+                body[name] = default
+    body.update(kwargs)  # anything else OpenAI's API takes: n, stop, seed, tools, logprobs...
+    if kwargs.get("stream"):
+        raise ConfigError("the sync client does not stream; use limelight.providers for streams")
+    return encoder.encode(body)
+
+
+def _usage_of(usage: CompletionUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The client
+
+
+class LLM:
+    """A synchronous client for one OpenAI-compatible server, safe to share between threads.
+
+    Calls run on a background event loop (one per client) and block the calling thread
+    until their answer comes; any number of threads may call at once, over one connection
+    pool. Failed attempts with a status in :data:`RETRY_STATUSES`, a connection error or a
+    timeout are retried ``config.max_retries`` times, ``retry_delay`` seconds apart, doubling,
+    or as long as the server's ``Retry-After`` says. Token usage goes to the process-wide
+    tracker of :mod:`limelight.usage` (role ``"default"``).
+
+    Close it (``close()``, or use it as a context manager) to release its connections and
+    thread; one that is never closed does not keep the program from exiting.
+
+    :param config: the settings; ``None`` builds one from ``options``.
+    :param options: :class:`LLMConfig` fields, overriding those of ``config``.
+    """
+
+    def __init__(self, config: LLMConfig | None = None, /, **options: Any) -> None:
+        if config is None:
+            config = LLMConfig(**options)
+        elif options:
+            config = msgspec.structs.replace(config, **options)
+        if not isinstance(config, LLMConfig):
+            raise ConfigError(f"LLM takes an LLMConfig, got {type(config).__name__}")
+        import structlog
+
+        from .providers import OpenAICompatible
+
+        self.config = config
+        self._provider: OpenAICompatible = OpenAICompatible(
+            config.api_root, config.api_key, config.model, timeout=config.timeout
+        )
+        self._policy = RetryPolicy(
+            attempts=config.max_retries + 1,
+            initial_delay=config.retry_delay,
+            multiplier=2.0,
+            max_delay=max(MAX_RETRY_DELAY, config.retry_delay),
+            jitter=0.0,
+            retry_on=_should_retry,
+        )
+        self._log = structlog.get_logger("limelight.client").bind(
+            base_url=_safe_url(config.api_root), model=config.model or None
+        )
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._last: ChatCompletion | TextCompletion | ModelsPage | None = None
+        self._runtime = BackgroundRuntime("limelight-client")
+        self._finalizer = weakref.finalize(self, self._runtime.stop, self._provider.aclose)
+
+    def __repr__(self) -> str:
+        return f"LLM({self.config!r})"
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the API -----------------------------------------------------------------------
+
+    def chat_completion(
+        self,
+        messages: Sequence[Mapping[str, Any] | Message],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> ChatCompletion:
+        """``POST /chat/completions``: the answer to ``messages``.
+
+        :param messages: OpenAI's chat messages (dicts with ``role`` and ``content``), or
+            :class:`~limelight.schemas.Message`.
+        :param temperature: overrides ``config.temperature``.
+        :param max_tokens: overrides ``config.max_tokens``.
+        :param kwargs: any other body field of OpenAI's API (``n``, ``stop``, ``seed``,
+            ``tools``, ``response_format``, ``model``...), sent as given.
+        :returns: the completion as OpenAI shapes it: ``reply.choices[0].message.content``.
+        :raises LLMAPIError: the server answered an error (after retries when retryable).
+        :raises LLMConnectionError: the server could not be reached (after retries).
+        """
+        checked = _check_messages(messages)
+        fields = {"messages": checked, "temperature": temperature, "max_tokens": max_tokens}
+        body = _body(self.config, fields, kwargs)
+        self._log.debug(
+            "llm.request",
+            op="chat_completion",
+            messages=len(checked),
+            temperature=temperature if temperature is not None else self.config.temperature,
+            max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
+            params=sorted(kwargs),
+        )
+        provider = self._provider
+        result: ChatCompletion = self._run(
+            "chat_completion",
+            lambda: self._post(provider._chat_url, body, chat_completion_decoder),
+        )
+        self._finish("chat_completion", result, kwargs.get("model"))
+        return result
+
+    def completion(
+        self,
+        prompt: str,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> TextCompletion:
+        """``POST /completions`` (a text completion): the continuation of ``prompt``.
+
+        :param kwargs: any other body field of OpenAI's API, sent as given.
+        :returns: the completion as OpenAI shapes it: ``reply.choices[0].text``.
+        :raises LLMAPIError: the server answered an error (after retries when retryable).
+        :raises LLMConnectionError: the server could not be reached (after retries).
+        """
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
+        fields = {"prompt": prompt, "temperature": temperature, "max_tokens": max_tokens}
+        body = _body(self.config, fields, kwargs)
+        self._log.debug(
+            "llm.request",
+            op="completion",
+            prompt_chars=len(prompt),
+            temperature=temperature if temperature is not None else self.config.temperature,
+            max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
+            params=sorted(kwargs),
+        )
+        provider = self._provider
+        result: TextCompletion = self._run(
+            "completion",
+            lambda: self._post(provider._text_url, body, text_completion_decoder),
+        )
+        self._finish("completion", result, kwargs.get("model"))
+        return result
+
+    def list_models(self) -> ModelsPage:
+        """``GET /models``: the models the server offers, as ``page.data[i].id``."""
+        self._log.debug("llm.request", op="list_models")
+        models = self._run("list_models", self._provider.list_models)
+        page = ModelsPage(
+            data=[
+                Model(id=m.id, created=m.created or 0, owned_by=m.owned_by or "")
+                for m in models.models
+            ]
+        )
+        with self._lock:
+            self._last = page
+        self._log.debug("llm.response", op="list_models", models=len(page.data))
+        return page
+
+    def get_last_response(self) -> ChatCompletion | TextCompletion | ModelsPage | None:
+        """The latest successful response, from whichever thread made it (``None`` before
+        any)."""
+        return self._last
+
+    def get_request_count(self) -> int:
+        """How many calls succeeded or failed so far (a call's retries count once)."""
+        return self._requests
+
+    def reset_session(self) -> None:
+        """Drop the pooled connections (the next call opens new ones) and forget the last
+        response; the request count is kept."""
+        self._runtime.call(self._provider.aclose)
+        with self._lock:
+            self._last = None
+        self._log.debug("llm.session_reset")
+
+    def close(self) -> None:
+        """Close the connections and stop the background loop; calls after this raise
+        :class:`~limelight.errors.RuntimeNotRunning`. A second call does nothing."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _post(self, url: Any, body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+        provider = self._provider
+        response, content = await provider._exchange(
+            "POST", url, provider._post_headers, body, None
+        )
+        try:
+            return decoder.decode(content)
+        except msgspec.DecodeError as exc:
+            raise BadResponse(
+                f"POST {url} answered {response.status_code} with a body that is not a "
+                f"completion ({exc}): {content[:200]!r}"
+            ) from exc
+
+    def _run(self, op: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Call ``send`` on the loop, retried per policy; errors become :class:`LLMError`."""
+        if self.closed:
+            raise RuntimeNotRunning("this LLM client is closed; create a new one")
+        with self._lock:
+            self._requests += 1
+        attempts = 0
+        started = time.perf_counter()
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return await send()
+            except ProviderError as exc:
+                retry = _should_retry(exc) and attempts < self._policy.attempts
+                self._log.warning(
+                    "llm.attempt_failed",
+                    op=op,
+                    attempt=attempts,
+                    error=type(exc).__name__,
+                    status_code=getattr(exc, "status_code", None),
+                    message=str(exc),
+                    retry_in=self._policy.delay_for(attempts, exc) if retry else None,
+                )
+                raise
+
+        try:
+            result: T = self._runtime.call(self._policy.run, attempt)
+        except ProviderError as exc:
+            error = _client_error(exc, attempts)
+            self._log.error(
+                "llm.error",
+                op=op,
+                attempts=attempts,
+                error=type(error).__name__,
+                status_code=getattr(exc, "status_code", None),
+                message=str(exc),
+            )
+            raise error from exc
+        self._log.debug(
+            "llm.attempts", op=op, attempts=attempts, seconds=time.perf_counter() - started
+        )
+        return result
+
+    def _finish(self, op: str, result: ChatCompletion | TextCompletion, model: object) -> None:
+        with self._lock:
+            self._last = result
+        usage = _usage_of(result.usage)
+        first = result.choices[0] if result.choices else None
+        self._log.debug(
+            "llm.response",
+            op=op,
+            id=result.id or None,
+            response_model=result.model or None,
+            choices=len(result.choices),
+            finish_reason=first.finish_reason if first is not None else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+        if usage is not None:
+            from .usage import record_usage
+
+            name = result.model or (model if isinstance(model, str) else "") or self.config.model
+            record_usage(usage, model=name)
