@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 from ._base import Provider as Provider
 
 if TYPE_CHECKING:
+    from ._litellm import LiteLLM as LiteLLM
+    from ._mlx import MLX as MLX
     from ._openai_compat import OpenAICompatible as OpenAICompatible
+    from ._resolve import BackendFactory as BackendFactory
+    from ._resolve import Resolved as Resolved
+    from ._resolve import backend_names as backend_names
+    from ._resolve import register_backend as register_backend
+    from ._resolve import resolve as resolve
+    from ._resolve import resolve_backend as resolve_backend
     from ._scripted import Reply as Reply
     from ._scripted import Scripted as Scripted
     from ._scripted import ScriptExhausted as ScriptExhausted
@@ -20,23 +28,42 @@ if TYPE_CHECKING:
     from ._simulated import Simulated as Simulated
     from ._simulated import SimulatedConfig as SimulatedConfig
     from ._simulated import UniformLength as UniformLength
+    from ._transformers import Transformers as Transformers
 
 __all__ = [
+    "MLX",
+    "BackendFactory",
     "FixedLength",
+    "LiteLLM",
     "LogNormalLength",
     "OpenAICompatible",
     "Provider",
     "Reply",
+    "Resolved",
     "ScriptExhausted",
     "Scripted",
     "Simulated",
     "SimulatedConfig",
+    "Transformers",
     "UniformLength",
+    "backend_names",
+    "register_backend",
+    "resolve",
+    "resolve_backend",
     "serve_in_thread",
     "serve_in_thread_async",
 ]
 
 _LAZY = {
+    "LiteLLM": "._litellm",
+    "MLX": "._mlx",
+    "Transformers": "._transformers",
+    "BackendFactory": "._resolve",
+    "Resolved": "._resolve",
+    "backend_names": "._resolve",
+    "register_backend": "._resolve",
+    "resolve": "._resolve",
+    "resolve_backend": "._resolve",
     "OpenAICompatible": "._openai_compat",
     "Reply": "._scripted",
     "Scripted": "._scripted",
@@ -52,7 +79,13 @@ _LAZY = {
 
 
 #: The extra that installs what a lazily loaded module needs.
-_EXTRAS = {"._openai_compat": "http", "._sim_server": "sim"}
+_EXTRAS = {
+    "._openai_compat": "http",
+    "._sim_server": "sim",
+    "._litellm": "litellm",
+    "._mlx": "mlx",
+    "._transformers": "transformers",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,344 @@
+"""What the in-process model backends (MLX, transformers) share: a process-wide model cache,
+the prompt built from a request (JSON-schema output by instruction), generation in a worker
+thread streamed to async code, stop strings, and the result.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Hashable
+from typing import Any
+
+import anyio.lowlevel
+import anyio.to_thread
+import msgspec
+
+from ..errors import BadRequest, ConfigError
+from ..schemas import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ModelInfo,
+    ModelList,
+    StreamEvent,
+    StreamEventType,
+    Usage,
+)
+from ._threads import iterate_in_thread
+
+__all__ = ["Finished", "LocalBackend", "Settings", "load_once", "prompt_messages"]
+
+_cache_guard = threading.Lock()
+_cache: dict[Hashable, Any] = {}
+_cache_locks: dict[Hashable, threading.Lock] = {}
+
+
+def load_once(key: Hashable, loader: Callable[[], Any]) -> Any:
+    """``loader()``'s value, computed once per process for ``key`` (blocking; threads asking
+    for the same key while it loads wait for that one load)."""
+    with _cache_guard:
+        if key in _cache:
+            return _cache[key]
+        lock = _cache_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _cache_guard:
+            if key in _cache:
+                return _cache[key]
+        value = loader()
+        with _cache_guard:
+            _cache[key] = value
+        return value
+
+
+def json_instruction(response_format: dict[str, Any]) -> str | None:
+    """The instruction that asks a local model for the JSON a ``response_format`` wants."""
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema", spec) if isinstance(spec, dict) else spec
+        return (
+            "Answer with one JSON value only, no prose and no code fences, valid against this "
+            f"JSON schema:\n{json.dumps(schema, sort_keys=True)}"
+        )
+    if kind == "json_object":
+        return "Answer with one JSON object only, no prose and no code fences."
+    if kind in (None, "text"):
+        return None
+    raise BadRequest(
+        f"response_format type {kind!r} is not supported by local backends: use "
+        "'json_schema', 'json_object' or 'text'",
+        status_code=400,
+    )
+
+
+def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
+    """The request as chat-template messages (a ``prompt`` becomes a user message), with the
+    JSON instruction of ``response_format`` added to the last user message.
+
+    :raises BadRequest: tools were offered (local backends do not parse tool calls), or the
+        request holds no message.
+    """
+    if request.tools:
+        raise BadRequest(
+            "local backends do not parse tool calls from the model's text: drop tools=, or "
+            "serve the model with an OpenAI-compatible server that does (mlx_lm.server, vLLM)",
+            status_code=400,
+        )
+    messages = [{"role": m.role, "content": m.content or ""} for m in request.messages]
+    if request.prompt is not None:
+        messages.append({"role": "user", "content": request.prompt})
+    if not messages:
+        raise BadRequest("the request has neither messages nor a prompt", status_code=400)
+    instruction = json_instruction(request.response_format) if request.response_format else None
+    if instruction is not None:
+        for message in reversed(messages):
+            if message["role"] == "user":
+                message["content"] = f"{message['content']}\n\n{instruction}"
+                break
+        else:
+            messages.append({"role": "user", "content": instruction})
+    return messages
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """One generation's settings: the backend's defaults overridden by the request's."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float | None
+    top_k: int | None
+    seed: int | None
+
+
+class Finished(msgspec.Struct, frozen=True, kw_only=True):
+    """The last thing a generation thread emits."""
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Emit = Callable[[str | Finished], None]
+
+
+class _StopStrings:
+    """Cuts the text at the first stop string, holding back what may be the start of one."""
+
+    __slots__ = ("_held", "_hold", "_stops", "stopped")
+
+    def __init__(self, stops: list[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if not self._stops:
+            return text
+        held = self._held + text
+        cut = min((i for i in (held.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = ""
+            return held[:cut]
+        keep = len(held) - self._hold
+        if keep <= 0:
+            self._held = held
+            return ""
+        self._held = held[keep:]
+        return held[:keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+class LocalBackend:
+    """The Provider methods of an in-process model; subclasses load and generate.
+
+    :param model: the model's directory (or hub name, for a model already downloaded).
+    :param max_tokens: tokens generated when a request names no ``max_tokens``.
+    :param temperature: ``0`` samples greedily (the default), deterministic.
+    :param top_p: nucleus sampling; ``None`` keeps every token.
+    :param top_k: sample among the ``top_k`` likeliest tokens; ``None`` for all.
+    :param seed: the random seed for sampling when the request names none.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ConfigError(f"{type(self).__name__} needs a model path, got {model!r}")
+        if max_tokens < 1 or temperature < 0 or (top_p is not None and not 0 < top_p <= 1):
+            raise ConfigError(
+                "max_tokens must be >= 1, temperature >= 0 and top_p within (0, 1], got "
+                f"{max_tokens}, {temperature} and {top_p}"
+            )
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        """The loaded model (blocking, runs in a worker thread, cached per process)."""
+        raise NotImplementedError
+
+    def _cache_key(self) -> Hashable:
+        return (type(self).__name__, self.model)
+
+    def _generate(
+        self,
+        loaded: Any,
+        messages: list[dict[str, str]],
+        settings: Settings,
+        emit: Emit,
+        stop: threading.Event,
+    ) -> None:
+        """Generate (blocking): ``emit`` each piece of text, then one :class:`Finished`.
+        Return soon after ``stop`` is set."""
+        raise NotImplementedError
+
+    def _embed(self, loaded: Any, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def loaded(self) -> Any:
+        """The model, loaded once per process and shared by every instance naming it
+        (blocking: call it from a worker thread)."""
+        return load_once(self._cache_key(), self._load)
+
+    def _settings(self, request: CompletionRequest) -> Settings:
+        max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
+        if max_tokens < 1:
+            raise BadRequest(f"max_tokens must be at least 1, got {max_tokens}", status_code=400)
+        return Settings(
+            max_tokens=max_tokens,
+            temperature=request.temperature
+            if request.temperature is not None
+            else self.temperature,
+            top_p=request.top_p if request.top_p is not None else self.top_p,
+            top_k=self.top_k,
+            seed=request.seed if request.seed is not None else self.seed,
+        )
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        """Generate the whole answer (in a worker thread).
+
+        :raises BadRequest: tools offered, or an unsupported ``response_format``.
+        """
+        result: CompletionResult | None = None
+        stream = self.stream(request)
+        try:
+            async for event in stream:
+                if event.type is StreamEventType.DONE:
+                    result = event.result
+        finally:
+            await stream.aclose()
+        assert result is not None  # stream() always ends with DONE or raises
+        return result
+
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Generate in a worker thread, yielding TOKEN events as text comes, then USAGE and
+        DONE. Closing the stream (or cancelling its reader) stops generation at the next token.
+
+        :raises BadRequest: tools offered, or an unsupported ``response_format``.
+        """
+        started = time.perf_counter()
+        messages = prompt_messages(request)
+        settings = self._settings(request)
+        stops = _StopStrings(list(request.stop or ()))
+
+        def produce(emit: Emit, stop: threading.Event) -> None:
+            self._generate(self.loaded(), messages, settings, emit, stop)
+
+        parts: list[str] = []
+        ttft: float | None = None
+        finished: Finished | None = None
+        pieces = iterate_in_thread(produce, name=f"limelight-{self.name}-generate")
+        try:
+            async for piece in pieces:
+                if isinstance(piece, Finished):
+                    finished = piece
+                    continue
+                text = stops.feed(piece)
+                if text:
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    parts.append(text)
+                    yield StreamEvent.token(text)
+                if stops.stopped:
+                    break
+        finally:
+            await pieces.aclose()
+        if not stops.stopped:
+            tail = stops.flush()
+            if tail:
+                parts.append(tail)
+                yield StreamEvent.token(tail)
+        if finished is None and not stops.stopped:
+            raise RuntimeError(f"{self!r}: generation ended without its finish record")
+        usage = (
+            Usage.of(finished.prompt_tokens, finished.completion_tokens)
+            if finished is not None
+            else None
+        )
+        if usage is not None:
+            yield StreamEvent(type=StreamEventType.USAGE, usage=usage)
+        latency = time.perf_counter() - started
+        yield StreamEvent.done(
+            CompletionResult(
+                content="".join(parts),
+                finish_reason="stop"
+                if stops.stopped or finished is None
+                else finished.finish_reason,
+                model=request.model or self.model,
+                usage=usage,
+                latency=latency,
+                ttft=ttft if ttft is not None else latency,
+                provider=self.name,
+                metadata=dict(request.metadata),
+            )
+        )
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Mean-pooled, unit-length last hidden states of the model (in a worker thread)."""
+        texts = list(request.input)
+        if not texts:
+            raise BadRequest("embed needs at least one input text", status_code=400)
+
+        def run() -> list[list[float]]:
+            return self._embed(self.loaded(), texts)
+
+        vectors = await anyio.to_thread.run_sync(run)
+        if request.dimensions is not None:
+            vectors = [v[: request.dimensions] for v in vectors]
+        return EmbeddingResult(embeddings=vectors, model=request.model or self.model)
+
+    async def list_models(self) -> ModelList:
+        """The one model this backend runs."""
+        await anyio.lowlevel.checkpoint()
+        return ModelList(models=[ModelInfo(id=self.model, owned_by=self.name)])
+
+    async def aclose(self) -> None:
+        """Nothing to release: the model stays cached for the process."""
+        await anyio.lowlevel.checkpoint()

@@ -1,0 +1,227 @@
+"""The backend for a local transformers model (``AutoModelForCausalLM``) on CPU, CUDA or MPS:
+loaded once per process, prompted through the tokenizer's chat template, generating in a
+worker thread that streams its text to async code and stops when the reader goes away.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Any
+
+from ..errors import ConfigError, MissingExtra
+from ._local import Emit, Finished, LocalBackend, Settings
+
+__all__ = ["Transformers"]
+
+_DEVICES = ("cpu", "cuda", "mps")
+
+
+def _streamer(tokenizer: Any, emit: Emit) -> Any:
+    """A transformers streamer that emits the text of each generated token as soon as it
+    decodes to whole characters (TextStreamer waits for whole words)."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class _Streamer(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+            self.tokens: list[int] = []
+            self.sent = 0
+            self.count = 0
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate() first puts the prompt
+                self.prompt_seen = True
+                return
+            ids = value.reshape(-1).tolist()
+            self.count += len(ids)
+            self.tokens.extend(ids)
+            text = tokenizer.decode(self.tokens, skip_special_tokens=False)
+            if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+                return
+            piece = text[self.sent :]
+            if text.endswith(("\n", " ")):  # a clean boundary: restart decoding from here
+                self.tokens.clear()
+                self.sent = 0
+            else:
+                self.sent = len(text)
+            if piece:
+                emit(piece)
+
+        def end(self) -> None:
+            if self.tokens:
+                text = tokenizer.decode(self.tokens, skip_special_tokens=False)
+                if text[self.sent :]:
+                    emit(text[self.sent :])
+            self.tokens.clear()
+            self.sent = 0
+
+    return _Streamer()
+
+
+class Transformers(LocalBackend):
+    """A :class:`~limelight.providers.Provider` running a transformers causal LM in this process.
+
+    The model and tokenizer are loaded (``AutoModelForCausalLM.from_pretrained``) on first
+    use, in a worker thread, once per process (per path, device and dtype); instances naming
+    the same model share it, and generations on it run one at a time. ``generate`` runs in a
+    worker thread with a streamer that hands each token's text to the event loop and a
+    stopping criterion that ends generation as soon as the reader goes away.
+    ``response_format`` JSON schemas are asked for by instruction in the prompt. Tool calls
+    are not parsed.
+
+    :param model: the model's directory (``save_pretrained`` output), or a hub name already
+        in the local cache.
+    :param device: ``"cpu"``, ``"cuda"`` (or ``"cuda:1"``...) or ``"mps"``.
+    :param torch_dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a ``torch.dtype``, or
+        ``"auto"`` (the checkpoint's); default float32.
+    :param max_new_tokens: tokens generated when a request names no ``max_tokens``.
+    :param temperature: ``0`` (the default) decodes greedily.
+    :param top_p: nucleus sampling; ``None`` keeps every token.
+    :param top_k: sample among the ``top_k`` likeliest tokens; ``None`` for all.
+    :param seed: the random seed for sampling when the request names none.
+    :raises MissingExtra: transformers or torch is not installed.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        torch_dtype: Any = "float32",
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        for package in ("transformers", "torch"):
+            if importlib.util.find_spec(package) is None:
+                raise MissingExtra(
+                    "the transformers backend", missing=package, extra="transformers"
+                )
+        if not isinstance(device, str) or device.split(":")[0] not in _DEVICES:
+            raise ConfigError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        super().__init__(
+            model,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+        )
+        self.device = device
+        self.torch_dtype = torch_dtype
+
+    def __repr__(self) -> str:
+        return f"Transformers(model={self.model!r}, device={self.device!r})"
+
+    def _cache_key(self) -> tuple[str, str, str, str]:
+        return ("transformers", self.model, self.device, str(self.torch_dtype))
+
+    def _dtype(self) -> Any:
+        import torch
+
+        dtype = self.torch_dtype
+        if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+            return dtype
+        value = getattr(torch, str(dtype), None)
+        if not isinstance(value, torch.dtype):
+            raise ConfigError(
+                f"torch_dtype {dtype!r} is not a torch dtype: use 'float32', 'bfloat16', "
+                "'float16' or 'auto'"
+            )
+        return value
+
+    def _load(self) -> Any:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = self._dtype()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            model: Any = AutoModelForCausalLM.from_pretrained(self.model, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"transformers could not load {self.model!r}: {exc}") from exc
+        try:
+            model.to(self.device)
+        except (RuntimeError, AssertionError) as exc:  # no CUDA / MPS build or device
+            raise ConfigError(f"cannot move {self.model!r} to {self.device!r}: {exc}") from exc
+        model.eval()
+        return model, tokenizer, threading.Lock()
+
+    def _inputs(self, tokenizer: Any, messages: list[dict[str, str]]) -> Any:
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+        return tokenizer(text, return_tensors="pt")
+
+    def _generate(
+        self,
+        loaded: Any,
+        messages: list[dict[str, str]],
+        settings: Settings,
+        emit: Emit,
+        stop: threading.Event,
+    ) -> None:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _StopFlag(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full(
+                    (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
+                )
+
+        model, tokenizer, lock = loaded
+        inputs = self._inputs(tokenizer, messages).to(self.device)
+        prompt_tokens = int(inputs["input_ids"].shape[-1])
+        options: dict[str, Any] = {"max_new_tokens": settings.max_tokens}
+        if settings.temperature > 0:
+            options.update(do_sample=True, temperature=settings.temperature)
+            if settings.top_p is not None:
+                options["top_p"] = settings.top_p
+            if settings.top_k is not None:
+                options["top_k"] = settings.top_k
+        else:
+            options["do_sample"] = False
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        streamer = _streamer(tokenizer, emit)
+        with lock, torch.inference_mode():  # one generation at a time per model
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            output = model.generate(
+                **inputs,
+                **options,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([_StopFlag()]),
+                pad_token_id=pad,
+            )
+        if stop.is_set():
+            return
+        generated = int(output.shape[-1]) - prompt_tokens
+        emit(
+            Finished(
+                finish_reason="length" if generated >= settings.max_tokens else "stop",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=generated,
+            )
+        )
+
+    def _embed(self, loaded: Any, texts: list[str]) -> list[list[float]]:
+        import torch
+
+        model, tokenizer, lock = loaded
+        vectors: list[list[float]] = []
+        with lock, torch.inference_mode():
+            for text in texts:
+                inputs = tokenizer(text, return_tensors="pt").to(self.device)
+                hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0]
+                pooled = torch.nn.functional.normalize(hidden.float().mean(dim=0), dim=0)
+                vectors.append(pooled.tolist())
+        return vectors
