@@ -37,6 +37,7 @@ from ..runtime import (
     Context,
     RetryPolicy,
     Runtime,
+    Slots,
     Strategy,
     Supervision,
 )
@@ -332,7 +333,7 @@ class ProviderPool:
         self._workers = tuple(workers)
         # Idle workers, and a semaphore counting them: a caller waits while all are busy.
         self._idle = deque(workers)
-        self._free = anyio.Semaphore(len(workers))
+        self._free = Slots(len(workers))
 
     @classmethod
     async def start(

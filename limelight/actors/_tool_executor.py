@@ -5,6 +5,7 @@ the order of the calls: a tool's failure is the model's business, never a crash.
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -12,9 +13,9 @@ import anyio
 import msgspec
 
 from ..errors import ConfigError
-from ..runtime import Actor, Context
+from ..runtime import Actor, Context, Slots
 from ..schemas import ToolCall
-from ._tools import ToolRegistry, ToolResult
+from ._tools import PreparedCall, ToolRegistry, ToolResult
 
 __all__ = ["DEFAULT_TOOL_CONCURRENCY", "RunTools", "ToolExecutor"]
 
@@ -62,12 +63,14 @@ class ToolExecutor(Actor):
         self.registry = registry if isinstance(registry, ToolRegistry) else ToolRegistry(registry)
         self.max_concurrency = max_concurrency
         self.timeout = timeout
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._slots: Slots | None = None
         self._running: set[anyio.CancelScope] = set()
+        # Scopes cancel_running() cancelled: their calls read "cancelled", not "timed out".
+        self._stopped: set[anyio.CancelScope] = set()
 
     async def on_start(self, ctx: Context) -> None:
-        # Created here, not in __init__: a limiter belongs to the running event loop.
-        self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        # Created here, not in __init__: a waiter's event belongs to the running event loop.
+        self._slots = Slots(self.max_concurrency)
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
@@ -79,58 +82,99 @@ class ToolExecutor(Actor):
         self, calls: Sequence[ToolCall], *, parallel: bool = True, timeout: float | None = None
     ) -> list[ToolResult]:
         """Run ``calls``, in parallel or in order; one result per call, in call order."""
-        limiter = self._limiter
-        assert limiter is not None, "run() is called from the actor's handler"
+        slots = self._slots
+        assert slots is not None, "run() is called from the actor's handler"
+        registry = self.registry
         timeout = self.timeout if timeout is None else timeout
-        results: list[ToolResult | None] = [None] * len(calls)
-
-        async def one(i: int, call: ToolCall) -> None:
-            start = time.perf_counter()
-            async with limiter:
-                try:
-                    results[i] = await self.registry.execute(
-                        call.name,
-                        call.arguments,
-                        tool_call_id=call.id,
-                        timeout=timeout,
-                    )
-                except Exception as exc:  # execute() handles the model's faults; this is ours
-                    results[i] = ToolResult(
-                        content=f"Error: tool {call.name!r} could not run: "
-                        f"{type(exc).__name__}: {exc}",
-                        is_error=True,
-                        duration=time.perf_counter() - start,
-                        name=call.name,
-                        tool_call_id=call.id,
-                    )
-
-        with anyio.CancelScope() as scope:
-            self._running.add(scope)
-            try:
-                if parallel and len(calls) > 1:
-                    async with anyio.create_task_group() as tg:
-                        for i, call in enumerate(calls):
-                            tg.start_soon(one, i, call)
-                else:
-                    for i, call in enumerate(calls):
-                        await one(i, call)
-            finally:
-                self._running.discard(scope)
-        return [
-            r
-            if r is not None
-            else ToolResult(
-                content=f"Error: tool {c.name!r} was cancelled before it finished.",
-                is_error=True,
-                name=c.name,
-                tool_call_id=c.id,
-            )
-            for r, c in zip(results, calls, strict=True)
+        prepared = [self._prepare(c) for c in calls]
+        results: list[ToolResult | None] = [
+            p if isinstance(p, ToolResult) else None for p in prepared
         ]
+        runnable = [(i, p) for i, p in enumerate(prepared) if isinstance(p, PreparedCall)]
+        if not runnable:
+            return typing.cast(list[ToolResult], results)
+        limits = [registry.limit_for(p.tool, timeout) for _, p in runnable]
+        # When every call has the same limit and none has to wait for a slot, one deadline
+        # for the whole batch bounds each call exactly as a scope per call would, for one
+        # timer instead of one per call.
+        shared = (
+            parallel and len(runnable) <= slots.free and all(lim == limits[0] for lim in limits)
+        )
+
+        async def one(i: int, call: PreparedCall, limit: float | None) -> None:
+            async with slots:
+                if shared:
+                    results[i] = await self._run_prepared(call)
+                    return
+                with anyio.move_on_after(limit) as scope:
+                    results[i] = await self._run_prepared(call)
+                if scope.cancelled_caught:
+                    results[i] = call.timed_out(limit)
+
+        timed_out = False
+        if parallel and len(runnable) > 1:
+            # The group's own scope is the one cancel_running() cancels and, when the calls
+            # share a limit, the one that carries their deadline.
+            scope: anyio.CancelScope | None = None
+            try:
+                async with anyio.create_task_group() as tg:
+                    scope = tg.cancel_scope
+                    self._running.add(scope)
+                    if shared and limits[0] is not None:
+                        scope.deadline = anyio.current_time() + limits[0]
+                    for (i, call), limit in zip(runnable, limits, strict=True):
+                        tg.start_soon(one, i, call, limit)
+            finally:
+                if scope is not None:
+                    self._running.discard(scope)
+                    stopped = scope in self._stopped
+                    self._stopped.discard(scope)
+            assert scope is not None
+            timed_out = shared and scope.cancelled_caught and not stopped
+        else:
+            shared = False
+            with anyio.CancelScope() as own:
+                self._running.add(own)
+                try:
+                    for (i, call), limit in zip(runnable, limits, strict=True):
+                        await one(i, call, limit)
+                finally:
+                    self._running.discard(own)
+                    self._stopped.discard(own)
+        for (i, call), limit in zip(runnable, limits, strict=True):
+            if results[i] is None:
+                results[i] = call.timed_out(limit) if timed_out else call.cancelled()
+        return typing.cast(list[ToolResult], results)
+
+    # The registry turns whatever the model or a tool did into a result; these guards are for
+    # a bug in the registry itself (a subclass, say): the model still gets one result per call.
+
+    def _prepare(self, call: ToolCall) -> PreparedCall | ToolResult:
+        try:
+            return self.registry.prepare(call.name, call.arguments, tool_call_id=call.id)
+        except Exception as exc:
+            return _could_not_run(call.name, call.id, exc, time.perf_counter())
+
+    async def _run_prepared(self, call: PreparedCall) -> ToolResult:
+        try:
+            return await self.registry.run_prepared(call)
+        except Exception as exc:
+            return _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
 
     def cancel_running(self) -> None:
         """Cancel the calls running now (their caller gave up on them): the owner calls
         this, from the same event loop, when its ask was cancelled, since an abandoned ask
         does not stop the handler working on it."""
         for scope in self._running:
+            self._stopped.add(scope)
             scope.cancel()
+
+
+def _could_not_run(name: str, tool_call_id: str | None, exc: Exception, start: float) -> ToolResult:
+    return ToolResult(
+        content=f"Error: tool {name!r} could not run: {type(exc).__name__}: {exc}",
+        is_error=True,
+        duration=time.perf_counter() - start,
+        name=name,
+        tool_call_id=tool_call_id,
+    )

@@ -25,6 +25,7 @@ from ..schemas import ToolSpec, Usage
 
 __all__ = [
     "DEFAULT_TOOL_TIMEOUT",
+    "PreparedCall",
     "Tool",
     "ToolRegistry",
     "ToolResult",
@@ -260,6 +261,50 @@ def tool(
     return decorate
 
 
+def _error(content: str, start: float, name: str, tool_call_id: str | None) -> ToolResult:
+    return ToolResult(
+        content=content,
+        is_error=True,
+        duration=time.perf_counter() - start,
+        name=name,
+        tool_call_id=tool_call_id,
+    )
+
+
+class PreparedCall:
+    """A model's call with its tool found and its arguments validated, ready to run."""
+
+    __slots__ = ("arguments", "start", "tool", "tool_call_id")
+
+    def __init__(
+        self, tool: Tool, arguments: msgspec.Struct, tool_call_id: str | None, start: float
+    ) -> None:
+        self.tool = tool
+        self.arguments = arguments
+        self.tool_call_id = tool_call_id
+        #: ``time.perf_counter()`` when the call was received (durations count from it).
+        self.start = start
+
+    def timed_out(self, limit: float | None) -> ToolResult:
+        """The error result of this call overrunning ``limit`` seconds."""
+        return _error(
+            f"Error: tool {self.tool.name!r} timed out after {limit} s. Try again with a "
+            "smaller request, or answer without it.",
+            self.start,
+            self.tool.name,
+            self.tool_call_id,
+        )
+
+    def cancelled(self) -> ToolResult:
+        """The error result of this call cancelled before it finished."""
+        return _error(
+            f"Error: tool {self.tool.name!r} was cancelled before it finished.",
+            self.start,
+            self.tool.name,
+            self.tool_call_id,
+        )
+
+
 class ToolRegistry:
     """The tools offered to a model, by name; validates and runs the model's calls.
 
@@ -325,23 +370,29 @@ class ToolRegistry:
         :param timeout: overrides the registry's default (a tool's own timeout wins).
         :param limiter: the thread limiter for sync tools.
         """
+        call = self.prepare(name, arguments, tool_call_id=tool_call_id)
+        if isinstance(call, ToolResult):
+            return call
+        limit = self.limit_for(call.tool, timeout)
+        # move_on, not fail_after: a tool raising TimeoutError itself is not a timeout.
+        with anyio.move_on_after(limit):
+            return await self.run_prepared(call, limiter=limiter)
+        return call.timed_out(limit)
+
+    def prepare(
+        self, name: str, arguments: str | bytes, *, tool_call_id: str | None = None
+    ) -> PreparedCall | ToolResult:
+        """Look the tool up and validate the arguments: the call ready to run, or the error
+        result telling the model what to fix."""
         start = time.perf_counter()
-
-        def result(content: str, *, is_error: bool = False) -> ToolResult:
-            return ToolResult(
-                content=content,
-                is_error=is_error,
-                duration=time.perf_counter() - start,
-                name=name,
-                tool_call_id=tool_call_id,
-            )
-
         t = self._tools.get(name)
         if t is None:
             available = ", ".join(sorted(self._tools)) or "none"
-            return result(
+            return _error(
                 f"Error: there is no tool named {name!r}. Available tools: {available}.",
-                is_error=True,
+                start,
+                name,
+                tool_call_id,
             )
         raw = arguments if isinstance(arguments, bytes) else arguments.encode()
         if not raw.strip():
@@ -349,42 +400,51 @@ class ToolRegistry:
         try:
             args = msgspec.json.decode(raw, type=t.arguments)
         except msgspec.ValidationError as exc:
-            return result(
+            return _error(
                 f"Error: invalid arguments for tool {name!r}: {exc}. Call it again with "
                 f"arguments matching its schema: {_encoder.encode(t.spec.parameters).decode()}",
-                is_error=True,
+                start,
+                name,
+                tool_call_id,
             )
         except msgspec.DecodeError as exc:
-            return result(
+            return _error(
                 f"Error: the arguments for tool {name!r} are not valid JSON ({exc}). Send "
                 'one JSON object with the arguments, e.g. {"name": value}.',
-                is_error=True,
+                start,
+                name,
+                tool_call_id,
             )
-        limit = t.timeout if t.timeout is not None else timeout
-        if limit is None:
-            limit = self.timeout
-        value: Any = None
+        return PreparedCall(t, args, tool_call_id, start)
+
+    def limit_for(self, t: Tool, timeout: float | None = None) -> float | None:
+        """The timeout of a call of ``t``: the tool's own, else ``timeout``, else the
+        registry's."""
+        if t.timeout is not None:
+            return t.timeout
+        return self.timeout if timeout is None else timeout
+
+    async def run_prepared(
+        self, call: PreparedCall, *, limiter: anyio.CapacityLimiter | None = None
+    ) -> ToolResult:
+        """Run a prepared call, with no timeout of its own (the caller's scope bounds it);
+        whatever the tool raises becomes an error result."""
+        name = call.tool.name
         try:
-            # move_on, not fail_after: a tool raising TimeoutError itself is not a timeout.
-            with anyio.move_on_after(limit) as scope:
-                value = await t.invoke(args, limiter=limiter)
+            value = await call.tool.invoke(call.arguments, limiter=limiter)
         except Exception as exc:
-            return result(
+            return _error(
                 f"Error: tool {name!r} raised {type(exc).__name__}: {exc}. Fix the arguments "
                 "or try another approach.",
-                is_error=True,
+                call.start,
+                name,
+                call.tool_call_id,
             )
-        if scope.cancelled_caught:
-            return result(
-                f"Error: tool {name!r} timed out after {limit} s. Try again with a smaller "
-                "request, or answer without it.",
-                is_error=True,
-            )
+        duration = time.perf_counter() - call.start
         if isinstance(value, ToolResult):
             return msgspec.structs.replace(
-                value,
-                name=name,
-                tool_call_id=tool_call_id,
-                duration=time.perf_counter() - start,
+                value, name=name, tool_call_id=call.tool_call_id, duration=duration
             )
-        return result(_render(value))
+        return ToolResult(
+            content=_render(value), duration=duration, name=name, tool_call_id=call.tool_call_id
+        )

@@ -22,6 +22,7 @@ from ._ref import ActorRef as ActorRef
 from ._ref import ReplyStream as ReplyStream
 from ._retry import RetryPolicy as RetryPolicy
 from ._runtime import Runtime as Runtime
+from ._slots import Slots as Slots
 from ._stats import ActorSnapshot as ActorSnapshot
 from ._stats import ActorState as ActorState
 from ._stats import ActorStatistics as ActorStatistics
@@ -61,6 +62,7 @@ __all__ = [
     "Runtime",
     "RuntimeNotRunning",
     "RuntimeStatistics",
+    "Slots",
     "Strategy",
     "Supervision",
     "start_blocking_runtime",

@@ -3,10 +3,13 @@ results (never crashes) for everything that goes wrong."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import anyio.lowlevel
 import pytest
 
+from limelight.actors._tools import PreparedCall
 from limelight.errors import ConfigError
 from limelight.runtime import Runtime
 from limelight.schemas import ToolCall
@@ -105,6 +108,65 @@ async def test_per_tool_timeout_wins_over_the_executor_default() -> None:
     assert "timed out after 0.1 s" in results[1].content
 
 
+@pytest.mark.parametrize("max_concurrency", [8, 1])
+async def test_calls_sharing_a_limit_time_out_alone(max_concurrency: int) -> None:
+    """Calls with the same limit share one deadline when none waits for a slot (8), and
+    keep one each when they queue (1): either way only the slow call times out, and a
+    queued call's limit starts when it gets its slot."""
+
+    @tool
+    async def nap(seconds: float) -> str:
+        await anyio.sleep(seconds)
+        return f"slept {seconds}"
+
+    async with Runtime() as rt:
+        executor = await rt.spawn(
+            ToolExecutor([nap], max_concurrency=max_concurrency, timeout=0.3), name="tools"
+        )
+        calls = [
+            call("nap", '{"seconds": 0.2}', id="a"),
+            call("nap", '{"seconds": 60}', id="b"),
+            call("nap", '{"seconds": 0.2}', id="c"),
+        ]
+        results = await executor.ask(RunTools(calls=calls), timeout=10)
+    assert [(r.tool_call_id, r.is_error) for r in results] == [
+        ("a", False),
+        ("b", True),
+        ("c", False),
+    ]
+    assert "timed out after 0.3 s" in results[1].content
+
+
+async def test_cancel_running_reports_cancelled_not_timed_out() -> None:
+    started = 0
+
+    @tool
+    async def wait() -> str:
+        nonlocal started
+        started += 1
+        await anyio.sleep_forever()
+        return ""
+
+    async with Runtime() as rt:
+        actor = ToolExecutor([wait], timeout=60)
+        executor = await rt.spawn(actor, name="tools")
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                nonlocal results
+                results = await executor.ask(
+                    RunTools(calls=[call("wait", id="1"), call("wait", id="2")]), timeout=10
+                )
+
+            results: list[ToolResult] = []
+            tg.start_soon(ask)
+            while started < 2:
+                await anyio.sleep(0.01)
+            actor.cancel_running()
+    assert [r.is_error for r in results] == [True, True]
+    assert all("was cancelled before it finished" in r.content for r in results)
+
+
 async def test_bad_calls_are_results_and_the_executor_stays_up() -> None:
     @tool
     async def fine(x: int) -> int:
@@ -122,17 +184,40 @@ async def test_bad_calls_are_results_and_the_executor_stays_up() -> None:
         assert executor.statistics().restarts == 0
 
 
+async def fine(x: int) -> int:
+    """Give ``x`` back.
+
+    :param x: any integer.
+    """
+    return x
+
+
 class BrokenRegistry(ToolRegistry):
-    async def execute(self, name: str, arguments: str | bytes, **kwargs: object) -> ToolResult:
+    """Both halves of a call broken: validating it, and running it."""
+
+    def __init__(self, broken: str) -> None:
+        super().__init__([fine])
+        self.broken = broken
+
+    def prepare(self, name: str, arguments: str | bytes, **kwargs: object) -> Any:
+        if self.broken == "prepare":
+            raise RuntimeError("registry bug")
+        return super().prepare(name, arguments, **kwargs)  # type: ignore[arg-type]
+
+    async def run_prepared(self, call: PreparedCall, **kwargs: object) -> ToolResult:
         raise RuntimeError("registry bug")
 
 
-async def test_a_failing_registry_still_gives_error_results() -> None:
+@pytest.mark.parametrize("broken", ["prepare", "run"])
+async def test_a_failing_registry_still_gives_error_results(broken: str) -> None:
     async with Runtime() as rt:
-        executor = await rt.spawn(ToolExecutor(BrokenRegistry()), name="tools")
-        results = await executor.ask(RunTools(calls=[call("a"), call("b")]), timeout=10)
+        executor = await rt.spawn(ToolExecutor(BrokenRegistry(broken)), name="tools")
+        calls = [call("fine", '{"x": 1}'), call("fine", '{"x": 2}')]
+        results = await executor.ask(RunTools(calls=calls), timeout=10)
+        assert executor.statistics().restarts == 0
     assert [r.is_error for r in results] == [True, True]
     assert "RuntimeError: registry bug" in results[0].content
+    assert [r.tool_call_id for r in results] == [c.id for c in calls]
 
 
 def test_bad_executor_options_are_config_errors() -> None:
