@@ -111,10 +111,9 @@ class HTTPSink:
                     await response.aclose()
         except errors as exc:
             cause = exc.__cause__ or exc
+            detail = str(cause) or "no detail"
             raise SinkUnavailable(
-                self._safe(
-                    f"POST {self.endpoint} failed: {type(cause).__name__}: {cause or 'no detail'}"
-                ),
+                self._safe(f"POST {self.endpoint} failed: {type(cause).__name__}: {detail}"),
                 sink=self.name,
             ) from exc
         status = response.status_code

@@ -10,6 +10,7 @@ keep-alive connections dropped) and start it again on the same port.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ class Fail:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -66,6 +68,11 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Kept for the test to inspect instead of printed (a client dropping a connection
+        # while the server is "down" is expected).
+        self.owner.errors.append(sys.exc_info()[1])
+
 
 class _Base:
     """Start/stop plumbing and the failure plan shared by both servers."""
@@ -78,6 +85,7 @@ class _Base:
         self.port = 0
         self.requests = 0
         self.statuses: list[int] = []
+        self.errors: list[BaseException | None] = []
         self.plan: collections.deque[Fail] = collections.deque()
         self.fail_every: tuple[int, Fail] | None = None
         self._hang = threading.Event()  # set: requests hang until released
@@ -96,7 +104,7 @@ class _Base:
         self._server = server
         self.accepting = True
         self._release.clear()
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
