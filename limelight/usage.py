@@ -13,6 +13,9 @@ registered :class:`~limelight.actors.ModelProfile` names them::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import IO
 
 from ._usage import DEFAULT_ROLE as DEFAULT_ROLE
@@ -46,7 +49,10 @@ __all__ = [
     "print_usage_summary",
     "record_usage",
     "reset_usage",
+    "usage_run",
 ]
+
+_current_run: ContextVar[str | None] = ContextVar("limelight_usage_run", default=None)
 
 
 def configure_usage(*, enabled: bool | None = None) -> None:
@@ -73,7 +79,8 @@ def record_usage(
 
     :param model: the model that answered (prices are looked up by it).
     :param role: the role it worked for; ``None`` counts it under :data:`DEFAULT_ROLE`.
-    :param run_id: the run (an agent's run, a batch) to count it under as well.
+    :param run_id: the run (an agent's run, a batch) to count it under as well; ``None``
+        takes the run of the enclosing :func:`usage_run` block, if any.
     :param cost: the call's price in USD when the provider said it; else it is computed.
     :param cached_tokens: how many prompt tokens were cache reads (priced lower where the
         price source knows it); ``None`` takes ``usage.cached_tokens`` when it has one.
@@ -83,9 +90,30 @@ def record_usage(
     """
     if cached_tokens is None:
         cached_tokens = int(getattr(usage, "cached_tokens", 0) or 0)
+    if run_id is None:
+        run_id = _current_run.get()
     return TRACKER.record(
         usage, model=model, role=role, run_id=run_id, cost=cost, cached_tokens=cached_tokens
     )
+
+
+@contextmanager
+def usage_run(run_id: str) -> Iterator[str]:
+    """Count the calls made inside the block (in this thread or task) under ``run_id`` too::
+
+    with usage_run("nightly-eval"):
+        llm_text("...", role="executor")
+    print(get_run_usage("nightly-eval").cost)
+    """
+    if not isinstance(run_id, str) or not run_id:
+        from .errors import ConfigError
+
+        raise ConfigError(f"run_id must be a non-empty str, got {run_id!r}")
+    token = _current_run.set(run_id)
+    try:
+        yield run_id
+    finally:
+        _current_run.reset(token)
 
 
 def get_total_cost() -> float:

@@ -1,0 +1,708 @@
+"""The role router: roles (executor, optimizer, metaoptimizer, or any name) mapped to models
+and backends, called from sync or async code, with JSON output and usage counted per role.
+
+::
+
+    from limelight.roles import set_role_models, get_llm, llm_json
+
+    set_role_models(executor="gpt-4o-mini", optimizer="anthropic/claude-3-5-haiku-latest")
+    executor = get_llm("executor")
+    print(executor(messages=[{"role": "user", "content": "Hi"}]).content)
+    plan = llm_json("Plan three steps.", json_schema={"type": "array"}, role="optimizer")
+
+A role's settings come, field by field, from :func:`set_role_config` for that role, then the
+environment (``LIMELIGHT_MODEL_EXECUTOR``, ``LIMELIGHT_BACKEND_EXECUTOR``,
+``LIMELIGHT_BASE_URL_EXECUTOR``... any field, upper-cased), then :func:`set_role_config` for
+the role ``"default"``, then ``LIMELIGHT_DEFAULT_<FIELD>`` (``LIMELIGHT_DEFAULT_BACKEND``,
+``LIMELIGHT_DEFAULT_MODEL``...). The model string and backend resolve through
+:func:`limelight.providers.resolve` (``"gpt-4o-mini"`` goes to LiteLLM, ``"mlx:/path"`` to
+MLX...).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ._jsonout import JSONSpec as JSONSpec
+from ._jsonout import extract_text as extract_text
+from ._jsonout import try_parse_json as try_parse_json
+from .errors import ConfigError, JSONOutputError
+from .providers import Provider
+from .schemas import CompletionRequest, CompletionResult, Message
+from .usage import record_usage
+
+if TYPE_CHECKING:
+    from .client import BackgroundRuntime
+
+__all__ = [
+    "DEFAULT_ROLE",
+    "JSONSpec",
+    "RoleConfig",
+    "RoleLLM",
+    "allm_json",
+    "allm_text",
+    "clear_role_config",
+    "extract_text",
+    "get_llm",
+    "get_role_config",
+    "llm_json",
+    "llm_text",
+    "set_role_config",
+    "set_role_models",
+    "try_parse_json",
+]
+
+#: The role whose settings every other role falls back on (the helpers' own default role is
+#: ``"executor"``).
+DEFAULT_ROLE: Final = "default"
+_ENV_PREFIX: Final = "LIMELIGHT_"
+#: Backends that turn ``response_format`` into what their model needs (natively, or by an
+#: instruction in the prompt for the local ones); for others llm_json adds the instruction.
+_JSON_AWARE: Final = frozenset({"litellm", "openai-compatible", "mlx", "transformers"})
+_LOCAL: Final = frozenset({"mlx", "transformers", "hf"})
+
+
+class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The settings of one role; ``None`` means "not set here" (the next source decides).
+
+    :ivar backend: ``"litellm"``, ``"openai-compatible"``, ``"mlx"``, ``"transformers"``,
+        ``"sim"``, ``"scripted"`` or a registered one; ``None`` lets the model string decide.
+    :ivar model: a model string (``"gpt-4o-mini"``, ``"mlx:/models/qwen"``) or, with
+        ``backend``, the backend's model name or path.
+    :ivar base_url: the server's API root, for remote backends.
+    :ivar api_key: the key, for remote backends; never shown in ``repr`` or logs.
+    :ivar device: ``"cpu"``, ``"cuda"``, ``"mps"`` (transformers).
+    :ivar max_new_tokens: the answer's length limit of local backends (also used as
+        ``max_tokens`` by the others when that is not set).
+    :ivar torch_dtype: ``"float32"``, ``"bfloat16"``... (transformers).
+    :ivar temperature: sampling temperature of each call unless the call gives one.
+    :ivar max_tokens: the answer's length limit of each call unless the call gives one.
+    :ivar timeout: seconds allowed for each call's attempt.
+    :ivar options: more keyword arguments for the backend's constructor (``mock_response``
+        for LiteLLM, ``top_p``, ``seed``, ``responses`` for scripted...).
+    :ivar provider: a ready :class:`~limelight.providers.Provider` to use as it is (then
+        backend, model and the constructor options are not used); the caller owns it.
+    """
+
+    backend: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    device: str | None = None
+    max_new_tokens: int | None = None
+    torch_dtype: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    options: dict[str, Any] = {}
+    provider: Any = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout!r}")
+        if self.provider is not None and not isinstance(self.provider, Provider):
+            raise ConfigError(
+                f"provider must be a limelight Provider (complete, stream, embed, list_models, "
+                f"aclose), got {type(self.provider).__name__}"
+            )
+
+    def __repr__(self) -> str:
+        fields = {
+            name: getattr(self, name)
+            for name in self.__struct_fields__
+            if getattr(self, name) not in (None, {})
+        }
+        if fields.get("api_key") is not None:
+            fields["api_key"] = "***"
+        return "RoleConfig(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
+
+    def merged(self, fallback: RoleConfig) -> RoleConfig:
+        """This config, its unset fields taken from ``fallback`` (options merged, ours win)."""
+        values = {}
+        for name in self.__struct_fields__:
+            mine = getattr(self, name)
+            values[name] = mine if mine is not None else getattr(fallback, name)
+        values["options"] = {**fallback.options, **self.options}
+        return RoleConfig(**values)
+
+
+_FIELDS: Final = tuple(f for f in RoleConfig.__struct_fields__ if f not in ("options", "provider"))
+_INT_FIELDS: Final = frozenset({"max_new_tokens", "max_tokens"})
+_FLOAT_FIELDS: Final = frozenset({"temperature", "timeout"})
+
+_lock = threading.RLock()
+_configs: dict[str, RoleConfig] = {}
+#: Providers built for sync calls, per role: (the config they were built from, the
+#: provider, the model name its requests carry).
+_built: dict[str, tuple[RoleConfig, Provider, str]] = {}
+_runtime: BackgroundRuntime | None = None
+
+
+def _env_name(role: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", role).upper()
+
+
+def _from_env(scope: str) -> RoleConfig:
+    """``LIMELIGHT_<FIELD>_<SCOPE>`` (or ``LIMELIGHT_DEFAULT_<FIELD>`` for the default)."""
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        if scope == DEFAULT_ROLE:
+            key = f"{_ENV_PREFIX}DEFAULT_{name.upper()}"
+        else:
+            key = f"{_ENV_PREFIX}{name.upper()}_{_env_name(scope)}"
+        raw = os.environ.get(key)
+        if raw is None or raw == "":
+            continue
+        try:
+            if name in _INT_FIELDS:
+                values[name] = int(raw)
+            elif name in _FLOAT_FIELDS:
+                values[name] = float(raw)
+            else:
+                values[name] = raw
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {key}={raw!r} is not a number") from exc
+    try:
+        return RoleConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"the LIMELIGHT_* environment of role {scope!r}: {exc}") from exc
+
+
+def _check_role(role: str) -> str:
+    if not isinstance(role, str) or not role.strip():
+        raise ConfigError(f"a role is a non-empty name such as 'executor', got {role!r}")
+    return role.strip()
+
+
+def set_role_config(
+    role: str,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    max_new_tokens: int | None = None,
+    torch_dtype: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+    provider: Provider | None = None,
+    **options: Any,
+) -> RoleConfig:
+    """Set fields of ``role``'s settings (any role name; ``"default"`` is every role's
+    fallback). Fields given replace those set before; the others stay. ``options`` are more
+    keyword arguments for the backend's constructor. See :class:`RoleConfig`.
+
+    :returns: the role's settings as set now (before the environment and the default).
+    :raises ConfigError: a bad value.
+    """
+    role = _check_role(role)
+    given = RoleConfig(
+        backend=backend,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        device=device,
+        max_new_tokens=max_new_tokens,
+        torch_dtype=torch_dtype,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        timeout=timeout,
+        provider=provider,
+        options=options,
+    )
+    with _lock:
+        config = given.merged(_configs.get(role, RoleConfig()))
+        _configs[role] = config
+    return config
+
+
+def set_role_models(
+    executor: str | None = None,
+    optimizer: str | None = None,
+    metaoptimizer: str | None = None,
+    *,
+    backend: str | None = None,
+    **roles: str,
+) -> None:
+    """Set the model of each role named (``executor=``, ``optimizer=``, ``metaoptimizer=``, or
+    any other role as a keyword), all on ``backend`` when given. With a backend and no model,
+    the backend becomes the default of every role."""
+    models = {"executor": executor, "optimizer": optimizer, "metaoptimizer": metaoptimizer}
+    models.update(roles)
+    named = {role: model for role, model in models.items() if model is not None}
+    if not named and backend is not None:
+        set_role_config(DEFAULT_ROLE, backend=backend)
+    for role, model in named.items():
+        set_role_config(role, model=model, backend=backend)
+
+
+def clear_role_config(role: str | None = None) -> None:
+    """Forget what :func:`set_role_config` set for ``role`` (for every role when ``None``);
+    the environment still applies. Providers built for the role are closed."""
+    with _lock:
+        if role is None:
+            _configs.clear()
+            stale = list(_built.values())
+            _built.clear()
+        else:
+            role = _check_role(role)
+            _configs.pop(role, None)
+            entry = _built.pop(role, None)
+            stale = [entry] if entry is not None else []
+            if role == DEFAULT_ROLE:  # every role may have built on the default
+                stale += list(_built.values())
+                _built.clear()
+    for _, provider, _ in stale:
+        _close_on_runtime(provider)
+
+
+def get_role_config(role: str) -> RoleConfig:
+    """The settings ``role`` calls with now: its own, the environment's, the default's."""
+    role = _check_role(role)
+    with _lock:
+        own = _configs.get(role, RoleConfig())
+        default = _configs.get(DEFAULT_ROLE, RoleConfig())
+    config = own.merged(_from_env(role)) if role != DEFAULT_ROLE else own
+    return config.merged(default).merged(_from_env(DEFAULT_ROLE))
+
+
+def get_llm(role: str = "executor") -> RoleLLM:
+    """A handle calling ``role``'s model: ``llm(messages=[...])`` from sync code,
+    ``await llm.acall(messages=[...])`` from async code (asyncio or trio). The handle follows
+    the router: settings changed later apply to its next call."""
+    return RoleLLM(_check_role(role))
+
+
+# --------------------------------------------------------------------------------------
+# Building providers
+
+
+def _backend_kind(config: RoleConfig) -> str:
+    if config.provider is not None:
+        name = str(getattr(config.provider, "name", ""))
+        return "sim" if name == "simulated" else name
+    if config.backend:
+        kind = config.backend.strip().lower()
+    else:
+        prefix, colon, _ = (config.model or "").partition(":")
+        kind = prefix.lower() if colon else ""
+        if kind not in ("mlx", "hf", "transformers", "sim", "scripted", "openai-compatible"):
+            kind = "openai-compatible" if config.base_url else "litellm"
+    return {"hf": "transformers", "openai": "openai-compatible", "simulated": "sim"}.get(kind, kind)
+
+
+def _build(role: str, config: RoleConfig) -> tuple[Provider, str]:
+    """A new provider for ``config`` and the model name requests carry."""
+    from .providers._resolve import resolve, resolve_backend
+
+    if config.model is None and config.backend not in ("scripted", "sim"):
+        env = _env_name(role)
+        raise ConfigError(
+            f"role {role!r} has no model: set_role_config({role!r}, model=...), "
+            f"set_role_models({role}=...) or LIMELIGHT_MODEL_{env} (LIMELIGHT_DEFAULT_MODEL "
+            "for every role)"
+        )
+    options: dict[str, Any] = dict(config.options)
+    for name in ("device", "torch_dtype"):
+        value = getattr(config, name)
+        if value is not None:
+            options[name] = value
+    if config.max_new_tokens is not None and _backend_kind(config) in _LOCAL:
+        options["max_new_tokens"] = config.max_new_tokens
+    model = config.model or ""
+    if config.backend:
+        resolved = resolve_backend(
+            config.backend, model, base_url=config.base_url, api_key=config.api_key, **options
+        )
+    else:
+        resolved = resolve(model, base_url=config.base_url, api_key=config.api_key, **options)
+    return resolved.provider, resolved.model
+
+
+def _shared_runtime() -> BackgroundRuntime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            from .client import BackgroundRuntime
+
+            _runtime = BackgroundRuntime("limelight-roles")
+            atexit.register(_shutdown)
+        return _runtime
+
+
+def _close_on_runtime(provider: Provider) -> None:
+    runtime = _runtime
+    if runtime is not None:
+        runtime.call(provider.aclose)
+
+
+def _shutdown() -> None:
+    """Close the providers built for sync calls, and stop the shared runtime (at exit)."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+        stale = list(_built.values())
+        _built.clear()
+    if runtime is None:
+        return
+
+    async def close_all() -> None:
+        for _, provider, _ in stale:
+            await provider.aclose()
+
+    runtime.stop(close_all)
+
+
+# --------------------------------------------------------------------------------------
+# The handle
+
+
+def _messages(messages: Any, prompt: str | None) -> list[Message]:
+    out: list[Message] = []
+    if messages is not None:
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+            raise ConfigError(
+                "messages must be a list of chat messages such as "
+                f"[{{'role': 'user', 'content': 'Hi'}}], got {type(messages).__name__}"
+            )
+        for i, message in enumerate(messages):
+            if isinstance(message, Message):
+                out.append(message)
+                continue
+            if not isinstance(message, Mapping):
+                raise ConfigError(f"messages[{i}] must be a dict or a Message, got {message!r:.80}")
+            try:
+                out.append(msgspec.convert(message, Message))
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"messages[{i}] is not a chat message: {exc}") from exc
+    if prompt is not None:
+        out.append(Message.user(prompt))
+    if not out:
+        raise ConfigError("give messages=[...] or prompt=...: there is nothing to answer")
+    return out
+
+
+class RoleLLM:
+    """A role's model, called as ``llm(messages=[...])`` (blocking) or
+    ``await llm.acall(messages=[...])``; both return a
+    :class:`~limelight.schemas.CompletionResult` and count its usage under the role.
+
+    Sync calls run on a background event loop shared by all roles, where the role's
+    provider is built once and kept (until its settings change); any thread may call.
+    Async calls run in the caller's event loop, on a provider built for the call and closed
+    after it (local models stay loaded: they are cached per process); a ``provider=`` given
+    in the role's settings is used as it is, by both.
+    """
+
+    __slots__ = ("role",)
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"RoleLLM(role={self.role!r})"
+
+    @property
+    def config(self) -> RoleConfig:
+        """The settings the next call uses."""
+        return get_role_config(self.role)
+
+    @property
+    def backend(self) -> str:
+        """The kind of backend the next call goes to (``"litellm"``, ``"mlx"``...)."""
+        return _backend_kind(self.config)
+
+    def _request(
+        self,
+        config: RoleConfig,
+        model: str,
+        messages: Any,
+        prompt: str | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        response_format: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> CompletionRequest:
+        limit = max_tokens or config.max_tokens or config.max_new_tokens
+        fields: dict[str, Any] = {}
+        for name in ("top_p", "stop", "seed", "tools", "tool_choice", "metadata", "timeout"):
+            if name in extra:
+                fields[name] = extra.pop(name)
+        fields.setdefault("timeout", config.timeout)
+        metadata = {"role": self.role, **fields.pop("metadata", {})}
+        try:
+            return CompletionRequest(
+                model=model,
+                messages=_messages(messages, prompt),
+                temperature=temperature if temperature is not None else config.temperature,
+                max_tokens=limit,
+                response_format=response_format,
+                metadata=metadata,
+                extra=extra,
+                **fields,
+            )
+        except (TypeError, msgspec.ValidationError) as exc:
+            raise ConfigError(f"a call of role {self.role!r}: {exc}") from exc
+
+    def _record(self, config: RoleConfig, model: str, result: CompletionResult) -> None:
+        if result.usage is not None:
+            record_usage(
+                result.usage,
+                model=result.model or model or config.model or "",
+                role=self.role,
+                cost=result.cost,
+            )
+
+    def __call__(
+        self,
+        messages: Sequence[Mapping[str, Any] | Message] | None = None,
+        *,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> CompletionResult:
+        """Ask the role's model (blocking). Don't call it from inside an event loop: use
+        :meth:`acall` there.
+
+        :param messages: chat messages (dicts with ``role`` and ``content``, or Messages).
+        :param prompt: a user message appended to ``messages``.
+        :param temperature: overrides the role's.
+        :param max_tokens: overrides the role's.
+        :param response_format: OpenAI's ``response_format`` (JSON output).
+        :param extra: ``top_p``, ``stop``, ``seed``, ``tools``, ``tool_choice``,
+            ``metadata``, ``timeout``, or body fields passed to the backend as they are.
+        :raises ProviderError: the backend failed (a subclass says how).
+        """
+        runtime = _shared_runtime()
+        config = self.config
+        with _lock:
+            entry = _built.get(self.role)
+            stale: Provider | None = None
+            if config.provider is not None:
+                provider, model = config.provider, config.model or ""
+            elif entry is not None and entry[0] == config:
+                _, provider, model = entry
+            else:
+                provider, model = _build(self.role, config)
+                _built[self.role] = (config, provider, model)
+                stale = entry[1] if entry is not None else None
+        if stale is not None:
+            runtime.call(stale.aclose)
+        request = self._request(
+            config, model, messages, prompt, temperature, max_tokens, response_format, extra
+        )
+        result: CompletionResult = runtime.call(provider.complete, request)
+        self._record(config, model, result)
+        return result
+
+    async def acall(
+        self,
+        messages: Sequence[Mapping[str, Any] | Message] | None = None,
+        *,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> CompletionResult:
+        """:meth:`__call__` for async code (asyncio or trio), in the caller's event loop."""
+        config = self.config
+        if config.provider is not None:
+            provider, model, owned = config.provider, config.model or "", False
+        else:
+            provider, model = _build(self.role, config)
+            owned = True
+        try:
+            request = self._request(
+                config, model, messages, prompt, temperature, max_tokens, response_format, extra
+            )
+            result: CompletionResult = await provider.complete(request)
+        finally:
+            if owned:
+                import anyio
+
+                with anyio.CancelScope(shield=True):
+                    await provider.aclose()
+        self._record(config, model, result)
+        return result
+
+
+# --------------------------------------------------------------------------------------
+# Text and JSON helpers
+
+
+def llm_text(
+    prompt: str | Sequence[Mapping[str, Any] | Message],
+    *,
+    role: str = "executor",
+    system: str | None = None,
+    **kwargs: Any,
+) -> str:
+    """Ask ``role``'s model and return its answer's text.
+
+    :param prompt: the user's message, or a whole list of chat messages.
+    :param system: a system message put first.
+    :param kwargs: passed to the call (``temperature``, ``max_tokens``, ``seed``...).
+    """
+    return extract_text(get_llm(role)(_as_messages(prompt, system), **kwargs))
+
+
+async def allm_text(
+    prompt: str | Sequence[Mapping[str, Any] | Message],
+    *,
+    role: str = "executor",
+    system: str | None = None,
+    **kwargs: Any,
+) -> str:
+    """:func:`llm_text` for async code."""
+    return extract_text(await get_llm(role).acall(_as_messages(prompt, system), **kwargs))
+
+
+def _as_messages(prompt: object, system: str | None) -> list[Any]:
+    messages: list[Any] = [Message.system(system)] if system is not None else []
+    if isinstance(prompt, str):
+        messages.append(Message.user(prompt))
+    elif isinstance(prompt, Sequence) and not isinstance(prompt, bytes):
+        messages.extend(prompt)
+    else:
+        raise ConfigError(
+            f"prompt must be a str or a list of chat messages, got {type(prompt).__name__}"
+        )
+    return messages
+
+
+class _JSONAsk:
+    """The state of one llm_json: the conversation so far, and what each answer must be."""
+
+    def __init__(
+        self,
+        prompt: str | Sequence[Mapping[str, Any] | Message],
+        json_schema: Any,
+        schema_name: str | None,
+        system: str | None,
+        max_attempts: int,
+        schema_in_prompt: bool | None,
+        backend: str,
+    ) -> None:
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        self.spec = JSONSpec(json_schema, schema_name)
+        self.max_attempts = max_attempts
+        self.messages = _as_messages(prompt, system)
+        if schema_in_prompt is None:
+            schema_in_prompt = backend not in _JSON_AWARE
+        if schema_in_prompt:
+            self.messages.append(Message.user(self.spec.instruction()))
+        self.text = ""
+        self.reason = ""
+
+    def check(self, result: CompletionResult) -> tuple[bool, Any]:
+        """``(True, value)`` for a valid answer; else the re-ask is appended."""
+        self.text = extract_text(result)
+        value = try_parse_json(self.text)
+        if value is None and self.text.strip() != "null":
+            self.reason = "the answer holds no JSON value"
+        else:
+            try:
+                return True, self.spec.validate(value)
+            except ValueError as exc:
+                self.reason = f"the JSON does not match the schema: {exc}"
+        self.messages += [
+            Message.assistant(self.text),
+            Message.user(
+                f"That answer was not valid: {self.reason}. Answer again with only the JSON "
+                "value, valid against the schema."
+            ),
+        ]
+        return False, None
+
+    def error(self, role: str) -> JSONOutputError:
+        return JSONOutputError(
+            f"role {role!r} gave no valid JSON in {self.max_attempts} attempt"
+            f"{'s' if self.max_attempts > 1 else ''}; the last one: {self.reason}. "
+            f"Answer: {self.text[:200]!r}",
+            attempts=self.max_attempts,
+            text=self.text,
+            reason=self.reason,
+        )
+
+
+def llm_json(
+    prompt: str | Sequence[Mapping[str, Any] | Message],
+    json_schema: Any = None,
+    *,
+    role: str = "executor",
+    system: str | None = None,
+    max_attempts: int = 3,
+    schema_name: str | None = None,
+    schema_in_prompt: bool | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Ask ``role``'s model for JSON and return the parsed value, valid against
+    ``json_schema``.
+
+    The schema goes as ``response_format`` (native structured output on LiteLLM and
+    OpenAI-compatible servers; an instruction in the prompt on MLX and transformers), and in
+    the prompt for other backends. An answer with no JSON, or JSON not matching, is sent back
+    with what was wrong, up to ``max_attempts`` answers in all.
+
+    :param json_schema: a JSON schema (a dict), or a type (a msgspec Struct, a dataclass, a
+        TypedDict...): the value is then converted to it. ``None`` accepts any JSON value.
+    :param schema_name: the schema's name in ``response_format``.
+    :param schema_in_prompt: put the schema in the prompt too (``None``: when the backend
+        does not understand ``response_format``; say ``True`` for a server that ignores it).
+    :param kwargs: passed to each call (``temperature``, ``max_tokens``...).
+    :raises JSONOutputError: no valid JSON after ``max_attempts`` answers.
+    :raises ConfigError: a bad schema or argument.
+    """
+    llm = get_llm(role)
+    ask = _JSONAsk(
+        prompt, json_schema, schema_name, system, max_attempts, schema_in_prompt, llm.backend
+    )
+    for _ in range(max_attempts):
+        result = llm(ask.messages, response_format=ask.spec.response_format(), **kwargs)
+        ok, value = ask.check(result)
+        if ok:
+            return value
+    raise ask.error(role)
+
+
+async def allm_json(
+    prompt: str | Sequence[Mapping[str, Any] | Message],
+    json_schema: Any = None,
+    *,
+    role: str = "executor",
+    system: str | None = None,
+    max_attempts: int = 3,
+    schema_name: str | None = None,
+    schema_in_prompt: bool | None = None,
+    **kwargs: Any,
+) -> Any:
+    """:func:`llm_json` for async code."""
+    llm = get_llm(role)
+    ask = _JSONAsk(
+        prompt, json_schema, schema_name, system, max_attempts, schema_in_prompt, llm.backend
+    )
+    for _ in range(max_attempts):
+        result = await llm.acall(ask.messages, response_format=ask.spec.response_format(), **kwargs)
+        ok, value = ask.check(result)
+        if ok:
+            return value
+    raise ask.error(role)
