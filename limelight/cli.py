@@ -22,6 +22,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from .providers._sim_server import add_arguments
 
     add_arguments(sim)
+    events = commands.add_parser(
+        "events", help="summarise the local analytics store: runs, tokens, cost, errors"
+    )
+    from ._events_cli import add_arguments as add_events_arguments
+
+    add_events_arguments(events)
     return parser
 
 
@@ -36,5 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .providers._sim_server import run_from_args
 
         return run_from_args(args)
+    if args.command == "events":
+        from ._events_cli import run_from_args as run_events
+
+        return run_events(args)
     parser.print_help()
     return 2
