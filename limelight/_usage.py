@@ -25,7 +25,7 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
 
     :ivar cached_input: the price of prompt tokens read from the provider's cache, when the
         source knows it (else cached tokens cost ``input``).
-    :ivar source: ``"profile"`` (a registered :class:`~limelight.actors.ModelProfile`),
+    :ivar source: ``"profile"`` (a registered :class:`~limelight.models.ModelProfile`),
         ``"genai-prices"`` or ``"litellm"``.
     """
 
@@ -128,13 +128,11 @@ def _from_litellm(model: str) -> Price | None:
     return None
 
 
+# Cached: the price lists do not change while the process runs (profiles are not cached,
+# so a profile registered later is seen at once).
 @functools.lru_cache(maxsize=512)
 def _lookup(model: str) -> Price | None:
-    for source in (_from_profiles, _from_genai_prices, _from_litellm):
-        price = source(model)
-        if price is not None:
-            return price
-    return None
+    return _from_genai_prices(model) or _from_litellm(model)
 
 
 def model_price(model: str) -> Price | None:
@@ -143,11 +141,11 @@ def model_price(model: str) -> Price | None:
     no source knows it (local models)."""
     if not model:
         return None
-    return _lookup(model)
+    return _from_profiles(model) or _lookup(model)
 
 
 def clear_price_cache() -> None:
-    """Forget looked-up prices (after registering a profile with new prices)."""
+    """Forget prices looked up in the price lists (after updating them)."""
     _lookup.cache_clear()
 
 

@@ -3,7 +3,7 @@
 The role router (:mod:`limelight.roles`) and the sync client (:mod:`limelight.client`) record
 each call here; anything else can with :func:`record_usage`. Prices come from genai-prices
 (a maintained price list, cache-read prices included), else LiteLLM's cost map, unless a
-registered :class:`~limelight.actors.ModelProfile` names them::
+registered :class:`~limelight.models.ModelProfile` names them::
 
     from limelight.usage import get_cost_by_role, print_usage_summary
 
@@ -141,12 +141,16 @@ def get_usage_summary() -> UsageSummary:
     return TRACKER.summary()
 
 
-def print_usage_summary(*, file: IO[str] | None = None) -> None:
-    """Print :func:`get_usage_summary` as a table (needs rich: ``limelight[usage]``)."""
+def print_usage_summary(*, file: IO[str] | None = None, width: int | None = None) -> None:
+    """Print :func:`get_usage_summary` as a table (needs rich: ``limelight[usage]``).
+
+    :param file: where to print (standard output by default).
+    :param width: the table's width in characters (the terminal's by default).
+    """
     try:
         from rich.console import Console
     except ImportError as exc:
         from .errors import MissingExtra
 
         raise MissingExtra("print_usage_summary", missing="rich", extra="usage") from exc
-    Console(file=file).print(usage_table(get_usage_summary()))
+    Console(file=file, width=width).print(usage_table(get_usage_summary()))
