@@ -13,11 +13,10 @@ import anyio
 import msgspec
 import pytest
 
-from limelight._events_cli import EventsSummary, summarize
 from limelight.cli import main
 from limelight.errors import ConfigError
 from limelight.schemas import Event
-from limelight.sinks import SQLiteSink
+from limelight.sinks import EventsSummary, SQLiteSink, summarize
 
 
 def write(path: Path, events: list[Event]) -> None:

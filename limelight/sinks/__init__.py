@@ -19,18 +19,28 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteSink as SQLiteSink
     from ._sqlite import default_db_path as default_db_path
     from ._sqlite import read_events as read_events
+    from ._summary import ErrorRow as ErrorRow
+    from ._summary import EventsSummary as EventsSummary
+    from ._summary import RunRow as RunRow
+    from ._summary import UsageRow as UsageRow
+    from ._summary import summarize as summarize
 
 __all__ = [
+    "ErrorRow",
+    "EventsSummary",
     "HTTPSink",
     "JSONLSink",
     "MemorySink",
     "NullSink",
     "OTLPSink",
+    "RunRow",
     "SQLiteSink",
     "Sink",
+    "UsageRow",
     "default_db_path",
     "read_events",
     "read_jsonl",
+    "summarize",
 ]
 
 _LAZY = {
@@ -43,6 +53,11 @@ _LAZY = {
     "SQLiteSink": "._sqlite",
     "default_db_path": "._sqlite",
     "read_events": "._sqlite",
+    "ErrorRow": "._summary",
+    "EventsSummary": "._summary",
+    "RunRow": "._summary",
+    "UsageRow": "._summary",
+    "summarize": "._summary",
 }
 
 #: The extra that installs what a lazily loaded module needs.

@@ -3,7 +3,12 @@ writing real files."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -271,3 +276,33 @@ async def test_null_sink_counts() -> None:
     await sink.write(a_run()[:2])
     assert (sink.events, sink.batches) == (8, 2)
     await sink.aclose()
+
+
+def test_readme_sinks_example_runs_as_printed(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "SQLiteSink(" in b)
+    env = {**os.environ, "LIMELIGHT_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+        cwd=tmp_path,
+        env=env,
+    ).stdout
+    assert out.strip() == "1 {'api_key': '[redacted]'}"
+    summary = subprocess.run(
+        [sys.executable, "-m", "limelight", "events", "--db", "events.db", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    data = json.loads(summary)
+    assert data["total_events"] == 1
+    assert data["by_role"] == [
+        {"name": "executor", "calls": 1, "input_tokens": 12, "output_tokens": 30, "cost": 0.0002}
+    ]
