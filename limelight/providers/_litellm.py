@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import time
+import warnings
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,16 +52,34 @@ if TYPE_CHECKING:
 __all__ = ["LiteLLM", "import_litellm", "litellm_error"]
 
 
+_litellm: ModuleType | None = None
+_NO_MCP = importlib.util.find_spec("mcp") is None
+
+
 def import_litellm() -> ModuleType:
     """``litellm``, imported with the local cost map (no network fetch at import).
 
     :raises MissingExtra: litellm is not installed.
     """
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    global _litellm
+    if _litellm is not None:
+        return _litellm
     try:
-        import litellm
+        with warnings.catch_warnings():
+            # pydantic warns while it builds LiteLLM's response types (on their first use):
+            # nothing a caller can act on, and fatal where warnings are errors. Build them
+            # here, once, with that warning silenced.
+            warnings.filterwarnings(
+                "ignore", message=r".*is using the `ReadOnly` qualifier", category=UserWarning
+            )
+            import litellm
+
+            litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": ""}}])
+            litellm.ModelResponseStream(choices=[{"delta": {"role": "assistant", "content": ""}}])
     except ImportError as exc:
         raise MissingExtra("the LiteLLM backend", missing=exc.name, extra="litellm") from exc
+    _litellm = litellm
     return litellm
 
 
@@ -247,6 +266,10 @@ class LiteLLM:
             kwargs["response_format"] = request.response_format
         if request.tools:
             kwargs["tools"] = [_wire_tool(tool) for tool in request.tools]
+            if _NO_MCP:
+                # LiteLLM (1.106) imports its MCP handler, which needs the optional `mcp`
+                # package, for any call with tools; ours are plain functions, never MCP.
+                kwargs.setdefault("_skip_mcp_handler", True)
         if request.timeout is not None:
             kwargs["timeout"] = request.timeout
         kwargs.update(request.extra)
@@ -341,6 +364,9 @@ class LiteLLM:
                     break
                 except Exception as exc:
                     raise self._error(exc, model) from exc
+                # LiteLLM's iterators may never suspend (buffered or mocked chunks): honour a
+                # cancellation between chunks all the same.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 chunks.append(chunk)
                 for choice in chunk.choices or ():
                     text = getattr(choice.delta, "content", None)

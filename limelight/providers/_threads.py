@@ -120,6 +120,7 @@ async def iterate_in_thread(
                 continue
             await anyio.lowlevel.checkpoint()
             for item in batch:
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 yield item
         if channel.error is not None:
             raise channel.error
