@@ -76,7 +76,7 @@ DEFAULT_PROVIDER_RETRY: Final = RetryPolicy(
 )
 
 
-class Complete(msgspec.Struct, frozen=True, kw_only=True):
+class Complete(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     """Ask a worker for a :class:`CompletionResult`."""
 
     request: CompletionRequest

@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_TOOL_CONCURRENCY", "RunTools", "ToolExecutor"]
 DEFAULT_TOOL_CONCURRENCY: Final = 8
 
 
-class RunTools(msgspec.Struct, frozen=True, kw_only=True):
+class RunTools(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     """Ask a :class:`ToolExecutor` to run ``calls``; the reply is ``list[ToolResult]`` in
     the same order.
 

@@ -42,7 +42,7 @@ _encoder = msgspec.json.Encoder()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ToolResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ToolResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """The outcome of one tool call, as the model will see it.
 
     :ivar content: the tool's return value as text (JSON for structured values), or the

@@ -35,6 +35,7 @@ from ._errors import (
     RestartIntensityExceeded,
 )
 from ._mailbox import EMPTY, Mailbox
+from ._signal import new_signal
 from ._stats import ActorSnapshot, ActorState, ActorStatistics
 from ._supervision import (
     Overflow,
@@ -81,12 +82,12 @@ class Envelope:
 class Ask(Envelope):
     """An ask: the reply goes into a one-shot slot the asker waits on."""
 
-    __slots__ = ("_error", "_event", "_state", "_value", "scope")
+    __slots__ = ("_error", "_signal", "_state", "_value", "scope")
 
     def __init__(self, message: Any, deadline: float) -> None:
         self.message = message
         self.deadline = deadline
-        self._event = anyio.Event()
+        self._signal = new_signal()
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
@@ -100,7 +101,7 @@ class Ask(Envelope):
             return False
         self._state = _DONE
         self._value = value
-        self._event.set()
+        self._signal.set()
         return True
 
     def fail(self, error: BaseException) -> bool:
@@ -108,7 +109,7 @@ class Ask(Envelope):
             return False
         self._state = _DONE
         self._error = error
-        self._event.set()
+        self._signal.set()
         return True
 
     def abandon(self) -> None:

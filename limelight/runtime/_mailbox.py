@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Final
 
-import anyio
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.lowlevel import checkpoint
+
+from ._signal import Signal, new_signal
 
 #: What :meth:`Mailbox.poll` returns when there is nothing to take.
 EMPTY: Final[Any] = object()
@@ -34,8 +35,8 @@ class Mailbox:
     def __init__(self, capacity: float) -> None:
         self.capacity = capacity
         self._items: deque[Any] = deque()
-        self._receiver: anyio.Event | None = None
-        self._senders: deque[anyio.Event] | None = None  # made on the first wait
+        self._receiver: Signal | None = None
+        self._senders: deque[Signal] | None = None  # made on the first wait
         self._closed = False
 
     def __len__(self) -> int:
@@ -74,7 +75,7 @@ class Mailbox:
             senders = self._senders
             if senders is None:
                 senders = self._senders = deque()
-            waiter = anyio.Event()
+            waiter = new_signal()
             senders.append(waiter)
             try:
                 await waiter.wait()
@@ -124,7 +125,7 @@ class Mailbox:
             item = self.poll()
             if item is not EMPTY:
                 return item
-            waiter = self._receiver = anyio.Event()
+            waiter = self._receiver = new_signal()
             try:
                 await waiter.wait()
             finally:

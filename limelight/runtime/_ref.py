@@ -113,13 +113,13 @@ class ActorRef:
                 # Only an enclosing scope limits us, and it cancels us itself.
                 await cell.put(envelope)
                 queued = True
-                await envelope._event.wait()
+                await envelope._signal.wait()
             else:
                 # The timeout covers waiting for room in a full mailbox too.
                 with anyio.move_on_at(own_deadline):
                     await cell.put(envelope)
                     queued = True
-                    await envelope._event.wait()
+                    await envelope._signal.wait()
         except BaseException:
             envelope.abandon()
             raise

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from types import TracebackType
 
-import anyio
+from ._signal import Signal, new_signal
 
 __all__ = ["Slots"]
 
@@ -31,7 +31,7 @@ class Slots:
             raise ValueError(f"Slots needs at least one slot, got {total}")
         self._total = total
         self._free = total
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[Signal] = deque()
 
     @property
     def total(self) -> int:
@@ -51,7 +51,7 @@ class Slots:
         if self._free and not self._waiters:
             self._free -= 1
             return
-        handed = anyio.Event()
+        handed = new_signal()
         self._waiters.append(handed)
         try:
             await handed.wait()

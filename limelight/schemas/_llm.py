@@ -13,7 +13,7 @@ import msgspec
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 
 
-class ToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ToolCall(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """A call the model asked for. ``arguments`` is the JSON text exactly as the model gave it
     (it may be invalid: validating it is the tool executor's job)."""
 
@@ -22,7 +22,7 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     arguments: str = "{}"
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Message(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """One chat message."""
 
     role: Role
@@ -50,7 +50,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return cls(role="tool", content=content, tool_call_id=tool_call_id, name=name)
 
 
-class ToolSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ToolSpec(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """A tool offered to the model: its name, what it does and a JSON schema of its arguments."""
 
     name: str
@@ -61,7 +61,7 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     strict: bool | None = None
 
 
-class Usage(msgspec.Struct, frozen=True, kw_only=True):
+class Usage(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     """Token counts of one call (or a sum of calls: ``a + b``)."""
 
     prompt_tokens: int = 0
@@ -84,7 +84,7 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class CompletionRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CompletionRequest(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """One LLM call: chat (``messages``) or text completion (``prompt``).
 
     :ivar model: the backend's model name; empty means the backend's default.
@@ -111,7 +111,7 @@ class CompletionRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     timeout: float | None = None
 
 
-class CompletionResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CompletionResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """The outcome of one LLM call.
 
     :ivar latency: seconds from sending the request to the last byte of the answer.
@@ -147,7 +147,7 @@ class StreamEventType(enum.Enum):
     ERROR = "error"
 
 
-class StreamEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class StreamEvent(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """One event of a streamed call.
 
     TOKEN carries ``content``; TOOL_CALL a complete ``tool_call``; USAGE ``usage``; META

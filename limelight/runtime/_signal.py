@@ -1,0 +1,59 @@
+"""One-shot wake-ups for the kernel's hot paths (a reply, a parked mailbox, a slot).
+
+On asyncio a signal is a bare future of the running loop: waiting on it awaits the future
+itself, with no coroutine around it, and setting it resolves the future. anyio's ``Event``
+costs an anyio object, an ``asyncio.Event``, a future and two coroutines per wait; the
+agents benchmark (``bench/agents.py``) spends most of its garbage collector's time on such
+short-lived objects held across a model call. On any other backend (trio) a signal is an
+``anyio.Event``.
+
+A signal has one waiter and fires once. If its waiter is cancelled while waiting, the signal
+is spent: it never reads as set afterwards, and setting it does nothing. Every user of
+signals in the kernel makes a fresh one per wait.
+"""
+
+from __future__ import annotations
+
+from asyncio import AbstractEventLoop, Future
+from asyncio import _get_running_loop as _running_asyncio_loop
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+import anyio
+
+__all__ = ["Signal", "new_signal"]
+
+
+class Signal(Protocol):
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self) -> Awaitable[Any]: ...
+
+
+class _FutureSignal:
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self._future: Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        future = self._future
+        if not future.done():
+            future.set_result(None)
+
+    def is_set(self) -> bool:
+        future = self._future
+        return future.done() and not future.cancelled()
+
+    def wait(self) -> Awaitable[Any]:
+        return self._future
+
+
+def new_signal() -> Signal:
+    """A fresh signal for the running event loop."""
+    loop = _running_asyncio_loop()
+    if loop is not None:
+        return _FutureSignal(loop)
+    return anyio.Event()
