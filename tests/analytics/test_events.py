@@ -3,6 +3,7 @@ build the right payloads, secrets are redacted, and bad bytes raise a typed erro
 
 from __future__ import annotations
 
+import os
 import typing
 import uuid
 from typing import Any
@@ -28,7 +29,7 @@ from limelight.schemas import (
     event_size,
     redact,
 )
-from limelight.schemas._events import PAYLOAD_TYPES, EventPayload
+from limelight.schemas._events import PAYLOAD_TYPES, EventPayload, new_event_id
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
@@ -263,3 +264,32 @@ def test_bad_bytes_raise_event_decode_error(data: bytes) -> None:
         decode_event(data)
     with pytest.raises(EventDecodeError, match="could not decode a list of events"):
         decode_events(b"[" + data + b"]")
+
+
+def test_event_ids_are_version_4_and_immune_to_random_seed() -> None:
+    import random
+
+    random.seed(1)
+    first = [Event.create_user_input("x").event_id for _ in range(3)]
+    random.seed(1)
+    second = [Event.create_user_input("x").event_id for _ in range(3)]
+    assert not set(first) & set(second)
+    for event_id in first:
+        assert event_id.version == 4
+        assert event_id.variant == uuid.RFC_4122
+        assert uuid.UUID(str(event_id)) == event_id
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_other_event_ids() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, str(new_event_id()).encode())
+        os._exit(0)
+    os.close(write)
+    mine = new_event_id()
+    with os.fdopen(read, "rb") as pipe:
+        theirs = uuid.UUID(pipe.read().decode())
+    os.waitpid(pid, 0)
+    assert theirs != mine
