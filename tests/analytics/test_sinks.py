@@ -306,3 +306,67 @@ def test_readme_sinks_example_runs_as_printed(tmp_path: Path) -> None:
     assert data["by_role"] == [
         {"name": "executor", "calls": 1, "input_tokens": 12, "output_tokens": 30, "cost": 0.0002}
     ]
+
+
+def test_local_sinks_load_no_optional_dependency() -> None:
+    code = (
+        "import sys, json\n"
+        "from limelight.sinks import SQLiteSink, JSONLSink, MemorySink, NullSink, summarize\n"
+        "from limelight.schemas import Event\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=50
+    ).stdout
+    loaded = set(json.loads(out))
+    heavy = {"httpx", "aiohttp", "opentelemetry", "rich", "structlog", "requests", "trio"}
+    assert not loaded & heavy, f"the local sinks loaded {sorted(loaded & heavy)}"
+
+
+def test_a_missing_otel_extra_is_named() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "from limelight.errors import MissingExtra\n"
+        "try:\n"
+        "    from limelight.sinks import OTLPSink\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc.extra, '|', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=50
+    ).stdout
+    assert out.startswith("otel |")
+    assert "pip install 'limelight[otel]'" in out
+
+
+def test_sinks_exports_every_public_name_once() -> None:
+    import limelight.sinks as sinks
+
+    assert len(sinks.__all__) == len(set(sinks.__all__))
+    for name in sinks.__all__:
+        assert getattr(sinks, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = sinks.Nope  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_sqlite_connection(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    sink = SQLiteSink(path)
+    parent_batch, child_batch = a_run("parent"), a_run("child")
+    anyio.run(sink.write, parent_batch)
+    pid = os.fork()
+    if pid == 0:  # the child inherits the open connection and must not use it
+        code = 1
+        try:
+            anyio.run(sink.write, child_batch)
+            anyio.run(sink.aclose)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    anyio.run(sink.write, parent_batch)  # the parent's connection still works
+    assert sink.duplicates == len(parent_batch)
+    assert {e.run_id for e in read_events(path)} == {"parent", "child"}
+    anyio.run(sink.aclose)
