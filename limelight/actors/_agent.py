@@ -214,8 +214,10 @@ class Agent(Actor):
     it then lives at a path, shows in ``rt.tree()``, and its provider pool, tool executor
     and child agents are its supervised children.
 
-    :param model: a :class:`~limelight.providers.Provider` (the agent starts a pool of
-        ``config.pool_size`` workers for it), a :class:`ProviderPool` or a
+    :param model: a model string (``"gpt-4o-mini"``, ``"sim:fast"``, ``"mlx:/path"``...,
+        resolved by :func:`limelight.providers.resolve`), a
+        :class:`~limelight.providers.Provider` (the agent starts a pool of
+        ``config.pool_size`` workers for either), a :class:`ProviderPool` or a
         :class:`ModelGroup` (shared with other agents).
     :param tools: tools, plain functions, or child agents (:meth:`as_tool`).
     :param system: the system prompt.
@@ -231,7 +233,7 @@ class Agent(Actor):
     def __init__(
         self,
         *,
-        model: Provider | ProviderPool | ModelGroup,
+        model: str | Provider | ProviderPool | ModelGroup,
         tools: Sequence[Tool | AgentTool | Any] = (),
         system: str | None = None,
         config: AgentConfig | None = None,
@@ -241,11 +243,17 @@ class Agent(Actor):
         conversation: Conversation | None = None,
         hooks: Sequence[AttemptHook] = (),
     ) -> None:
+        if isinstance(model, str):
+            from ..providers._resolve import resolve
+
+            resolved = resolve(model)
+            model, model_name = resolved.provider, model_name or resolved.model
         if not isinstance(model, (ProviderPool, ModelGroup)) and not (
             callable(getattr(model, "complete", None)) and callable(getattr(model, "stream", None))
         ):
             raise ConfigError(
-                f"Agent(model=...) takes a Provider, ProviderPool or ModelGroup, got "
+                f"Agent(model=...) takes a model string, a Provider, a ProviderPool or a "
+                f"ModelGroup, got "
                 f"{type(model).__name__}"
             )
         self.config = config or AgentConfig()

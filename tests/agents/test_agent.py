@@ -447,3 +447,19 @@ async def test_concurrent_calls_need_a_runtime_of_the_callers() -> None:
     result = await agent.run("two")
     assert result.content == "second"
     assert [m.content for m in result.conversation.messages] == ["one", "first", "two", "second"]
+
+
+async def test_a_model_string_is_resolved_to_its_backend() -> None:
+    agent = Agent(model="sim:gpt-4o-mini", system="Be brief.")
+    assert agent.model_name == "gpt-4o-mini"
+    result = await agent.run("Say something.")
+    assert result.status == "completed", result.error
+    assert result.content
+    assert result.usage.completion_tokens > 0
+
+
+def test_a_model_that_is_not_a_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model string, a Provider"):
+        Agent(model=42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="non-empty string"):
+        Agent(model=" ")
