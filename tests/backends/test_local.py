@@ -1,0 +1,160 @@
+"""MLX and transformers specifics, on tiny models built here: one load per process shared by
+every instance, JSON schema asked for in the prompt, stop strings, the event loop kept free
+while a model generates, and clear errors for what cannot load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from limelight.errors import BadRequest, ConfigError
+from limelight.providers import MLX, Transformers
+from limelight.providers._local import LocalBackend, _StopStrings, prompt_messages
+from limelight.schemas import CompletionRequest, Message, StreamEventType
+
+HELLO = [Message.user("Hello there!")]
+
+
+@pytest.fixture(params=["mlx", "transformers"])
+def local(request: pytest.FixtureRequest) -> tuple[type[LocalBackend], Path]:
+    if request.param == "mlx":
+        return MLX, request.getfixturevalue("tiny_model")
+    return Transformers, request.getfixturevalue("tiny_hf_model")
+
+
+def make(local: tuple[type[LocalBackend], Path], **options: object) -> LocalBackend:
+    cls, path = local
+    return cls(str(path), **options)  # type: ignore[arg-type]
+
+
+def test_the_model_is_loaded_once_per_process_and_shared(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    first, second = make(local), make(local, temperature=0.7)
+    assert first.loaded() is second.loaded()
+
+
+def test_json_schema_output_is_asked_for_in_the_prompt() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    request = CompletionRequest(
+        messages=[Message.system("be brief"), *HELLO],
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    )
+    messages = prompt_messages(request)
+    assert messages[0] == {"role": "system", "content": "be brief"}
+    assert messages[-1]["content"].startswith("Hello there!\n\n")
+    assert (
+        '{"properties": {"city": {"type": "string"}}, "type": "object"}' in messages[-1]["content"]
+    )
+    plain = prompt_messages(CompletionRequest(prompt="hi", response_format={"type": "text"}))
+    assert plain == [{"role": "user", "content": "hi"}]
+    with pytest.raises(BadRequest, match="not supported"):
+        prompt_messages(CompletionRequest(prompt="hi", response_format={"type": "regex"}))
+
+
+@pytest.mark.parametrize(
+    ("pieces", "stops", "expected"),
+    [
+        (["ab", "cS", "TOPde"], ["STOP"], "abc"),
+        (["abc"], [], "abc"),
+        (["a", "b", "c"], ["x"], "abc"),
+        (["xx<", "|en", "d|>yy"], ["<|end|>", "zz"], "xx"),
+    ],
+)
+def test_stop_strings_cut_the_text_even_across_pieces(
+    pieces: list[str], stops: list[str], expected: str
+) -> None:
+    cutter = _StopStrings(stops)
+    out = ""
+    for piece in pieces:
+        out += cutter.feed(piece)
+        if cutter.stopped:
+            break
+    else:
+        out += cutter.flush()
+    assert out == expected
+
+
+@pytest.mark.anyio
+async def test_generation_with_a_stop_string_and_a_schema(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    provider = make(local)
+    full = await provider.complete(CompletionRequest(messages=HELLO, max_tokens=30))
+    assert full.content
+    stop = full.content[3:8]
+    cut = await provider.complete(CompletionRequest(messages=HELLO, max_tokens=30, stop=[stop]))
+    assert cut.content == full.content[: full.content.index(stop)]
+    assert cut.finish_reason == "stop"
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    answered = await provider.complete(
+        CompletionRequest(messages=HELLO, max_tokens=4, response_format=schema)
+    )
+    assert answered.usage is not None
+    assert answered.usage.prompt_tokens > full.usage.prompt_tokens  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_the_event_loop_stays_free_while_the_model_generates(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    provider = make(local)
+    await provider.complete(CompletionRequest(messages=HELLO, max_tokens=1))  # load first
+    ticks = 0
+    done = False
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        tokens = 0
+        async for event in provider.stream(CompletionRequest(messages=HELLO, max_tokens=200)):
+            tokens += event.type is StreamEventType.TOKEN
+        done = True
+    assert tokens > 0
+    # The ticker ran while generation went on in its thread (a blocked loop gives 1 or 2).
+    assert ticks > 10
+
+
+@pytest.mark.anyio
+async def test_a_model_that_cannot_load_is_a_config_error(
+    local: tuple[type[LocalBackend], Path], tmp_path: Path
+) -> None:
+    cls, _ = local
+    with pytest.raises(ConfigError, match="could not load"):
+        await cls(str(tmp_path / "missing-model")).complete(CompletionRequest(messages=HELLO))
+
+
+def test_device_and_dtype_are_checked(tiny_hf_model: Path) -> None:
+    with pytest.raises(ConfigError, match="device"):
+        Transformers(str(tiny_hf_model), device="tpu")
+    with pytest.raises(ConfigError, match="not a torch dtype"):
+        Transformers(str(tiny_hf_model), torch_dtype="float7").loaded()
+
+
+@pytest.mark.parametrize(
+    ("module", "model", "extra"), [("mlx_lm", "mlx:/m", "mlx"), ("torch", "hf:/m", "transformers")]
+)
+def test_without_the_library_the_error_names_the_extra(module: str, model: str, extra: str) -> None:
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from limelight.errors import MissingExtra\n"
+        "from limelight.providers import resolve\n"
+        "try:\n"
+        f"    resolve({model!r})\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc.extra, '|', exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert out.startswith(f"{extra} |")
