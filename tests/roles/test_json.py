@@ -4,6 +4,7 @@ tested), and llm_json's schema handling and re-asks, sync and async."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import threading
 from collections.abc import Iterator
@@ -79,7 +80,8 @@ def test_extract_text_of_an_unknown_shape_is_an_error() -> None:
 
 
 def test_extract_text_of_a_litellm_response() -> None:
-    pytest.importorskip("litellm")
+    if importlib.util.find_spec("litellm") is None:
+        pytest.skip("pip install 'limelight[litellm]'")
     from limelight.providers._litellm import import_litellm
 
     litellm = import_litellm()  # the local cost map, and its import-time warning silenced
