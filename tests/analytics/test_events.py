@@ -4,6 +4,7 @@ build the right payloads, secrets are redacted, and bad bytes raise a typed erro
 from __future__ import annotations
 
 import os
+import time
 import typing
 import uuid
 from typing import Any
@@ -266,7 +267,7 @@ def test_bad_bytes_raise_event_decode_error(data: bytes) -> None:
         decode_events(b"[" + data + b"]")
 
 
-def test_event_ids_are_version_4_and_immune_to_random_seed() -> None:
+def test_event_ids_are_time_ordered_version_7_and_immune_to_random_seed() -> None:
     import random
 
     random.seed(1)
@@ -275,9 +276,14 @@ def test_event_ids_are_version_4_and_immune_to_random_seed() -> None:
     second = [Event.create_user_input("x").event_id for _ in range(3)]
     assert not set(first) & set(second)
     for event_id in first:
-        assert event_id.version == 4
+        assert event_id.version == 7
         assert event_id.variant == uuid.RFC_4122
         assert uuid.UUID(str(event_id)) == event_id
+        assert hash(uuid.UUID(str(event_id))) == hash(event_id)
+    before = time.time_ns() // 1_000_000
+    made = new_event_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= made.int >> 80 <= after, "the first 48 bits are the creation time in ms"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
