@@ -129,11 +129,12 @@ class HTTPSink:
                 retry_after=retry_after,
                 sink=self.name,
             )
-        hint = (
-            "check the analytics API key"
-            if status in (401, 403)
-            else "the endpoint refused these events; retrying will not help"
-        )
+        if status in (401, 403):
+            hint = "check the analytics API key"
+        elif status < 400:
+            hint = "redirects are not followed: give the endpoint's final URL"
+        else:
+            hint = "the endpoint refused these events; retrying will not help"
         raise SinkRejected(
             f"POST {self.endpoint} answered {status}: {text or '(empty body)'}; {hint}",
             status=status,

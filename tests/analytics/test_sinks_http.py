@@ -82,6 +82,9 @@ async def test_other_4xx_are_rejected_and_the_key_never_shows(server: IngestServ
     with pytest.raises(SinkRejected, match="check the analytics API key") as denied:
         await wrong.write(batch_of(1))
     assert denied.value.status == 401
+    server.fail_next(Fail(307))
+    with pytest.raises(SinkRejected, match="redirects are not followed"):
+        await sink.write(batch_of(1))
     await sink.aclose()
     await wrong.aclose()
     assert server.events == []
