@@ -307,7 +307,9 @@ class LLM:
     pool. Failed attempts with a status in :data:`RETRY_STATUSES`, a connection error or a
     timeout are retried ``config.max_retries`` times, ``retry_delay`` seconds apart, doubling,
     or as long as the server's ``Retry-After`` says. Token usage goes to the process-wide
-    tracker of :mod:`limelight.usage` (role ``"default"``).
+    tracker of :mod:`limelight.usage` (role ``"default"``). Each request and response is
+    logged at debug level through structlog (``limelight.client``, once the program has
+    configured structlog), each failed attempt as a warning; never the key.
 
     Close it (``close()``, or use it as a context manager) to release its connections and
     thread; one that is never closed does not keep the program from exiting.
@@ -339,6 +341,7 @@ class LLM:
             jitter=0.0,
             retry_on=_should_retry,
         )
+        self._configured = structlog.is_configured
         self._log = structlog.get_logger("limelight.client").bind(
             base_url=_safe_url(config.api_root), model=config.model or None
         )
@@ -350,6 +353,13 @@ class LLM:
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"
+
+    def _debug(self, event: str, **details: Any) -> None:
+        # Request and response details only go to a structlog the program configured: out
+        # of the box structlog prints every level to standard output, which a library must
+        # not fill on each call. Failed attempts and errors are always logged.
+        if self._configured():
+            self._log.debug(event, **details)
 
     def __enter__(self) -> LLM:
         return self
@@ -382,7 +392,7 @@ class LLM:
         checked = _check_messages(messages)
         fields = {"messages": checked, "temperature": temperature, "max_tokens": max_tokens}
         body = _body(self.config, fields, kwargs)
-        self._log.debug(
+        self._debug(
             "llm.request",
             op="chat_completion",
             messages=len(checked),
@@ -417,7 +427,7 @@ class LLM:
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
         fields = {"prompt": prompt, "temperature": temperature, "max_tokens": max_tokens}
         body = _body(self.config, fields, kwargs)
-        self._log.debug(
+        self._debug(
             "llm.request",
             op="completion",
             prompt_chars=len(prompt),
@@ -435,7 +445,7 @@ class LLM:
 
     def list_models(self) -> ModelsPage:
         """``GET /models``: the models the server offers, as ``page.data[i].id``."""
-        self._log.debug("llm.request", op="list_models")
+        self._debug("llm.request", op="list_models")
         models = self._run("list_models", self._provider.list_models)
         page = ModelsPage(
             data=[
@@ -445,7 +455,7 @@ class LLM:
         )
         with self._lock:
             self._last = page
-        self._log.debug("llm.response", op="list_models", models=len(page.data))
+        self._debug("llm.response", op="list_models", models=len(page.data))
         return page
 
     def get_last_response(self) -> ChatCompletion | TextCompletion | ModelsPage | None:
@@ -463,7 +473,7 @@ class LLM:
         self._runtime.call(self._provider.aclose)
         with self._lock:
             self._last = None
-        self._log.debug("llm.session_reset")
+        self._debug("llm.session_reset")
 
     def close(self) -> None:
         """Close the connections and stop the background loop; calls after this raise
@@ -529,9 +539,7 @@ class LLM:
                 message=str(exc),
             )
             raise error from exc
-        self._log.debug(
-            "llm.attempts", op=op, attempts=attempts, seconds=time.perf_counter() - started
-        )
+        self._debug("llm.attempts", op=op, attempts=attempts, seconds=time.perf_counter() - started)
         return result
 
     def _finish(self, op: str, result: ChatCompletion | TextCompletion, model: object) -> None:
@@ -539,7 +547,7 @@ class LLM:
             self._last = result
         usage = _usage_of(result.usage)
         first = result.choices[0] if result.choices else None
-        self._log.debug(
+        self._debug(
             "llm.response",
             op=op,
             id=result.id or None,
