@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -26,6 +28,7 @@ from ..schemas import (
     ToolCall,
     Usage,
 )
+from ..schemas._events import Event
 from ._conversation import Conversation, Truncation
 from ._models import get_model_profile
 from ._provider_worker import (
@@ -37,6 +40,7 @@ from ._provider_worker import (
 )
 from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
 from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry, ToolResult
+from ._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = [
     "DEFAULT_MAX_TURNS",
@@ -140,6 +144,10 @@ class RunAgent(msgspec.Struct, frozen=True, kw_only=True):
 
     prompt: str
     events: Any = None
+    #: The run and the event this run's analytics events hang under (a parent agent's
+    #: tool call, for a child agent); a fresh run when None.
+    run_id: str | None = None
+    parent_event_id: str | None = None
 
 
 class ResetAgent(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,7 +177,12 @@ class AgentTool:
 
         async def delegate(task: str) -> ToolResult:
             """:param task: the complete task for the sub-agent, with everything it needs."""
-            message = RunAgent(prompt=task)
+            trace = current_trace.get()
+            message = RunAgent(
+                prompt=task,
+                run_id=None if trace is None else trace.run_id,
+                parent_event_id=None if trace is None else str(trace.parent),
+            )
             try:
                 result: AgentResult = await ref.ask(message)
             except BaseException:
@@ -191,6 +204,38 @@ class AgentTool:
             )
 
         return Tool(delegate, name=self.name, description=self.description, timeout=self.timeout)
+
+
+def _record_result(trace: Trace, agent: str, result: AgentResult, duration: float) -> None:
+    """The run's last events: ``agent_response`` (and ``error`` when it failed)."""
+    metadata: dict[str, Any] = {
+        "status": result.status,
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "cost": result.cost,
+        "tool_calls": len(result.all_tool_calls),
+    }
+    trace.client.log_event(
+        Event.create_agent_response(
+            agent,
+            result.content or "",
+            turns=result.num_turns,
+            duration=duration,
+            finish_reason=result.status,
+            run_id=trace.run_id,
+            parent_event_id=trace.parent,
+            metadata=metadata,
+        )
+    )
+    if result.error is not None:
+        trace.client.log_event(
+            Event.create_error(
+                result.error,
+                context={"agent": agent, "status": result.status},
+                run_id=trace.run_id,
+                parent_event_id=trace.parent,
+            )
+        )
 
 
 def _model_name(model: Any) -> str:
@@ -330,7 +375,7 @@ class Agent(Actor):
             case RunAgent(prompt=prompt, events=events):
                 self._current = message
                 try:
-                    return await self._run(prompt, events)
+                    return await self._run(prompt, events, message)
                 finally:
                     self._current = None
             case ResetAgent():
@@ -341,10 +386,10 @@ class Agent(Actor):
     # -- the loop ---------------------------------------------------------------------------
 
     async def _run(
-        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None
+        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None, message: RunAgent
     ) -> AgentResult:
         try:
-            return await self._loop(prompt, events)
+            return await self._loop(prompt, events, self._trace(prompt, message))
         except Exception as exc:
             # A bug of ours: it crashes the actor (the asker gets ActorCrashed); a streaming
             # caller is told before its stream ends, so the end is never mistaken for success.
@@ -362,8 +407,28 @@ class Agent(Actor):
             if events is not None:
                 events.close()
 
+    def _trace(self, prompt: str, message: RunAgent) -> Trace | None:
+        """With analytics initialized: the run's first event (the prompt, as ``user_input``,
+        under the parent's tool call for a child agent), which the run's other events hang
+        under."""
+        client = analytics_client()
+        if client is None:
+            return None
+        run_id = message.run_id or uuid.uuid4().hex
+        root = Event.create_user_input(
+            prompt,
+            run_id=run_id,
+            parent_event_id=parse_event_id(message.parent_event_id),
+            metadata={"agent": self.name, "model": self.model_name},
+        )
+        client.log_event(root)
+        return Trace(client, run_id, root.event_id)
+
     async def _loop(
-        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None
+        self,
+        prompt: str,
+        events: MemoryObjectSendStream[StreamEvent] | None,
+        trace: Trace | None = None,
     ) -> AgentResult:
         config = self.config
         conversation = self.conversation
@@ -380,6 +445,14 @@ class Agent(Actor):
         deadline = math.inf if config.deadline is None else anyio.current_time() + config.deadline
         self._cancel_requested = False
         recorded: AgentResult | None = None
+        started = time.perf_counter()
+        metadata: dict[str, str] = {}
+        if trace is not None:
+            metadata = {
+                "run_id": trace.run_id,
+                "parent_event_id": str(trace.parent),
+                "role": self.name,
+            }
 
         def finish(status: AgentStatus) -> AgentResult:
             # A call the model made must have an answer, or the next request is malformed.
@@ -401,6 +474,8 @@ class Agent(Actor):
                 error=None if error is None else f"{type(error).__name__}: {error}",
             )
             self.last_result = result
+            if trace is not None:
+                _record_result(trace, self.name, result, time.perf_counter() - started)
             return result
 
         with anyio.CancelScope(deadline=deadline) as scope:
@@ -414,6 +489,7 @@ class Agent(Actor):
                         tools=self._specs,
                         temperature=config.temperature,
                         max_tokens=config.max_tokens,
+                        metadata=metadata,
                     )
                     if events is None:
                         assert self._pool is not None
@@ -432,7 +508,7 @@ class Agent(Actor):
                         break
                     calls.extend(result.tool_calls)
                     pending = list(result.tool_calls)
-                    for r in await self._run_tools(result.tool_calls):
+                    for r in await self._run_tools(result.tool_calls, trace):
                         conversation.add_tool_result(r.tool_call_id or "", r.content, name=r.name)
                         pending = [c for c in pending if c.id != r.tool_call_id]
                         results.append(r)
@@ -505,7 +581,7 @@ class Agent(Actor):
             raise BadResponse(f"the stream of {self.model_name!r} ended without a result")
         return final
 
-    async def _run_tools(self, calls: list[ToolCall]) -> list[ToolResult]:
+    async def _run_tools(self, calls: list[ToolCall], trace: Trace | None) -> list[ToolResult]:
         if self._executor is None:
             return [
                 ToolResult(
@@ -518,7 +594,12 @@ class Agent(Actor):
             ]
         try:
             results: list[ToolResult] = await self._executor.ask(
-                RunTools(calls=calls, parallel=self.config.parallel_tool_execution)
+                RunTools(
+                    calls=calls,
+                    parallel=self.config.parallel_tool_execution,
+                    run_id=None if trace is None else trace.run_id,
+                    parent_event_id=None if trace is None else str(trace.parent),
+                )
             )
         except BaseException as exc:
             if not isinstance(exc, ActorError):

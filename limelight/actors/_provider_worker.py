@@ -11,6 +11,8 @@ between deployments of the same model.
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -167,7 +169,8 @@ class ProviderWorker(Actor):
             number=counter[0],
             started=time.perf_counter(),
         )
-        await self._before(attempt)
+        hooks = self._active_hooks()
+        await self._before(attempt, hooks)
         result: CompletionResult | None = None
         error: BaseException | None = None
         timeout = self._timeout_for(request)
@@ -181,19 +184,27 @@ class ProviderWorker(Actor):
         except Exception as exc:
             error = exc
         finally:
-            if self.hooks:
-                await self._after(attempt, result, error)
+            if hooks:
+                await self._after(attempt, hooks, result, error)
         if error is not None:
             raise error
         return result
 
-    async def _before(self, attempt: Attempt) -> None:
+    def _active_hooks(self) -> tuple[AttemptHook, ...]:
+        """The worker's hooks, and the analytics hook while analytics is initialized (looked
+        up per attempt, so calls record events from the moment ``initialize()`` runs)."""
+        analytics = sys.modules.get("limelight.analytics")
+        if analytics is None or analytics.current() is None:
+            return self.hooks
+        return (*self.hooks, _analytics_hook())
+
+    async def _before(self, attempt: Attempt, hooks: tuple[AttemptHook, ...]) -> None:
         """Every hook's ``before``, in order. If one raises (or the call is cancelled), the
         hooks already passed get their ``after`` with that error: a rate-limit reservation
         made by an earlier hook is given back, never leaked."""
         entered: list[AttemptHook] = []
         try:
-            for hook in self.hooks:
+            for hook in hooks:
                 await hook.before(attempt)
                 entered.append(hook)
         except BaseException as exc:
@@ -203,11 +214,15 @@ class ProviderWorker(Actor):
             raise
 
     async def _after(
-        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+        self,
+        attempt: Attempt,
+        hooks: tuple[AttemptHook, ...],
+        result: CompletionResult | None,
+        error: BaseException | None,
     ) -> None:
         # Shielded: a limiter's refund must happen even when the caller was cancelled.
         with anyio.CancelScope(shield=True):
-            for hook in self.hooks:
+            for hook in hooks:
                 await hook.after(attempt, result, error)
 
     async def _stream(self, request: CompletionRequest) -> AsyncIterator[Any]:
@@ -222,7 +237,8 @@ class ProviderWorker(Actor):
                 number=number,
                 started=time.perf_counter(),
             )
-            await self._before(attempt)
+            hooks = self._active_hooks()
+            await self._before(attempt, hooks)
             yielded = False
             result: CompletionResult | None = None
             error: BaseException | None = None
@@ -264,9 +280,16 @@ class ProviderWorker(Actor):
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                if self.hooks:
-                    await self._after(attempt, result, error)
+                if hooks:
+                    await self._after(attempt, hooks, result, error)
             await anyio.sleep(delay)
+
+
+@functools.cache
+def _analytics_hook() -> AttemptHook:
+    from ._analytics_hook import AnalyticsHook
+
+    return AnalyticsHook()
 
 
 async def _with_first_token_timeout(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import typing
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -15,7 +16,9 @@ import msgspec
 from ..errors import ConfigError
 from ..runtime import Actor, Context, Slots
 from ..schemas import ToolCall
+from ..schemas._events import Event
 from ._tools import PreparedCall, ToolRegistry, ToolResult
+from ._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = ["DEFAULT_TOOL_CONCURRENCY", "RunTools", "ToolExecutor"]
 
@@ -35,6 +38,9 @@ class RunTools(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     calls: list[ToolCall]
     parallel: bool = True
     timeout: float | None = None
+    #: The run and the event the calls' analytics events hang under (set by an agent).
+    run_id: str | None = None
+    parent_event_id: str | None = None
 
 
 class ToolExecutor(Actor):
@@ -74,14 +80,72 @@ class ToolExecutor(Actor):
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
-            case RunTools(calls=calls, parallel=parallel, timeout=timeout):
-                return await self.run(calls, parallel=parallel, timeout=timeout)
+            case RunTools(calls=calls, parallel=parallel, timeout=timeout, run_id=run_id):
+                trace = None
+                if run_id is not None:
+                    client = analytics_client()
+                    parent = parse_event_id(message.parent_event_id)
+                    if client is not None and parent is not None:
+                        trace = Trace(client, run_id, parent)
+                return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
         raise TypeError(f"ToolExecutor got an unexpected message {message!r}")
 
     async def run(
-        self, calls: Sequence[ToolCall], *, parallel: bool = True, timeout: float | None = None
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        parallel: bool = True,
+        timeout: float | None = None,
+        trace: Trace | None = None,
     ) -> list[ToolResult]:
-        """Run ``calls``, in parallel or in order; one result per call, in call order."""
+        """Run ``calls``, in parallel or in order; one result per call, in call order.
+
+        With ``trace``, each call is recorded as a ``tool_call`` event and its result as a
+        ``tool_response`` event under it (a child agent called as a tool hangs its run
+        under the call).
+        """
+        if trace is None:
+            return await self._run(calls, parallel, timeout, None, None)
+        call_events = [
+            Event.create_tool_call(
+                c.name,
+                _arguments_of(c.arguments),
+                tool_call_id=c.id,
+                run_id=trace.run_id,
+                parent_event_id=trace.parent,
+            )
+            for c in calls
+        ]
+        for event in call_events:
+            trace.client.log_event(event)
+        results: list[ToolResult] | None = None
+        try:
+            ids = [e.event_id for e in call_events]
+            results = await self._run(calls, parallel, timeout, trace, ids)
+        finally:
+            for i, (c, event) in enumerate(zip(calls, call_events, strict=True)):
+                r = results[i] if results is not None else None
+                trace.client.log_event(
+                    Event.create_tool_response(
+                        c.name,
+                        r.content if r is not None else "cancelled before it finished",
+                        is_error=r.is_error if r is not None else True,
+                        duration=r.duration if r is not None else None,
+                        tool_call_id=c.id,
+                        run_id=trace.run_id,
+                        parent_event_id=event.event_id,
+                    )
+                )
+        return results
+
+    async def _run(
+        self,
+        calls: Sequence[ToolCall],
+        parallel: bool,
+        timeout: float | None,
+        trace: Trace | None,
+        call_events: list[uuid.UUID] | None,
+    ) -> list[ToolResult]:
         slots = self._slots
         assert slots is not None, "run() is called from the actor's handler"
         registry = self.registry
@@ -102,6 +166,16 @@ class ToolExecutor(Actor):
         )
 
         async def one(i: int, call: PreparedCall, limit: float | None) -> None:
+            if trace is None or call_events is None:
+                return await guarded(i, call, limit)
+            # What the tool calls (a child agent) hangs under this call.
+            token = current_trace.set(trace._replace(parent=call_events[i]))
+            try:
+                return await guarded(i, call, limit)
+            finally:
+                current_trace.reset(token)
+
+        async def guarded(i: int, call: PreparedCall, limit: float | None) -> None:
             async with slots:
                 if shared:
                     results[i] = await self._run_prepared(call)
@@ -178,3 +252,12 @@ def _could_not_run(name: str, tool_call_id: str | None, exc: Exception, start: f
         name=name,
         tool_call_id=tool_call_id,
     )
+
+
+def _arguments_of(raw: str) -> dict[str, Any]:
+    """The call's arguments as recorded (the model's text when it is not a JSON object)."""
+    try:
+        value = msgspec.json.decode(raw or "{}")
+    except msgspec.DecodeError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}
