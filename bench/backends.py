@@ -1,0 +1,277 @@
+"""Backends: what ``import limelight`` costs beside ``import litellm``, and the tokens per second
+of local models through limelight's MLX and transformers backends beside calling mlx-lm and
+transformers directly.
+
+Import times are measured in fresh subprocesses (``time.perf_counter()`` around the import
+statement only, so interpreter start-up is left out); the median of the runs is reported.
+
+For generation the bench builds a llama-type model on the spot (random weights, a tokenizer
+trained on a few sentences; nothing is downloaded), saves it once for mlx-lm and once for
+transformers, and generates the same number of tokens greedily from the same prompt: directly
+(``mlx_lm.stream_generate``; ``model.generate``) and through ``MLX.complete`` /
+``Transformers.complete`` (a worker thread, streamed to the event loop), alternating, on
+asyncio and on trio. The direct calls run both on the main thread and in a plain thread
+(torch on this machine generates several times faster off the main thread), and limelight
+is compared with the faster of the two. Each figure is the median over the runs after a
+warm-up.
+
+    python bench/backends.py            # full run: 15 import runs; tiny and small models
+    python bench/backends.py --quick    # CI smoke run: 3 import runs; the tiny model, few tokens
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(ROOT))
+
+#: Model sizes: "tiny" is the test suite's model; "small" makes each token cost more compute.
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 37},
+    "small": {"hidden_size": 512, "num_hidden_layers": 8, "intermediate_size": 1376},
+}
+HEADS = {"tiny": 2, "small": 8}
+PROMPT = [{"role": "user", "content": "Tokens stream from the model to the caller."}]
+
+
+# -- import time -------------------------------------------------------------------------------
+
+
+def import_seconds(module: str) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def bench_imports(runs: int) -> dict[str, Any]:
+    samples: dict[str, list[float]] = {"limelight": [], "litellm": []}
+    for _ in range(runs):  # interleaved, so a burst of load on the machine hits both
+        for module in samples:
+            samples[module].append(import_seconds(module))
+    return {
+        module: {"median_ms": statistics.median(s) * 1000, "runs_ms": [x * 1000 for x in s]}
+        for module, s in samples.items()
+    }
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+def _config(size: str, vocab_size: int, eos: int) -> dict[str, Any]:
+    from tests.providers._tiny_mlx import model_config
+
+    config = model_config(vocab_size, eos)
+    config.update(SIZES[size])
+    config["num_attention_heads"] = config["num_key_value_heads"] = HEADS[size]
+    return config
+
+
+def build_mlx(path: Path, size: str) -> Path:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+    from tokenizers import Tokenizer
+
+    from tests.providers._tiny_mlx import build_tokenizer
+
+    build_tokenizer(path)
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    config = _config(size, tokenizer.get_vocab_size(), tokenizer.token_to_id("</s>"))
+    (path / "config.json").write_text(json.dumps(config))
+    mx.random.seed(0)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    weights = dict(tree_flatten(model.parameters()))
+    mx.eval(weights)
+    mx.save_safetensors(str(path / "model.safetensors"), weights)
+    return path
+
+
+def build_hf(path: Path, size: str) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tests.providers._tiny_mlx import build_tokenizer
+
+    build_tokenizer(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = _config(size, len(tokenizer), tokenizer.convert_tokens_to_ids("</s>"))
+    del config["model_type"], config["architectures"]
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**config)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+# -- generation --------------------------------------------------------------------------------
+
+
+def direct_mlx(path: Path, tokens: int) -> Any:
+    import mlx_lm
+    from mlx_lm.sample_utils import make_sampler
+
+    model, tokenizer = mlx_lm.load(str(path))[:2]
+    prompt = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True)
+    sampler = make_sampler(temp=0.0)
+
+    def run() -> int:
+        count = 0
+        for response in mlx_lm.stream_generate(
+            model, tokenizer, prompt=prompt, max_tokens=tokens, sampler=sampler
+        ):
+            count = response.generation_tokens
+        return count
+
+    return run
+
+
+def direct_hf(path: Path, tokens: int) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model.eval()
+    inputs = tokenizer.apply_chat_template(
+        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+
+    def run() -> int:
+        with torch.inference_mode():
+            output = model.generate(
+                **inputs,
+                max_new_tokens=tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        return int(output.shape[-1] - inputs["input_ids"].shape[-1])
+
+    return run
+
+
+async def bench_generation(name: str, path: Path, tokens: int, runs: int) -> dict[str, Any]:
+    from limelight.providers import MLX, Transformers
+    from limelight.schemas import CompletionRequest, Message
+
+    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
+    provider = (
+        MLX(str(path), max_tokens=tokens)
+        if name == "mlx"
+        else Transformers(str(path), max_new_tokens=tokens)
+    )
+    request = CompletionRequest(messages=[Message.user(PROMPT[0]["content"])])
+
+    async def ours() -> int:
+        result = await provider.complete(request)
+        assert result.usage is not None
+        return result.usage.completion_tokens
+
+    def in_thread() -> int:
+        counts: list[int] = []
+        thread = threading.Thread(target=lambda: counts.append(direct()))
+        thread.start()
+        thread.join()
+        return counts[0]
+
+    kinds = {"direct": direct, "direct_thread": in_thread}
+    direct()  # warm-up (and the first load of each)
+    in_thread()
+    await ours()
+    rates: dict[str, list[float]] = {"direct": [], "direct_thread": [], "limelight": []}
+    counts: dict[str, set[int]] = {k: set() for k in rates}
+    for _ in range(runs):  # alternating, so a burst of load on the machine hits all three
+        for kind, call in kinds.items():
+            started = time.perf_counter()
+            count = call()
+            rates[kind].append(count / (time.perf_counter() - started))
+            counts[kind].add(count)
+        started = time.perf_counter()
+        count = await ours()
+        rates["limelight"].append(count / (time.perf_counter() - started))
+        counts["limelight"].add(count)
+    medians = {kind: statistics.median(r) for kind, r in rates.items()}
+    best_direct = max(medians["direct"], medians["direct_thread"])
+    return {
+        "direct_tokens_per_s": medians["direct"],
+        "direct_thread_tokens_per_s": medians["direct_thread"],
+        "limelight_tokens_per_s": medians["limelight"],
+        "ratio": medians["limelight"] / best_direct,
+        "tokens": {k: sorted(v) for k, v in counts.items()},
+        "runs": rates,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
+    parser.add_argument("--import-runs", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None, help="generation runs per figure")
+    args = parser.parse_args()
+    import_runs = args.import_runs or (3 if args.quick else 15)
+    runs = args.runs or (3 if args.quick else 7)
+    plan = [("tiny", 32)] if args.quick else [("tiny", 256), ("small", 128)]
+
+    report: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "versions": {
+            p: metadata.version(p) for p in ("litellm", "mlx", "mlx-lm", "transformers", "torch")
+        },
+        "quick": args.quick,
+    }
+    report["imports"] = bench_imports(import_runs)
+    print(f"import time, median of {import_runs} fresh processes:")
+    lime = report["imports"]["limelight"]["median_ms"]
+    lite = report["imports"]["litellm"]["median_ms"]
+    print(f"  import limelight  {lime:8.1f} ms   (goal < 150 ms)")
+    print(f"  import litellm    {lite:8.1f} ms   ({lite / lime:.1f}x limelight)")
+
+    generation: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="limelight-bench-") as tmp:
+        for size, tokens in plan:
+            paths = {
+                "mlx": build_mlx(Path(tmp) / f"mlx-{size}", size),
+                "transformers": build_hf(Path(tmp) / f"hf-{size}", size),
+            }
+            for name, path in paths.items():
+                for backend in ("asyncio", "trio"):
+                    row = anyio.run(bench_generation, name, path, tokens, runs, backend=backend)
+                    row.update(backend=name, model=size, loop=backend, max_tokens=tokens)
+                    generation.append(row)
+    report["generation"] = generation
+    print(f"\nlocal generation, greedy, median of {runs} runs (goal >= 0.95x direct):")
+    print("  (vs. = limelight / the faster of direct on the main thread and direct in a thread)")
+    header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>9}{'in thread':>11}"
+    print(header + f"{'limelight':>11}{'vs.':>8}   tokens/s")
+    for row in generation:
+        print(
+            f"  {row['backend']:<13}{row['model']:<7}{row['loop']:<9}"
+            f"{row['direct_tokens_per_s']:>9.0f}{row['direct_thread_tokens_per_s']:>11.0f}"
+            f"{row['limelight_tokens_per_s']:>11.0f}{row['ratio']:>7.2f}x"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"backends-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
