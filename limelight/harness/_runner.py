@@ -1,0 +1,685 @@
+"""The run engine: sends a workload at a target under a load, on absolute schedules,
+records every request, and summarizes.
+
+Open loops compute each send time from the start of the run (never "sleep the gap after the
+last send", which drifts), start each request at its time, and record the intended and the
+actual send time: a client that cannot keep up shows as send lag, and the summary flags it.
+Requests go straight to the provider's streaming API: one task per request, timestamps taken
+with ``time.perf_counter`` as chunks arrive, nothing else on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.lowlevel
+import msgspec
+
+from .._version import __version__
+from ..errors import ConfigError
+from ..schemas import CompletionRequest, Message, StreamEventType, Usage
+from ._config import (
+    BenchConfig,
+    ClosedLoop,
+    Load,
+    Workload,
+    arrivals,
+    with_rate,
+)
+from ._metrics import (
+    METRIC_DEFINITIONS,
+    RequestRecord,
+    Summary,
+    TimePoint,
+    summarize,
+    timeline,
+)
+from ._targets import OpenTarget, open_target
+from ._workloads import (
+    PromptSource,
+    builtin_agent,
+    load_agent_factory,
+    load_prompts,
+)
+
+__all__ = [
+    "BenchResult",
+    "Progress",
+    "SweepPoint",
+    "SweepResult",
+    "run",
+    "run_on",
+    "sweep",
+]
+
+_TOKEN: Final = StreamEventType.TOKEN
+_TOOL_CALL: Final = StreamEventType.TOOL_CALL
+_DONE: Final = StreamEventType.DONE
+_MAX_ERROR_TEXT: Final = 300
+
+
+class BenchResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One run: its configuration, summary, throughput over time and (in memory, not in the
+    JSON summary) its per-request records.
+
+    :ivar target: what was measured, in words.
+    :ivar client: the client path the requests took.
+    :ivar offered_rate: requests (sessions) per second the load asked for; ``None`` for a
+        closed loop.
+    """
+
+    version: str
+    started_at: str
+    config: BenchConfig
+    target: str
+    client: str
+    offered_rate: float | None
+    summary: Summary
+    timeline: list[TimePoint]
+    definitions: dict[str, str]
+    records_file: str | None = None
+    records: list[RequestRecord] = []
+
+
+class SweepPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate of a sweep: its summary and whether it met the SLOs."""
+
+    rate: float
+    passed: bool
+    summary: Summary
+
+
+class SweepResult(msgspec.Struct, kw_only=True):
+    """A sweep: every rate tried, and the highest that met the SLOs (``None``: none did)."""
+
+    version: str
+    started_at: str
+    config: BenchConfig
+    target: str
+    min_attainment: float
+    best_rate: float | None
+    points: list[SweepPoint]
+    definitions: dict[str, str]
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """Live counters of a run, for progress displays (read, never written, by them)."""
+
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    output_tokens: int = 0
+    total: int | None = None
+    duration: float | None = None
+    started: float = 0.0
+    max_lag: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started if self.started else 0.0
+
+
+#: epoll (asyncio's and trio's selector on Linux) rounds timeouts up to whole milliseconds,
+#: so a plain sleep wakes up to 1 ms late: sleep to this much before the send time, then yield
+#: to the loop until it comes.
+_SPIN: Final = 0.0011
+
+
+async def _sleep_until(due: float) -> None:
+    """Wait until ``time.perf_counter() >= due``, within microseconds rather than epoll's
+    millisecond."""
+    clock = time.perf_counter
+    delay = due - clock() - _SPIN
+    if delay > 0:
+        await anyio.sleep(delay)
+    while clock() < due:
+        await anyio.lowlevel.checkpoint()
+
+
+class _Engine:
+    """One run's state: the records, the counters and the stop conditions."""
+
+    def __init__(
+        self,
+        config: BenchConfig,
+        target: OpenTarget,
+        progress: Progress,
+        prompts: PromptSource,
+    ) -> None:
+        self.config = config
+        self.workload = config.workload
+        self.target = target
+        self.provider = target.provider
+        self.progress = progress
+        self.prompts = prompts
+        self.records: list[RequestRecord] = []
+        self.t0 = 0.0
+        self.sessions = 0
+        self.stopped = False
+        self.stream = config.workload.kind != "chat"
+        self.extra: dict[str, Any] = {"ignore_eos": True} if config.workload.ignore_eos else {}
+        self.runtime: Any = None
+        self.pool: Any = None
+        self.factory: Callable[[Any], Any] | None = None
+
+    # -- stop conditions -------------------------------------------------------------------
+
+    def take(self, at: float) -> int | None:
+        """The next session's index if one may start at ``at`` (seconds from the start)."""
+        config = self.config
+        if self.stopped:
+            return None
+        if (config.requests is not None and self.sessions >= config.requests) or (
+            config.duration is not None and at >= config.duration
+        ):
+            self.stopped = True
+            return None
+        index = self.sessions
+        self.sessions += 1
+        return index
+
+    def _count(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        progress = self.progress
+        if record.kind == "task":
+            return
+        if record.ok:
+            progress.completed += 1
+            progress.output_tokens += record.output_tokens
+        else:
+            progress.failed += 1
+            limit = self.config.max_errors
+            if limit is not None and progress.failed >= limit:
+                self.stopped = True
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        index: int,
+        messages: list[Message],
+        max_tokens: int | None,
+        *,
+        intended: float,
+        session: int = -1,
+        turn: int = 0,
+        keep: bool = False,
+    ) -> RequestRecord:
+        """Send one request now and record it (sent ``intended`` seconds after the start)."""
+        request = CompletionRequest(
+            model=self.target.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=self.stream,
+            extra=self.extra,
+        )
+        clock = time.perf_counter
+        t0 = self.t0
+        progress = self.progress
+        progress.sent += 1
+        progress.in_flight += 1
+        first: float | None = None
+        gaps: list[float] = []
+        content: list[str] = []
+        usage: Usage | None = None
+        chunks = 0
+        error: Exception | None = None
+        sent = clock()
+        try:
+            with anyio.fail_after(self.config.timeout):
+                if self.stream:
+                    last = 0.0
+                    events = self.provider.stream(request)
+                    try:
+                        async for event in events:
+                            kind = event.type
+                            if kind is _TOKEN or kind is _TOOL_CALL:
+                                now = clock()
+                                if first is None:
+                                    first = now
+                                else:
+                                    gaps.append(now - last)
+                                last = now
+                                chunks += 1
+                                if event.content is not None:
+                                    content.append(event.content)
+                            elif kind is _DONE and event.result is not None:
+                                usage = event.result.usage
+                    finally:
+                        await events.aclose()
+                else:
+                    result = await self.provider.complete(request)
+                    usage = result.usage
+                    content.append(result.content or "")
+        except Exception as exc:  # counted by type: a benchmark reports failures, never hides them
+            error = exc
+        end = clock()
+        progress.in_flight -= 1
+        lag = sent - t0 - intended
+        if lag > progress.max_lag:
+            progress.max_lag = lag
+        record = RequestRecord(
+            index=index,
+            session=session,
+            turn=turn,
+            intended=intended,
+            sent=sent - t0,
+            first=None if first is None else first - t0,
+            end=end - t0,
+            ok=error is None,
+            itl=gaps,
+        )
+        if error is not None:
+            record.error = type(error).__name__
+            record.error_message = str(error)[:_MAX_ERROR_TEXT]
+        else:
+            record.prompt_tokens = usage.prompt_tokens if usage else 0
+            record.output_tokens = usage.completion_tokens if usage else chunks
+            if self.target.prices is not None:
+                record.cost = self.target.prices.cost(record.prompt_tokens, record.output_tokens)
+        self._count(record)
+        if keep and error is None:
+            # The answer joins the conversation (multi-turn workloads read it).
+            messages.append(Message.assistant("".join(content)))
+        return record
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    async def session(self, index: int, intended: float) -> None:
+        kind = self.workload.kind
+        if kind in ("chat", "stream"):
+            prompt = self.prompts.next(index)
+            await self.request(index, list(prompt.messages), prompt.max_tokens, intended=intended)
+        elif kind == "multiturn":
+            await self._conversation(index, intended)
+        else:
+            await self._agent_task(index, intended)
+
+    async def _conversation(self, index: int, intended: float) -> None:
+        clock, t0 = time.perf_counter, self.t0
+        start = clock()
+        prompt = self.prompts.next(index)
+        messages = list(prompt.messages)
+        ok, error, turns = True, None, 0
+        turn_intended = intended
+        for turn in range(self.workload.turns):
+            if turn:
+                messages.append(Message.user(self.prompts.user_text(index)))
+            record = await self.request(
+                index * self.workload.turns + turn,
+                messages,
+                self.prompts.max_tokens(),
+                intended=turn_intended,
+                session=index,
+                turn=turn,
+                keep=True,
+            )
+            turns += 1
+            turn_intended = clock() - t0
+            if not record.ok:
+                ok, error = False, record.error
+                break
+        self._count(
+            RequestRecord(
+                index=index,
+                kind="task",
+                session=index,
+                intended=intended,
+                sent=start - t0,
+                end=clock() - t0,
+                ok=ok,
+                error=error,
+                turns=turns,
+            )
+        )
+
+    async def _agent_task(self, index: int, intended: float) -> None:
+        clock, t0 = time.perf_counter, self.t0
+        start = clock()
+        name = f"task-{index}"
+        if self.factory is not None:
+            agent = self.factory(self.pool)
+            if isinstance(agent, Awaitable):
+                agent = await agent
+        else:
+            agent = builtin_agent(
+                self.pool, self.workload, name=name, max_tokens=self.prompts.max_tokens()
+            )
+        # Sent when the task starts: starting its agent is part of the task.
+        record = RequestRecord(
+            index=index, kind="task", session=index, intended=intended, sent=start - t0
+        )
+        ref = None
+        try:
+            ref = await self.runtime.spawn(agent, name=name)
+            with anyio.fail_after(self.config.timeout):
+                result = await agent.run(self.prompts.user_text(index))
+            record.ok = result.status == "completed"
+            if not record.ok:
+                record.error = f"agent:{result.status}"
+                record.error_message = (result.error or "")[:_MAX_ERROR_TEXT]
+            record.turns = result.num_turns
+            record.tool_latencies = [r.duration for r in result.tool_results]
+            record.prompt_tokens = result.usage.prompt_tokens
+            record.output_tokens = result.usage.completion_tokens
+        except Exception as exc:  # counted by type, as every failure
+            record.error = type(exc).__name__
+            record.error_message = str(exc)[:_MAX_ERROR_TEXT]
+        finally:
+            if ref is not None:
+                with anyio.CancelScope(shield=True):
+                    await ref.stop()
+        record.end = clock() - t0
+        if self.target.prices is not None:
+            record.cost = self.target.prices.cost(record.prompt_tokens, record.output_tokens)
+        self._count(record)
+
+    # -- loads -------------------------------------------------------------------------------
+
+    async def closed_worker(self) -> None:
+        intended = time.perf_counter() - self.t0
+        while True:
+            index = self.take(intended)
+            if index is None:
+                return
+            await self.session(index, intended)
+            intended = time.perf_counter() - self.t0
+
+    async def open_loop(self, load: Any) -> None:
+        clock, t0 = time.perf_counter, self.t0
+        async with anyio.create_task_group() as tg:
+            for at in arrivals(load):
+                index = self.take(at)
+                if index is None:
+                    break
+                due = t0 + at
+                if due > clock():
+                    await _sleep_until(due)
+                    if self.stopped:  # max errors reached while we slept
+                        break
+                tg.start_soon(self.session, index, at)
+
+    async def drive(self, load: Load) -> None:
+        self.t0 = self.progress.started = time.perf_counter()
+        if isinstance(load, ClosedLoop):
+            async with anyio.create_task_group() as tg:
+                for _ in range(load.concurrency):
+                    tg.start_soon(self.closed_worker)
+        else:
+            await self.open_loop(load)
+
+
+class _TimedProvider:
+    """A provider that records every call it passes on (the LLM calls of agent tasks)."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self._engine = engine
+        self.name = "bench"
+        self.model = engine.target.model
+        self._calls = 0
+
+    async def complete(self, request: CompletionRequest) -> Any:
+        from ..schemas import CompletionResult, StreamEvent
+
+        result: CompletionResult | None = None
+        async for event in self.stream(request):
+            if isinstance(event, StreamEvent) and event.result is not None:
+                result = event.result
+        assert result is not None
+        return result
+
+    async def stream(self, request: CompletionRequest) -> Any:
+        engine = self._engine
+        clock, t0 = time.perf_counter, engine.t0
+        index = self._calls
+        self._calls += 1
+        sent = clock()
+        first: float | None = None
+        last = 0.0
+        gaps: list[float] = []
+        usage: Usage | None = None
+        chunks = 0
+        record = RequestRecord(index=index, kind="call", intended=sent - t0, sent=sent - t0)
+        try:
+            events = engine.provider.stream(msgspec.structs.replace(request, stream=True))
+            try:
+                async for event in events:
+                    if event.type is _TOKEN or event.type is _TOOL_CALL:
+                        now = clock()
+                        if first is None:
+                            first = now
+                        else:
+                            gaps.append(now - last)
+                        last = now
+                        chunks += 1
+                    elif event.type is _DONE and event.result is not None:
+                        usage = event.result.usage
+                    yield event
+            finally:
+                await events.aclose()
+        except Exception as exc:
+            record.error = type(exc).__name__
+            record.error_message = str(exc)[:_MAX_ERROR_TEXT]
+            raise
+        else:
+            record.ok = True
+        finally:
+            record.end = clock() - t0
+            record.first = None if first is None else first - t0
+            record.itl = gaps
+            record.output_tokens = usage.completion_tokens if usage else chunks
+            record.prompt_tokens = usage.prompt_tokens if usage else 0
+            engine._count(record)
+
+    async def embed(self, request: Any) -> Any:
+        return await self._engine.provider.embed(request)
+
+    async def list_models(self) -> Any:
+        return await self._engine.provider.list_models()
+
+    async def aclose(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
+def _mark_window(records: Sequence[RequestRecord], config: BenchConfig) -> float:
+    """Mark the measured records; return the measurement window's length.
+
+    Without warm-up and cool-down, the window is the whole run, from the start to the last
+    answer (vLLM's benchmark duration). With them: ``[warmup, end - cooldown]``, and only the
+    requests sent inside it are measured.
+    """
+    end = max((r.end or r.sent for r in records), default=0.0)
+    lo, hi = config.warmup, end - config.cooldown
+    if hi <= lo:
+        raise ConfigError(
+            f"the warm-up ({config.warmup} s) and cool-down ({config.cooldown} s) cover the "
+            f"whole run ({end:.2f} s): shorten them or run longer"
+        )
+    if config.warmup or config.cooldown:
+        for record in records:
+            record.measured = lo <= record.sent <= hi
+    return hi - lo
+
+
+def _offered_rate(load: Load) -> float | None:
+    return None if isinstance(load, ClosedLoop) else load.rate
+
+
+async def run_on(
+    config: BenchConfig, target: OpenTarget, *, progress: Progress | None = None
+) -> BenchResult:
+    """Run ``config`` against an opened ``target`` (see :func:`run`)."""
+    progress = progress if progress is not None else Progress()
+    progress.total = config.requests
+    progress.duration = config.duration
+    workload = config.workload
+    file_prompts = (
+        await anyio.to_thread.run_sync(load_prompts, workload.prompts_file)
+        if workload.prompts_file
+        else ()
+    )
+    engine = _Engine(config, target, progress, PromptSource(workload, file_prompts))
+    await _check_target(target, config)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if workload.kind == "agent":
+        await _drive_agents(engine, config, workload)
+    else:
+        await engine.drive(config.load)
+    records = sorted(engine.records, key=lambda r: (r.kind, r.index))
+    if not records:
+        raise ConfigError("the run sent nothing: give more requests or a longer duration")
+    window = _mark_window(records, config)
+    summary = summarize(
+        records,
+        duration=window,
+        slos=config.slos,
+        percentiles=config.percentiles,
+        prices=target.prices,
+    )
+    return BenchResult(
+        version=__version__,
+        started_at=started_at,
+        config=config,
+        target=target.description,
+        client=f"limelight {type(target.provider).__name__}.stream (one task per request)",
+        offered_rate=_offered_rate(config.load),
+        summary=summary,
+        timeline=timeline(records),
+        definitions=dict(METRIC_DEFINITIONS),
+        records=records,
+    )
+
+
+async def _check_target(target: OpenTarget, config: BenchConfig) -> None:
+    """One request before the clock starts: it opens a connection and loads what the client
+    loads lazily (so the first measured request does not pay for it), and a target that
+    cannot answer fails the run at once with its error rather than N times."""
+    request = CompletionRequest(
+        model=target.model, messages=[Message.user("warm-up")], max_tokens=1, stream=True
+    )
+    try:
+        with anyio.fail_after(config.timeout):
+            events = target.provider.stream(request)
+            try:
+                async for _ in events:
+                    pass
+            finally:
+                await events.aclose()
+    except Exception as exc:
+        raise ConfigError(
+            f"the target {target.description} did not answer a first request: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def _drive_agents(engine: _Engine, config: BenchConfig, workload: Workload) -> None:
+    from ..actors import ProviderPool
+    from ..runtime import Runtime
+
+    if workload.agent_factory:
+        engine.factory = load_agent_factory(workload.agent_factory)
+    size = config.load.concurrency if isinstance(config.load, ClosedLoop) else config.pool_size
+    async with Runtime() as rt:
+        engine.runtime = rt
+        engine.pool = await ProviderPool.start(
+            rt, _TimedProvider(engine), name="model", model=engine.target.model, size=size
+        )
+        await engine.drive(config.load)
+
+
+async def run(config: BenchConfig, *, progress: Progress | None = None) -> BenchResult:
+    """Run one benchmark: open the target (starting the simulator if it is one), send the
+    workload under the load, and summarize. Works on asyncio and trio.
+
+    :param progress: counters updated live, for a progress display.
+    :raises ConfigError: the configuration or the target is unusable.
+    """
+    async with open_target(config.target) as target:
+        return await run_on(config, target, progress=progress)
+
+
+async def sweep(
+    config: BenchConfig,
+    *,
+    rates: Sequence[float] | None = None,
+    start: float = 1.0,
+    max_rate: float = 1024.0,
+    steps: int = 3,
+    min_attainment: float = 0.95,
+    on_point: Callable[[SweepPoint], None] | None = None,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Find the highest request rate that meets the SLOs: at each rate, the share of requests
+    meeting every SLO (``config.slos``) must be at least ``min_attainment``, and the client
+    must not have fallen behind its schedule. With ``rates``, try exactly those; otherwise
+    double from ``start`` until a rate fails (or ``max_rate``), then bisect ``steps`` times.
+
+    :raises ConfigError: no SLOs were given, or ``min_attainment`` is not within (0, 1].
+    """
+    if not config.slos:
+        raise ConfigError("a sweep needs SLOs to meet, such as slos={'ttft': 500}")
+    if not 0 < min_attainment <= 1:
+        raise ConfigError(f"min_attainment must be within (0, 1], got {min_attainment}")
+    points: list[SweepPoint] = []
+    description = ""
+    async with open_target(config.target) as target:
+        description = target.description
+
+        async def attempt(rate: float) -> bool:
+            if progress is not None:
+                for field in ("sent", "completed", "failed", "in_flight", "output_tokens"):
+                    setattr(progress, field, 0)
+            result = await run_on(
+                msgspec.structs.replace(config, load=with_rate(config.load, rate)),
+                target,
+                progress=progress,
+            )
+            s = result.summary
+            passed = (
+                s.slo_attainment is not None
+                and s.slo_attainment >= min_attainment
+                and not s.fell_behind
+            )
+            point = SweepPoint(rate=rate, passed=passed, summary=s)
+            points.append(point)
+            if on_point is not None:
+                on_point(point)
+            return passed
+
+        if rates:
+            for rate in sorted(rates):
+                await attempt(rate)
+        else:
+            good, bad = 0.0, math.inf
+            rate = start
+            while rate <= max_rate:
+                if await attempt(rate):
+                    good = rate
+                    rate *= 2
+                else:
+                    bad = rate
+                    break
+            if good and bad < math.inf:
+                for _ in range(steps):
+                    middle = (good + bad) / 2
+                    if await attempt(middle):
+                        good = middle
+                    else:
+                        bad = middle
+    passed = [p.rate for p in points if p.passed]
+    return SweepResult(
+        version=__version__,
+        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        config=config,
+        target=description,
+        min_attainment=min_attainment,
+        best_rate=max(passed) if passed else None,
+        points=sorted(points, key=lambda p: p.rate),
+        definitions=dict(METRIC_DEFINITIONS),
+    )
