@@ -40,7 +40,7 @@ from .errors import (
     RuntimeNotRunning,
 )
 from .runtime import RetryPolicy, Runtime
-from .schemas import Message, Usage
+from .schemas import Message
 from .schemas._openai import (
     ChatChoice,
     ChatCompletion,
@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+C = TypeVar("C", ChatCompletion, TextCompletion)
 
 DEFAULT_BASE_URL: Final = "http://127.0.0.1:8000"
 #: HTTP statuses retried with backoff (connection errors and timeouts are retried too).
@@ -269,7 +270,8 @@ def _check_messages(messages: object) -> list[Any]:
     return list(messages)
 
 
-def _body(config: LLMConfig, fields: dict[str, Any], kwargs: dict[str, Any]) -> bytes:
+def _body(config: LLMConfig, fields: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request body: the config's defaults under the call's fields and extra ``kwargs``."""
     body: dict[str, Any] = {}
     if config.model:
         body["model"] = config.model
@@ -282,17 +284,7 @@ def _body(config: LLMConfig, fields: dict[str, Any], kwargs: dict[str, Any]) -> 
     body.update(kwargs)  # anything else OpenAI's API takes: n, stop, seed, tools, logprobs...
     if kwargs.get("stream"):
         raise ConfigError("the sync client does not stream; use limelight.providers for streams")
-    return encoder.encode(body)
-
-
-def _usage_of(usage: CompletionUsage | None) -> Usage | None:
-    if usage is None:
-        return None
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+    return body
 
 
 # --------------------------------------------------------------------------------------
@@ -391,22 +383,9 @@ class LLM:
         """
         checked = _check_messages(messages)
         fields = {"messages": checked, "temperature": temperature, "max_tokens": max_tokens}
-        body = _body(self.config, fields, kwargs)
-        self._debug(
-            "llm.request",
-            op="chat_completion",
-            messages=len(checked),
-            temperature=temperature if temperature is not None else self.config.temperature,
-            max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
-            params=sorted(kwargs),
+        return self._complete(
+            "chat_completion", fields, kwargs, chat_completion_decoder, messages=len(checked)
         )
-        provider = self._provider
-        result: ChatCompletion = self._run(
-            "chat_completion",
-            lambda: self._post(provider._chat_url, body, chat_completion_decoder),
-        )
-        self._finish("chat_completion", result, kwargs.get("model"))
-        return result
 
     def completion(
         self,
@@ -426,22 +405,9 @@ class LLM:
         if not isinstance(prompt, str):
             raise ConfigError(f"prompt must be a str, got {type(prompt).__name__}")
         fields = {"prompt": prompt, "temperature": temperature, "max_tokens": max_tokens}
-        body = _body(self.config, fields, kwargs)
-        self._debug(
-            "llm.request",
-            op="completion",
-            prompt_chars=len(prompt),
-            temperature=temperature if temperature is not None else self.config.temperature,
-            max_tokens=max_tokens if max_tokens is not None else self.config.max_tokens,
-            params=sorted(kwargs),
+        return self._complete(
+            "completion", fields, kwargs, text_completion_decoder, prompt_chars=len(prompt)
         )
-        provider = self._provider
-        result: TextCompletion = self._run(
-            "completion",
-            lambda: self._post(provider._text_url, body, text_completion_decoder),
-        )
-        self._finish("completion", result, kwargs.get("model"))
-        return result
 
     def list_models(self) -> ModelsPage:
         """``GET /models``: the models the server offers, as ``page.data[i].id``."""
@@ -485,6 +451,31 @@ class LLM:
         return not self._finalizer.alive
 
     # -- internals ---------------------------------------------------------------------
+
+    def _complete(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        kwargs: dict[str, Any],
+        decoder: msgspec.json.Decoder[C],
+        **details: Any,
+    ) -> C:
+        """POST a chat or text completion; log it, count its usage, keep it as the last."""
+        body = _body(self.config, fields, kwargs)
+        self._debug(
+            "llm.request",
+            op=op,
+            temperature=body.get("temperature"),
+            max_tokens=body.get("max_tokens"),
+            params=sorted(kwargs),
+            **details,
+        )
+        provider = self._provider
+        url = provider._chat_url if op == "chat_completion" else provider._text_url
+        content = encoder.encode(body)
+        result = self._run(op, lambda: self._post(url, content, decoder))
+        self._finish(op, result, kwargs.get("model"))
+        return result
 
     async def _post(self, url: Any, body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         provider = self._provider
@@ -545,7 +536,9 @@ class LLM:
     def _finish(self, op: str, result: ChatCompletion | TextCompletion, model: object) -> None:
         with self._lock:
             self._last = result
-        usage = _usage_of(result.usage)
+        from .providers._openai_compat import _usage
+
+        usage = _usage(result.usage)
         first = result.choices[0] if result.choices else None
         self._debug(
             "llm.response",
