@@ -9,6 +9,7 @@ redacted when an event is built, so none reaches a sink.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import random
 import re
@@ -16,7 +17,7 @@ import time
 import traceback as _traceback
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, TypedDict, Unpack, get_args
 
 import msgspec
 
@@ -31,6 +32,7 @@ __all__ = [
     "AgentResponsePayload",
     "ErrorPayload",
     "Event",
+    "EventLinks",
     "EventPayload",
     "EventType",
     "FunctionExecutionPayload",
@@ -107,6 +109,7 @@ _SECRET_TEXT = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few keys come back in every event
 def _is_secret_key(key: str) -> bool:
     norm = _NON_ALNUM.sub("_", key.lower()).strip("_")
     if any(word in norm for word in _SECRET_KEY_WORDS):
@@ -132,6 +135,9 @@ def _redact_text(text: str) -> str:
     return text
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def redact(obj: Any) -> Any:
     """``obj`` with every secret replaced by :data:`REDACTED`.
 
@@ -140,14 +146,17 @@ def redact(obj: Any) -> Any:
     key, a ``Bearer`` token or an ``api_key=...`` pair have that part replaced. Dicts, lists and
     tuples are walked (a new object is returned; the argument is not changed). Idempotent.
     """
-    if isinstance(obj, str):
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is str:
         return _redact_text(obj)
-    if isinstance(obj, Mapping):
+    if kind is dict or isinstance(obj, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v))
+            k: (REDACTED if type(k) is str and _is_secret_key(k) else redact(v))
             for k, v in obj.items()
         }
-    if isinstance(obj, list | tuple):
+    if kind is list or kind is tuple:
         return [redact(v) for v in obj]
     return obj
 
@@ -399,6 +408,19 @@ PAYLOAD_TYPES: dict[type[msgspec.Struct], EventType] = {
 # --- the event ---------------------------------------------------------------------------------
 
 
+class EventLinks(TypedDict, total=False):
+    """The keywords every ``Event.create_*`` factory takes besides its payload's fields."""
+
+    #: the run (one ``start_run`` .. ``end_run``) the event belongs to
+    run_id: str | None
+    user_id: str | None
+    session_id: str | None
+    #: the event this one happened inside
+    parent_event_id: uuid.UUID | None
+    #: free-form labels; secrets in them are redacted
+    metadata: Mapping[str, Any] | None
+
+
 # Event ids are version-7 UUIDs (RFC 9562): the creation time in milliseconds, then 74 random
 # bits. Time-ordered ids keep a store's primary-key index append-mostly (random ones scatter
 # writes over the whole B-tree as it grows). The random bits come from a private generator
@@ -457,28 +479,15 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if self.metadata:
             _redact_fields(self, ("metadata",))
 
-    # -- factories: one per event type; each takes the common links as keyword arguments --
+    # -- factories: one per event type; each takes the links (EventLinks) as keywords --
 
     @classmethod
-    def _make(
-        cls,
-        payload: EventPayload,
-        *,
-        run_id: str | None,
-        user_id: str | None,
-        session_id: str | None,
-        parent_event_id: uuid.UUID | None,
-        metadata: Mapping[str, Any] | None,
-    ) -> Event:
-        return cls(
-            event_type=PAYLOAD_TYPES[type(payload)],
-            payload=payload,
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=dict(metadata) if metadata else {},
-        )
+    def _make(cls, payload: EventPayload, links: EventLinks) -> Event:
+        if "metadata" in links:
+            metadata = links["metadata"]
+            links = {**links, "metadata": dict(metadata) if metadata else {}}
+        # Unknown keywords (a typo) raise TypeError here, from the constructor.
+        return cls(event_type=PAYLOAD_TYPES[type(payload)], payload=payload, **links)  # type: ignore[arg-type]
 
     @classmethod
     def create_user_input(
@@ -486,19 +495,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         text: str,
         *,
         input_type: str = "text",
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             UserInputPayload(text=text, input_type=input_type),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -508,19 +509,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         rating: float | None = None,
         comment: str | None = None,
         target_event_id: uuid.UUID | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             UserFeedbackPayload(rating=rating, comment=comment, target_event_id=target_event_id),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -530,19 +523,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         content: str,
         *,
         step: int | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             AgentReasoningPayload(agent_name=agent_name, content=content, step=step),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -552,19 +537,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         *,
         steps: Iterable[str] = (),
         content: str = "",
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             AgentPlanningPayload(agent_name=agent_name, steps=list(steps), content=content),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -576,11 +553,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         turns: int | None = None,
         duration: float | None = None,
         finish_reason: str | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             AgentResponsePayload(
@@ -590,11 +563,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 duration=duration,
                 finish_reason=finish_reason,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -609,11 +578,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         temperature: float | None = None,
         max_tokens: int | None = None,
         stream: bool = False,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             LLMRequestPayload(
@@ -626,11 +591,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 max_tokens=max_tokens,
                 stream=stream,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -649,11 +610,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         role: str | None = None,
         content: str | None = None,
         tool_calls_count: int = 0,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             LLMResponsePayload(
@@ -670,11 +627,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 content=content,
                 tool_calls_count=tool_calls_count,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -686,21 +639,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         provider: str = "",
         index: int = 0,
         elapsed: float | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             LLMStreamingChunkPayload(
                 model=model, provider=provider, index=index, content=content, elapsed=elapsed
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -711,11 +656,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         *,
         tool_call_id: str | None = None,
         tool_type: str | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             ToolCallPayload(
@@ -724,11 +665,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 tool_call_id=tool_call_id,
                 tool_type=tool_type,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -740,11 +677,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         is_error: bool = False,
         duration: float | None = None,
         tool_call_id: str | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             ToolResponsePayload(
@@ -754,11 +687,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 duration=duration,
                 tool_call_id=tool_call_id,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -770,11 +699,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         result: Any = None,
         error: str | None = None,
         duration: float | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             FunctionExecutionPayload(
@@ -784,11 +709,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 error=error,
                 duration=duration,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -798,19 +719,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         url: str,
         *,
         body_size: int | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             APIRequestPayload(method=method, url=url, body_size=body_size),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -822,11 +735,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         *,
         duration: float | None = None,
         body_size: int | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             APIResponsePayload(
@@ -836,11 +745,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 duration=duration,
                 body_size=body_size,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -851,11 +756,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         error_type: str | None = None,
         context: Mapping[str, Any] | None = None,
         include_traceback: bool = True,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         """An error event from an exception (its class name, message and traceback) or a
         message (``error_type`` defaults to ``"Error"``)."""
@@ -876,11 +777,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 traceback=tb,
                 context=dict(context) if context else {},
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -891,21 +788,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         error_type: str = "ValidationError",
         field: str | None = None,
         value: Any = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             ValidationErrorPayload(
                 error_type=error_type, message=message, field=field, value=value
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -917,11 +806,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         elapsed: float | None = None,
         message: str = "",
         error_type: str = "TimeoutError",
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             TimeoutErrorPayload(
@@ -931,11 +816,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 message=message,
                 error_type=error_type,
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -943,19 +824,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         cls,
         *,
         attributes: Mapping[str, Any] | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             SessionStartPayload(attributes=dict(attributes) if attributes else {}),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -964,19 +837,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         *,
         duration: float | None = None,
         status: str = "ok",
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             SessionEndPayload(duration=duration, status=status),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
     @classmethod
@@ -987,21 +852,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         *,
         unit: str = "",
         tags: Mapping[str, str] | None = None,
-        run_id: str | None = None,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        parent_event_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **links: Unpack[EventLinks],
     ) -> Event:
         return cls._make(
             PerformanceMetricPayload(
                 name=name, value=value, unit=unit, tags=dict(tags) if tags else {}
             ),
-            run_id=run_id,
-            user_id=user_id,
-            session_id=session_id,
-            parent_event_id=parent_event_id,
-            metadata=metadata,
+            links,
         )
 
 

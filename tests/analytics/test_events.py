@@ -299,3 +299,9 @@ def test_a_forked_child_makes_other_event_ids() -> None:
         theirs = uuid.UUID(pipe.read().decode())
     os.waitpid(pid, 0)
     assert theirs != mine
+
+
+def test_a_misspelt_link_keyword_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="run"):
+        Event.create_user_input("x", runid="r")  # type: ignore[call-arg]
+    assert Event.create_user_input("x", metadata=None).metadata == {}
