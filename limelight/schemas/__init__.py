@@ -8,6 +8,7 @@ from ._events import APIRequestPayload as APIRequestPayload
 from ._events import APIResponsePayload as APIResponsePayload
 from ._events import ErrorPayload as ErrorPayload
 from ._events import Event as Event
+from ._events import EventLinks as EventLinks
 from ._events import EventPayload as EventPayload
 from ._events import EventType as EventType
 from ._events import FunctionExecutionPayload as FunctionExecutionPayload
@@ -55,6 +56,7 @@ __all__ = [
     "EmbeddingResult",
     "ErrorPayload",
     "Event",
+    "EventLinks",
     "EventPayload",
     "EventType",
     "FunctionExecutionPayload",
