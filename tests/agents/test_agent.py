@@ -374,7 +374,7 @@ async def test_an_agent_over_http_against_the_simulator(sim_url: str) -> None:
 
 
 class BuggyAgent(Agent):
-    async def _run_tools(self, calls: list[ToolCall]) -> list[object]:  # type: ignore[override]
+    async def _run_tools(self, calls: list[ToolCall], trace: object) -> list[object]:  # type: ignore[override]
         raise RuntimeError("bug in the agent")
 
 
