@@ -1,0 +1,520 @@
+"""The analytics API: one call to start recording, then events from anywhere.
+
+::
+
+    from limelight import analytics
+
+    client = analytics.initialize()  # SQLite at ~/.limelight/events.db
+    run_id = client.start_run(user_id="u-1")
+    client.log_event(Event.create_user_input("hello", run_id=run_id))
+    client.end_run(run_id)
+    analytics.shutdown()
+
+The client runs an :class:`~limelight.actors.AnalyticsShipper` on its own event loop in a
+background thread, so it works the same from plain threads, asyncio and trio. Inside your own
+:class:`~limelight.runtime.Runtime`, :func:`initialize_in` spawns the shipper there instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import msgspec
+
+from ._tracking import Tracker as Tracker
+from ._tracking import track_agent_step as track_agent_step
+from ._tracking import track_llm_call as track_llm_call
+from ._tracking import track_tool_use as track_tool_use
+from .actors._shipper import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_SINK_TIMEOUT,
+    AnalyticsShipper,
+    ShipperStatistics,
+)
+from .errors import ConfigError, RuntimeNotRunning
+from .schemas._events import Event
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .sinks._base import Sink
+
+__all__ = [
+    "AnalyticsClient",
+    "AnalyticsConfig",
+    "ShipperStatistics",
+    "Tracker",
+    "current",
+    "get_client",
+    "initialize",
+    "initialize_in",
+    "shutdown",
+    "track_agent_step",
+    "track_llm_call",
+    "track_tool_use",
+]
+
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
+
+
+class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How events are batched, retried and stored. Every field can also come from the
+    environment (:meth:`from_env`).
+
+    :ivar api_key: sent to ``endpoint`` (``LIMELIGHT_API_KEY``); never logged or shown.
+    :ivar endpoint: an HTTP ingestion URL; when set, an :class:`~limelight.sinks.HTTPSink`
+        is added to the default SQLite sink (``LIMELIGHT_ENDPOINT``).
+    :ivar batch_size: most events per batch (``LIMELIGHT_BATCH_SIZE``).
+    :ivar max_batch_bytes: most JSON bytes per batch (``LIMELIGHT_MAX_BATCH_BYTES``).
+    :ivar flush_interval: seconds an incomplete batch may wait (``LIMELIGHT_FLUSH_INTERVAL``).
+    :ivar max_retries: retries per batch and sink before it is spooled
+        (``LIMELIGHT_MAX_RETRIES``).
+    :ivar max_queue_size: events held in memory; beyond, they go to the spool
+        (``LIMELIGHT_MAX_QUEUE_SIZE``).
+    :ivar spool_dir: the durable spool (``LIMELIGHT_SPOOL_DIR``; default
+        ``~/.limelight/spool``).
+    :ivar db_path: the SQLite file of the default sink (``LIMELIGHT_DB_PATH``; default
+        ``~/.limelight/events.db``).
+    :ivar sink_timeout: seconds one write may take (``LIMELIGHT_SINK_TIMEOUT``).
+    :ivar shutdown_timeout: seconds :func:`shutdown` and the exit hook allow
+        (``LIMELIGHT_SHUTDOWN_TIMEOUT``).
+    :ivar backend: the background thread's event loop, ``"asyncio"`` or ``"trio"``
+        (``LIMELIGHT_BACKEND``).
+    """
+
+    api_key: str | None = None
+    endpoint: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    spool_dir: str | None = None
+    db_path: str | None = None
+    sink_timeout: float = DEFAULT_SINK_TIMEOUT
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    backend: str = "asyncio"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_batch_bytes", "max_queue_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"AnalyticsConfig.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(
+                f"AnalyticsConfig.max_retries must be an integer >= 0, got {self.max_retries!r}"
+            )
+        for name in ("flush_interval", "sink_timeout", "shutdown_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"AnalyticsConfig.{name} must be > 0 seconds, got {value!r}")
+        if self.backend not in ("asyncio", "trio"):
+            raise ConfigError(
+                f"AnalyticsConfig.backend must be 'asyncio' or 'trio', got {self.backend!r}"
+            )
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"AnalyticsConfig.endpoint must be an http:// or https:// URL, got "
+                f"{self.endpoint!r}"
+            )
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={'[redacted]' if name == 'api_key' and value else repr(value)}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"AnalyticsConfig({fields})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> AnalyticsConfig:
+        """The configuration from ``LIMELIGHT_*`` variables (unset ones keep their defaults),
+        then ``overrides``.
+
+        :raises ConfigError: a variable holds a bad value (the message names it).
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (name, parse) in _ENV.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = parse(raw.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"{var}={raw!r} is not a valid {parse.__name__}; "
+                    f"set it to a {parse.__name__} or unset it"
+                ) from None
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from the environment or arguments)") from None
+
+    def shipper_options(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "max_batch_bytes": self.max_batch_bytes,
+            "flush_interval": self.flush_interval,
+            "max_retries": self.max_retries,
+            "max_queue_size": self.max_queue_size,
+            "spool_dir": self.spool_dir,
+            "sink_timeout": self.sink_timeout,
+            "stop_timeout": self.shutdown_timeout,
+        }
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+_ENV: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
+    "LIMELIGHT_API_KEY": ("api_key", _str),
+    "LIMELIGHT_ENDPOINT": ("endpoint", _str),
+    "LIMELIGHT_BATCH_SIZE": ("batch_size", int),
+    "LIMELIGHT_MAX_BATCH_BYTES": ("max_batch_bytes", int),
+    "LIMELIGHT_FLUSH_INTERVAL": ("flush_interval", float),
+    "LIMELIGHT_MAX_RETRIES": ("max_retries", int),
+    "LIMELIGHT_MAX_QUEUE_SIZE": ("max_queue_size", int),
+    "LIMELIGHT_SPOOL_DIR": ("spool_dir", _str),
+    "LIMELIGHT_DB_PATH": ("db_path", _str),
+    "LIMELIGHT_SINK_TIMEOUT": ("sink_timeout", float),
+    "LIMELIGHT_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float),
+    "LIMELIGHT_BACKEND": ("backend", _str),
+}
+
+
+def default_sinks(config: AnalyticsConfig) -> list[Sink]:
+    """SQLite, plus HTTP when an endpoint is configured."""
+    from .sinks._sqlite import SQLiteSink
+
+    sinks: list[Sink] = [SQLiteSink(config.db_path)]
+    if config.endpoint:
+        from .sinks._http import HTTPSink
+
+        sinks.append(HTTPSink(config.endpoint, api_key=config.api_key))
+    return sinks
+
+
+class _Background:
+    """The shipper's own runtime, on an event loop in a daemon thread (so that the exit hook
+    can still flush at interpreter exit)."""
+
+    def __init__(self, shipper: AnalyticsShipper, backend: str) -> None:
+        self.shipper = shipper
+        self.backend = backend
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: anyio.Event | None = None
+        self._runtime: Runtime | None = None
+        self._thread = threading.Thread(target=self._run, name="limelight-analytics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            anyio.run(self._main, backend=self.backend)
+        except BaseException as exc:  # reported to start(), or logged at stop
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from .runtime import Runtime
+
+        self._stop = anyio.Event()
+        async with Runtime() as runtime:
+            self._runtime = runtime
+            await runtime.spawn(self.shipper, name="analytics")
+            self._ready.set()
+            await self._stop.wait()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the runtime (the shipper has shut down already) and join the thread."""
+        runtime, stop = self._runtime, self._stop
+        if runtime is not None and stop is not None and self._thread.is_alive():
+            # Already stopped on its own (a failure): nothing left to signal.
+            with contextlib.suppress(RuntimeNotRunning, RuntimeError):
+                runtime.blocking.call(stop.set)
+        self._thread.join(timeout)
+
+
+class AnalyticsClient:
+    """Records events. Get the process-wide one with :func:`initialize` /
+    :func:`get_client`; every method is safe from any thread, task or event loop.
+
+    ``log_event`` never blocks and never raises (it is the shipper's own method).
+    """
+
+    def __init__(
+        self,
+        shipper: AnalyticsShipper,
+        config: AnalyticsConfig,
+        *,
+        background: _Background | None = None,
+        sink_factory: Callable[[], Sequence[Sink]] | None = None,
+    ) -> None:
+        self.shipper = shipper
+        self.config = config
+        self._background = background
+        self._sink_factory = sink_factory
+        self._runs: dict[str, float] = {}
+        self._closed = False
+        #: Queue an event (the shipper's hot path, bound directly: no extra call).
+        self.log_event: Callable[[Event], None] = shipper.log_event
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+    ) -> str:
+        """Begin a run (emits ``session_start``); returns its id for the events of the run."""
+        run_id = run_id or uuid.uuid4().hex
+        self._runs[run_id] = time.monotonic()
+        self.log_event(
+            Event.create_session_start(
+                attributes=metadata,
+                run_id=run_id,
+                user_id=user_id,
+                session_id=session_id,
+            )
+        )
+        return run_id
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        status: str = "ok",
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End a run (emits ``session_end`` with its duration)."""
+        started = self._runs.pop(run_id, None)
+        duration = None if started is None else time.monotonic() - started
+        self.log_event(
+            Event.create_session_end(
+                duration=duration, status=status, run_id=run_id, user_id=user_id, metadata=metadata
+            )
+        )
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event logged so far is delivered (True) or ``timeout`` seconds
+        pass (False: the rest is in the spool). Blocking: from async code use
+        :meth:`aflush`."""
+        if self.shipper.on_loop_thread():
+            raise ConfigError(
+                "AnalyticsClient.flush() would block the shipper's own event loop: use "
+                "`await client.aflush()` there"
+            )
+        return self.shipper.flush_threadsafe(timeout)
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """:meth:`flush` for async code (asyncio or trio), without blocking the loop."""
+        return await self.shipper.flush(timeout)
+
+    def statistics(self) -> ShipperStatistics:
+        return self.shipper.statistics()
+
+    def is_healthy(self) -> bool:
+        return self.shipper.is_healthy()
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued within ``timeout`` seconds (default the config's
+        ``shutdown_timeout``), spool the rest, stop. Idempotent. True if all was delivered."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._forget()
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        started = time.monotonic()
+        ok = self.shipper.shutdown_threadsafe(timeout)
+        if self._background is not None:
+            self._background.stop(max(0.5, timeout - (time.monotonic() - started)) + 1.0)
+        return ok
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        """:meth:`shutdown` for async code; for a client made by :func:`initialize_in` this
+        shuts the shipper down and stops its actor."""
+        if self._closed:
+            return True
+        if self._background is not None:
+            return await anyio.to_thread.run_sync(self.shutdown, timeout)
+        self._closed = True
+        self._forget()
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        return await self.shipper.shutdown(timeout)
+
+    def _forget(self) -> None:
+        global _client
+        if _client is self:
+            _client = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _restart_after_fork(self) -> None:
+        """In a forked child: a fresh shipper (empty queue) on a fresh background thread."""
+        sinks = list(self._sink_factory()) if self._sink_factory else list(self._sinks())
+        shipper = AnalyticsShipper(sinks, **self.config.shipper_options())
+        # Always asyncio here: trio's worker-thread cache is inherited from the parent with
+        # threads that do not exist in the child, so the first worker-thread job would hang.
+        background = _Background(shipper, "asyncio")
+        self.shipper = shipper
+        self.log_event = shipper.log_event
+        self._background = background
+        self._runs = {}
+        background.start()
+
+    def _sinks(self) -> list[Sink]:
+        return [s.sink for s in self.shipper._sinks]
+
+    def __repr__(self) -> str:
+        return f"<AnalyticsClient {self.shipper!r} closed={self._closed}>"
+
+
+_client: AnalyticsClient | None = None
+_lock = threading.Lock()
+
+
+def current() -> AnalyticsClient | None:
+    """The process-wide client, or None when analytics is not initialized (cheap: for code
+    that emits events automatically)."""
+    return _client
+
+
+def get_client() -> AnalyticsClient:
+    """The process-wide client.
+
+    :raises RuntimeNotRunning: :func:`initialize` has not been called (or shutdown was).
+    """
+    client = _client
+    if client is None:
+        raise RuntimeNotRunning(
+            "analytics is not initialized: call limelight.analytics.initialize() first"
+        )
+    return client
+
+
+def initialize(
+    api_key: str | None = None,
+    config: AnalyticsConfig | None = None,
+    sinks: Sequence[Sink] | None = None,
+) -> AnalyticsClient:
+    """Start recording: a shipper on a background event loop, delivering to ``sinks``
+    (default: SQLite, plus HTTP when ``config.endpoint`` is set) and the process-wide client
+    that :func:`current` returns. A client already initialized is shut down first.
+
+    :param api_key: overrides ``config.api_key``.
+    :param config: default :meth:`AnalyticsConfig.from_env`.
+    """
+    global _client
+    config = config if config is not None else AnalyticsConfig.from_env()
+    if api_key is not None:
+        config = msgspec.structs.replace(config, api_key=api_key)
+    factory: Callable[[], Sequence[Sink]] | None = None
+    if sinks is None:
+
+        def factory() -> Sequence[Sink]:
+            return default_sinks(config)
+
+        chosen: Sequence[Sink] = factory()
+    else:
+        chosen = list(sinks)
+    shipper = AnalyticsShipper(chosen, **config.shipper_options())
+    background = _Background(shipper, config.backend)
+    with _lock:
+        old, _client = _client, None
+        if old is not None:
+            old.shutdown()
+        background.start()
+        _client = AnalyticsClient(shipper, config, background=background, sink_factory=factory)
+        return _client
+
+
+async def initialize_in(
+    runtime: Runtime,
+    *,
+    api_key: str | None = None,
+    config: AnalyticsConfig | None = None,
+    sinks: Sequence[Sink] | None = None,
+    name: str = "analytics",
+) -> AnalyticsClient:
+    """Like :func:`initialize`, but the shipper is an actor of your own ``runtime`` (at
+    ``/<name>``, supervised there, on its event loop). Shut it down with
+    ``await client.ashutdown()`` before the runtime exits (or let the runtime's exit deliver
+    what it can within ``config.shutdown_timeout`` and spool the rest)."""
+    global _client
+    config = config if config is not None else AnalyticsConfig.from_env()
+    if api_key is not None:
+        config = msgspec.structs.replace(config, api_key=api_key)
+    chosen = list(sinks) if sinks is not None else default_sinks(config)
+    shipper = await AnalyticsShipper.start(runtime, chosen, name=name, **config.shipper_options())
+    old, _client = _client, AnalyticsClient(shipper, config)
+    if old is not None:
+        await old.ashutdown()
+    return _client
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Shut the process-wide client down (see :meth:`AnalyticsClient.shutdown`); True if
+    everything was delivered. Does nothing when not initialized."""
+    global _client
+    with _lock:
+        client, _client = _client, None
+    if client is None:
+        return True
+    return client.shutdown(timeout)
+
+
+def _at_exit() -> None:
+    client = _client
+    if client is not None and client._background is not None and not client.closed:
+        shutdown()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    client = _client
+    if client is not None and client._background is not None and not client.closed:
+        try:
+            client._restart_after_fork()
+        except Exception as exc:  # the child keeps a closed shipper: events go to the spool
+            import structlog
+
+            structlog.get_logger("limelight").error(
+                "analytics could not restart in the forked child; its events are spooled",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
