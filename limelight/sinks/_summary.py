@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -78,6 +78,15 @@ class EventsSummary(msgspec.Struct, frozen=True, kw_only=True):
     errors: list[ErrorRow]
 
 
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _structs(cls: type[S], rows: list[Any]) -> list[S]:
+    """Query rows as Structs; the SELECT lists the columns in the Struct's field order."""
+    fields = cls.__struct_fields__
+    return [cls(**dict(zip(fields, row, strict=True))) for row in rows]
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise ConfigError(
@@ -106,10 +115,7 @@ def _usage(
         "ORDER BY coalesce(sum(cost), 0) DESC, count(*) DESC",
         params,
     ).fetchall()
-    return [
-        UsageRow(name=key, calls=calls, input_tokens=inp, output_tokens=out, cost=cost)
-        for key, calls, inp, out, cost in rows
-    ]
+    return _structs(UsageRow, rows)
 
 
 def summarize(
@@ -175,20 +181,7 @@ def summarize(
         first=first,
         last=last,
         run_count=run_count,
-        runs=[
-            RunRow(
-                run_id=r[0],
-                user_id=r[1],
-                events=r[2],
-                first=r[3],
-                last=r[4],
-                input_tokens=r[5],
-                output_tokens=r[6],
-                cost=r[7],
-                errors=r[8],
-            )
-            for r in run_rows
-        ],
+        runs=_structs(RunRow, run_rows),
         by_type=by_type,
         by_model=by_model,
         by_role=by_role,
@@ -196,15 +189,5 @@ def summarize(
         output_tokens=out,
         cost=cost,
         error_count=error_count,
-        errors=[
-            ErrorRow(
-                timestamp=r[0],
-                event_type=r[1],
-                error_type=r[2],
-                message=r[3],
-                run_id=r[4],
-                name=r[5],
-            )
-            for r in error_rows
-        ],
+        errors=_structs(ErrorRow, error_rows),
     )
