@@ -66,7 +66,8 @@ _ENV_PREFIX: Final = "LIMELIGHT_"
 #: Backends that turn ``response_format`` into what their model needs (natively, or by an
 #: instruction in the prompt for the local ones); for others llm_json adds the instruction.
 _JSON_AWARE: Final = frozenset({"litellm", "openai-compatible", "mlx", "transformers"})
-_LOCAL: Final = frozenset({"mlx", "transformers", "hf"})
+_LOCAL: Final = frozenset({"mlx", "transformers"})
+_ALIASES: Final = {"hf": "transformers", "openai": "openai-compatible", "simulated": "sim"}
 
 
 class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -293,17 +294,24 @@ def get_llm(role: str = "executor") -> RoleLLM:
 
 
 def _backend_kind(config: RoleConfig) -> str:
+    """The canonical name of the backend ``config`` resolves to, by the resolver's rules."""
     if config.provider is not None:
         name = str(getattr(config.provider, "name", ""))
-        return "sim" if name == "simulated" else name
+        return _ALIASES.get(name, name)
     if config.backend:
         kind = config.backend.strip().lower()
     else:
-        prefix, colon, _ = (config.model or "").partition(":")
-        kind = prefix.lower() if colon else ""
-        if kind not in ("mlx", "hf", "transformers", "sim", "scripted", "openai-compatible"):
+        from .providers._resolve import backend_names
+
+        model = (config.model or "").strip()
+        prefix, colon, _ = model.partition(":")
+        if colon and prefix in backend_names():
+            kind = prefix
+        elif model in ("scripted", "sim"):
+            kind = model
+        else:
             kind = "openai-compatible" if config.base_url else "litellm"
-    return {"hf": "transformers", "openai": "openai-compatible", "simulated": "sim"}.get(kind, kind)
+    return _ALIASES.get(kind, kind)
 
 
 def _build(role: str, config: RoleConfig) -> tuple[Provider, str]:

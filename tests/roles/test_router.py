@@ -293,3 +293,24 @@ async def test_async_call_cancelled_mid_answer() -> None:
         await allm_text("x")
     assert scope.cancelled_caught
     assert "executor" not in get_usage_summary().by_role
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind"),
+    [
+        ({"model": "gpt-4o-mini"}, "litellm"),
+        ({"model": "anthropic/claude-3-5-haiku-latest"}, "litellm"),
+        ({"model": "served", "base_url": "http://h/v1"}, "openai-compatible"),
+        ({"model": "openai:served", "base_url": "http://h/v1"}, "openai-compatible"),
+        ({"model": "mlx:/models/q"}, "mlx"),
+        ({"model": "hf:/models/l"}, "transformers"),
+        ({"model": "sim:fast"}, "sim"),
+        ({"model": "scripted"}, "scripted"),
+        ({"model": "ollama/llama3:8b"}, "litellm"),
+        ({"backend": "HF", "model": "/models/l"}, "transformers"),
+        ({"provider": Scripted(["x"])}, "scripted"),
+    ],
+)
+def test_the_backend_kind_follows_the_resolver(settings: dict[str, object], kind: str) -> None:
+    set_role_config("executor", **settings)  # type: ignore[arg-type]
+    assert get_llm("executor").backend == kind
