@@ -29,7 +29,14 @@ from ..schemas import (
 )
 from ._threads import iterate_in_thread
 
-__all__ = ["Finished", "LocalBackend", "Settings", "load_once", "prompt_messages"]
+__all__ = [
+    "Finished",
+    "LocalBackend",
+    "Settings",
+    "acquire_unless_stopped",
+    "load_once",
+    "prompt_messages",
+]
 
 _cache_guard = threading.Lock()
 _cache: dict[Hashable, Any] = {}
@@ -51,6 +58,18 @@ def load_once(key: Hashable, loader: Callable[[], Any]) -> Any:
         with _cache_guard:
             _cache[key] = value
         return value
+
+
+def acquire_unless_stopped(lock: threading.Lock, stop: threading.Event) -> bool:
+    """Take ``lock`` (a model's one-generation-at-a-time lock), giving up as soon as ``stop``
+    is set, so a cancelled call queued behind others ends at once. ``True`` when taken."""
+    while not lock.acquire(timeout=0.02):
+        if stop.is_set():
+            return False
+    if stop.is_set():
+        lock.release()
+        return False
+    return True
 
 
 def json_instruction(response_format: dict[str, Any]) -> str | None:

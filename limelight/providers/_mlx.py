@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra
-from ._local import Emit, Finished, LocalBackend, Settings
+from ._local import Emit, Finished, LocalBackend, Settings, acquire_unless_stopped
 
 __all__ = ["MLX"]
 
@@ -104,7 +104,9 @@ class MLX(LocalBackend):
             top_k=settings.top_k or 0,
             min_p=self.min_p or 0.0,
         )
-        with lock:  # one generation at a time per model
+        if not acquire_unless_stopped(lock, stop):  # one generation at a time per model
+            return
+        try:
             if settings.seed is not None:
                 mx.random.seed(settings.seed)
             finish_reason = "stop"
@@ -119,6 +121,8 @@ class MLX(LocalBackend):
                     finish_reason = response.finish_reason
                 if stop.is_set():
                     return
+        finally:
+            lock.release()
         emit(
             Finished(
                 finish_reason=finish_reason, prompt_tokens=len(prompt), completion_tokens=count

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra
-from ._local import Emit, Finished, LocalBackend, Settings
+from ._local import Emit, Finished, LocalBackend, Settings, acquire_unless_stopped
 
 __all__ = ["Transformers"]
 
@@ -192,16 +192,21 @@ class Transformers(LocalBackend):
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
         streamer = _streamer(tokenizer, emit)
-        with lock, torch.inference_mode():  # one generation at a time per model
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-            output = model.generate(
-                **inputs,
-                **options,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_StopFlag()]),
-                pad_token_id=pad,
-            )
+        if not acquire_unless_stopped(lock, stop):  # one generation at a time per model
+            return
+        try:
+            with torch.inference_mode():
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                output = model.generate(
+                    **inputs,
+                    **options,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopFlag()]),
+                    pad_token_id=pad,
+                )
+        finally:
+            lock.release()
         if stop.is_set():
             return
         generated = int(output.shape[-1]) - prompt_tokens

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -158,3 +159,23 @@ def test_without_the_library_the_error_names_the_extra(module: str, model: str, 
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     assert out.startswith(f"{extra} |")
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_call_queued_for_the_model_ends_without_waiting_its_turn(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    provider = make(local)
+    await provider.complete(CompletionRequest(messages=HELLO, max_tokens=1))  # loaded
+    # A generation that would run for a very long time holds the model.
+    endless = provider.stream(CompletionRequest(messages=HELLO, max_tokens=100_000))
+    try:
+        await endless.__anext__()
+        with anyio.move_on_after(0.2) as scope:
+            await provider.complete(CompletionRequest(messages=HELLO, max_tokens=5))
+        assert scope.cancelled_caught  # it could not have run: the model was busy
+        # The queued call gave up while the other generation still runs.
+        assert len([t for t in threading.enumerate() if t.name.startswith("limelight-")]) == 1
+    finally:
+        await endless.aclose()
+    assert not [t for t in threading.enumerate() if t.name.startswith("limelight-")]
