@@ -28,6 +28,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from ._events_cli import add_arguments as add_events_arguments
 
     add_events_arguments(events)
+    bench = commands.add_parser(
+        "bench", help="load-test a provider, a server or an agent workflow (TTFT, ITL, cost)"
+    )
+    from .harness._cli import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
     return parser
 
 
@@ -42,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .providers._sim_server import run_from_args
 
         return run_from_args(args)
+    if args.command == "bench":
+        from .harness._cli import run_from_args as run_bench
+
+        return run_bench(args)
     if args.command == "events":
         from ._events_cli import run_from_args as run_events
 

@@ -235,7 +235,7 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_errors: int | None = None
     timeout: float = 600.0
     slos: dict[str, float] = {}
-    percentiles: tuple[float, ...] = (50.0, 90.0, 99.0)
+    percentiles: tuple[float, ...] = (90.0, 99.0)
     pool_size: int = 256
 
     def __post_init__(self) -> None:

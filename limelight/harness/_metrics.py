@@ -39,7 +39,7 @@ __all__ = [
     "timeline",
 ]
 
-DEFAULT_PERCENTILES: Final = (50.0, 90.0, 99.0)
+DEFAULT_PERCENTILES: Final = (90.0, 99.0)
 #: Send lag (actual minus intended send time) above which the client is said to have fallen
 #: behind its schedule, at the 99th percentile.
 FELL_BEHIND_P99: Final = 0.001

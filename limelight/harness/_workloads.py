@@ -20,7 +20,16 @@ from ._config import Workload, parse_length
 
 __all__ = ["Prompt", "PromptSource", "builtin_agent", "load_agent_factory", "load_prompts"]
 
-_WORDS = ("actor", "mailbox", "token", "stream", "latency", "model", "agent", "tool")
+_WORDS: tuple[str, ...] = (
+    "actor",
+    "mailbox",
+    "token",
+    "stream",
+    "latency",
+    "model",
+    "agent",
+    "tool",
+)
 _WORDS += ("budget", "schedule", "request", "answer", "window", "server", "client", "quota")
 _WORDS += ("deadline", "context", "prompt", "benchmark", "throughput", "cache", "batch")
 
