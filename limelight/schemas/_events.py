@@ -100,11 +100,12 @@ _SECRET_KEY_WORDS = (
 )
 _SECRET_KEY_PARTS = frozenset({"token", "auth", "cookie", "bearer", "pwd", "key"})
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-# sk-..., sk-proj-..., Bearer tokens, and "api_key=..." pairs inside free text.
+# sk-..., sk-proj-..., Bearer tokens, and "api_key=..." pairs inside free text (values of 4+
+# characters: "max token: 100" is no secret).
 _SECRET_TEXT = re.compile(
     r"(?P<sk>\bsk-[A-Za-z0-9_\-]{12,})"
     r"|(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=\-]{8,}"
-    r"|(?P<pair>\b(?:api[_-]?key|password|secret|token)\s*[=:]\s*)[^\s,;&\"'\[]+",
+    r"|(?P<pair>\b(?:api[_-]?key|password|secret|token)\s*[=:]\s*)[^\s,;&\"'\[]{4,}",
     re.IGNORECASE,
 )
 

@@ -305,3 +305,36 @@ def test_a_misspelt_link_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="run"):
         Event.create_user_input("x", runid="r")  # type: ignore[call-arg]
     assert Event.create_user_input("x", metadata=None).metadata == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("password=hunter2", f"password={REDACTED}"),
+        ("token: 100", "token: 100"),  # a count, not a secret
+        ("Authorization: Bearer abcdefghij", f"Authorization: Bearer {REDACTED}"),
+        ("x sk-proj-ABCDEFGHIJKLMNOP y", f"x {REDACTED} y"),
+        ("the monkey sat", "the monkey sat"),
+    ],
+)
+def test_secrets_in_free_text(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("api_key", True),
+        ("X-Api-Key", True),
+        ("Authorization", True),
+        ("access_token", True),
+        ("client_secret", True),
+        ("password", True),
+        ("max_tokens", False),
+        ("input_tokens", False),
+        ("key_count", False),
+        ("tokenizer", False),
+    ],
+)
+def test_secret_keys(key: str, secret: bool) -> None:
+    assert (redact({key: "v"})[key] == REDACTED) is secret
