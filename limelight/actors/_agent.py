@@ -17,7 +17,15 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..errors import ActorError, BadResponse, ConfigError, DeadlineExceeded, ProviderError
+from .._usage import TRACKER, UsageLimits, check_limits, cost_of
+from ..errors import (
+    ActorError,
+    BadResponse,
+    ConfigError,
+    DeadlineExceeded,
+    LimelightError,
+    ProviderError,
+)
 from ..providers._base import Provider
 from ..runtime import Actor, ActorRef, Context, Runtime
 from ..schemas import (
@@ -30,7 +38,6 @@ from ..schemas import (
 )
 from ..schemas._events import Event
 from ._conversation import Conversation, Truncation
-from ._models import get_model_profile
 from ._provider_worker import (
     DEFAULT_PROVIDER_RETRY,
     AttemptHook,
@@ -58,7 +65,7 @@ DEFAULT_MAX_TURNS: Final = 10
 #: Events buffered between a streaming agent and a slow consumer before the agent waits.
 STREAM_BUFFER: Final = 64
 
-AgentStatus = Literal["completed", "max_turns", "timeout", "cancelled", "error"]
+AgentStatus = Literal["completed", "max_turns", "timeout", "cancelled", "error", "usage_limit"]
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +83,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar pool_size: workers of the provider pool the agent starts for a bare Provider.
     :ivar context_tokens: a token budget for the conversation sent each turn.
     :ivar truncation: how the conversation is cut to fit (see :class:`Conversation`).
+    :ivar usage_limits: the most one run may spend (tokens, USD), child agents included;
+        the run stops with status ``usage_limit`` when it is reached.
     """
 
     max_turns: int = DEFAULT_MAX_TURNS
@@ -89,6 +98,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     pool_size: int = 1
     context_tokens: int | None = None
     truncation: Truncation = "sliding"
+    usage_limits: UsageLimits | None = None
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
@@ -498,7 +508,7 @@ class Agent(Actor):
                         result = await self._stream_turn(request, events)
                     if result.usage is not None:
                         usage = usage + result.usage
-                    cost = _add_cost(cost, result, self.model_name)
+                    cost = self._add_cost(cost, result)
                     conversation.add_assistant(result.content, tool_calls=result.tool_calls)
                     if result.content:
                         content = result.content
@@ -508,6 +518,10 @@ class Agent(Actor):
                         break
                     calls.extend(result.tool_calls)
                     pending = list(result.tool_calls)
+                    limit = check_limits(config.usage_limits, usage.total_tokens, cost)
+                    if limit is not None:
+                        status, error = "usage_limit", UsageLimitReached(limit)
+                        break
                     for r in await self._run_tools(result.tool_calls, trace):
                         conversation.add_tool_result(r.tool_call_id or "", r.content, name=r.name)
                         pending = [c for c in pending if c.id != r.tool_call_id]
@@ -518,6 +532,10 @@ class Agent(Actor):
                             cost += r.cost
                         if events is not None:
                             await _emit(events, _tool_result_event(r))
+                    limit = check_limits(config.usage_limits, usage.total_tokens, cost)
+                    if limit is not None:
+                        status, error = "usage_limit", UsageLimitReached(limit)
+                        break
             except _ConsumerGone:
                 status = "cancelled"
             except (ProviderError, DeadlineExceeded, ActorError, ConfigError) as exc:
@@ -550,6 +568,24 @@ class Agent(Actor):
                     )
                 await _emit(events, _done_event(agent_result, self.model_name))
         return agent_result
+
+    def _add_cost(self, cost: float | None, result: CompletionResult) -> float | None:
+        """The run's cost with this call's added (``None`` once a price is unknown); the
+        call is counted in the process-wide usage tracker under this agent's name."""
+        model = result.model or self.model_name
+        call_cost = result.cost
+        if result.usage is not None:
+            call_cost = TRACKER.record(
+                result.usage,
+                model=model,
+                role=self.name,
+                run_id=None,
+                cost=call_cost,
+                cached_tokens=result.usage.cached_tokens,
+            )
+            if call_cost is None:
+                call_cost = cost_of(result.usage, model, cached_tokens=result.usage.cached_tokens)
+        return None if cost is None or call_cost is None else cost + call_cost
 
     async def _stream_turn(
         self, request: CompletionRequest, events: MemoryObjectSendStream[StreamEvent]
@@ -828,14 +864,8 @@ async def _emit(events: MemoryObjectSendStream[StreamEvent], event: StreamEvent)
         raise _ConsumerGone from None
 
 
-def _add_cost(cost: float | None, result: CompletionResult, model: str) -> float | None:
-    if cost is None:
-        return None
-    if result.cost is not None:
-        return cost + result.cost
-    profile = get_model_profile(result.model or model)
-    price = None if profile is None or result.usage is None else profile.cost(result.usage)
-    return None if price is None else cost + price
+class UsageLimitReached(LimelightError):
+    """A run reached its :class:`~limelight.usage.UsageLimits` (the message says which)."""
 
 
 def _tool_result_event(result: ToolResult) -> StreamEvent:

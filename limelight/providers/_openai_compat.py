@@ -141,11 +141,7 @@ def _encode(body: _ChatBody | _TextBody, extra: dict[str, Any]) -> bytes:
 def _usage(usage: CompletionUsage | None) -> Usage | None:
     if usage is None:
         return None
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+    return usage.to_usage()
 
 
 def _text_of(content: str | list[Any] | None) -> str | None:

@@ -119,12 +119,7 @@ class StreamAssembler:
             if chunk.model:
                 self._model = chunk.model
         if chunk.usage is not None:
-            usage = chunk.usage
-            self._usage = Usage(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-            )
+            self._usage = chunk.usage.to_usage()
         choices = chunk.choices
         if not choices:
             if chunk.usage is None:

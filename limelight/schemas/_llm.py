@@ -62,17 +62,23 @@ class ToolSpec(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_default
 
 
 class Usage(msgspec.Struct, gc=False, frozen=True, kw_only=True):
-    """Token counts of one call (or a sum of calls: ``a + b``)."""
+    """Token counts of one call (or a sum of calls: ``a + b``).
+
+    :ivar cached_tokens: prompt tokens the provider served from its prompt cache (part of
+        ``prompt_tokens``; priced lower where the price source knows it).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
         )
 
     @classmethod

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from ._llm import Usage
+
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     pass
@@ -37,10 +39,24 @@ class ChatMessage(_Wire, frozen=True):
     reasoning_content: str | None = None
 
 
+class PromptTokensDetails(_Wire, frozen=True):
+    cached_tokens: int | None = 0
+
+
 class CompletionUsage(_Wire, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+    def to_usage(self) -> Usage:
+        details = self.prompt_tokens_details
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+            cached_tokens=(details.cached_tokens or 0) if details is not None else 0,
+        )
 
 
 class ChatChoice(_Wire, frozen=True):

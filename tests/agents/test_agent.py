@@ -18,6 +18,7 @@ from limelight.runtime import Runtime
 from limelight.schemas import CompletionRequest, Message, StreamEventType, ToolCall, Usage
 from limelight.testing import Reply, Scripted
 from limelight.tools import tool
+from limelight.usage import UsageLimits, get_tokens_by_role, reset_usage
 
 pytestmark = pytest.mark.anyio
 
@@ -463,3 +464,65 @@ def test_a_model_that_is_not_a_model_is_a_config_error() -> None:
         Agent(model=42)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="non-empty string"):
         Agent(model=" ")
+
+
+async def test_a_run_stops_at_its_usage_limit_before_running_more_tools() -> None:
+    ran: list[str] = []
+
+    @tool
+    async def expensive(x: int) -> int:
+        """Cost a lot.
+
+        :param x: anything.
+        """
+        ran.append("expensive")
+        return x
+
+    provider = Scripted(
+        [
+            Reply(tool_calls=calls(("expensive", '{"x": 1}')), usage=Usage.of(15, 10)),
+            "never asked",
+        ]
+    )
+    agent = Agent(
+        model=provider,
+        tools=[expensive],
+        config=AgentConfig(usage_limits=UsageLimits(max_tokens=20)),
+    )
+    result = await agent.run("go")
+    assert result.status == "usage_limit"
+    assert result.error is not None
+    assert "UsageLimits.max_tokens" in result.error
+    assert "used 25 tokens" in result.error
+    assert ran == []
+    assert result.num_turns == 1
+    # The model's call is answered in the conversation, so a next run is well formed.
+    last = result.conversation.messages[-1]
+    assert last.role == "tool"
+    assert "before this tool call finished" in (last.content or "")
+
+
+async def test_a_child_agents_usage_counts_toward_the_parents_limit() -> None:
+    child = Agent(model=Scripted([Reply(text="big", usage=Usage.of(500, 500))]), name="helper")
+    parent = Agent(
+        model=Scripted(
+            [
+                Reply(tool_calls=calls(("helper", '{"task": "go"}')), usage=Usage.of(5, 5)),
+                "never asked",
+            ]
+        ),
+        tools=[child.as_tool()],
+        config=AgentConfig(usage_limits=UsageLimits(max_tokens=100)),
+    )
+    result = await parent.run("delegate")
+    assert result.status == "usage_limit"
+    assert result.usage.total_tokens == 1010
+
+
+async def test_model_calls_are_counted_under_the_agents_name() -> None:
+    reset_usage()
+    agent = Agent(model=Scripted([Reply(text="ok", usage=Usage.of(7, 3))]), name="counter")
+    result = await agent.run("hi")
+    assert result.status == "completed"
+    assert get_tokens_by_role()["counter"].total_tokens == 10
+    reset_usage()
