@@ -225,6 +225,8 @@ class AnalyticsShipper(Actor):
         self._closing: _Waiter | None = None
         self._closed = False
         self._inflight: tuple[list[Event], set[str]] | None = None
+        #: The scope of the delivery in progress (its deadline is brought forward by flushes).
+        self._scope: anyio.CancelScope | None = None
         self._replay_due = True
         self._last_drain = 0.0
         self._popped = 0
@@ -298,11 +300,11 @@ class AnalyticsShipper(Actor):
         )
 
     def is_healthy(self) -> bool:
-        """Running, not over its queue bound, and no sink currently skipped after failures."""
+        """Running, not over its queue bound, and every sink took its last batch (none is
+        failing past its retries)."""
         if self._closed or self._call_soon is None:
             return False
-        now = time.monotonic()
-        if any(s.down_until > now for s in self._sinks):
+        if any(s.failures for s in self._sinks):
             return False
         return len(self._buf) < self.max_queue_size
 
@@ -330,10 +332,19 @@ class AnalyticsShipper(Actor):
 
     def _poke(self) -> None:
         self._parked = False
-        call_soon, event = self._call_soon, self._wake_event
-        if call_soon is not None and event is not None:
+        call_soon = self._call_soon
+        if call_soon is not None:
             with contextlib.suppress(RuntimeError):
-                call_soon(event.set)
+                call_soon(self._on_poke)
+
+    def _on_poke(self) -> None:
+        """On the loop: wake the shipper, and bring the deadline of the work in progress
+        forward to that of a flush or shutdown that just arrived."""
+        if self._wake_event is not None:
+            self._wake_event.set()
+        scope = self._scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, _to_loop_clock(self._deadline()))
 
     def on_loop_thread(self) -> bool:
         return threading.get_ident() == self._loop_thread
@@ -538,7 +549,12 @@ class AnalyticsShipper(Actor):
             await self._to_thread(self.spool.seal)
         self._settle(expired)
         if not expired and not self._urgent() and self._replay_due:
-            await self._replay(deadline)
+            with anyio.CancelScope(deadline=_to_loop_clock(deadline)) as scope:
+                self._scope = scope
+                try:
+                    await self._replay()
+                finally:
+                    self._scope = None
         if closing is not None and self._done_seq >= closing.target:
             self._closed = True
             self._spool_queue_sync()  # events that raced in before the limit dropped
@@ -598,12 +614,16 @@ class AnalyticsShipper(Actor):
         parts = self._split(batch)
         states = [s for s in self._sinks if s.key in pending]
         with anyio.CancelScope(deadline=_to_loop_clock(deadline)) as scope:
-            if len(states) == 1:
-                await self._deliver_parts(states[0], parts, pending)
-            else:
-                async with anyio.create_task_group() as tg:
-                    for state in states:
-                        tg.start_soon(self._deliver_parts, state, parts, pending)
+            self._scope = scope
+            try:
+                if len(states) == 1:
+                    await self._deliver_parts(states[0], parts, pending)
+                else:
+                    async with anyio.create_task_group() as tg:
+                        for state in states:
+                            tg.start_soon(self._deliver_parts, state, parts, pending)
+            finally:
+                self._scope = None
         self._batches += 1
         if pending:  # cut short by the deadline
             with anyio.CancelScope(shield=True):
@@ -673,6 +693,7 @@ class AnalyticsShipper(Actor):
                 )
                 if spool:
                     await self._to_thread(self._spool_sync, state.key, batch, 1)
+                self._replay_due = True  # probe again once the cooldown is over
                 return False
             if delay is None:
                 base = min(self.retry_max_delay, self.retry_initial_delay * 2 ** (retries - 1))
@@ -709,13 +730,13 @@ class AnalyticsShipper(Actor):
 
     # -- replay --------------------------------------------------------------------------
 
-    async def _replay(self, deadline: float) -> None:
+    async def _replay(self) -> None:
         """Re-send spooled segments to the sinks that are up, oldest first, a segment at a
         time, yielding to live traffic (a full batch or a flush) between segments."""
         self._replay_due = False
         by_key = {s.key: s for s in self._sinks}
         now = time.monotonic()
-        for key in await self._to_thread(self.spool.keys):
+        for key in await self._to_thread(self.spool.sink_keys):
             if key == ALL_SINKS:
                 targets = list(self._sinks)
             elif key in by_key:
@@ -726,33 +747,40 @@ class AnalyticsShipper(Actor):
                 self._replay_due = True
                 continue
             for path in await self._to_thread(self.spool.segments, key):
-                if self._urgent() or time.monotonic() >= deadline:
+                if self._urgent():
                     self._replay_due = True
                     return
                 claimed = await self._to_thread(self.spool.claim, path)
                 if claimed is None:
                     continue
-                events = await self._to_thread(self.spool.read, claimed)
-                if key == ALL_SINKS:
-                    # Delivered where it can be; spooled under each failing sink's own key.
-                    for state in targets:
-                        for part in self._split(events):
-                            await self._deliver(state, part, replay=True)
-                    await self._to_thread(self.spool.remove, claimed)
-                    continue
-                ok = True
-                for part in self._split(events):
-                    ok = await self._deliver(targets[0], part, spool=False, replay=True)
-                    if not ok:
-                        break
-                if ok:
-                    await self._to_thread(self.spool.remove, claimed)
-                else:
-                    # Parts already delivered are delivered again later: a deduping sink
-                    # keeps them once.
+                try:
+                    done = await self._replay_segment(key, claimed, targets)
+                except BaseException:
+                    # Cancelled (a deadline, a stop): the segment stays for a later replay.
                     await self._to_thread(self.spool.release, claimed)
                     self._replay_due = True
+                    raise
+                if not done:
+                    self._replay_due = True
                     break
+
+    async def _replay_segment(self, key: str, claimed: Path, targets: list[_SinkState]) -> bool:
+        """Deliver one claimed segment; False (and the segment released) when the sink failed."""
+        events = await self._to_thread(self.spool.read, claimed)
+        if key == ALL_SINKS:
+            # Delivered where it can be; spooled under each failing sink's own key.
+            for state in targets:
+                for part in self._split(events):
+                    await self._deliver(state, part, replay=True)
+            await self._to_thread(self.spool.remove, claimed)
+            return True
+        for part in self._split(events):
+            if not await self._deliver(targets[0], part, spool=False, replay=True):
+                # Parts already delivered go again later: a deduping sink keeps them once.
+                await self._to_thread(self.spool.release, claimed)
+                return False
+        await self._to_thread(self.spool.remove, claimed)
+        return True
 
     # -- fork ----------------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ class Spool:
 
     # -- reading back --------------------------------------------------------------------
 
-    def keys(self) -> list[str]:
+    def sink_keys(self) -> list[str]:
         """Sink keys that have a folder in the spool."""
         if not self.directory.is_dir():
             return []
@@ -217,13 +217,13 @@ class Spool:
 
     def pending(self) -> int:
         """How many sealed segments wait to be replayed, over all keys."""
-        return sum(len(self.segments(k)) for k in self.keys())
+        return sum(len(self.segments(k)) for k in self.sink_keys())
 
     def recover(self) -> int:
         """Seal the segments of processes that died while writing or replaying them.
         Returns how many were recovered."""
         recovered = 0
-        for key in self.keys():
+        for key in self.sink_keys():
             for path in (self.directory / key).iterdir():
                 name = path.name
                 if name.endswith(_OPEN):

@@ -1,0 +1,410 @@
+"""The AnalyticsShipper actor: batching, retries, dead letters, the durable spool (overflow,
+sink down, shutdown deadline), replay without duplicates, producers on threads and tasks.
+
+Sinks here are the real MemorySink (which can be told to fail or hang) and SQLiteSink; the
+HTTP kill-the-sink tests are in test_shipper_http.py."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from limelight.actors._shipper import AnalyticsShipper, ShipperStatistics
+from limelight.actors._spool import ALL_SINKS, DEAD_LETTER, Spool
+from limelight.errors import ConfigError, SinkRejected, SinkUnavailable
+from limelight.runtime import Runtime
+from limelight.schemas import Event
+from limelight.sinks import MemorySink, SQLiteSink
+
+pytestmark = pytest.mark.anyio
+
+FAST: dict[str, Any] = {
+    "flush_interval": 0.02,
+    "retry_initial_delay": 0.005,
+    "retry_max_delay": 0.05,
+}
+
+
+def make_events(n: int, prefix: str = "e") -> list[Event]:
+    return [Event.create_user_input(f"{prefix}{i}", run_id="r") for i in range(n)]
+
+
+def ids(events: list[Event]) -> set[uuid.UUID]:
+    return {e.event_id for e in events}
+
+
+def spooled_events(directory: Path) -> list[Event]:
+    spool = Spool(directory)
+    return [
+        e for key in spool.sink_keys() for path in spool.segments(key) for e in spool.read(path)
+    ]
+
+
+class CountingSink(MemorySink):
+    """A MemorySink that also records the size of every batch it was given."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name=name)
+        self.sizes: list[int] = []
+
+    async def write(self, batch: Any) -> None:
+        self.sizes.append(len(batch))
+        await super().write(batch)
+
+
+async def test_delivers_every_event_in_batches_of_at_most_batch_size(tmp_path: Path) -> None:
+    sink = CountingSink()
+    events = make_events(1050)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=100, **FAST
+        )
+        for event in events:
+            shipper.log_event(event)
+        assert await shipper.flush(10)
+        stats = shipper.statistics()
+    assert [e.event_id for e in sink.events] == [e.event_id for e in events]  # in order
+    assert max(sink.sizes) <= 100
+    assert sum(sink.sizes) == 1050
+    assert stats.queued == stats.sent == 1050
+    assert (stats.failed, stats.spooled, stats.dropped, stats.lost) == (0, 0, 0, 0)
+    assert stats.batches == len(sink.sizes)
+    assert stats.success_rate == 1.0
+    assert stats.queue_depth == 0
+
+
+async def test_batches_are_split_by_bytes(tmp_path: Path) -> None:
+    sink = CountingSink()
+    big = [Event.create_user_input("x" * 1000) for _ in range(40)]
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=1000, max_batch_bytes=5000, **FAST
+        )
+        for event in big:
+            shipper.log_event(event)
+        assert await shipper.flush(10)
+    assert ids(sink.events) == ids(big)
+    assert max(sink.sizes) <= 4  # ~1.1 KB each: at most 4 fit in 5,000 bytes
+    assert len(sink.sizes) >= 10
+
+
+async def test_an_incomplete_batch_goes_after_the_interval(tmp_path: Path) -> None:
+    sink = MemorySink()
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=1000, flush_interval=0.05
+        )
+        shipper.log_event(Event.create_user_input("lonely"))
+        with anyio.fail_after(10):
+            while not sink.events:
+                await anyio.sleep(0.01)
+        await shipper.shutdown(5)
+    assert [e.payload.text for e in sink.events] == ["lonely"]  # type: ignore[union-attr]
+
+
+async def test_retryable_failures_are_retried_then_delivered_once(tmp_path: Path) -> None:
+    sink = MemorySink()
+    sink.fail(SinkUnavailable("503 from the sink", retry_after=0.01), times=2)
+    events = make_events(50)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        for event in events:
+            shipper.log_event(event)
+        assert await shipper.flush(10)
+        stats = shipper.statistics()
+    assert ids(sink.events) == ids(events)
+    assert sink.duplicates == 0
+    assert sink.attempts == 3
+    assert stats.retried == 2
+    assert stats.spooled == 0
+    assert stats.sent == 50
+
+
+async def test_a_rejected_batch_is_dead_lettered_not_retried(tmp_path: Path) -> None:
+    sink = MemorySink()
+    sink.fail(SinkRejected("400: bad data", status=400), times=1)
+    events = make_events(10)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        for event in events:
+            shipper.log_event(event)
+        assert not await shipper.flush(10)  # not all delivered
+        stats = shipper.statistics()
+    assert sink.attempts == 1
+    assert sink.events == []
+    assert stats.failed == 10
+    assert stats.retried == 0
+    letter = (tmp_path / DEAD_LETTER / "memory.jsonl").read_bytes().splitlines()
+    assert b"400: bad data" in letter[0]
+    assert len(letter) == 11  # a header line, then the events
+    assert spooled_events(tmp_path) == []  # never replayed
+
+
+async def test_sink_down_past_retries_spools_then_replays_when_back(tmp_path: Path) -> None:
+    sink = MemorySink()
+    sink.fail(SinkUnavailable("connection refused"))
+    events = make_events(300)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=100, max_retries=1, **FAST
+        )
+        for event in events:
+            shipper.log_event(event)
+        assert not await shipper.flush(10)  # could not deliver: spooled
+        assert not shipper.is_healthy()
+        stats = shipper.statistics()
+        assert stats.spooled == 300
+        assert ids(spooled_events(tmp_path)) == ids(events)
+        sink.recover()
+        later = make_events(5, "later")
+        for event in later:
+            shipper.log_event(event)
+        with anyio.fail_after(20):
+            while len(sink.events) < 305:
+                await anyio.sleep(0.02)
+        assert await shipper.shutdown(5)
+        stats = shipper.statistics()
+    assert ids(sink.events) == ids(events) | ids(later)
+    assert sink.duplicates == 0
+    # The later ones may have found the sink still skipped (spooled) or back (sent).
+    assert 300 <= stats.replayed <= 305
+    assert spooled_events(tmp_path) == []
+
+
+async def test_overflow_is_counted_spooled_and_sent_on_next_start(tmp_path: Path) -> None:
+    sink = MemorySink()
+    events = make_events(250)
+    # Not started yet: nothing drains the queue, so 100 fit and 150 overflow.
+    first = AnalyticsShipper([sink], spool_dir=tmp_path, max_queue_size=100, **FAST)
+    for event in events:
+        first.log_event(event)  # never blocks, never raises
+    stats = first.statistics()
+    assert (stats.queued, stats.dropped, stats.queue_depth) == (100, 150, 100)
+    assert stats.spooled == 150
+    first.spool.seal()
+    assert ids(spooled_events(tmp_path)) == ids(events[100:])
+    async with Runtime() as rt:
+        await rt.spawn(first, name="first")
+        assert await first.flush(10)
+        await first.shutdown(5)
+    assert ids(sink.events) == ids(events[:100])
+    # The next start sends the overflow.
+    async with Runtime() as rt:
+        second = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        with anyio.fail_after(20):
+            while len(sink.events) < 250:
+                await anyio.sleep(0.02)
+        await second.shutdown(5)
+        assert second.statistics().replayed == 150
+    assert ids(sink.events) == ids(events)
+    assert sink.duplicates == 0
+    assert spooled_events(tmp_path) == []
+
+
+async def test_shutdown_is_bounded_while_the_sink_hangs_and_the_rest_is_resent(
+    tmp_path: Path,
+) -> None:
+    sink = MemorySink()
+    sink.pause()  # every write hangs
+    events = make_events(500)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=100, sink_timeout=30, **FAST
+        )
+        for event in events:
+            shipper.log_event(event)
+        await anyio.sleep(0.05)  # a write is hanging now
+        with anyio.fail_after(10):  # bounded: the 0.3 s deadline plus spooling
+            assert not await shipper.shutdown(0.3)
+        assert shipper.closed
+        stats = shipper.statistics()
+        assert stats.spooled == 500
+        assert stats.queue_depth == 0
+        # Events logged after shutdown are not lost either: they go to the spool.
+        extra = Event.create_user_input("after shutdown")
+        shipper.log_event(extra)
+        shipper.spool.seal()
+    assert sink.events == []
+    assert ids(spooled_events(tmp_path)) == ids(events) | {extra.event_id}
+    sink.recover()
+    async with Runtime() as rt:
+        again = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        with anyio.fail_after(20):
+            while len(sink.events) < 501:
+                await anyio.sleep(0.02)
+        assert await again.shutdown(5)
+    assert ids(sink.events) == ids(events) | {extra.event_id}
+    assert sink.duplicates == 0
+
+
+async def test_flush_is_bounded_while_the_sink_hangs(tmp_path: Path) -> None:
+    sink = MemorySink()
+    sink.pause()
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, sink_timeout=30, **FAST
+        )
+        for event in make_events(20):
+            shipper.log_event(event)
+        with anyio.fail_after(10):
+            assert not await shipper.flush(0.2)
+        assert shipper.statistics().spooled == 20
+        sink.recover()
+        assert await shipper.shutdown(5)
+    assert len(spooled_events(tmp_path)) + len(sink.events) >= 20
+
+
+async def test_a_failing_sink_does_not_hold_back_or_duplicate_into_the_healthy_one(
+    tmp_path: Path,
+) -> None:
+    good, bad = MemorySink(name="good"), MemorySink(name="bad")
+    bad.fail(SinkUnavailable("down"))
+    events = make_events(200)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [good, bad], spool_dir=tmp_path, batch_size=50, max_retries=1, **FAST
+        )
+        for event in events:
+            shipper.log_event(event)
+        assert not await shipper.flush(10)
+        assert ids(good.events) == ids(events)
+        bad.recover()
+        with anyio.fail_after(20):
+            while len(bad.events) < 200:
+                await anyio.sleep(0.02)
+        await shipper.shutdown(5)
+    assert ids(bad.events) == ids(events)
+    # Per-sink spool: the replay went to the failed sink only.
+    assert good.duplicates == 0
+    assert good.attempts == 4  # 200 / 50, and nothing replayed to it
+
+
+async def test_producers_on_8_threads_and_many_tasks_lose_nothing(tmp_path: Path) -> None:
+    sink = SQLiteSink(tmp_path / "events.db")
+    per_thread, tasks, per_task = 2000, 50, 40
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path / "spool", batch_size=500, **FAST
+        )
+
+        def produce(t: int) -> None:
+            for i in range(per_thread):
+                shipper.log_event(Event.create_user_input(f"t{t}-{i}"))
+
+        async def task(k: int) -> None:
+            for i in range(per_task):
+                shipper.log_event(Event.create_user_input(f"k{k}-{i}"))
+                if i % 10 == 0:
+                    await anyio.lowlevel.checkpoint()
+
+        threads = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        async with anyio.create_task_group() as tg:
+            for k in range(tasks):
+                tg.start_soon(task, k)
+        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+        assert await shipper.shutdown(30)
+        stats = shipper.statistics()
+        count = await sink.count()
+        await sink.aclose()
+    total = 8 * per_thread + tasks * per_task
+    assert stats.queued == total
+    assert stats.sent == total
+    assert (stats.dropped, stats.failed, stats.lost) == (0, 0, 0)
+    assert count == total
+
+
+async def test_statistics_is_a_frozen_record(tmp_path: Path) -> None:
+    shipper = AnalyticsShipper([MemorySink()], spool_dir=tmp_path)
+    stats = shipper.statistics()
+    assert isinstance(stats, ShipperStatistics)
+    with pytest.raises(AttributeError):
+        stats.sent = 1  # type: ignore[misc]
+    assert not shipper.is_healthy()  # not started
+
+
+async def test_a_sink_that_raises_a_bug_is_treated_as_unavailable(tmp_path: Path) -> None:
+    class Buggy(MemorySink):
+        def __init__(self) -> None:
+            super().__init__(name="buggy")
+            self.broken = True
+
+        async def write(self, batch: Any) -> None:
+            if self.broken:
+                raise KeyError("a bug in the sink")
+            await super().write(batch)
+
+    sink = Buggy()
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, max_retries=1, **FAST
+        )
+        events = make_events(5)
+        for event in events:
+            shipper.log_event(event)
+        assert not await shipper.flush(10)
+        sink.broken = False
+        with anyio.fail_after(20):
+            while len(sink.events) < 5:
+                await anyio.sleep(0.02)
+        await shipper.shutdown(5)
+    assert ids(sink.events) == ids(events)
+
+
+async def test_runtime_exit_without_shutdown_delivers_what_it_can(tmp_path: Path) -> None:
+    sink = MemorySink()
+    events = make_events(30)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, flush_interval=60.0)
+        for event in events:
+            shipper.log_event(event)
+    assert ids(sink.events) == ids(events)
+
+
+def test_bad_options_raise_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="at least one sink"):
+        AnalyticsShipper([], spool_dir=tmp_path)
+    with pytest.raises(ConfigError, match="batch_size"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, batch_size=0)
+    with pytest.raises(ConfigError, match="max_queue_size"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, max_queue_size=0)
+
+
+def test_two_sinks_with_one_name_get_their_own_spool_keys(tmp_path: Path) -> None:
+    shipper = AnalyticsShipper([MemorySink(), MemorySink()], spool_dir=tmp_path)
+    assert [s.key for s in shipper._sinks] == ["memory", "memory-2"]
+    assert ALL_SINKS not in {s.key for s in shipper._sinks}
+
+
+def test_a_torn_spool_line_is_skipped_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    events = make_events(3)
+    spool.write_segment("memory", events)
+    [path] = spool.segments("memory")
+    with path.open("ab") as f:
+        f.write(b'{"event_type": "user_in')  # a crash mid-write
+    assert ids(spool.read(path)) == ids(events)
+    assert spool.corrupt == 1
+
+
+def test_segments_of_a_dead_writer_are_recovered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    folder = tmp_path / "memory"
+    folder.mkdir()
+    dead_pid = 2**22 + 12345  # above pid_max: no such process
+    orphan = folder / f"{1:020d}-{dead_pid}-1.open"
+    orphan.write_bytes(b"")
+    claimed = folder / f"{2:020d}-{dead_pid}-2.jsonl.claimed-{dead_pid}"
+    claimed.write_bytes(b"")
+    assert spool.recover() == 2
+    assert [p.name for p in spool.segments("memory")] == [
+        f"{1:020d}-{dead_pid}-1.jsonl",
+        f"{2:020d}-{dead_pid}-2.jsonl",
+    ]
