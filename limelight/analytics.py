@@ -176,6 +176,7 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
             "spool_dir": self.spool_dir,
             "sink_timeout": self.sink_timeout,
             "stop_timeout": self.shutdown_timeout,
+            "close_sinks": True,
         }
 
 

@@ -157,6 +157,7 @@ class AnalyticsShipper(Actor):
     :param sink_timeout: seconds one write to a sink may take before it counts as failed.
     :param stop_timeout: seconds the final delivery may take when the actor is stopped
         without :meth:`shutdown` (the runtime exiting); the rest is spooled.
+    :param close_sinks: close the sinks (``aclose``) at shutdown: the shipper owns them.
     """
 
     def __init__(
@@ -173,6 +174,7 @@ class AnalyticsShipper(Actor):
         retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         sink_timeout: float = DEFAULT_SINK_TIMEOUT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        close_sinks: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         if not sinks:
@@ -198,6 +200,7 @@ class AnalyticsShipper(Actor):
         self.retry_max_delay = retry_max_delay
         self.sink_timeout = sink_timeout
         self.stop_timeout = stop_timeout
+        self.close_sinks = close_sinks
         self.spool = Spool(spool_dir if spool_dir is not None else default_spool_dir())
         self._rng = rng or random.Random()
         keys: set[str] = set()
@@ -558,11 +561,25 @@ class AnalyticsShipper(Actor):
         if closing is not None and self._done_seq >= closing.target:
             self._closed = True
             self._spool_queue_sync()  # events that raced in before the limit dropped
+            if self.close_sinks:
+                await self._close_sinks()
             closing.ok = (
                 closing.ok and not expired and self._spooled + self._failed == closing.spooled
             )
             closing.set()
             self._closing = None
+
+    async def _close_sinks(self) -> None:
+        for state in self._sinks:
+            with anyio.move_on_after(2.0, shield=True):
+                try:
+                    await state.sink.aclose()
+                except Exception as exc:
+                    self._log.warning(
+                        "closing a sink failed",
+                        sink=state.key,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
 
     def _settle(self, expired: bool) -> None:
         still: list[_Waiter] = []
