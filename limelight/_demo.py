@@ -1,113 +1,356 @@
-"""``limelight demo``: a supervised actor tree on the built-in runtime, no API key needed.
+"""``limelight demo``: an agent tree at work, no API key needed.
 
-A supervisor runs three workers; one of them is flaky and crashes now and then. Callers
-retry crashed jobs; the supervisor restarts the worker; the live tree is printed as it goes.
+Three teams run at once. Each team is a coordinator agent with tools and two sub-agents
+(a researcher and a writer, given to it with ``child.as_tool``) that run as its supervised
+children. By default the model is the built-in simulator (in-process, or over HTTP with
+``--http``): its answers are random words, and its tool calls are random choices of the
+offered tools with arguments valid for their schemas, after realistic latencies. The tools
+are scripted (they sleep, then answer canned text). ``--model`` / ``--base-url`` point the
+same tree at a real provider. The run is recorded by ``limelight.analytics`` into a local
+SQLite store, summarised at the end.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
+import os
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import IO, Any
 
 import anyio
 import msgspec
 
-from .runtime import (
-    Actor,
-    ActorCrashed,
-    Context,
-    RetryPolicy,
-    Runtime,
-    Strategy,
-    Supervision,
+from .errors import LimelightError
+
+__all__ = ["DemoOptions", "add_arguments", "run_demo", "run_from_args"]
+
+_TASKS = (
+    "Plan a three-day trip to Lisbon on a small budget.",
+    "Compare three Python HTTP clients for a high-load service.",
+    "Write a short briefing on supervision trees in Erlang.",
 )
+_REFRESH = 0.2
+#: The simulated model is priced as gpt-4o-mini is (USD per 1M input / output tokens), so
+#: the demo shows cost accounting; the price is illustrative, the model is not real.
+_SIM_PRICES = (0.15, 0.60)
 
 
-class Job(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    text: str
+class DemoOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``limelight demo`` runs against (the simulator unless ``model``/``base_url``)."""
+
+    backend: str = "asyncio"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    http: bool = False
+    db: str | None = None
+    seed: int = 4
+    tool_latency: float = 0.05
 
 
-class Flaky(Exception):
-    """The demo's flaky worker failing on purpose."""
+class _Team(msgspec.Struct, kw_only=True):
+    """What the live display shows of one team."""
+
+    name: str
+    task: str
+    state: str = "waiting"
+    tokens: int = 0
+    tool_calls: list[str] = []
+    status: str = ""
+    turns: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
 
 
-class Worker(Actor):
-    """Uppercases text; the flaky one crashes on every third job it sees."""
+def _sim_config(seed: int) -> Any:
+    from .providers import SimulatedConfig, UniformLength
 
-    def __init__(self, *, flaky: bool = False) -> None:
-        self.flaky = flaky
-        self.seen = 0
-
-    async def handle(self, message: Any, ctx: Context) -> Any:
-        match message:
-            case Job(id=job_id, text=text):
-                self.seen += 1
-                await anyio.sleep(0.005)
-                if self.flaky and self.seen % 3 == 0:
-                    raise Flaky(f"job {job_id} hit a flaky worker")
-                return f"{ctx.name}: {text.upper()}"
-        raise TypeError(f"unexpected message {message!r}")
+    return SimulatedConfig(
+        ttft=0.08,
+        ttft_jitter=0.03,
+        tokens_per_second=250.0,
+        output_tokens=UniformLength(low=12, high=40),
+        tool_call_probability=0.6,
+        seed=seed,
+    )
 
 
-class Supervisor(Actor):
-    """Starts the workers as its children and hands jobs to them round-robin."""
+def _tools(latency: float) -> dict[str, Any]:
+    from .tools import tool
 
-    async def on_start(self, ctx: Context) -> None:
-        for i in range(1, 4):
-            await ctx.spawn(functools.partial(Worker, flaky=i == 2), name=f"worker-{i}")
+    @tool
+    async def web_search(query: str) -> str:
+        """Search the web (scripted: canned results after a delay).
 
-    async def handle(self, message: Any, ctx: Context) -> Any:
-        match message:
-            case Job(id=job_id):
-                workers = ctx.children
-                return workers[job_id % len(workers)]
-        raise TypeError(f"unexpected message {message!r}")
+        :param query: what to search for.
+        """
+        await anyio.sleep(latency * 2)
+        return f"3 results for {query[:40]!r}: limelight.dev, docs.python.org, erlang.org"
+
+    @tool
+    async def fetch_page(url: str) -> str:
+        """Fetch a web page (scripted).
+
+        :param url: the page's address.
+        """
+        await anyio.sleep(latency * 3)
+        return f"<html><title>{url[:40]}</title>A page about actors and supervision.</html>"
+
+    @tool
+    def word_count(text: str) -> int:
+        """Count the words of a text (a real, synchronous tool: it runs in a worker thread).
+
+        :param text: the text.
+        """
+        return len(text.split())
+
+    @tool
+    async def calendar(day: str) -> str:
+        """Look at the calendar (scripted).
+
+        :param day: the day to look at.
+        """
+        await anyio.sleep(latency)
+        return f"{day[:20]}: free after 14:00"
+
+    return {t.name: t for t in (web_search, fetch_page, word_count, calendar)}
 
 
-async def _main(out: Any) -> int:
-    retry = RetryPolicy(attempts=4, initial_delay=0.01, retry_on=(ActorCrashed,))
+def _team(name: str, model: Any, tools: dict[str, Any], runtime: Any) -> Any:
+    from .agents import Agent, AgentConfig
+
+    researcher = Agent(
+        model=model,
+        tools=[tools["web_search"], tools["fetch_page"]],
+        system="You research a topic with the tools, then report what you found.",
+        config=AgentConfig(max_turns=4, max_tokens=64),
+        name="researcher",
+    )
+    writer = Agent(
+        model=model,
+        tools=[tools["word_count"]],
+        system="You write short, clear text.",
+        config=AgentConfig(max_turns=3, max_tokens=64),
+        name="writer",
+    )
+    return Agent(
+        model=model,
+        tools=[
+            tools["calendar"],
+            researcher.as_tool(description="Research a topic and report the findings."),
+            writer.as_tool(description="Write a short text from notes."),
+        ],
+        system="You coordinate a small team: delegate research and writing, then answer.",
+        config=AgentConfig(max_turns=6, max_tokens=64, deadline=60.0),
+        name=name,
+        runtime=runtime,
+    )
+
+
+def _render(teams: list[_Team], tree: str, note: str) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="teams (coordinator agents)", expand=False)
+    for column in ("team", "state", "tokens", "tool calls", "task"):
+        table.add_column(column)
+    for team in teams:
+        calls = ", ".join(team.tool_calls[-4:])
+        if len(team.tool_calls) > 4:
+            calls = f"... {calls}"
+        table.add_row(team.name, team.state, str(team.tokens), calls or "-", team.task[:38])
+    return Group(Text(note, style="dim"), table, Text("actor tree:", style="bold"), Text(tree))
+
+
+async def _run_team(agent: Any, team: _Team) -> None:
+    from .schemas import StreamEventType
+
+    team.state = "thinking"
+    async with agent.stream(team.task) as events:
+        async for event in events:
+            if event.type is StreamEventType.TOKEN:
+                team.tokens += 1
+                team.state = "writing"
+            elif event.type is StreamEventType.TOOL_CALL and event.tool_call is not None:
+                team.tool_calls.append(event.tool_call.name)
+                team.state = f"calling {event.tool_call.name}"
+            elif event.type is StreamEventType.META:
+                team.state = "thinking"
+            elif event.type is StreamEventType.ERROR:
+                team.state = f"error: {event.error}"
+        result = events.result
+    if result is not None:
+        team.status = result.status
+        team.turns = result.num_turns
+        team.total_tokens = result.usage.total_tokens
+        team.cost = result.cost
+        team.state = f"done ({result.status})"
+
+
+async def _main(options: DemoOptions, model: Any, note: str, out: IO[str]) -> list[_Team]:
+    from rich.console import Console
+    from rich.live import Live
+
+    from .runtime import Runtime
+
+    console = Console(file=out, width=120, highlight=False)
+    teams = [_Team(name=f"team-{i + 1}", task=task) for i, task in enumerate(_TASKS)]
+    tools = _tools(options.tool_latency)
     async with Runtime() as rt:
-        sup = await rt.spawn(
-            Supervisor(),
-            name="supervisor",
-            supervision=Supervision(
-                strategy=Strategy.ONE_FOR_ONE, max_restarts=10, within=5.0, backoff_initial=0.01
-            ),
-        )
-        print("limelight demo: a supervisor with three workers; worker-2 is flaky.\n", file=out)
-        results: dict[int, str] = {}
+        agents = [_team(team.name, model, tools, rt) for team in teams]
+        for agent in agents:
+            await rt.spawn(agent, name=agent.name)
+        with Live(
+            _render(teams, rt.tree().render(), note),
+            console=console,
+            auto_refresh=False,
+            transient=not console.is_terminal,
+        ) as live:
+            async with anyio.create_task_group() as tg:
 
-        async def run_job(job: Job) -> None:
-            async def attempt() -> str:
-                worker = await sup.ask(job, timeout=2.0)
-                return str(await worker.ask(job, timeout=2.0))
+                async def refresh() -> None:
+                    while True:
+                        await anyio.sleep(_REFRESH)
+                        live.update(_render(teams, rt.tree().render(), note), refresh=True)
 
-            results[job.id] = await retry.run(attempt)
-
-        words = ["actors", "exchange", "messages", "over", "bounded", "mailboxes"]
-        words += ["under", "supervision"]
-        async with anyio.create_task_group() as tg:
-            for i, word in enumerate(words * 2):
-                tg.start_soon(run_job, Job(id=i, text=word))
-        for i in sorted(results):
-            print(f"  job {i:2}  {results[i]}", file=out)
-        print("\nThe live tree (worker-2 was restarted by its supervisor):\n", file=out)
-        print(rt.tree().render(), file=out)
+                tg.start_soon(refresh)
+                async with anyio.create_task_group() as work:
+                    for agent, team in zip(agents, teams, strict=True):
+                        work.start_soon(_run_team, agent, team)
+                tg.cancel_scope.cancel()
+        console.print(_render(teams, rt.tree().render(), note))
         stats = rt.statistics()
-        print(
-            f"\n{len(results)} jobs done, {stats.processed} messages handled, "
-            f"{stats.restarts} restarts, {stats.dead_letters} dead letters.",
-            file=out,
+        console.print(
+            f"\n{len(teams)} teams done: {stats.actors} actors, {stats.processed} messages "
+            f"handled, {stats.restarts} restarts, {stats.dead_letters} dead letters."
         )
+    for team in teams:
+        cost = "" if team.cost is None else f", ${team.cost:.6f}"
+        calls = ", ".join(team.tool_calls) or "no tool calls"
+        console.print(
+            f"  {team.name}: {team.status} after {team.turns} turns, {team.total_tokens} tokens"
+            f"{cost}; called {calls}"
+        )
+    return teams
+
+
+def _model(options: DemoOptions) -> tuple[Any, str, Any]:
+    """The model the agents use, a note saying what it is, and an optional context manager
+    serving the simulator over HTTP."""
+    if options.model is None and options.base_url is None:
+        from .models import ModelProfile, register_model
+        from .providers import Simulated
+
+        register_model(
+            ModelProfile(
+                name="sim-1",
+                context_window=128_000,
+                input_price=_SIM_PRICES[0],
+                output_price=_SIM_PRICES[1],
+                capabilities=frozenset({"tools", "streaming"}),
+            )
+        )
+        config = _sim_config(options.seed)
+        if options.http:
+            from .providers import OpenAICompatible, serve_in_thread
+
+            server = serve_in_thread(config)
+            url = server.__enter__()
+            note = (
+                f"Model: the limelight simulator over HTTP at {url} (simulated: random words, "
+                "random tool calls with schema-valid arguments, priced as gpt-4o-mini for "
+                "illustration). Tools: scripted delays."
+            )
+            return OpenAICompatible(url, model="sim-1"), note, server
+        note = (
+            "Model: the limelight simulator, in-process (simulated: random words, random tool "
+            "calls with schema-valid arguments, realistic latency, priced as gpt-4o-mini for "
+            "illustration). Tools: scripted delays."
+        )
+        return Simulated(config), note, None
+    from .harness._config import Target
+    from .harness._targets import provider_for
+
+    api_key_env = options.api_key_env if os.environ.get(options.api_key_env) else None
+    target = Target(model=options.model or "", base_url=options.base_url, api_key_env=api_key_env)
+    provider = provider_for(target)
+    where = options.base_url or "the backend resolver"
+    return provider, f"Model: {options.model} via {where} (real). Tools: scripted delays.", None
+
+
+def run_demo(*, backend: str = "asyncio", options: DemoOptions | None = None) -> int:
+    """Run the demo; returns the exit status."""
+    import structlog
+
+    from . import analytics
+    from ._events_cli import print_summary, summarize
+    from .sinks import SQLiteSink
+
+    options = options or DemoOptions(backend=backend)
+    # Warnings go to stderr, so the demo's own output stays readable.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    out = sys.stdout
+    with tempfile.TemporaryDirectory(prefix="limelight-demo-") as tmp:
+        db = Path(options.db) if options.db else Path(tmp) / "events.db"
+        try:
+            model, note, server = _model(options)
+        except LimelightError as exc:
+            print(f"limelight demo: {exc}", file=sys.stderr)
+            return 2
+        analytics.initialize(sinks=[SQLiteSink(db)])
+        try:
+            anyio.run(_main, options, model, note, out, backend=options.backend)
+        finally:
+            analytics.shutdown()
+            if server is not None:
+                server.__exit__(None, None, None)
+        print(file=out)
+        print_summary(summarize(db), file=out)
+        if options.db:
+            print(f"\nThe events stay in {db}: `limelight events --db {db}` shows them.", file=out)
     return 0
 
 
-def run_demo(*, backend: str = "asyncio") -> int:
-    """Run the demo on ``backend`` ("asyncio" or "trio"); returns the exit status."""
-    import structlog
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``limelight demo`` options to ``parser``."""
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument(
+        "--http", action="store_true", help="serve the simulator over HTTP (in a thread)"
+    )
+    parser.add_argument(
+        "--model",
+        help="a real model instead of the simulator: a name for --base-url, or a model string "
+        "for the backend resolver (gpt-4o-mini, mlx:PATH, ...)",
+    )
+    parser.add_argument("--base-url", help="an OpenAI-compatible API root")
+    parser.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (%(default)s)",
+    )
+    parser.add_argument(
+        "--db", help="the analytics SQLite file to record into (default: a temporary one)"
+    )
+    parser.add_argument("--seed", type=int, default=4, help="the simulator's seed (%(default)s)")
 
-    # Crash warnings go to stderr, so the demo's own output stays readable.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    return anyio.run(_main, sys.stdout, backend=backend)
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``limelight demo`` with the parsed options."""
+    if args.base_url and not args.model:
+        print("limelight demo: --base-url needs --model (the model to ask for)", file=sys.stderr)
+        return 2
+    return run_demo(
+        options=DemoOptions(
+            backend=args.backend,
+            model=args.model,
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            http=args.http,
+            db=args.db,
+            seed=args.seed,
+        )
+    )

@@ -14,8 +14,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="run the demo (no API key needed)")
-    demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    demo = commands.add_parser(
+        "demo", help="run an agent tree on the simulator, with live progress (no API key needed)"
+    )
+    from ._demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo)
     sim = commands.add_parser(
         "sim", help="serve the simulated provider as an OpenAI-compatible HTTP server"
     )
@@ -41,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from ._demo import run_demo
+        from ._demo import run_from_args as run_demo
 
-        return run_demo(backend=args.backend)
+        return run_demo(args)
     if args.command == "sim":
         from .providers._sim_server import run_from_args
 
