@@ -196,8 +196,13 @@ class ToolExecutor(Actor):
                     self._running.add(scope)
                     if shared and limits[0] is not None:
                         scope.deadline = anyio.current_time() + limits[0]
-                    for (i, call), limit in zip(runnable, limits, strict=True):
+                    # All but the first run in tasks of their own; the first runs here, in
+                    # the handler's task, which would otherwise only wait for them.
+                    first, *rest = zip(runnable, limits, strict=True)
+                    for (i, call), limit in rest:
                         tg.start_soon(one, i, call, limit)
+                    (i, call), limit = first
+                    await one(i, call, limit)
             finally:
                 if scope is not None:
                     self._running.discard(scope)
