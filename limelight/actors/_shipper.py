@@ -223,6 +223,8 @@ class AnalyticsShipper(Actor):
         self._parked = False
         self._wake_event: anyio.Event | None = None
         self._call_soon: Callable[[Callable[[], Any]], Any] | None = None
+        #: The event loop's clock, readable from a callback (where anyio's is not).
+        self._loop_time: Callable[[], float] | None = None
         self._loop_thread: int | None = None
         self._waiters: list[_Waiter] = []
         self._closing: _Waiter | None = None
@@ -345,9 +347,11 @@ class AnalyticsShipper(Actor):
         forward to that of a flush or shutdown that just arrived."""
         if self._wake_event is not None:
             self._wake_event.set()
-        scope = self._scope
-        if scope is not None:
-            scope.deadline = min(scope.deadline, _to_loop_clock(self._deadline()))
+        scope, clock = self._scope, self._loop_time
+        if scope is not None and clock is not None:
+            deadline = self._deadline()
+            if deadline != math.inf:
+                scope.deadline = min(scope.deadline, clock() + (deadline - time.monotonic()))
 
     def on_loop_thread(self) -> bool:
         return threading.get_ident() == self._loop_thread
@@ -454,10 +458,13 @@ class AnalyticsShipper(Actor):
             import trio
 
             self._call_soon = trio.lowlevel.current_trio_token().run_sync_soon
+            self._loop_time = trio.current_time
         else:
             import asyncio
 
-            self._call_soon = asyncio.get_running_loop().call_soon_threadsafe
+            loop = asyncio.get_running_loop()
+            self._call_soon = loop.call_soon_threadsafe
+            self._loop_time = loop.time
         self._loop_thread = threading.get_ident()
         self._log = ctx.log
         self._self_ref: ActorRef = ctx.self
