@@ -477,9 +477,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     }
     try:
         return commands[args.bench_command](args)
-    except LimelightError as exc:
-        print(f"limelight bench: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("limelight bench: interrupted", file=sys.stderr)
-        return 130
+    except BaseException as exc:
+        # Task groups wrap what their tasks raise: show the one error, not a group of one.
+        inner: BaseException = exc
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if isinstance(inner, LimelightError):
+            print(f"limelight bench: {inner}", file=sys.stderr)
+            return 2
+        if isinstance(inner, KeyboardInterrupt):
+            print("limelight bench: interrupted", file=sys.stderr)
+            return 130
+        raise
