@@ -207,3 +207,25 @@ async def test_initialize_in_a_users_own_runtime(tmp_path: Path) -> None:
         EventType.SESSION_END,
     ]
     await anyio.lowlevel.checkpoint()
+
+
+def test_readme_analytics_example_runs_as_printed(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = Path(__file__).parent.parent.parent / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    example = next(b for b in blocks if "analytics.initialize()" in b)
+    env = {**os.environ, "LIMELIGHT_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    ).stdout
+    assert out.strip() == "True 11"
+    assert len(read_events(tmp_path / "events.db")) == 11
