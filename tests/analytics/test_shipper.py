@@ -408,3 +408,35 @@ def test_segments_of_a_dead_writer_are_recovered(tmp_path: Path) -> None:
         f"{1:020d}-{dead_pid}-1.jsonl",
         f"{2:020d}-{dead_pid}-2.jsonl",
     ]
+
+
+async def test_a_crash_is_restarted_by_the_supervisor_and_the_batch_in_flight_kept(
+    tmp_path: Path,
+) -> None:
+    """A bug inside the shipper is simulated by making its batch splitting raise once (the
+    only patched part): the actor crashes, its supervisor restarts it, and the batch that
+    was in flight is delivered after the restart."""
+    sink = MemorySink()
+    events = make_events(40)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        real_split = shipper._split
+        calls = 0
+
+        def split_once_broken(batch: list[Event]) -> list[list[Event]]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug in the shipper")
+            return real_split(batch)
+
+        shipper._split = split_once_broken  # type: ignore[method-assign]
+        for event in events:
+            shipper.log_event(event)
+        assert await shipper.flush(10)
+        [node] = rt.tree().children
+        assert node.path == "/analytics"
+        assert node.stats is not None
+        assert node.stats.restarts == 1
+        await shipper.shutdown(5)
+    assert ids(sink.events) == ids(events)
