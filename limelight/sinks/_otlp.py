@@ -237,7 +237,9 @@ class OTLPSink:
         self._ids = _PresetIds()
         self._collect = _Collect()
         self._provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}), id_generator=self._ids
+            resource=Resource.create({"service.name": service_name}),
+            id_generator=self._ids,
+            shutdown_on_exit=False,  # aclose() shuts it down; no atexit hook per sink
         )
         self._provider.add_span_processor(self._collect)
         self._tracer = self._provider.get_tracer("limelight")
