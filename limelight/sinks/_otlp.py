@@ -246,6 +246,7 @@ class OTLPSink:
         self._traces = _Bounded()  # event id -> trace id
         self._aliases = _Bounded()  # skipped event id -> its parent event id (or None)
         self._lock = threading.Lock()
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"OTLPSink({self.endpoint!r})" if self.endpoint else "OTLPSink()"
@@ -330,6 +331,9 @@ class OTLPSink:
 
     def _close_sync(self) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             self._provider.shutdown()
             self._exporter.shutdown()
 

@@ -131,6 +131,7 @@ async def test_events_become_genai_spans_with_parent_links(memory: InMemorySpanE
     assert ctx is not None
     assert ctx.span_id == span_id_for(error.event_id)
     await sink.aclose()
+    await sink.aclose()  # idempotent
 
 
 async def test_links_hold_across_batches_and_sinks(memory: InMemorySpanExporter) -> None:
