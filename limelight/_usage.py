@@ -180,6 +180,7 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
+            cached_tokens=self.cached_tokens,
         )
 
 

@@ -536,9 +536,7 @@ class LLM:
     def _finish(self, op: str, result: ChatCompletion | TextCompletion, model: object) -> None:
         with self._lock:
             self._last = result
-        from .providers._openai_compat import _usage
-
-        usage = _usage(result.usage)
+        usage = result.usage.to_usage() if result.usage is not None else None
         first = result.choices[0] if result.choices else None
         self._debug(
             "llm.response",

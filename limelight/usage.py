@@ -83,13 +83,13 @@ def record_usage(
         takes the run of the enclosing :func:`usage_run` block, if any.
     :param cost: the call's price in USD when the provider said it; else it is computed.
     :param cached_tokens: how many prompt tokens were cache reads (priced lower where the
-        price source knows it); ``None`` takes ``usage.cached_tokens`` when it has one.
+        price source knows it); ``None`` takes ``usage.cached_tokens``.
     :returns: the cost counted, ``None`` when the model's price is unknown.
     :raises ConfigError: ``usage`` is not a :class:`~limelight.schemas.Usage`, or ``cost``
         is negative.
     """
     if cached_tokens is None:
-        cached_tokens = int(getattr(usage, "cached_tokens", 0) or 0)
+        cached_tokens = usage.cached_tokens if isinstance(usage, Usage) else 0
     if run_id is None:
         run_id = _current_run.get()
     return TRACKER.record(

@@ -69,7 +69,11 @@ def test_cached_tokens_are_priced_as_cache_reads() -> None:
     assert cached == pytest.approx(genai_cost("gpt-4o-mini", 1000, 100, cached=600))
     recorded = record_usage(usage, model="gpt-4o-mini", cached_tokens=600)
     assert recorded == pytest.approx(cached)
-    assert get_usage_summary().total.cached_tokens == 600
+    reported = Usage(
+        prompt_tokens=1000, completion_tokens=100, total_tokens=1100, cached_tokens=600
+    )
+    assert record_usage(reported, model="gpt-4o-mini") == pytest.approx(cached)
+    assert get_usage_summary().total.cached_tokens == 1200
 
 
 def test_a_provider_prefix_is_understood() -> None:
