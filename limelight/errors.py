@@ -302,8 +302,6 @@ class LLMAPIError(LLMError, APIError):
     """The server answered with an error status (``.status_code``, ``.body``); statuses 429,
     500, 502, 503 and 504 were retried before it is raised."""
 
-    retryable: ClassVar[bool] = False
-
 
 class JSONOutputError(LimelightError, ValueError):
     """The model gave no JSON value valid against the schema, after every attempt.
