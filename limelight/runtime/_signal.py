@@ -4,8 +4,8 @@ On asyncio a signal is a bare future of the running loop: waiting on it awaits t
 itself, with no coroutine around it, and setting it resolves the future. anyio's ``Event``
 costs an anyio object, an ``asyncio.Event``, a future and two coroutines per wait; the
 agents benchmark (``bench/agents.py``) spends most of its garbage collector's time on such
-short-lived objects held across a model call. On any other backend (trio) a signal is an
-``anyio.Event``.
+short-lived objects held across a model call. On trio a signal is a ``trio.Event`` (what
+anyio's wraps), elsewhere an ``anyio.Event``.
 
 A signal has one waiter and fires once. If its waiter is cancelled while waiting, the signal
 is spent: it never reads as set afterwards, and setting it does nothing. Every user of
@@ -14,6 +14,7 @@ signals in the kernel makes a fresh one per wait.
 
 from __future__ import annotations
 
+import sys
 from asyncio import AbstractEventLoop, Future
 from asyncio import _get_running_loop as _running_asyncio_loop
 from collections.abc import Awaitable
@@ -56,4 +57,8 @@ def new_signal() -> Signal:
     loop = _running_asyncio_loop()
     if loop is not None:
         return _FutureSignal(loop)
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        event: Signal = trio.Event()
+        return event
     return anyio.Event()
