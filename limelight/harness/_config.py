@@ -222,7 +222,11 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar timeout: seconds one request may take.
     :ivar slos: SLOs in ms (``{"ttft": 500}``) for goodput.
     :ivar percentiles: which percentiles to report.
-    :ivar lag_threshold: p99 send lag (s) above which the client is flagged as behind.
+    :ivar pool_size: provider workers shared by agent tasks under an open-loop load.
+    :ivar client: ``auto`` sends chat and stream workloads to ``http://`` targets on asyncio
+        through the harness's lean HTTP client (its CPU per request is a fraction of a
+        general-purpose client's); ``provider`` always goes through the provider's own
+        streaming API.
     """
 
     target: Target = msgspec.field(default_factory=Target)
@@ -237,6 +241,7 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     slos: dict[str, float] = {}
     percentiles: tuple[float, ...] = (90.0, 99.0)
     pool_size: int = 256
+    client: Literal["auto", "provider"] = "auto"
 
     def __post_init__(self) -> None:
         if self.requests is None and self.duration is None:

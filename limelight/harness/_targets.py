@@ -42,6 +42,7 @@ class OpenTarget(msgspec.Struct, kw_only=True):
     base_url: str | None
     prices: Prices | None
     description: str
+    api_key: str | None = None
 
 
 def prices_for(target: Target) -> Prices | None:
@@ -155,4 +156,5 @@ async def open_target(target: Target) -> AsyncIterator[OpenTarget]:
             base_url=base_url,
             prices=prices_for(target),
             description=description,
+            api_key=os.environ.get(target.api_key_env) if target.api_key_env else None,
         )
