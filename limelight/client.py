@@ -242,8 +242,7 @@ def _client_error(exc: ProviderError, attempts: int) -> LLMError:
         return LLMConnectionError(message, **options)
     if isinstance(exc, BadResponse):
         return LLMResponseError(message, **options)
-    error = LLMError(message)
-    return error
+    return LLMError(message)
 
 
 def _safe_url(url: str) -> str:
