@@ -5,9 +5,9 @@ chunk). A benchmark client's own CPU per request is what lets it keep a schedule
 rates; this one spends a fraction of a general-purpose client's (see bench/RESULTS.md).
 
 It measures; it does not interpret: anything unusual (a status other than 200, a dropped
-connection, a stream without its end marker) ends the request as an error of the matching
-project error name. ``https://``, trio, and the multi-turn and agent workloads use the
-provider's own streaming API instead.
+connection, a chunk that is not JSON, a stream without its end marker) ends the request as an
+error of the matching project error name. ``https://``, trio, and the multi-turn and agent
+workloads use the provider's own streaming API instead.
 """
 
 from __future__ import annotations
@@ -217,15 +217,22 @@ class _Connection(asyncio.Protocol):
             payload = event[6:]
             if payload == b"[DONE]":
                 self._done_marker = True
-            elif _CONTENT in payload:
+                continue
+            # Every chunk is validated (msgspec skips the fields it does not need, fast);
+            # only the usage is kept.
+            usage = _usage_decoder.decode(payload).usage
+            if usage is not None:
+                outcome.usage = usage
+            at = payload.find(_CONTENT)
+            if at >= 0 and payload[at + 11 : at + 12] != b'"':
+                # A chunk with text (not the empty first chunk some servers send with the
+                # role): the same chunks the provider path counts as tokens.
                 if outcome.first is None:
                     outcome.first = now
                 else:
                     outcome.gaps.append(now - self._last)
                 self._last = now
                 outcome.chunks += 1
-            elif b'"usage"' in payload:
-                outcome.usage = _usage_decoder.decode(payload).usage
 
     def _body_done(self) -> None:
         outcome = self._outcome
