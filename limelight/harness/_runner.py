@@ -645,15 +645,23 @@ async def run_on(
     )
 
 
-def _use_fast_client(config: BenchConfig, target: OpenTarget) -> bool:
-    import sniffio
+def _on_asyncio() -> bool:
+    import asyncio
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return False
+    return True
+
+
+def _use_fast_client(config: BenchConfig, target: OpenTarget) -> bool:
     return (
         config.client == "auto"
         and config.workload.kind in ("chat", "stream")
         and target.base_url is not None
         and target.base_url.startswith("http://")
-        and sniffio.current_async_library() == "asyncio"
+        and _on_asyncio()
     )
 
 
