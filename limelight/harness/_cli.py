@@ -232,21 +232,23 @@ async def _with_progress(
     progress = Progress()
     if not enabled:
         return await work(progress)
-    from rich.console import Console
+    from rich.console import Console, Group
     from rich.live import Live
-    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
+    from rich.text import Text
 
     bar = Bar(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.fields[status]}"),
+        MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(file=sys.stderr),
     )
-    task = bar.add_task(label, total=None, status="starting")
+    task = bar.add_task(label, total=None)
+    status = Text("starting", style="dim")
     result: list[T] = []
-    with Live(bar, console=bar.console, auto_refresh=False, transient=False) as live:
+    with Live(Group(bar, status), console=bar.console, auto_refresh=False) as live:
         async with anyio.create_task_group() as tg:
 
             async def refresh() -> None:
@@ -258,16 +260,15 @@ async def _with_progress(
                             int(progress.duration),
                             min(progress.elapsed, progress.duration),
                         )
-                    bar.update(
-                        task, total=total, completed=completed, status=_status_line(progress)
-                    )
+                    bar.update(task, total=total, completed=completed)
+                    status.plain = _status_line(progress)
                     live.refresh()
                     await anyio.sleep(_REFRESH)
 
             tg.start_soon(refresh)
             result.append(await work(progress))
             tg.cancel_scope.cancel()
-        bar.update(task, status=_status_line(progress))
+        status.plain = _status_line(progress)
         live.refresh()
     return result[0]
 
