@@ -18,7 +18,7 @@ except ImportError as exc:  # the only reason to skip: MLX cannot run here
 
 from limelight.errors import BadRequest
 from limelight.providers import OpenAICompatible
-from limelight.schemas import CompletionRequest, Message, StreamEventType
+from limelight.schemas import CompletionRequest, Message, StreamEventType, Usage
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,14 @@ async def test_chat_stream_matches_completion(mlx_server: str) -> None:
     result = events[-1].result
     assert result is not None
     assert result.content == "".join(t or "" for t in tokens) == whole.content
-    assert result.usage == events[-2].usage == whole.usage
+    assert result.usage == events[-2].usage
+    assert result.usage is not None
+    assert whole.usage is not None
+    # The same counts, but the second call of the same prompt finds it in mlx_lm.server's
+    # prompt cache, and the server says so (prompt_tokens_details.cached_tokens).
+    assert same_counts(result.usage, whole.usage)
+    assert 0 < result.usage.cached_tokens <= result.usage.prompt_tokens
+
     assert result.finish_reason == whole.finish_reason
     assert result.ttft is not None
     assert result.latency is not None
@@ -87,7 +94,8 @@ async def test_text_completion_plain_and_streamed(mlx_server: str) -> None:
     assert result is not None
     streamed = "".join(e.content or "" for e in events if e.type is StreamEventType.TOKEN)
     assert result.content == (streamed or None)
-    assert result.usage == whole.usage
+    assert result.usage is not None
+    assert same_counts(result.usage, whole.usage)
 
 
 async def test_list_models(mlx_server: str, tiny_model: Path) -> None:
@@ -126,3 +134,10 @@ async def test_unknown_path_is_a_bad_request(mlx_server: str) -> None:
             await provider.list_models()
     assert caught.value.status_code == 404
     assert caught.value.body == "Not Found"
+
+
+def same_counts(a: Usage, b: Usage) -> bool:
+    """Equal but for ``cached_tokens``: mlx_lm.server reports the prompt cache's hits, so a
+    second call of the same prompt differs there."""
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return [getattr(a, c) for c in counts] == [getattr(b, c) for c in counts]
