@@ -75,7 +75,6 @@ async def test_chat_stream_matches_completion(mlx_server: str) -> None:
     # prompt cache, and the server says so (prompt_tokens_details.cached_tokens).
     assert same_counts(result.usage, whole.usage)
     assert 0 < result.usage.cached_tokens <= result.usage.prompt_tokens
-
     assert result.finish_reason == whole.finish_reason
     assert result.ttft is not None
     assert result.latency is not None
