@@ -7,9 +7,11 @@ agents benchmark (``bench/agents.py``) spends most of its garbage collector's ti
 short-lived objects held across a model call. On trio a signal is a ``trio.Event`` (what
 anyio's wraps), elsewhere an ``anyio.Event``.
 
-A signal has one waiter and fires once. If its waiter is cancelled while waiting, the signal
-is spent: it never reads as set afterwards, and setting it does nothing. Every user of
-signals in the kernel makes a fresh one per wait.
+A signal has one waiter and fires once; every user of signals in the kernel makes a fresh one
+per wait. Like an event, it reads as set once ``set()`` was called, even if its waiter was
+cancelled first (the future is then cancelled, so the flag is kept apart from it): a waiter
+cancelled just as it was handed something (a slot, room in a mailbox) sees that it was,
+and passes it on.
 """
 
 from __future__ import annotations
@@ -34,19 +36,20 @@ class Signal(Protocol):
 
 
 class _FutureSignal:
-    __slots__ = ("_future",)
+    __slots__ = ("_future", "_set")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
         self._future: Future[None] = loop.create_future()
+        self._set = False
 
     def set(self) -> None:
+        self._set = True
         future = self._future
         if not future.done():
             future.set_result(None)
 
     def is_set(self) -> bool:
-        future = self._future
-        return future.done() and not future.cancelled()
+        return self._set
 
     def wait(self) -> Awaitable[Any]:
         return self._future

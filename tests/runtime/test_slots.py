@@ -95,3 +95,26 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Slots(0)
+
+
+async def test_a_slot_handed_to_a_waiter_already_cancelled_is_passed_on() -> None:
+    """The other order: cancelled first, handed the slot before it could wake up (on
+    asyncio the wait's future is cancelled by then, so the hand-over must not rely on it)."""
+    slots = Slots(1)
+    await slots.acquire()
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def doomed() -> None:
+            with scope:
+                async with slots:
+                    await anyio.sleep_forever()
+
+        tg.start_soon(doomed)
+        await anyio.sleep(0.01)
+        scope.cancel()
+        slots.release()
+    assert slots.free == 1
+    assert slots.waiting == 0
+    async with slots:  # and it can be taken again
+        pass
