@@ -251,3 +251,17 @@ async def test_sweep_finds_the_highest_rate_meeting_the_slo(sim_url: str) -> Non
     assert [p.rate for p in result.points] == [10.0]
     with pytest.raises(ConfigError, match="needs SLOs"):
         await sweep(msgspec.structs.replace(config, slos={}))
+
+
+async def test_model_strings_go_through_the_backend_resolver() -> None:
+    # "sim:<name>" is the resolver's in-process simulator: no HTTP, no lean client.
+    config = BenchConfig(
+        target=Target(model="sim:tiny"),
+        workload=Workload(kind="stream", output_tokens="3"),
+        load=ClosedLoop(concurrency=2),
+        requests=4,
+    )
+    result = await run(config)
+    assert "Simulated" in result.client
+    assert result.summary.completed == 4
+    assert result.summary.output_tokens == 12
