@@ -9,13 +9,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .langchain import LimelightCallbackHandler as LimelightCallbackHandler
+    from .litellm import LimelightLiteLLMLogger as LimelightLiteLLMLogger
+    from .litellm import disable_litellm_analytics as disable_litellm_analytics
+    from .litellm import enable_litellm_analytics as enable_litellm_analytics
 
 __all__ = [
     "LimelightCallbackHandler",
+    "LimelightLiteLLMLogger",
+    "disable_litellm_analytics",
+    "enable_litellm_analytics",
 ]
 
 _LAZY = {
     "LimelightCallbackHandler": ".langchain",
+    "LimelightLiteLLMLogger": ".litellm",
+    "disable_litellm_analytics": ".litellm",
+    "enable_litellm_analytics": ".litellm",
 }
 
 #: The extra that installs what each module needs.
