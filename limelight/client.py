@@ -22,7 +22,6 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import anyio
 import msgspec
 
 from .errors import (
@@ -39,7 +38,7 @@ from .errors import (
     ProviderTimeout,
     RuntimeNotRunning,
 )
-from .runtime import RetryPolicy, Runtime
+from .runtime import BackgroundRuntime, RetryPolicy
 from .schemas import Message
 from .schemas._openai import (
     ChatChoice,
@@ -57,7 +56,6 @@ from .schemas._openai import (
 
 if TYPE_CHECKING:
     from .providers import OpenAICompatible
-    from .runtime import BlockingRuntime
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -146,77 +144,6 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 # --------------------------------------------------------------------------------------
 # The background runtime
-
-
-class BackgroundRuntime:
-    """A :class:`~limelight.Runtime` on an event loop in a daemon thread, used through its
-    blocking portal. Unlike :func:`~limelight.start_blocking_runtime`, a program that never
-    stops it still exits (the thread is a daemon); :meth:`stop` ends it cleanly.
-
-    :param name: the thread's name.
-    :param backend: ``"asyncio"`` or ``"trio"``.
-    """
-
-    def __init__(self, name: str, *, backend: str = "asyncio") -> None:
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._blocking: BlockingRuntime | None = None
-        self._stop: anyio.Event | None = None
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, args=(backend,), name=name, daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def _run(self, backend: str) -> None:
-        try:
-            anyio.run(self._main, backend=backend)
-        except BaseException as exc:  # re-raised in the starting thread, never lost
-            self._error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._stop = anyio.Event()
-        async with Runtime() as runtime:
-            self._blocking = runtime.blocking
-            self._ready.set()
-            await self._stop.wait()
-
-    @property
-    def blocking(self) -> BlockingRuntime:
-        """The runtime's blocking facade.
-
-        :raises RuntimeNotRunning: after :meth:`stop`.
-        """
-        blocking = self._blocking
-        if blocking is None:
-            raise RuntimeNotRunning("this background runtime was stopped; create a new one")
-        return blocking
-
-    def call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``await func(*args)`` on the runtime's loop and return its result."""
-        result: T = self.blocking.call(func, *args)
-        return result
-
-    def stop(self, before: Callable[[], Awaitable[object]] | None = None) -> None:
-        """Stop the runtime and its thread; ``before`` is awaited on the loop first (to close
-        connection pools). A second call does nothing."""
-        with self._lock:
-            blocking, self._blocking = self._blocking, None
-        if blocking is None or self._stop is None:
-            return
-        if threading.current_thread() is self._thread:
-            # Called from the loop itself (a finalizer run there): it cannot wait for itself.
-            self._stop.set()
-            return
-        try:
-            if before is not None:
-                blocking.call(before)
-        finally:
-            blocking.call(self._stop.set)
-            self._thread.join()
 
 
 # --------------------------------------------------------------------------------------

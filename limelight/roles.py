@@ -39,7 +39,7 @@ from .schemas import CompletionRequest, CompletionResult, Message
 from .usage import record_usage
 
 if TYPE_CHECKING:
-    from .client import BackgroundRuntime
+    from .runtime import BackgroundRuntime
 
 __all__ = [
     "DEFAULT_ROLE",
@@ -346,7 +346,7 @@ def _shared_runtime() -> BackgroundRuntime:
     global _runtime
     with _lock:
         if _runtime is None:
-            from .client import BackgroundRuntime
+            from .runtime import BackgroundRuntime
 
             _runtime = BackgroundRuntime("limelight-roles")
             atexit.register(_shutdown)

@@ -16,6 +16,7 @@ from ._errors import LimelightError as LimelightError
 from ._errors import MailboxFull as MailboxFull
 from ._errors import RestartIntensityExceeded as RestartIntensityExceeded
 from ._errors import RuntimeNotRunning as RuntimeNotRunning
+from ._portal import BackgroundRuntime as BackgroundRuntime
 from ._portal import BlockingRuntime as BlockingRuntime
 from ._portal import start_blocking_runtime as start_blocking_runtime
 from ._ref import ActorRef as ActorRef
@@ -47,6 +48,7 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "AskTimeout",
+    "BackgroundRuntime",
     "BlockingRuntime",
     "ConfigError",
     "Context",
