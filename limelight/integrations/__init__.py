@@ -12,12 +12,14 @@ if TYPE_CHECKING:
     from .litellm import LimelightLiteLLMLogger as LimelightLiteLLMLogger
     from .litellm import disable_litellm_analytics as disable_litellm_analytics
     from .litellm import enable_litellm_analytics as enable_litellm_analytics
+    from .vertex import track_genai as track_genai
 
 __all__ = [
     "LimelightCallbackHandler",
     "LimelightLiteLLMLogger",
     "disable_litellm_analytics",
     "enable_litellm_analytics",
+    "track_genai",
 ]
 
 _LAZY = {
@@ -25,6 +27,7 @@ _LAZY = {
     "LimelightLiteLLMLogger": ".litellm",
     "disable_litellm_analytics": ".litellm",
     "enable_litellm_analytics": ".litellm",
+    "track_genai": ".vertex",
 }
 
 #: The extra that installs what each module needs.
