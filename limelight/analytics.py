@@ -234,8 +234,15 @@ class _Background:
     def _run(self) -> None:
         try:
             anyio.run(self._main, backend=self.backend)
-        except BaseException as exc:  # reported to start(), or logged at stop
-            self._error = exc
+        except BaseException as exc:
+            if self._ready.is_set():  # after a good start: nobody waits for it, so log it
+                import structlog
+
+                structlog.get_logger("limelight").error(
+                    "the analytics runtime stopped with an error; events go to the spool",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            self._error = exc  # before a good start: start() raises it
             self._ready.set()
 
     async def _main(self) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from limelight import analytics
-from limelight.actors import ProviderPool
+from limelight.actors import AttemptHook, ProviderPool
 from limelight.actors._analytics_hook import AnalyticsHook
 from limelight.actors._shipper import AnalyticsShipper
 from limelight.analytics import AnalyticsClient, AnalyticsConfig
@@ -142,6 +142,7 @@ async def test_the_simulator_over_http(tmp_path: Path) -> None:
 
 async def test_without_analytics_the_hook_records_nothing_and_calls_work() -> None:
     assert analytics.current() is None
+    assert isinstance(AnalyticsHook(), AttemptHook)
     async with Runtime() as rt:
         pool = await ProviderPool.start(
             rt, Scripted(["fine"]), name="p", size=1, hooks=[AnalyticsHook()]
