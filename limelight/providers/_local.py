@@ -266,7 +266,8 @@ class LocalBackend:
         :raises BadRequest: tools offered, or an unsupported ``response_format``.
         """
         result: CompletionResult | None = None
-        stream = self.stream(request)
+        # Nobody reads the tokens as they come: let the thread run without waking the loop.
+        stream = self._events(request, wake_each=False)
         try:
             async for event in stream:
                 if event.type is StreamEventType.DONE:
@@ -276,12 +277,17 @@ class LocalBackend:
         assert result is not None  # stream() always ends with DONE or raises
         return result
 
-    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+    def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         """Generate in a worker thread, yielding TOKEN events as text comes, then USAGE and
         DONE. Closing the stream (or cancelling its reader) stops generation at the next token.
 
         :raises BadRequest: tools offered, or an unsupported ``response_format``.
         """
+        return self._events(request, wake_each=True)
+
+    async def _events(
+        self, request: CompletionRequest, *, wake_each: bool
+    ) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter()
         messages = prompt_messages(request)
         settings = self._settings(request)
@@ -293,7 +299,9 @@ class LocalBackend:
         parts: list[str] = []
         ttft: float | None = None
         finished: Finished | None = None
-        pieces = iterate_in_thread(produce, name=f"limelight-{self.name}-generate")
+        pieces = iterate_in_thread(
+            produce, name=f"limelight-{self.name}-generate", wake_each=wake_each
+        )
         try:
             async for piece in pieces:
                 if isinstance(piece, Finished):
@@ -333,7 +341,8 @@ class LocalBackend:
                 model=request.model or self.model,
                 usage=usage,
                 latency=latency,
-                ttft=ttft if ttft is not None else latency,
+                # Only a streamed call sees its first token as it comes.
+                ttft=(ttft if ttft is not None else latency) if wake_each else None,
                 provider=self.name,
                 metadata=dict(request.metadata),
             )

@@ -44,9 +44,10 @@ def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
 
 
 class _Channel(Generic[T]):
-    __slots__ = ("call_soon", "done", "error", "items", "lock", "stop", "waiter")
+    __slots__ = ("call_soon", "done", "error", "items", "lock", "stop", "waiter", "wake_each")
 
-    def __init__(self) -> None:
+    def __init__(self, *, wake_each: bool) -> None:
+        self.wake_each = wake_each
         self.items: collections.deque[T] = collections.deque()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -66,6 +67,8 @@ class _Channel(Generic[T]):
             raise Stopped
         with self.lock:
             self.items.append(item)
+            if not self.wake_each:
+                return
             waiter, self.waiter = self.waiter, None
         self._wake(waiter)
 
@@ -78,7 +81,10 @@ class _Channel(Generic[T]):
 
 
 async def iterate_in_thread(
-    produce: Callable[[Callable[[T], None], threading.Event], None], *, name: str
+    produce: Callable[[Callable[[T], None], threading.Event], None],
+    *,
+    name: str,
+    wake_each: bool = True,
 ) -> AsyncGenerator[T, None]:
     """Run ``produce(emit, stop)`` in a new daemon thread and yield what it emits.
 
@@ -88,8 +94,11 @@ async def iterate_in_thread(
     cancelling the task reading it, stops the producer and waits for its thread to end.
 
     :param name: the thread's name, for debuggers and thread dumps.
+    :param wake_each: wake the reader for each item (streaming); with ``False`` the reader
+        wakes only when the producer ends, and gets every item then: no event-loop wake-up
+        per item, for callers that want the whole answer.
     """
-    channel: _Channel[T] = _Channel()
+    channel: _Channel[T] = _Channel(wake_each=wake_each)
 
     def main() -> None:
         error: BaseException | None = None

@@ -175,7 +175,8 @@ def test_litellm_async_cannot_run_on_trio_so_the_backend_uses_threads() -> None:
             model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], mock_response="y"
         )
 
-    with pytest.raises(litellm.APIConnectionError, match=r"trio\.run received unrecognized"):
+    # "trio.run received unrecognized yield message", or no asyncio loop to find at all.
+    with pytest.raises((litellm.APIConnectionError, RuntimeError)):
         trio.run(direct)
 
     async def ours() -> str | None:
