@@ -617,6 +617,13 @@ class AnalyticsShipper(Actor):
 
     # -- delivery ------------------------------------------------------------------------
 
+    def _parts(self, events: list[Event]) -> list[list[Event]]:
+        """``events`` (a replayed segment) in batches of ``batch_size`` and ``max_batch_bytes``."""
+        size = self.batch_size
+        return [
+            part for i in range(0, len(events), size) for part in self._split(events[i : i + size])
+        ]
+
     def _split(self, batch: list[Event]) -> list[list[Event]]:
         """``batch`` in parts of at most ``max_batch_bytes`` JSON bytes."""
         limit = self.max_batch_bytes
@@ -794,11 +801,11 @@ class AnalyticsShipper(Actor):
         if key == ALL_SINKS:
             # Delivered where it can be; spooled under each failing sink's own key.
             for state in targets:
-                for part in self._split(events):
+                for part in self._parts(events):
                     await self._deliver(state, part, replay=True)
             await self._to_thread(self.spool.remove, claimed)
             return True
-        for part in self._split(events):
+        for part in self._parts(events):
             if not await self._deliver(targets[0], part, spool=False, replay=True):
                 # Parts already delivered go again later: a deduping sink keeps them once.
                 await self._to_thread(self.spool.release, claimed)

@@ -178,7 +178,7 @@ async def test_sink_down_past_retries_spools_then_replays_when_back(tmp_path: Pa
 
 
 async def test_overflow_is_counted_spooled_and_sent_on_next_start(tmp_path: Path) -> None:
-    sink = MemorySink()
+    sink = CountingSink()
     events = make_events(250)
     # Not started yet: nothing drains the queue, so 100 fit and 150 overflow.
     first = AnalyticsShipper([sink], spool_dir=tmp_path, max_queue_size=100, **FAST)
@@ -194,14 +194,16 @@ async def test_overflow_is_counted_spooled_and_sent_on_next_start(tmp_path: Path
         assert await first.flush(10)
         await first.shutdown(5)
     assert ids(sink.events) == ids(events[:100])
-    # The next start sends the overflow.
+    # The next start sends the overflow (in batches of its batch_size).
+    writes_before = len(sink.sizes)
     async with Runtime() as rt:
-        second = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        second = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, batch_size=40, **FAST)
         with anyio.fail_after(20):
             while len(sink.events) < 250:
                 await anyio.sleep(0.02)
         await second.shutdown(5)
         assert second.statistics().replayed == 150
+    assert max(sink.sizes[writes_before:]) <= 40
     assert ids(sink.events) == ids(events)
     assert sink.duplicates == 0
     assert spooled_events(tmp_path) == []
