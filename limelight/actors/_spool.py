@@ -96,6 +96,8 @@ class Spool:
         self._counter = itertools.count(1)
         #: key -> (fd, path, events in it) of the segment being appended to.
         self._open: dict[str, tuple[int, Path, int]] = {}
+        #: Segments this object is replaying right now.
+        self._claims: set[Path] = set()
         #: Events that could not be encoded (and so could not be stored), counted.
         self.unencodable = 0
         #: Lines found corrupt when reading segments back (a write torn by a crash).
@@ -179,6 +181,7 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._open = {}
+        self._claims = set()
         self._lock = threading.Lock()
 
     def dead_letter(self, key: str, events: Sequence[Event], reason: str) -> int:
@@ -219,6 +222,20 @@ class Spool:
         """How many sealed segments wait to be replayed, over all keys."""
         return sum(len(self.segments(k)) for k in self.sink_keys())
 
+    def _orphaned(self, pid: int | None, path: Path) -> bool:
+        """Whether the process that wrote or claimed ``path`` is gone. Our own pid counts as
+        gone for a file this object did not make: a previous process had the same pid (a
+        container's pid 1, say)."""
+        if pid is None:
+            return False
+        if pid == os.getpid():
+            return path not in self._mine()
+        return not _pid_alive(pid)
+
+    def _mine(self) -> set[Path]:
+        with self._lock:
+            return {p for _, p, _ in self._open.values()} | self._claims
+
     def recover(self) -> int:
         """Seal the segments of processes that died while writing or replaying them.
         Returns how many were recovered."""
@@ -227,13 +244,12 @@ class Spool:
             for path in (self.directory / key).iterdir():
                 name = path.name
                 if name.endswith(_OPEN):
-                    pid = _pid_of(name)
-                    if pid is None or _pid_alive(pid):
+                    if not self._orphaned(_pid_of(name), path):
                         continue
                     target = path.with_name(name[: -len(_OPEN)] + _SEALED)
                 elif _CLAIMED in name:
                     stem, _, owner = name.partition(_CLAIMED)
-                    if owner.isdigit() and _pid_alive(int(owner)):
+                    if not owner.isdigit() or not self._orphaned(int(owner), path):
                         continue
                     target = path.with_name(stem)
                 else:
@@ -253,12 +269,16 @@ class Spool:
             os.rename(path, claimed)
         except FileNotFoundError:
             return None
+        with self._lock:
+            self._claims.add(claimed)
         return claimed
 
     def release(self, claimed: Path) -> None:
         """Give a claimed segment back (its replay failed): it stays for a later try."""
         stem = claimed.name.partition(_CLAIMED)[0]
         os.rename(claimed, claimed.with_name(stem))
+        with self._lock:
+            self._claims.discard(claimed)
 
     def read(self, path: Path) -> list[Event]:
         """The events of a segment; corrupt lines (a torn last write) are skipped and
@@ -276,6 +296,8 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+        with self._lock:
+            self._claims.discard(path)
 
 
 def _pid_of(name: str) -> int | None:

@@ -442,3 +442,20 @@ async def test_a_crash_is_restarted_by_the_supervisor_and_the_batch_in_flight_ke
         assert node.stats.restarts == 1
         await shipper.shutdown(5)
     assert ids(sink.events) == ids(events)
+
+
+def test_segments_left_by_an_earlier_process_with_our_pid_are_recovered(tmp_path: Path) -> None:
+    """In a container every run may have the same pid: a file with our pid that this
+    process did not make is an orphan too; our own open segment is not."""
+    import os
+
+    spool = Spool(tmp_path)
+    events = make_events(2)
+    spool.append("memory", events[0])  # ours, still open
+    folder = tmp_path / "memory"
+    earlier = folder / f"{1:020d}-{os.getpid()}-99.open"
+    earlier.write_bytes(b"")
+    assert spool.recover() == 1
+    assert [p.name for p in spool.segments("memory")] == [earlier.with_suffix(".jsonl").name]
+    spool.seal()
+    assert len(spool.segments("memory")) == 2
