@@ -10,12 +10,17 @@ before: same results, same exceptions.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
+import anyio.to_thread
+
 from ..errors import ConfigError
+from ..providers._threads import iterate_in_thread, on_asyncio
 from ..schemas._events import Event
 
 if TYPE_CHECKING:
@@ -144,8 +149,9 @@ def track_genai(
     """Record the model calls of a Google GenAI client (Vertex AI or Gemini API) as analytics
     events, and return the same client. Tracking it again replaces the options.
 
-    ``client.aio`` runs on asyncio only (the SDK's own HTTP stack): on trio, call the sync
-    methods in a worker thread (``anyio.to_thread.run_sync``).
+    The SDK's ``client.aio`` runs on asyncio only (its own HTTP stack); once tracked, its
+    ``models`` methods also work under trio, where they run the sync methods in worker
+    threads.
 
     :param genai_client: a ``google.genai.Client``.
     :param client: the analytics client (default: :func:`limelight.analytics.current` at the
@@ -176,17 +182,28 @@ def track_genai(
             "parent_event_id": parent_event_id,
         },
     )
-    _patch(models, tracker, _sync_call, _sync_stream)
-    _patch(aio_models, tracker, _async_call, _async_stream)
+    sync = _originals(models)
+    aio_originals = _originals(aio_models)
+    _install(
+        models,
+        generate_content=_sync_call(tracker, sync["generate_content"]),
+        generate_content_stream=_sync_stream(tracker, sync["generate_content_stream"]),
+    )
+    _install(
+        aio_models,
+        generate_content=_async_call(
+            tracker, aio_originals["generate_content"], sync["generate_content"]
+        ),
+        generate_content_stream=_async_stream(
+            tracker, aio_originals["generate_content_stream"], sync["generate_content_stream"]
+        ),
+    )
     return genai_client
 
 
-def _patch(
-    models: Any,
-    tracker: _Tracker,
-    call: Callable[[_Tracker, Callable[..., Any]], Callable[..., Any]],
-    stream: Callable[[_Tracker, Callable[..., Any]], Callable[..., Any]],
-) -> None:
+def _originals(models: Any) -> dict[str, Callable[..., Any]]:
+    """The SDK's own methods of ``models`` (kept on first tracking, so that tracking again
+    wraps them, not our wrappers)."""
     originals: dict[str, Callable[..., Any]] | None = models.__dict__.get(_ORIGINALS)
     if originals is None:
         originals = {
@@ -194,11 +211,13 @@ def _patch(
             "generate_content_stream": models.generate_content_stream,
         }
         setattr(models, _ORIGINALS, originals)
+    return originals
+
+
+def _install(models: Any, **wrappers: Callable[..., Any]) -> None:
     # Instance attributes shadow the SDK's methods on this client only.
-    setattr(models, "generate_content", call(tracker, originals["generate_content"]))  # noqa: B010
-    setattr(  # noqa: B010
-        models, "generate_content_stream", stream(tracker, originals["generate_content_stream"])
-    )
+    for name, wrapper in wrappers.items():
+        setattr(models, name, wrapper)
 
 
 def _sync_call(tracker: _Tracker, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -244,12 +263,19 @@ def _iterate(call: _Call, chunks: Iterator[GenerateContentResponse]) -> Iterator
     call.done(None)
 
 
-def _async_call(tracker: _Tracker, original: Callable[..., Any]) -> Callable[..., Any]:
+def _async_call(
+    tracker: _Tracker, original: Callable[..., Awaitable[Any]], sync: Callable[..., Any]
+) -> Callable[..., Any]:
     @functools.wraps(original)
     async def generate_content(*, model: str, contents: Any, config: Any = None) -> Any:
         call = tracker.request(model, contents, config, stream=False)
         try:
-            response = await original(model=model, contents=contents, config=config)
+            if on_asyncio():
+                response = await original(model=model, contents=contents, config=config)
+            else:  # the SDK's async HTTP is asyncio's: its sync call, in a worker thread
+                response = await anyio.to_thread.run_sync(
+                    functools.partial(sync, model=model, contents=contents, config=config)
+                )
         except Exception as exc:  # cancellation is no error: it passes unrecorded
             call.failed(exc)
             raise
@@ -259,10 +285,20 @@ def _async_call(tracker: _Tracker, original: Callable[..., Any]) -> Callable[...
     return generate_content
 
 
-def _async_stream(tracker: _Tracker, original: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+def _async_stream(
+    tracker: _Tracker, original: Callable[..., Awaitable[Any]], sync: Callable[..., Any]
+) -> Callable[..., Any]:
     @functools.wraps(original)
     async def generate_content_stream(*, model: str, contents: Any, config: Any = None) -> Any:
         call = tracker.request(model, contents, config, stream=True)
+        if not on_asyncio():
+            # The SDK's async HTTP is asyncio's: read its sync stream in a worker thread.
+            # (emit raises once the reader has gone, which ends the producer.)
+            def produce(emit: Callable[[Any], None], stop: threading.Event) -> None:
+                for chunk in sync(model=model, contents=contents, config=config):
+                    emit(chunk)
+
+            return _aiterate(call, iterate_in_thread(produce, name="limelight-genai-stream"))
         try:
             chunks = await original(model=model, contents=contents, config=config)
         except Exception as exc:
@@ -286,6 +322,10 @@ async def _aiterate(
     except Exception as exc:
         call.failed(exc)
         raise
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
     call.done(None)
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import anyio
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -193,40 +192,28 @@ def test_an_api_error_is_recorded_and_raised_unchanged(
     assert not by_type(sink.events, EventType.LLM_RESPONSE)
 
 
-@pytest.mark.anyio
-# The SDK subclasses aiohttp's ClientSession, which aiohttp warns about: nothing of ours.
-@pytest.mark.filterwarnings(
+_AIOHTTP_SUBCLASS = (
+    # The SDK subclasses aiohttp's ClientSession, which aiohttp warns about: nothing of ours.
     "ignore:Inheritance class AiohttpClientSession from ClientSession:DeprecationWarning"
 )
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings(_AIOHTTP_SUBCLASS)
 async def test_async_calls_are_recorded(
     sink: MemorySink, client: genai.Client, anyio_backend: str
 ) -> None:
-    """The SDK's ``client.aio`` runs on asyncio only (its aiohttp/httpx-asyncio stack): on
-    trio the sync methods run in a worker thread, as track_genai's docstring says."""
+    """``client.aio`` on both backends: the SDK's own async HTTP on asyncio; on trio (where
+    the SDK's asyncio HTTP cannot run) the tracked methods run the sync ones in worker
+    threads."""
     track_genai(client)
+    response = await client.aio.models.generate_content(model="gemini-2.0-flash", contents="x y z")
+    stream = await client.aio.models.generate_content_stream(
+        model="gemini-2.0-flash", contents="x y z"
+    )
+    texts = [chunk.text async for chunk in stream]
     if anyio_backend == "asyncio":
-        response = await client.aio.models.generate_content(
-            model="gemini-2.0-flash", contents="x y z"
-        )
-        stream: AsyncIterator[
-            types.GenerateContentResponse
-        ] = await client.aio.models.generate_content_stream(
-            model="gemini-2.0-flash", contents="x y z"
-        )
-        texts = [chunk.text async for chunk in stream]
         await client.aio.aclose()
-    else:
-        response = await anyio.to_thread.run_sync(
-            lambda: client.models.generate_content(model="gemini-2.0-flash", contents="x y z")
-        )
-        texts = await anyio.to_thread.run_sync(
-            lambda: [
-                c.text
-                for c in client.models.generate_content_stream(
-                    model="gemini-2.0-flash", contents="x y z"
-                )
-            ]
-        )
     assert response.text == "z y x"
     assert texts == ["x ", "y ", "z"]
     assert await analytics.get_client().aflush(timeout=10)
@@ -237,37 +224,51 @@ async def test_async_calls_are_recorded(
     assert [a.parent_event_id for a in answers] == [r.event_id for r in requests]
     assert [a.payload.content for a in answers] == ["z y x", "x y z"]  # type: ignore[union-attr]
     assert all(a.payload.cached_tokens == 6 for a in answers)  # type: ignore[union-attr]
+    assert answers[1].payload.ttft is not None  # type: ignore[union-attr]
 
 
 @pytest.mark.anyio
-@pytest.mark.filterwarnings(
-    "ignore:Inheritance class AiohttpClientSession from ClientSession:DeprecationWarning"
-)
+@pytest.mark.filterwarnings(_AIOHTTP_SUBCLASS)
 async def test_async_errors_are_recorded(
     sink: MemorySink, client: genai.Client, anyio_backend: str
 ) -> None:
     track_genai(client)
+    with pytest.raises(errors.ClientError, match="model broken is not served"):
+        await client.aio.models.generate_content(model="broken", contents="hi")
+    with pytest.raises(errors.ClientError):  # raised by the first read of the stream
+        async for _ in await client.aio.models.generate_content_stream(
+            model="broken", contents="hi"
+        ):
+            pass
     if anyio_backend == "asyncio":
-        with pytest.raises(errors.ClientError):
-            await client.aio.models.generate_content(model="broken", contents="hi")
-        with pytest.raises(errors.ClientError):  # raised by the first read of the stream
-            async for _ in await client.aio.models.generate_content_stream(
-                model="broken", contents="hi"
-            ):
-                pass
         await client.aio.aclose()
-    else:
-        for method in (client.models.generate_content, client.models.generate_content_stream):
-            with pytest.raises(errors.ClientError):
-                await anyio.to_thread.run_sync(
-                    lambda m=method: list(m(model="broken", contents="hi"))  # type: ignore[misc]
-                )
     assert await analytics.get_client().aflush(timeout=10)
     failures = by_type(sink.events, EventType.ERROR)
     assert len(failures) == 2
     assert {e.payload.context["model"] for e in failures} == {"broken"}  # type: ignore[union-attr]
     requests = by_type(sink.events, EventType.LLM_REQUEST)
     assert {e.parent_event_id for e in failures} == {r.event_id for r in requests}
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings(_AIOHTTP_SUBCLASS)
+async def test_an_async_stream_left_early_is_recorded_and_closed(
+    sink: MemorySink, client: genai.Client, anyio_backend: str
+) -> None:
+    track_genai(client)
+    stream = await client.aio.models.generate_content_stream(
+        model="gemini-2.0-flash", contents="a b c"
+    )
+    async for chunk in stream:
+        assert chunk.text == "a "
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    if anyio_backend == "asyncio":
+        await client.aio.aclose()
+    assert await analytics.get_client().aflush(timeout=10)
+    (answer,) = by_type(sink.events, EventType.LLM_RESPONSE)
+    assert answer.payload.finish_reason == "incomplete"  # type: ignore[union-attr]
+    assert answer.payload.content == "a "  # type: ignore[union-attr]
 
 
 def test_tracking_again_replaces_the_options(sink: MemorySink, client: genai.Client) -> None:
