@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -98,6 +99,7 @@ class Spool:
         self._open: dict[str, tuple[int, Path, int]] = {}
         #: Segments this object is replaying right now.
         self._claims: set[Path] = set()
+        _spools.add(self)
         #: Events that could not be encoded (and so could not be stored), counted.
         self.unencodable = 0
         #: Lines found corrupt when reading segments back (a write torn by a crash).
@@ -233,8 +235,13 @@ class Spool:
         return not _pid_alive(pid)
 
     def _mine(self) -> set[Path]:
-        with self._lock:
-            return {p for _, p, _ in self._open.values()} | self._claims
+        """Segments some Spool of this process has open or claimed."""
+        mine: set[Path] = set()
+        for spool in list(_spools):
+            with spool._lock:
+                mine.update(p for _, p, _ in spool._open.values())
+                mine.update(spool._claims)
+        return mine
 
     def recover(self) -> int:
         """Seal the segments of processes that died while writing or replaying them.
@@ -298,6 +305,10 @@ class Spool:
         path.unlink(missing_ok=True)
         with self._lock:
             self._claims.discard(path)
+
+
+#: Every live Spool of this process (their open and claimed segments are not orphans).
+_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
 
 
 def _pid_of(name: str) -> int | None:
