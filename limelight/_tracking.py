@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 
 from .schemas._events import Event
 
@@ -191,6 +191,7 @@ class _Record:
         self.started = time.perf_counter()
         self.ended: float | None = None
         self._token: Token[uuid.UUID | None] | None = None
+        self._result: Any = None
 
     def enter(self) -> None:
         if self.client is not None:
@@ -225,6 +226,30 @@ class _Record:
     def succeed(self, result: Any) -> None:
         raise NotImplementedError
 
+    # As a ``with`` / ``async with`` block (Tracker's sub-contexts): what was recorded
+    # inside is the result.
+
+    def __enter__(self) -> Self:
+        self.enter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self.exit()
+        if exc is None:
+            self.succeed(self._result)
+        elif isinstance(exc, Exception):
+            self.fail(exc)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
 
 class LLMCallRecord(_Record):
     """An LLM call being recorded: call :meth:`record` with the answer (or its numbers)
@@ -234,9 +259,7 @@ class LLMCallRecord(_Record):
         super().__init__(client, start)
         self.model = model
         self.provider = provider
-        self._result: Any = None
         self._numbers: dict[str, Any] = {}
-        self._failed = False
 
     def record(
         self,
@@ -257,10 +280,6 @@ class LLMCallRecord(_Record):
             "finish_reason": finish_reason,
         }
         self._numbers = {k: v for k, v in given.items() if v is not None}
-
-    def fail(self, exc: BaseException) -> None:
-        self._failed = True
-        super().fail(exc)
 
     def succeed(self, result: Any) -> None:
         tokens_in, tokens_out, cost, content, finish = _usage_of(result)
@@ -284,28 +303,6 @@ class LLMCallRecord(_Record):
             )
         )
 
-    def __enter__(self) -> LLMCallRecord:
-        self.enter()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self.exit()
-        if exc is not None:
-            if isinstance(exc, Exception):
-                self.fail(exc)
-        elif not self._failed:
-            self.succeed(self._result)
-
-    async def __aenter__(self) -> LLMCallRecord:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
 
 class ToolCallRecord(_Record):
     """A tool call being recorded: call :meth:`record` with its result; the
@@ -314,7 +311,6 @@ class ToolCallRecord(_Record):
     def __init__(self, client: AnalyticsClient | None, start: Event, name: str):
         super().__init__(client, start)
         self.name = name
-        self._result: Any = None
 
     def record(self, result: Any) -> None:
         self._result = result
@@ -344,27 +340,6 @@ class ToolCallRecord(_Record):
                 parent_event_id=self.event_id,
             )
         )
-
-    def __enter__(self) -> ToolCallRecord:
-        self.enter()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self.exit()
-        if exc is None:
-            self.succeed(self._result)
-        elif isinstance(exc, Exception):
-            self.fail(exc)
-
-    async def __aenter__(self) -> ToolCallRecord:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 class _StepRecord(_Record):

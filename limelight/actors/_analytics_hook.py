@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..schemas import CompletionResult
 from ..schemas._events import Event
 from ._provider_worker import Attempt
+from ._tracing import analytics_client, parse_event_id
 
 if TYPE_CHECKING:
     from ..analytics import AnalyticsClient
@@ -19,21 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["AnalyticsHook"]
 
 _STATE_KEY = "analytics.request"
-
-
-def _current_client() -> AnalyticsClient | None:
-    from ..analytics import current
-
-    return current()
-
-
-def _parse_uuid(value: str | None) -> uuid.UUID | None:
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 class AnalyticsHook:
@@ -55,7 +41,7 @@ class AnalyticsHook:
         self.provider = provider
         self._fixed = client
         self._client: Callable[[], AnalyticsClient | None] = (
-            (lambda: client) if client is not None else _current_client
+            (lambda: client) if client is not None else analytics_client
         )
 
     async def before(self, attempt: Attempt) -> None:
@@ -76,7 +62,7 @@ class AnalyticsHook:
             run_id=meta.get("run_id"),
             user_id=meta.get("user_id"),
             session_id=meta.get("session_id"),
-            parent_event_id=_parse_uuid(meta.get("parent_event_id")),
+            parent_event_id=parse_event_id(meta.get("parent_event_id")),
             metadata={"deployment": attempt.deployment, "attempt": attempt.number},
         )
         attempt.state[_STATE_KEY] = event.event_id
