@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from .._tracking import _short_repr, jsonable
 from ..schemas._events import Event
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
-    from langchain_core.outputs import LLMResult
+    from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult
 
     from ..analytics import AnalyticsClient
 
@@ -30,7 +31,7 @@ __all__ = ["LimelightCallbackHandler"]
 class _Run:
     """One LangChain run in progress: the event that opened it, and when."""
 
-    __slots__ = ("event_id", "name", "provider", "run_id", "started")
+    __slots__ = ("event_id", "first_token", "name", "provider", "run_id", "started")
 
     def __init__(self, run_id: str, name: str) -> None:
         self.event_id: uuid.UUID | None = None
@@ -38,6 +39,7 @@ class _Run:
         self.name = name
         self.provider = ""
         self.started = time.monotonic()
+        self.first_token: float | None = None
 
 
 class LimelightCallbackHandler(BaseCallbackHandler):
@@ -192,6 +194,21 @@ class LimelightCallbackHandler(BaseCallbackHandler):
     ) -> None:
         self._llm_start(serialized, len(prompts), run_id, parent_run_id, metadata, kwargs)
 
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is not None and run.first_token is None:
+            run.first_token = time.monotonic()
+
     def on_llm_end(
         self,
         response: LLMResult,
@@ -215,6 +232,7 @@ class LimelightCallbackHandler(BaseCallbackHandler):
                 output_tokens=usage[1],
                 cached_tokens=usage[2],
                 latency=time.monotonic() - run.started,
+                ttft=None if run.first_token is None else run.first_token - run.started,
                 finish_reason=finish_reason,
                 content=content,
                 tool_calls_count=tool_calls,
@@ -298,7 +316,7 @@ class LimelightCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         name = _run_name(serialized, kwargs, "tool")
-        arguments = dict(inputs) if inputs else {"input": input_str}
+        arguments = jsonable(dict(inputs) if inputs else {"input": input_str})
         call_id = kwargs.get("tool_call_id")
 
         def build(links: dict[str, Any]) -> Event:
@@ -328,7 +346,7 @@ class LimelightCallbackHandler(BaseCallbackHandler):
         self._emit(
             Event.create_tool_response(
                 run.name,
-                _text(result),
+                result if isinstance(result, str) else jsonable(result),
                 duration=time.monotonic() - run.started,
                 tool_call_id=call_id if isinstance(call_id, str) else None,
                 **self._links(run.run_id, run.event_id),
@@ -407,18 +425,18 @@ def _number(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str:
-    """A short readable form of a chain's inputs or outputs."""
+    """A short readable form of a chain's inputs or outputs (long text cut)."""
     if isinstance(value, str):
-        return value
+        return jsonable(value)  # type: ignore[no-any-return]
     content = getattr(value, "content", None)
     if isinstance(content, str):
-        return content
+        return _text(content)
     to_string = getattr(value, "to_string", None)  # a prompt's value
     if callable(to_string):
-        return str(to_string())
+        return _text(str(to_string()))
     if isinstance(value, Mapping) and len(value) == 1:
         return _text(next(iter(value.values())))
-    return repr(value)
+    return _short_repr(value)
 
 
 def _usage(response: LLMResult) -> tuple[int, int, int]:

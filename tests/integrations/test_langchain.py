@@ -99,7 +99,7 @@ def _check_chain_tree(events: list[Event], text: str) -> None:
     assert call.payload.arguments == {"a": len(text), "b": 1}  # type: ignore[union-attr]
     (result,) = by_type(events, EventType.TOOL_RESPONSE)
     assert result.parent_event_id == call.event_id
-    assert result.payload.result == str(len(text) + 1)  # type: ignore[union-attr]
+    assert result.payload.result == len(text) + 1  # type: ignore[union-attr]
     assert not result.payload.is_error  # type: ignore[union-attr]
 
     # Every step that started ended, under its own start; the root's answer is the chain's.
@@ -255,3 +255,42 @@ def test_a_given_client_is_used_and_nothing_is_recorded_without_one(tmp_path: Pa
 def _no_leftover_client() -> Iterator[None]:
     yield
     assert analytics.current() is None
+
+
+def test_a_streamed_answer_records_its_time_to_first_token(sink: MemorySink) -> None:
+    model = GenericFakeChatModel(messages=iter([_answer("one two three", 3, 3)]))
+    handler = LimelightCallbackHandler()
+    chunks = [c.content for c in model.stream("count", config={"callbacks": [handler]})]
+    assert "".join(chunks) == "one two three"  # type: ignore[arg-type]
+    assert len(chunks) > 1
+    assert analytics.get_client().flush(timeout=10)
+    (response,) = by_type(sink.events, EventType.LLM_RESPONSE)
+    assert response.payload.content == "one two three"  # type: ignore[union-attr]
+    ttft, latency = response.payload.ttft, response.payload.latency  # type: ignore[union-attr]
+    assert ttft is not None
+    assert latency is not None
+    assert 0 <= ttft <= latency
+
+
+def test_tool_arguments_and_results_that_json_cannot_carry_are_recorded(
+    sink: MemorySink,
+) -> None:
+    """Arguments and results are reduced to JSON (objects as their repr, long text cut), so
+    the event still reaches a sink that encodes it."""
+
+    class Point:
+        def __repr__(self) -> str:
+            return "Point(1, 2)"
+
+    @tool
+    def echo(text: str) -> dict[str, object]:
+        """Echo."""
+        return {"where": Point(), "text": text * 3000}
+
+    echo.invoke({"text": "ab"}, config={"callbacks": [LimelightCallbackHandler()]})
+    assert analytics.get_client().flush(timeout=10)
+    (result,) = by_type(sink.events, EventType.TOOL_RESPONSE)
+    payload = result.payload.result  # type: ignore[union-attr]
+    assert payload["where"] == "Point(1, 2)"
+    assert len(payload["text"]) < 4100
+    assert payload["text"].endswith("…")
