@@ -459,3 +459,57 @@ def test_segments_left_by_an_earlier_process_with_our_pid_are_recovered(tmp_path
     assert [p.name for p in spool.segments("memory")] == [earlier.with_suffix(".jsonl").name]
     spool.seal()
     assert len(spool.segments("memory")) == 2
+
+
+class TimedSink(MemorySink):
+    """Records the (virtual) time of every write attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(name="timed")
+        self.times: list[float] = []
+
+    async def write(self, batch: Any) -> None:
+        self.times.append(anyio.current_time())
+        await super().write(batch)
+
+
+def _mock_clock() -> Any:
+    trio_testing = pytest.importorskip("trio.testing")
+    return trio_testing.MockClock(autojump_threshold=0)
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("trio", {"clock": _mock_clock()}))])
+async def test_retry_after_is_honoured_and_backoff_grows_with_jitter(tmp_path: Path) -> None:
+    """On trio's MockClock (virtual time): the wait before a retry is the sink's Retry-After
+    when it gives one, else exponential backoff with up to 50% jitter."""
+    sink = TimedSink()
+    sink.fail(SinkUnavailable("429", retry_after=30.0), times=1)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt,
+            [sink],
+            spool_dir=tmp_path,
+            flush_interval=0.01,
+            retry_initial_delay=1.0,
+            retry_max_delay=60.0,
+            max_retries=5,
+        )
+        shipper.log_event(Event.create_user_input("a"))
+        with anyio.fail_after(100):
+            while not sink.events:
+                await anyio.sleep(0.01)
+        first, second = sink.times
+        assert 29.999 <= second - first < 30.5
+        sink.times.clear()
+        sink.fail(SinkUnavailable("503"), times=3)
+        shipper.log_event(Event.create_user_input("b"))
+        with anyio.fail_after(100):
+            while len(sink.events) < 2:
+                await anyio.sleep(0.01)
+        gaps = [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)]
+        assert len(gaps) == 3
+        for n, gap in enumerate(gaps):
+            base = 1.0 * 2**n
+            assert base * 0.5 - 1e-6 <= gap <= base + 0.05
+        assert shipper.statistics().retried == 4
+        await shipper.shutdown(5)
