@@ -544,6 +544,8 @@ class AnalyticsShipper(Actor):
             expired = not await self._ship(batch, {s.key for s in self._sinks}, deadline)
             if not expired:
                 self._settle(False)
+                # A flush served is no deadline for what producers added since.
+                deadline = self._deadline()
         if drain_all:
             self._last_drain = time.monotonic()
         if expired:
