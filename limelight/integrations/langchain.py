@@ -346,7 +346,7 @@ class LimelightCallbackHandler(BaseCallbackHandler):
         self._emit(
             Event.create_tool_response(
                 run.name,
-                result if isinstance(result, str) else jsonable(result),
+                _text(result) if isinstance(result, str) else jsonable(result),
                 duration=time.monotonic() - run.started,
                 tool_call_id=call_id if isinstance(call_id, str) else None,
                 **self._links(run.run_id, run.event_id),
@@ -427,7 +427,8 @@ def _number(value: Any) -> float | None:
 def _text(value: Any) -> str:
     """A short readable form of a chain's inputs or outputs (long text cut)."""
     if isinstance(value, str):
-        return jsonable(value)  # type: ignore[no-any-return]
+        # str() as well: LangChain's texts are str subclasses (TextAccessor) no encoder takes.
+        return str(jsonable(str(value)))
     content = getattr(value, "content", None)
     if isinstance(content, str):
         return _text(content)
@@ -475,5 +476,9 @@ def _answer(response: LLMResult) -> tuple[str | None, str | None, int]:
             finish = info.get("finish_reason")
             message = getattr(generation, "message", None)
             tool_calls: Sequence[Any] = getattr(message, "tool_calls", None) or []
-            return generation.text, finish if isinstance(finish, str) else None, len(tool_calls)
+            return (
+                _text(generation.text),
+                finish if isinstance(finish, str) else None,
+                len(tool_calls),
+            )
     return None, None, 0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from limelight import analytics
-from limelight.schemas._events import Event, EventType
+from limelight.schemas._events import Event, EventType, decode_events, encode_events
 from limelight.sinks import MemorySink
 
 
@@ -20,6 +20,9 @@ def sink(tmp_path: Path) -> Iterator[MemorySink]:
         yield memory
     finally:
         analytics.shutdown(timeout=10)
+    # Whatever a hook recorded travels: it encodes to the wire and decodes back the same.
+    events = memory.events
+    assert decode_events(encode_events(events)) == events
 
 
 def by_type(events: list[Event], kind: EventType) -> list[Event]:
