@@ -187,11 +187,21 @@ class _Record:
         self.event_id = start.event_id
         self.run_id = start.run_id
         self.user_id = start.user_id
+        self.session_id = start.session_id
         self.parent_event_id = start.parent_event_id
         self.started = time.perf_counter()
         self.ended: float | None = None
         self._token: Token[uuid.UUID | None] | None = None
         self._result: Any = None
+
+    def links(self) -> dict[str, Any]:
+        """The links of the events that end this record: its run, and itself as parent."""
+        return {
+            "run_id": self.run_id,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "parent_event_id": self.event_id,
+        }
 
     def enter(self) -> None:
         if self.client is not None:
@@ -217,9 +227,7 @@ class _Record:
             Event.create_error(
                 exc,
                 context={"duration": self.duration},
-                run_id=self.run_id,
-                user_id=self.user_id,
-                parent_event_id=self.event_id,
+                **self.links(),
             )
         )
 
@@ -296,9 +304,7 @@ class LLMCallRecord(_Record):
                 self.model,
                 provider=self.provider,
                 latency=self.duration,
-                run_id=self.run_id,
-                user_id=self.user_id,
-                parent_event_id=self.event_id,
+                **self.links(),
                 **numbers,
             )
         )
@@ -323,9 +329,7 @@ class ToolCallRecord(_Record):
                 f"{type(exc).__name__}: {exc}",
                 is_error=True,
                 duration=self.duration,
-                run_id=self.run_id,
-                user_id=self.user_id,
-                parent_event_id=self.event_id,
+                **self.links(),
             )
         )
 
@@ -335,9 +339,7 @@ class ToolCallRecord(_Record):
                 self.name,
                 jsonable(result),
                 duration=self.duration,
-                run_id=self.run_id,
-                user_id=self.user_id,
-                parent_event_id=self.event_id,
+                **self.links(),
             )
         )
 
@@ -356,9 +358,7 @@ class _StepRecord(_Record):
                 result=result,
                 error=error,
                 duration=self.duration,
-                run_id=self.run_id,
-                user_id=self.user_id,
-                parent_event_id=self.event_id,
+                **self.links(),
                 metadata={"agent_step": self.step},
             )
         )
@@ -500,7 +500,12 @@ class Tracker:
             return
         if isinstance(exc, Exception):
             client.log_event(Event.create_error(exc, **self._links(None)))
-        client.end_run(self.run_id, status="ok" if exc is None else "error", user_id=self.user_id)
+        client.end_run(
+            self.run_id,
+            status="ok" if exc is None else "error",
+            user_id=self.user_id,
+            session_id=self.session_id,
+        )
 
     async def __aenter__(self) -> Tracker:
         return self.__enter__()

@@ -318,6 +318,7 @@ class AnalyticsClient:
         *,
         status: str = "ok",
         user_id: str | None = None,
+        session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """End a run (emits ``session_end`` with its duration)."""
@@ -325,7 +326,12 @@ class AnalyticsClient:
         duration = None if started is None else time.monotonic() - started
         self.log_event(
             Event.create_session_end(
-                duration=duration, status=status, run_id=run_id, user_id=user_id, metadata=metadata
+                duration=duration,
+                status=status,
+                run_id=run_id,
+                user_id=user_id,
+                session_id=session_id,
+                metadata=metadata,
             )
         )
 

@@ -263,8 +263,10 @@ async def test_tracker_async_records_an_error_and_reraises(recorded: Recorded) -
 
 @pytest.mark.anyio
 async def test_tracker_llm_call_async_with_a_response_object(recorded: Recorded) -> None:
-    async with Tracker() as tracker, tracker.track_llm_call("m", "p") as call:
+    async with Tracker(session_id="s-9") as tracker, tracker.track_llm_call("m", "p") as call:
         call.record(CompletionResult(content="done", usage=Usage.of(5, 1)))
-    response = recorded.events()[2]
+    events = recorded.events()
+    assert {e.session_id for e in events} == {"s-9"}
+    response = events[2]
     assert response.event_type is EventType.LLM_RESPONSE
     assert (response.payload.input_tokens, response.payload.content) == (5, "done")  # type: ignore[union-attr]
