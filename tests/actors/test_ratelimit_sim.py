@@ -109,12 +109,14 @@ async def test_a_burst_of_mixed_sizes_completes_with_zero_429s(count: int, exces
     assert done == len(requests)
     assert stats.rate_limited == 0
     assert stats.admitted == len(requests)
-    if count <= 300:
-        # The quota did bind. (The big burst's own sending takes seconds; on a loaded
-        # machine the refill may then cover it without a wait, so it is not asserted there.)
-        assert stats.waited > 0
     assert stats.tokens_utilisation is not None
-    assert stats.tokens_utilisation > 0.9
+    if count <= 300:
+        # The quota did bind, and was used. (The big burst's own sending takes seconds; on a
+        # loaded machine the refill may then cover it without a wait, and how much of the
+        # quota it used then depends on the machine's speed, so neither is asserted there:
+        # bench/ratelimit.py measures utilisation.)
+        assert stats.waited > 0
+        assert stats.tokens_utilisation > 0.9
 
 
 class SwappableServer:
