@@ -25,7 +25,7 @@ import msgspec
 
 from .._version import __version__
 from ..errors import ConfigError
-from ..schemas import CompletionRequest, Message, StreamEventType, Usage
+from ..schemas import CompletionRequest, Message, StreamEvent, StreamEventType, Usage
 from ._config import (
     BenchConfig,
     ClosedLoop,
@@ -169,6 +169,53 @@ def _collector_tuned() -> Iterator[None]:
         gc.unfreeze()
 
 
+class _Timing:
+    """The timestamps of one streamed answer, taken as its events arrive: the first chunk,
+    the gaps between chunks (text tokens and tool calls), the usage; the text when kept."""
+
+    __slots__ = ("chunks", "first", "gaps", "keep_text", "last", "text", "usage")
+
+    def __init__(self, *, keep_text: bool = False) -> None:
+        self.first: float | None = None
+        self.last = 0.0
+        self.gaps: list[float] = []
+        self.chunks = 0
+        self.usage: Usage | None = None
+        self.keep_text = keep_text
+        self.text: list[str] = []
+
+    def observe(self, event: StreamEvent) -> None:
+        kind = event.type
+        if kind is _TOKEN or kind is _TOOL_CALL:
+            now = time.perf_counter()
+            if self.first is None:
+                self.first = now
+            else:
+                self.gaps.append(now - self.last)
+            self.last = now
+            self.chunks += 1
+            if self.keep_text and event.content is not None:
+                self.text.append(event.content)
+        elif kind is _DONE and event.result is not None:
+            self.usage = event.result.usage
+
+    def fill(
+        self, record: RequestRecord, *, end: float, t0: float, error: Exception | None
+    ) -> None:
+        """Put what was measured into ``record`` (times relative to ``t0``)."""
+        record.end = end - t0
+        record.first = None if self.first is None else self.first - t0
+        record.itl = self.gaps
+        record.ok = error is None
+        if error is not None:
+            record.error = type(error).__name__
+            record.error_message = str(error)[:_MAX_ERROR_TEXT]
+        else:
+            usage = self.usage
+            record.prompt_tokens = usage.prompt_tokens if usage else 0
+            record.output_tokens = usage.completion_tokens if usage else self.chunks
+
+
 class _Engine:
     """One run's state: the records, the counters and the stop conditions."""
 
@@ -249,74 +296,43 @@ class _Engine:
             stream=self.stream,
             extra=self.extra,
         )
-        clock = time.perf_counter
         t0 = self.t0
         progress = self.progress
         progress.sent += 1
         progress.in_flight += 1
-        first: float | None = None
-        gaps: list[float] = []
-        content: list[str] = []
-        usage: Usage | None = None
-        chunks = 0
+        timing = _Timing(keep_text=keep)
         error: Exception | None = None
-        sent = clock()
+        sent = time.perf_counter()
         try:
             with anyio.fail_after(self.config.timeout):
                 if self.stream:
-                    last = 0.0
                     events = self.provider.stream(request)
                     try:
                         async for event in events:
-                            kind = event.type
-                            if kind is _TOKEN or kind is _TOOL_CALL:
-                                now = clock()
-                                if first is None:
-                                    first = now
-                                else:
-                                    gaps.append(now - last)
-                                last = now
-                                chunks += 1
-                                if event.content is not None:
-                                    content.append(event.content)
-                            elif kind is _DONE and event.result is not None:
-                                usage = event.result.usage
+                            timing.observe(event)
                     finally:
                         await events.aclose()
                 else:
                     result = await self.provider.complete(request)
-                    usage = result.usage
-                    content.append(result.content or "")
+                    timing.usage = result.usage
+                    timing.text.append(result.content or "")
         except Exception as exc:  # counted by type: a benchmark reports failures, never hides them
             error = exc
-        end = clock()
+        end = time.perf_counter()
         progress.in_flight -= 1
         lag = sent - t0 - intended
         if lag > progress.max_lag:
             progress.max_lag = lag
         record = RequestRecord(
-            index=index,
-            session=session,
-            turn=turn,
-            intended=intended,
-            sent=sent - t0,
-            first=None if first is None else first - t0,
-            end=end - t0,
-            ok=error is None,
-            itl=gaps,
+            index=index, session=session, turn=turn, intended=intended, sent=sent - t0
         )
-        if error is not None:
-            record.error = type(error).__name__
-            record.error_message = str(error)[:_MAX_ERROR_TEXT]
-        else:
-            record.prompt_tokens = usage.prompt_tokens if usage else 0
-            record.output_tokens = usage.completion_tokens if usage else chunks
-            if self.target.prices is not None:
-                record.cost = self.target.prices.cost(record.prompt_tokens, record.output_tokens)
+        timing.fill(record, end=end, t0=t0, error=error)
+        if error is None and self.target.prices is not None:
+            record.cost = self.target.prices.cost(record.prompt_tokens, record.output_tokens)
         self._count(record)
         if keep and error is None:
             # The answer joins the conversation (multi-turn workloads read it).
-            messages.append(Message.assistant("".join(content)))
+            messages.append(Message.assistant("".join(timing.text)))
         return record
 
     async def _fast_request(
@@ -512,45 +528,27 @@ class _TimedProvider:
 
     async def stream(self, request: CompletionRequest) -> Any:
         engine = self._engine
-        clock, t0 = time.perf_counter, engine.t0
+        t0 = engine.t0
         index = self._calls
         self._calls += 1
-        sent = clock()
-        first: float | None = None
-        last = 0.0
-        gaps: list[float] = []
-        usage: Usage | None = None
-        chunks = 0
+        sent = time.perf_counter()
+        timing = _Timing()
         record = RequestRecord(index=index, kind="call", intended=sent - t0, sent=sent - t0)
+        error: BaseException | None = None
         try:
             events = engine.provider.stream(msgspec.structs.replace(request, stream=True))
             try:
                 async for event in events:
-                    if event.type is _TOKEN or event.type is _TOOL_CALL:
-                        now = clock()
-                        if first is None:
-                            first = now
-                        else:
-                            gaps.append(now - last)
-                        last = now
-                        chunks += 1
-                    elif event.type is _DONE and event.result is not None:
-                        usage = event.result.usage
+                    timing.observe(event)
                     yield event
             finally:
                 await events.aclose()
-        except Exception as exc:
-            record.error = type(exc).__name__
-            record.error_message = str(exc)[:_MAX_ERROR_TEXT]
+        except BaseException as exc:
+            # A call cancelled or closed early counts as failed too (by its type's name).
+            error = exc
             raise
-        else:
-            record.ok = True
         finally:
-            record.end = clock() - t0
-            record.first = None if first is None else first - t0
-            record.itl = gaps
-            record.output_tokens = usage.completion_tokens if usage else chunks
-            record.prompt_tokens = usage.prompt_tokens if usage else 0
+            timing.fill(record, end=time.perf_counter(), t0=t0, error=error)
             engine._count(record)
 
     async def embed(self, request: Any) -> Any:
