@@ -200,7 +200,7 @@ class _Timing:
             self.usage = event.result.usage
 
     def fill(
-        self, record: RequestRecord, *, end: float, t0: float, error: Exception | None
+        self, record: RequestRecord, *, end: float, t0: float, error: BaseException | None
     ) -> None:
         """Put what was measured into ``record`` (times relative to ``t0``)."""
         record.end = end - t0
