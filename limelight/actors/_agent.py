@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import uuid
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -36,7 +35,6 @@ from ..schemas import (
     ToolCall,
     Usage,
 )
-from ..schemas._events import Event
 from ._conversation import Conversation, Truncation
 from ._provider_worker import (
     DEFAULT_PROVIDER_RETRY,
@@ -218,6 +216,8 @@ class AgentTool:
 
 def _record_result(trace: Trace, agent: str, result: AgentResult, duration: float) -> None:
     """The run's last events: ``agent_response`` (and ``error`` when it failed)."""
+    from ..schemas._events import Event
+
     metadata: dict[str, Any] = {
         "status": result.status,
         "prompt_tokens": result.usage.prompt_tokens,
@@ -424,6 +424,10 @@ class Agent(Actor):
         client = analytics_client()
         if client is None:
             return None
+        import uuid
+
+        from ..schemas._events import Event
+
         run_id = message.run_id or uuid.uuid4().hex
         root = Event.create_user_input(
             prompt,

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 import typing
-import uuid
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import msgspec
@@ -16,8 +15,10 @@ import msgspec
 from ..errors import ConfigError
 from ..runtime import Actor, Context, Slots
 from ..schemas import ToolCall
-from ..schemas._events import Event
 from ._tools import PreparedCall, ToolRegistry, ToolResult
+
+if TYPE_CHECKING:
+    import uuid
 from ._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = ["DEFAULT_TOOL_CONCURRENCY", "RunTools", "ToolExecutor"]
@@ -106,6 +107,8 @@ class ToolExecutor(Actor):
         """
         if trace is None:
             return await self._run(calls, parallel, timeout, None, None)
+        from ..schemas._events import Event
+
         call_events = [
             Event.create_tool_call(
                 c.name,

@@ -9,11 +9,12 @@ asked for only when the module is loaded.
 from __future__ import annotations
 
 import sys
-import uuid
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    import uuid
+
     from ..analytics import AnalyticsClient
 
 __all__ = ["Trace", "analytics_client", "current_trace", "parse_event_id"]
@@ -44,6 +45,8 @@ def analytics_client() -> AnalyticsClient | None:
 def parse_event_id(value: str | None) -> uuid.UUID | None:
     if not value:
         return None
+    import uuid
+
     try:
         return uuid.UUID(value)
     except ValueError:

@@ -17,12 +17,13 @@ and passes it on.
 from __future__ import annotations
 
 import sys
-from asyncio import AbstractEventLoop, Future
-from asyncio import _get_running_loop as _running_asyncio_loop
-from collections.abc import Awaitable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop, Future
 
 __all__ = ["Signal", "new_signal"]
 
@@ -55,11 +56,23 @@ class _FutureSignal:
         return self._future
 
 
+#: asyncio's running-loop lookup, once asyncio is imported (it is not imported from here:
+#: ``import limelight`` stays cheap, and no asyncio loop runs before asyncio is imported).
+_running_asyncio_loop: Callable[[], AbstractEventLoop | None] | None = None
+
+
 def new_signal() -> Signal:
     """A fresh signal for the running event loop."""
-    loop = _running_asyncio_loop()
-    if loop is not None:
-        return _FutureSignal(loop)
+    global _running_asyncio_loop
+    running = _running_asyncio_loop
+    if running is None:
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is not None:
+            running = _running_asyncio_loop = asyncio.events._get_running_loop
+    if running is not None:
+        loop = running()
+        if loop is not None:
+            return _FutureSignal(loop)
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_run():
         event: Signal = trio.Event()
