@@ -1,5 +1,8 @@
-"""LLM actors: provider workers, the rate limiter, agents, tool executors (and, to come, the
-analytics shipper). Each is an Actor of :mod:`limelight.runtime`."""
+"""LLM actors: provider workers, the rate limiter, agents, tool executors and the analytics
+shipper. Each is an Actor of :mod:`limelight.runtime`. The shipper and the analytics hook load
+on first use (``import limelight`` does not need them)."""
+
+from typing import TYPE_CHECKING, Any
 
 from ._agent import Agent as Agent
 from ._agent import AgentConfig as AgentConfig
@@ -36,6 +39,27 @@ from ._ratelimit import limits_from_env as limits_from_env
 from ._tool_executor import RunTools as RunTools
 from ._tool_executor import ToolExecutor as ToolExecutor
 
+if TYPE_CHECKING:
+    from ._analytics_hook import AnalyticsHook as AnalyticsHook
+    from ._shipper import AnalyticsShipper as AnalyticsShipper
+    from ._shipper import ShipperStatistics as ShipperStatistics
+
+_LAZY = {
+    "AnalyticsHook": "._analytics_hook",
+    "AnalyticsShipper": "._shipper",
+    "ShipperStatistics": "._shipper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
     "DEFAULT_POOL_SIZE",
@@ -43,6 +67,8 @@ __all__ = [
     "Acquire",
     "Agent",
     "AgentConfig",
+    "AnalyticsHook",
+    "AnalyticsShipper",
     "AgentResult",
     "Attempt",
     "AttemptHook",
@@ -64,6 +90,7 @@ __all__ = [
     "RunAgent",
     "RunTools",
     "Settle",
+    "ShipperStatistics",
     "Stream",
     "Ticket",
     "ToolExecutor",
