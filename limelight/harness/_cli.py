@@ -142,6 +142,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="share of requests that must meet the SLOs (%(default)s)",
     )
+    sweep_parser.add_argument(
+        "--max-send-lag",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="p99 send lag beyond which a rate fails: the client fell behind (%(default)s)",
+    )
     compare = commands.add_parser("compare", help="compare two or more result files")
     compare.add_argument("results", nargs="+", metavar="RESULT.json")
     report = commands.add_parser("report", help="write the HTML report of a result file")
@@ -371,7 +378,8 @@ def _sweep(args: argparse.Namespace) -> int:
         print(
             f"rate {point.rate:g} req/s: {'pass' if point.passed else 'fail'}  "
             f"attainment {(s.slo_attainment or 0) * 100:.1f} %  "
-            f"throughput {s.request_throughput:.2f} req/s  TTFT p99 {_ms(s.ttft, 'p99')} ms",
+            f"throughput {s.request_throughput:.2f} req/s  TTFT p99 {_ms(s.ttft, 'p99')} ms  "
+            f"send lag p99 {_ms(s.send_lag, 'p99')} ms",
             flush=True,
         )
 
@@ -384,6 +392,7 @@ def _sweep(args: argparse.Namespace) -> int:
                 max_rate=args.max_rate,
                 steps=args.steps,
                 min_attainment=args.min_attainment,
+                max_send_lag=args.max_send_lag / 1000.0,
                 on_point=show,
                 progress=p,
             ),

@@ -207,9 +207,13 @@ def line_chart(
                 f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
                 for x, y in points
             )
+        # style=, not fill=: the page's CSS for svg text would win over the attribute.
+        legend_y = top + 16 + 16 * i
         parts.append(
-            f'<text x="{left + plot_w - 8}" y="{top + 16 + 16 * i}" text-anchor="end" '
-            f'fill="{color}">{html.escape(label)}</text>'
+            f'<line x1="{left + plot_w - 30}" y1="{legend_y - 4}" x2="{left + plot_w - 8}" '
+            f'y2="{legend_y - 4}" stroke="{color}" stroke-width="2"/>'
+            f'<text x="{left + plot_w - 36}" y="{legend_y}" text-anchor="end" '
+            f'style="fill:{color}">{html.escape(label)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -393,7 +397,8 @@ def _sweep_html(result: SweepResult) -> str:
         f"<h1>limelight bench sweep: {html.escape(result.config.workload.kind)} on "
         f"{html.escape(result.target)}</h1>",
         f"<p>Highest rate meeting the SLOs ({html.escape(slos)}, at least "
-        f"{result.min_attainment * 100:g} % of requests, client on schedule): "
+        f"{result.min_attainment * 100:g} % of requests, client on schedule: p99 send lag "
+        f"within {result.max_send_lag * 1000:g} ms): "
         f"<b>{html.escape(best)}</b></p>",
         "<table><tr><th>rate (req/s)</th><th>passed</th><th>throughput</th><th>goodput</th>"
         "<th>attainment</th><th>TTFT mean</th><th>TTFT p99</th><th>E2EL p99</th>"

@@ -105,6 +105,7 @@ class SweepResult(msgspec.Struct, kw_only=True):
     config: BenchConfig
     target: str
     min_attainment: float
+    max_send_lag: float
     best_rate: float | None
     points: list[SweepPoint]
     definitions: dict[str, str]
@@ -719,13 +720,16 @@ async def sweep(
     max_rate: float = 1024.0,
     steps: int = 3,
     min_attainment: float = 0.95,
+    max_send_lag: float = 0.010,
     on_point: Callable[[SweepPoint], None] | None = None,
     progress: Progress | None = None,
 ) -> SweepResult:
     """Find the highest request rate that meets the SLOs: at each rate, the share of requests
     meeting every SLO (``config.slos``) must be at least ``min_attainment``, and the client
-    must not have fallen behind its schedule. With ``rates``, try exactly those; otherwise
-    double from ``start`` until a rate fails (or ``max_rate``), then bisect ``steps`` times.
+    must have kept its schedule (p99 send lag within ``max_send_lag`` seconds: beyond it the
+    latencies measure the client, not the target). With ``rates``, try exactly those;
+    otherwise double from ``start`` until a rate fails (or ``max_rate``), then bisect
+    ``steps`` times.
 
     :raises ConfigError: no SLOs were given, or ``min_attainment`` is not within (0, 1].
     """
@@ -748,10 +752,11 @@ async def sweep(
                 progress=progress,
             )
             s = result.summary
+            lag = s.send_lag.percentiles.get("p99", s.send_lag.max) if s.send_lag else 0.0
             passed = (
                 s.slo_attainment is not None
                 and s.slo_attainment >= min_attainment
-                and not s.fell_behind
+                and lag <= max_send_lag * 1000.0
             )
             point = SweepPoint(rate=rate, passed=passed, summary=s)
             points.append(point)
@@ -786,6 +791,7 @@ async def sweep(
         config=config,
         target=description,
         min_attainment=min_attainment,
+        max_send_lag=max_send_lag,
         best_rate=max(passed) if passed else None,
         points=sorted(points, key=lambda p: p.rate),
         definitions=dict(METRIC_DEFINITIONS),
