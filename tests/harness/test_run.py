@@ -249,6 +249,10 @@ async def test_sweep_finds_the_highest_rate_meeting_the_slo(sim_url: str) -> Non
     result = await sweep(impossible, start=10.0, max_rate=20.0)
     assert result.best_rate is None
     assert [p.rate for p in result.points] == [10.0]
+    # A client that cannot keep its schedule fails the rate, whatever the SLOs say.
+    strict = await sweep(config, rates=[20.0], max_send_lag=1e-9)
+    assert strict.points[0].summary.slo_attainment == 1.0
+    assert strict.best_rate is None
     with pytest.raises(ConfigError, match="needs SLOs"):
         await sweep(msgspec.structs.replace(config, slos={}))
 
