@@ -396,23 +396,19 @@ class LLM:
             params=sorted(kwargs),
             **details,
         )
-        provider = self._provider
-        url = provider._chat_url if op == "chat_completion" else provider._text_url
+        path = "chat/completions" if op == "chat_completion" else "completions"
         content = encoder.encode(body)
-        result = self._run(op, lambda: self._post(url, content, decoder))
+        result = self._run(op, lambda: self._post(path, content, decoder))
         self._finish(op, result, kwargs.get("model"))
         return result
 
-    async def _post(self, url: Any, body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-        provider = self._provider
-        response, content = await provider._exchange(
-            "POST", url, provider._post_headers, body, None
-        )
+    async def _post(self, path: str, body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+        content = await self._provider.post(path, body)
         try:
             return decoder.decode(content)
         except msgspec.DecodeError as exc:
             raise BadResponse(
-                f"POST {url} answered {response.status_code} with a body that is not a "
+                f"POST {self._provider.base_url}/{path} answered with a body that is not a "
                 f"completion ({exc}): {content[:200]!r}"
             ) from exc
 

@@ -469,6 +469,21 @@ class OpenAICompatible:
             raise error from read_error
         raise error
 
+    async def post(self, path: str, body: bytes, *, timeout: float | None = None) -> bytes:
+        """POST a JSON ``body`` to ``path`` under the base URL (``"chat/completions"``,
+        ``"completions"``...) and return the answer's bytes: for what the typed calls do not
+        cover (several choices, logprobs, a server's own endpoints). Errors are raised as the
+        typed calls raise them.
+        """
+        if path == "chat/completions":
+            url = self._chat_url
+        elif path == "completions":
+            url = self._text_url
+        else:
+            url = httpx.URL(self.base_url + "/" + path.lstrip("/"))
+        _, content = await self._exchange("POST", url, self._post_headers, body, timeout)
+        return content
+
     async def _exchange(
         self,
         method: str,
