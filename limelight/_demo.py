@@ -278,7 +278,11 @@ def _model(options: DemoOptions) -> tuple[Any, str, Any]:
     target = Target(model=options.model or "", base_url=options.base_url, api_key_env=api_key_env)
     provider = provider_for(target)
     where = options.base_url or "the backend resolver"
-    return provider, f"Model: {options.model} via {where} (real). Tools: scripted delays.", None
+    return (
+        provider,
+        f"Model: {options.model} via {where}: its own answers. Tools: scripted delays.",
+        None,
+    )
 
 
 def run_demo(*, backend: str = "asyncio", options: DemoOptions | None = None) -> int:
