@@ -163,13 +163,21 @@ class ProviderWorker(Actor):
 
     async def _complete_once(self, request: CompletionRequest, counter: list[int]) -> Any:
         counter[0] += 1
+        hooks = self._active_hooks()
+        if not hooks:
+            # The common path, without the bookkeeping hooks need.
+            timeout = self._timeout_for(request)
+            with anyio.move_on_after(timeout):
+                return await self.provider.complete(request)
+            raise ProviderTimeout(
+                f"{self.deployment}: no answer within the attempt timeout of {timeout} s"
+            )
         attempt = Attempt(
             deployment=self.deployment,
             request=request,
             number=counter[0],
             started=time.perf_counter(),
         )
-        hooks = self._active_hooks()
         await self._before(attempt, hooks)
         result: CompletionResult | None = None
         error: BaseException | None = None

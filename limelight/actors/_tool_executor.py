@@ -168,9 +168,9 @@ class ToolExecutor(Actor):
             parallel and len(runnable) <= slots.free and all(lim == limits[0] for lim in limits)
         )
 
-        async def one(i: int, call: PreparedCall, limit: float | None) -> None:
-            if trace is None or call_events is None:
-                return await guarded(i, call, limit)
+        async def traced(i: int, call: PreparedCall, limit: float | None) -> None:
+            assert trace is not None
+            assert call_events is not None
             # What the tool calls (a child agent) hangs under this call.
             token = current_trace.set(trace._replace(parent=call_events[i]))
             try:
@@ -180,14 +180,18 @@ class ToolExecutor(Actor):
 
         async def guarded(i: int, call: PreparedCall, limit: float | None) -> None:
             async with slots:
-                if shared:
-                    results[i] = await self._run_prepared(call)
-                    return
-                with anyio.move_on_after(limit) as scope:
-                    results[i] = await self._run_prepared(call)
-                if scope.cancelled_caught:
-                    results[i] = call.timed_out(limit)
+                try:
+                    if shared:
+                        results[i] = await registry.run_prepared(call)
+                        return
+                    with anyio.move_on_after(limit) as scope:
+                        results[i] = await registry.run_prepared(call)
+                    if scope.cancelled_caught:
+                        results[i] = call.timed_out(limit)
+                except Exception as exc:  # a bug of the registry's; the model still hears
+                    results[i] = _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
 
+        one = guarded if trace is None else traced
         timed_out = False
         if parallel and len(runnable) > 1:
             # The group's own scope is the one cancel_running() cancels and, when the calls
@@ -236,12 +240,6 @@ class ToolExecutor(Actor):
             return self.registry.prepare(call.name, call.arguments, tool_call_id=call.id)
         except Exception as exc:
             return _could_not_run(call.name, call.id, exc, time.perf_counter())
-
-    async def _run_prepared(self, call: PreparedCall) -> ToolResult:
-        try:
-            return await self.registry.run_prepared(call)
-        except Exception as exc:
-            return _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
 
     def cancel_running(self) -> None:
         """Cancel the calls running now (their caller gave up on them): the owner calls
