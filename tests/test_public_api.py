@@ -26,6 +26,7 @@ REEXPORTING = [
     "limelight.models",
     "limelight.streaming",
     "limelight.sinks",
+    "limelight.harness",
 ]
 #: Modules that hold their own code: each public name they define is public.
 MODULES = [

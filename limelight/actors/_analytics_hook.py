@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._usage import cost_of
 from ..schemas import CompletionResult
 from ..schemas._events import Event
 from ._provider_worker import Attempt
@@ -102,13 +103,17 @@ class AnalyticsHook:
             )
             return
         usage = result.usage
+        cost = result.cost
+        if cost is None and usage is not None:
+            # The backend did not price it: the maintained price data may know the model.
+            cost = cost_of(usage, result.model or request.model, cached_tokens=usage.cached_tokens)
         client.log_event(
             Event.create_llm_response(
                 result.model or request.model or "",
                 provider=self.provider or result.provider or attempt.deployment,
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
-                cost=result.cost,
+                cost=cost,
                 latency=result.latency if result.latency is not None else elapsed,
                 ttft=result.ttft,
                 finish_reason=result.finish_reason,

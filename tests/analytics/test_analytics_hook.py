@@ -149,3 +149,27 @@ async def test_without_analytics_the_hook_records_nothing_and_calls_work() -> No
         )
         result = await pool.complete(CompletionRequest(messages=[Message.user("x")]))
     assert result.content == "fine"
+
+
+async def test_an_unpriced_answer_is_priced_from_the_price_data(tmp_path: Path) -> None:
+    from limelight.usage import cost_of
+
+    usage = Usage.of(1_000, 200)
+    sink = MemorySink()
+    async with Runtime() as rt:
+        client = await start(rt, tmp_path, sink)
+        pool = await ProviderPool.start(
+            rt,
+            Scripted([Result(content="ok", usage=usage, model="gpt-4o-mini")]),
+            name="priced",
+            size=1,
+            hooks=[AnalyticsHook(client=client)],
+        )
+        await pool.complete(CompletionRequest(model="gpt-4o-mini", messages=[Message.user("hi")]))
+        events = await recorded(client, sink)
+        await client.ashutdown(5)
+    response = next(e for e in events if e.event_type == EventType.LLM_RESPONSE)
+    expected = cost_of(usage, "gpt-4o-mini")
+    assert expected is not None
+    assert expected > 0
+    assert response.payload.cost == pytest.approx(expected)  # type: ignore[union-attr]
