@@ -55,6 +55,7 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
+        value = str(value)  # a str subclass becomes a plain str, which JSON carries
         return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
     if depth >= _MAX_DEPTH:
         return _short_repr(value)

@@ -27,6 +27,7 @@ REEXPORTING = [
     "limelight.streaming",
     "limelight.sinks",
     "limelight.harness",
+    "limelight.integrations",
 ]
 #: Modules that hold their own code: each public name they define is public.
 MODULES = [
@@ -75,7 +76,7 @@ def test_import_limelight_pulls_no_optional_dependency() -> None:
     ).stdout
     loaded = set(json.loads(out))
     heavy = {"httpx", "aiohttp", "litellm", "openai", "mlx", "mlx_lm", "transformers", "torch"}
-    heavy |= {"structlog", "trio", "rich", "redis", "opentelemetry", "langchain_core"}
+    heavy |= {"structlog", "trio", "rich", "redis", "opentelemetry", "langchain_core", "google"}
     assert not loaded & heavy, f"import limelight loaded {sorted(loaded & heavy)}"
 
 

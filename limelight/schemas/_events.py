@@ -152,9 +152,11 @@ def redact(obj: Any) -> Any:
         return obj
     if kind is str:
         return _redact_text(obj)
+    if isinstance(obj, str):  # a str subclass (LangChain's TextAccessor): plain, then redacted
+        return _redact_text(str(obj))
     if kind is dict or isinstance(obj, Mapping):
         return {
-            k: (REDACTED if type(k) is str and _is_secret_key(k) else redact(v))
+            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v))
             for k, v in obj.items()
         }
     if kind is list or kind is tuple:
@@ -168,7 +170,7 @@ def _redact_fields(struct: msgspec.Struct, names: Iterable[str]) -> None:
         if value is None or (isinstance(value, dict | list) and not value):
             continue
         cleaned = redact(value)
-        if cleaned != value:
+        if cleaned is not value:  # a new object: secrets replaced, or str subclasses made str
             msgspec.structs.force_setattr(struct, name, cleaned)
 
 

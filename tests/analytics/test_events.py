@@ -344,3 +344,18 @@ def test_secrets_in_free_text(text: str, expected: str) -> None:
 )
 def test_secret_keys(key: str, secret: bool) -> None:
     assert (redact({key: "v"})[key] == REDACTED) is secret
+
+
+def test_a_str_subclass_is_redacted_and_encodes_as_plain_text() -> None:
+    class Text(str):
+        """Like LangChain's TextAccessor: a str with extras."""
+
+    from limelight.schemas import encode_event
+
+    value = redact(Text("key sk-live-0123456789abcdefABCDEF in text"))
+    assert type(value) is str
+    assert "sk-live-0123456789abcdefABCDEF" not in value
+    event = Event.create_user_input(Text("hello"), metadata={Text("api_key"): "secret"})
+    assert type(event.payload.text) is str  # type: ignore[union-attr]
+    assert event.metadata["api_key"] == REDACTED
+    assert b"secret" not in encode_event(event)
