@@ -19,42 +19,46 @@ _DEVICES = ("cpu", "cuda", "mps")
 
 def _streamer(tokenizer: Any, emit: Emit) -> Any:
     """A transformers streamer that emits the text of each generated token as soon as it
-    decodes to whole characters (TextStreamer waits for whole words)."""
+    decodes to whole characters.
+
+    Each token is decoded together with the one or two before it (the offsets of vLLM's
+    incremental detokenizer), so the work per token stays constant and tokenizers that drop a
+    word's leading space when it is decoded alone still read right; TextStreamer re-decodes
+    everything since the last newline and waits for whole words.
+    """
     from transformers.generation.streamers import BaseStreamer
+
+    def decode(ids: list[int]) -> str:
+        text: str = tokenizer.decode(ids, skip_special_tokens=False)
+        return text
 
     class _Streamer(BaseStreamer):
         def __init__(self) -> None:
             self.prompt_seen = False
             self.tokens: list[int] = []
-            self.sent = 0
-            self.count = 0
+            self.prefix_offset = 0
+            self.read_offset = 0
 
         def put(self, value: Any) -> None:
             if not self.prompt_seen:  # generate() first puts the prompt
                 self.prompt_seen = True
                 return
-            ids = value.reshape(-1).tolist()
-            self.count += len(ids)
-            self.tokens.extend(ids)
-            text = tokenizer.decode(self.tokens, skip_special_tokens=False)
-            if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
-                return
-            piece = text[self.sent :]
-            if text.endswith(("\n", " ")):  # a clean boundary: restart decoding from here
-                self.tokens.clear()
-                self.sent = 0
-            else:
-                self.sent = len(text)
-            if piece:
-                emit(piece)
+            self.tokens.extend(value.reshape(-1).tolist())
+            prefix = decode(self.tokens[self.prefix_offset : self.read_offset])
+            text = decode(self.tokens[self.prefix_offset :])
+            # A character split across tokens decodes to U+FFFD: wait for the rest of it.
+            if len(text) > len(prefix) and not text.endswith("\ufffd"):
+                self.prefix_offset = self.read_offset
+                self.read_offset = len(self.tokens)
+                emit(text[len(prefix) :])
 
         def end(self) -> None:
-            if self.tokens:
-                text = tokenizer.decode(self.tokens, skip_special_tokens=False)
-                if text[self.sent :]:
-                    emit(text[self.sent :])
-            self.tokens.clear()
-            self.sent = 0
+            if self.read_offset < len(self.tokens):
+                prefix = decode(self.tokens[self.prefix_offset : self.read_offset])
+                text = decode(self.tokens[self.prefix_offset :])
+                self.read_offset = len(self.tokens)
+                if len(text) > len(prefix):
+                    emit(text[len(prefix) :])
 
     return _Streamer()
 

@@ -113,7 +113,7 @@ async def test_the_event_loop_stays_free_while_the_model_generates(
         nonlocal ticks
         while not done:
             ticks += 1
-            await anyio.lowlevel.checkpoint()
+            await anyio.sleep(0.001)  # a busy loop would starve the thread of the GIL
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(tick)
@@ -180,3 +180,24 @@ async def test_a_cancelled_call_queued_for_the_model_ends_without_waiting_its_tu
     finally:
         await endless.aclose()
     assert set(threading.enumerate()) <= before
+
+
+def test_the_transformers_streamer_reassembles_the_text_exactly(tiny_hf_model: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    from limelight.providers._transformers import _streamer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_hf_model)
+    # Characters outside the tokenizer's training text split into byte tokens.
+    text = "Hello there! How are you today? Ünïcödé 日本語 — the lazy fox.\nTokens stream."
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    pieces: list[str] = []
+    streamer = _streamer(tokenizer, pieces.append)
+    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt, skipped
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+    streamer.end()
+    assert "".join(pieces) == tokenizer.decode(ids) == text
+    assert "\ufffd" not in "".join(pieces)
+    assert len(pieces) > 10  # streamed piece by piece, not all at the end
