@@ -5,12 +5,17 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any, Final
 
 import msgspec
 
 from .errors import ConfigError
 from .schemas import Usage
+
+#: The run of the enclosing ``usage_run`` block (see :func:`limelight.usage.usage_run`);
+#: agents carry it into their actor and tool tasks.
+current_usage_run: ContextVar[str | None] = ContextVar("limelight_usage_run", default=None)
 
 #: The bucket of calls made without a role (the sync client's, for one).
 DEFAULT_ROLE: Final = "default"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import IO
 
 from ._usage import DEFAULT_ROLE as DEFAULT_ROLE
@@ -27,6 +26,7 @@ from ._usage import UsageSummary as UsageSummary
 from ._usage import check_limits as check_limits
 from ._usage import clear_price_cache as clear_price_cache
 from ._usage import cost_of as cost_of
+from ._usage import current_usage_run as _current_run
 from ._usage import model_price as model_price
 from .schemas import Usage
 
@@ -51,8 +51,6 @@ __all__ = [
     "reset_usage",
     "usage_run",
 ]
-
-_current_run: ContextVar[str | None] = ContextVar("limelight_usage_run", default=None)
 
 
 def configure_usage(*, enabled: bool | None = None) -> None:

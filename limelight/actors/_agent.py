@@ -16,7 +16,7 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._usage import TRACKER, UsageLimits, check_limits, cost_of
+from .._usage import TRACKER, UsageLimits, check_limits, cost_of, current_usage_run
 from ..errors import (
     ActorError,
     BadResponse,
@@ -26,7 +26,7 @@ from ..errors import (
     ProviderError,
 )
 from ..providers._base import Provider
-from ..runtime import Actor, ActorRef, Context, Runtime
+from ..runtime import Actor, ActorRef, Context, Runtime, current_runtime
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -156,6 +156,8 @@ class RunAgent(msgspec.Struct, frozen=True, kw_only=True):
     #: tool call, for a child agent); a fresh run when None.
     run_id: str | None = None
     parent_event_id: str | None = None
+    #: The caller's :func:`~limelight.usage.usage_run`: the run's calls count under it too.
+    usage_run: str | None = None
 
 
 class ResetAgent(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +192,7 @@ class AgentTool:
                 prompt=task,
                 run_id=None if trace is None else trace.run_id,
                 parent_event_id=None if trace is None else str(trace.parent),
+                usage_run=current_usage_run.get(),
             )
             try:
                 result: AgentResult = await ref.ask(message)
@@ -212,6 +215,38 @@ class AgentTool:
             )
 
         return Tool(delegate, name=self.name, description=self.description, timeout=self.timeout)
+
+
+class _Run:
+    """What one run has gathered so far (an object rather than closure cells: a run's
+    state stays alive across model calls, and fewer objects keep the collector cheaper)."""
+
+    __slots__ = (
+        "calls",
+        "content",
+        "cost",
+        "error",
+        "pending",
+        "results",
+        "started",
+        "trace",
+        "turns",
+        "usage",
+        "usage_run",
+    )
+
+    def __init__(self, trace: Trace | None, usage_run: str | None) -> None:
+        self.trace = trace
+        self.usage_run = usage_run
+        self.usage = Usage()
+        self.cost: float | None = 0.0
+        self.calls: list[ToolCall] = []
+        self.results: list[ToolResult] = []
+        self.pending: list[ToolCall] = []
+        self.turns = 0
+        self.content: str | None = None
+        self.error: BaseException | None = None
+        self.started = time.perf_counter()
 
 
 def _record_result(trace: Trace, agent: str, result: AgentResult, duration: float) -> None:
@@ -264,10 +299,11 @@ class Agent(Actor):
         agent = Agent(model=OpenAICompatible(...), tools=[search], system="Be brief.")
         result = await agent.run("What is new in anyio 4?")
 
-    Without a runtime, each :meth:`run` opens one for the call. Inside a runtime, pass
-    ``runtime=`` or spawn the agent yourself (``await rt.spawn(agent, name="research")``);
-    it then lives at a path, shows in ``rt.tree()``, and its provider pool, tool executor
-    and child agents are its supervised children.
+    Used inside a runtime's ``async with`` block (or from its actors), the agent joins that
+    runtime on first use; ``runtime=`` names one explicitly, and ``await rt.spawn(agent,
+    name="research")`` chooses its path. It then lives at a path, shows in ``rt.tree()``,
+    and its provider pool, tool executor and child agents are its supervised children.
+    With no runtime at all, each :meth:`run` opens one for the call.
 
     :param model: a model string (``"gpt-4o-mini"``, ``"sim:fast"``, ``"mlx:/path"``...,
         resolved by :func:`limelight.providers.resolve`), a
@@ -399,7 +435,7 @@ class Agent(Actor):
         self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None, message: RunAgent
     ) -> AgentResult:
         try:
-            return await self._loop(prompt, events, self._trace(prompt, message))
+            return await self._loop(prompt, events, self._trace(prompt, message), message.usage_run)
         except Exception as exc:
             # A bug of ours: it crashes the actor (the asker gets ActorCrashed); a streaming
             # caller is told before its stream ends, so the end is never mistaken for success.
@@ -443,23 +479,16 @@ class Agent(Actor):
         prompt: str,
         events: MemoryObjectSendStream[StreamEvent] | None,
         trace: Trace | None = None,
+        usage_run: str | None = None,
     ) -> AgentResult:
         config = self.config
         conversation = self.conversation
         conversation.add_user(prompt)
-        usage = Usage()
-        cost: float | None = 0.0
-        calls: list[ToolCall] = []
-        results: list[ToolResult] = []
-        turns = 0
-        content: str | None = None
-        status: AgentStatus = "max_turns"
-        error: BaseException | None = None
-        pending: list[ToolCall] = []
+        run = _Run(trace, usage_run)
         deadline = math.inf if config.deadline is None else anyio.current_time() + config.deadline
         self._cancel_requested = False
         recorded: AgentResult | None = None
-        started = time.perf_counter()
+        status: AgentStatus = "max_turns"
         metadata: dict[str, str] = {}
         if trace is not None:
             metadata = {
@@ -467,36 +496,11 @@ class Agent(Actor):
                 "parent_event_id": str(trace.parent),
                 "role": self.name,
             }
-
-        def finish(status: AgentStatus) -> AgentResult:
-            # A call the model made must have an answer, or the next request is malformed.
-            for call in pending:
-                conversation.add_tool_result(
-                    call.id,
-                    f"Error: the run ended ({status}) before this tool call finished.",
-                    name=call.name,
-                )
-            result = AgentResult(
-                content=content,
-                status=status,
-                num_turns=turns,
-                all_tool_calls=calls,
-                tool_results=results,
-                usage=usage,
-                cost=cost,
-                conversation=conversation.fork(),
-                error=None if error is None else f"{type(error).__name__}: {error}",
-            )
-            self.last_result = result
-            if trace is not None:
-                _record_result(trace, self.name, result, time.perf_counter() - started)
-            return result
-
         with anyio.CancelScope(deadline=deadline) as scope:
             self._scope = scope
             try:
-                while turns < config.max_turns:
-                    turns += 1
+                while run.turns < config.max_turns:
+                    run.turns += 1
                     request = CompletionRequest(
                         model=self.model_name,
                         messages=conversation.get_messages(model=self.model_name),
@@ -511,45 +515,45 @@ class Agent(Actor):
                     else:
                         result = await self._stream_turn(request, events)
                     if result.usage is not None:
-                        usage = usage + result.usage
-                    cost = self._add_cost(cost, result)
+                        run.usage = run.usage + result.usage
+                    run.cost = self._add_cost(run.cost, result, usage_run)
                     conversation.add_assistant(result.content, tool_calls=result.tool_calls)
                     if result.content:
-                        content = result.content
+                        run.content = result.content
                     if not result.tool_calls:
                         status = "completed"
-                        content = result.content
+                        run.content = result.content
                         break
-                    calls.extend(result.tool_calls)
-                    pending = list(result.tool_calls)
-                    limit = check_limits(config.usage_limits, usage.total_tokens, cost)
+                    run.calls.extend(result.tool_calls)
+                    run.pending = list(result.tool_calls)
+                    limit = check_limits(config.usage_limits, run.usage.total_tokens, run.cost)
                     if limit is not None:
-                        status, error = "usage_limit", UsageLimitReached(limit)
+                        status, run.error = "usage_limit", UsageLimitReached(limit)
                         break
-                    for r in await self._run_tools(result.tool_calls, trace):
+                    for r in await self._run_tools(result.tool_calls, trace, usage_run):
                         conversation.add_tool_result(r.tool_call_id or "", r.content, name=r.name)
-                        pending = [c for c in pending if c.id != r.tool_call_id]
-                        results.append(r)
+                        run.pending = [c for c in run.pending if c.id != r.tool_call_id]
+                        run.results.append(r)
                         if r.usage is not None:
-                            usage = usage + r.usage
-                        if r.cost is not None and cost is not None:
-                            cost += r.cost
+                            run.usage = run.usage + r.usage
+                        if r.cost is not None and run.cost is not None:
+                            run.cost += r.cost
                         if events is not None:
                             await _emit(events, _tool_result_event(r))
-                    limit = check_limits(config.usage_limits, usage.total_tokens, cost)
+                    limit = check_limits(config.usage_limits, run.usage.total_tokens, run.cost)
                     if limit is not None:
-                        status, error = "usage_limit", UsageLimitReached(limit)
+                        status, run.error = "usage_limit", UsageLimitReached(limit)
                         break
             except _ConsumerGone:
                 status = "cancelled"
             except (ProviderError, DeadlineExceeded, ActorError, ConfigError) as exc:
-                status, error = "error", exc
+                status, run.error = "error", exc
             except anyio.get_cancelled_exc_class():
                 # Recorded here, before the cancellation goes on: it may come from an
                 # enclosing scope (the caller left and the kernel cancelled this request),
                 # and then nothing after this block runs.
                 timed_out = scope.cancel_called and not self._cancel_requested
-                recorded = finish("timeout" if timed_out else "cancelled")
+                recorded = self._finish(run, "timeout" if timed_out else "cancelled")
                 raise
             finally:
                 self._scope = None
@@ -558,24 +562,54 @@ class Agent(Actor):
         else:
             if scope.cancelled_caught:
                 status = "cancelled" if self._cancel_requested else "timeout"
-            agent_result = finish(status)
+            agent_result = self._finish(run, status)
         if events is not None:
             with contextlib.suppress(_ConsumerGone):
-                if error is not None:
+                if run.error is not None:
                     await _emit(
                         events,
                         StreamEvent(
                             type=StreamEventType.ERROR,
-                            error=str(error),
-                            error_type=type(error).__name__,
+                            error=str(run.error),
+                            error_type=type(run.error).__name__,
                         ),
                     )
                 await _emit(events, _done_event(agent_result, self.model_name))
         return agent_result
 
-    def _add_cost(self, cost: float | None, result: CompletionResult) -> float | None:
+    def _finish(self, run: _Run, status: AgentStatus) -> AgentResult:
+        """The run's result (kept as :attr:`last_result`, recorded with analytics on)."""
+        conversation = self.conversation
+        # A call the model made must have an answer, or the next request is malformed.
+        for call in run.pending:
+            conversation.add_tool_result(
+                call.id,
+                f"Error: the run ended ({status}) before this tool call finished.",
+                name=call.name,
+            )
+        error = run.error
+        result = AgentResult(
+            content=run.content,
+            status=status,
+            num_turns=run.turns,
+            all_tool_calls=run.calls,
+            tool_results=run.results,
+            usage=run.usage,
+            cost=run.cost,
+            conversation=conversation.fork(),
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+        self.last_result = result
+        if run.trace is not None:
+            _record_result(run.trace, self.name, result, time.perf_counter() - run.started)
+        return result
+
+    def _add_cost(
+        self, cost: float | None, result: CompletionResult, usage_run: str | None
+    ) -> float | None:
         """The run's cost with this call's added (``None`` once a price is unknown); the
-        call is counted in the process-wide usage tracker under this agent's name."""
+        call is counted in the process-wide usage tracker under this agent's name (and
+        under the caller's ``usage_run``, if any)."""
         model = result.model or self.model_name
         call_cost = result.cost
         if result.usage is not None:
@@ -583,7 +617,7 @@ class Agent(Actor):
                 result.usage,
                 model=model,
                 role=self.name,
-                run_id=None,
+                run_id=usage_run,
                 cost=call_cost,
                 cached_tokens=result.usage.cached_tokens,
             )
@@ -621,7 +655,9 @@ class Agent(Actor):
             raise BadResponse(f"the stream of {self.model_name!r} ended without a result")
         return final
 
-    async def _run_tools(self, calls: list[ToolCall], trace: Trace | None) -> list[ToolResult]:
+    async def _run_tools(
+        self, calls: list[ToolCall], trace: Trace | None, usage_run: str | None = None
+    ) -> list[ToolResult]:
         if self._executor is None:
             return [
                 ToolResult(
@@ -639,6 +675,7 @@ class Agent(Actor):
                     parallel=self.config.parallel_tool_execution,
                     run_id=None if trace is None else trace.run_id,
                     parent_event_id=None if trace is None else str(trace.parent),
+                    usage_run=usage_run,
                 )
             )
         except BaseException as exc:
@@ -668,10 +705,21 @@ class Agent(Actor):
         return ref if ref is not None and ref.alive else None
 
     async def _ensure_ref(self) -> ActorRef | None:
+        """The running actor; spawned first in ``runtime=``, else in the runtime the caller
+        runs in (under its own name, or a numbered one when that is taken), if any."""
         ref = self.ref
-        if ref is None and self._runtime is not None:
-            ref = await self._runtime.spawn(self, name=self.name)
-        return ref
+        if ref is not None:
+            return ref
+        runtime = self._runtime
+        if runtime is None:
+            runtime = current_runtime()
+            if runtime is None:
+                return None
+            name = self.name
+            if runtime.get(f"/{name}") is not None:
+                name = runtime.auto_name(name)
+            return await runtime.spawn(self, name=name)
+        return await runtime.spawn(self, name=self.name)
 
     async def run(self, prompt: str) -> AgentResult:
         """Run the agent on ``prompt``, continuing the conversation of earlier runs.
@@ -688,7 +736,7 @@ class Agent(Actor):
             self._enter_private_runtime()  # raises: explains the clash
         ref = await self._ensure_ref()
         if ref is not None:
-            message = RunAgent(prompt=prompt)
+            message = RunAgent(prompt=prompt, usage_run=current_usage_run.get())
             try:
                 result: AgentResult = await ref.ask(message)
             except BaseException:
@@ -700,7 +748,7 @@ class Agent(Actor):
         try:
             async with Runtime() as rt:
                 ref = await rt.spawn(self, name=self.name)
-                result = await ref.ask(RunAgent(prompt=prompt))
+                result = await ref.ask(RunAgent(prompt=prompt, usage_run=current_usage_run.get()))
                 return result
         finally:
             self._private_runtime = False
@@ -845,7 +893,9 @@ class AgentStream:
                 )
             send, self._receive = anyio.create_memory_object_stream[StreamEvent](STREAM_BUFFER)
             try:
-                await ref.tell(RunAgent(prompt=self._prompt, events=send))
+                await ref.tell(
+                    RunAgent(prompt=self._prompt, events=send, usage_run=current_usage_run.get())
+                )
             except BaseException:
                 send.close()
                 raise

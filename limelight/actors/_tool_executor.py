@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
+from .._usage import current_usage_run
 from ..errors import ConfigError
 from ..runtime import Actor, Context, Slots
 from ..schemas import ToolCall
@@ -42,6 +43,8 @@ class RunTools(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     #: The run and the event the calls' analytics events hang under (set by an agent).
     run_id: str | None = None
     parent_event_id: str | None = None
+    #: The caller's :func:`~limelight.usage.usage_run`, in force while the calls run.
+    usage_run: str | None = None
 
 
 class ToolExecutor(Actor):
@@ -88,7 +91,14 @@ class ToolExecutor(Actor):
                     parent = parse_event_id(message.parent_event_id)
                     if client is not None and parent is not None:
                         trace = Trace(client, run_id, parent)
-                return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
+                usage_run = message.usage_run
+                if usage_run is None:
+                    return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
+                token = current_usage_run.set(usage_run)
+                try:
+                    return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
+                finally:
+                    current_usage_run.reset(token)
         raise TypeError(f"ToolExecutor got an unexpected message {message!r}")
 
     async def run(

@@ -23,6 +23,7 @@ from ._ref import ActorRef as ActorRef
 from ._ref import ReplyStream as ReplyStream
 from ._retry import RetryPolicy as RetryPolicy
 from ._runtime import Runtime as Runtime
+from ._runtime import current_runtime as current_runtime
 from ._slots import Slots as Slots
 from ._stats import ActorSnapshot as ActorSnapshot
 from ._stats import ActorState as ActorState
@@ -67,5 +68,6 @@ __all__ = [
     "Slots",
     "Strategy",
     "Supervision",
+    "current_runtime",
     "start_blocking_runtime",
 ]

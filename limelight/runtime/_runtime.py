@@ -3,9 +3,11 @@ asyncio or trio program."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Final
 
@@ -25,6 +27,17 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
 
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 10.0
+
+#: The innermost running Runtime of the current task (inherited by the tasks it starts,
+#: actors included).
+_current: ContextVar[Runtime | None] = ContextVar("limelight_runtime", default=None)
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime whose ``async with`` block the calling code runs in (innermost first),
+    or ``None``. Actors and the tasks they start see the runtime they live in."""
+    runtime = _current.get()
+    return runtime if runtime is not None and runtime._running else None
 
 
 class Runtime:
@@ -68,6 +81,7 @@ class Runtime:
         self._counter = itertools.count(1)
         self._failure: BaseException | None = None
         self._running = False
+        self._token: Token[Runtime | None] | None = None
         self._retired = RuntimeStatistics(
             actors=0,
             processed=0,
@@ -96,6 +110,8 @@ class Runtime:
             supervision=self.default_supervision,
         )
         self._root.state = ActorState.RUNNING
+        # Set before the task group starts, so every actor task inherits it.
+        self._token = _current.set(self)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -104,6 +120,7 @@ class Runtime:
             await portal.__aenter__()
         except BaseException as exc:
             tg.cancel_scope.cancel()
+            self._reset_current()
             await tg.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._portal = portal
@@ -120,6 +137,7 @@ class Runtime:
         assert self._root is not None
         assert self._portal is not None
         self._running = False
+        self._reset_current()
         root = self._root
         root.state = ActorState.STOPPING  # no restarts from here on
         # Orderly shutdown even if we are being cancelled, but bounded.
@@ -147,6 +165,15 @@ class Runtime:
         if self._failure is not None:
             raise self._failure
         return suppress
+
+    def _reset_current(self) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        # Exited from another context than the one that entered (an exit stack handed
+        # between tasks): that context's value is not ours to restore.
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
 
     @property
     def running(self) -> bool:

@@ -375,7 +375,9 @@ async def test_an_agent_over_http_against_the_simulator(sim_url: str) -> None:
 
 
 class BuggyAgent(Agent):
-    async def _run_tools(self, calls: list[ToolCall], trace: object) -> list[object]:  # type: ignore[override]
+    async def _run_tools(  # type: ignore[override]
+        self, calls: list[ToolCall], trace: object, usage_run: str | None = None
+    ) -> list[object]:
         raise RuntimeError("bug in the agent")
 
 
