@@ -195,9 +195,13 @@ class BufferingAdapter:
             self.result = event.result
 
     async def consume(self) -> str:
-        """Read the stream to the end; the full text."""
-        async for event in self._source:
-            self._keep(event)
+        """Read the stream to the end; the full text. The source is closed however reading
+        ends (its end, an exception, cancellation)."""
+        try:
+            async for event in self._source:
+                self._keep(event)
+        finally:
+            await _aclose(self._source)
         return self.text
 
 
@@ -253,21 +257,21 @@ class WebSocketAdapter:
 
     async def send_stream(self, events: AsyncIterable[StreamEvent]) -> int:
         """Send every event of ``events``; an exception from the source is sent as an ERROR
-        event and ends the stream. Returns the number of messages sent."""
+        event and ends the stream. Returns the number of messages sent. The source is closed
+        however sending ends (its end, its error, a failing socket, cancellation)."""
         sent = 0
         iterator = aiter(events)
-        while True:
-            try:
-                event = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except Exception as exc:  # the source failed; a failing socket still raises
-                await self._send(event_to_json(_error_event(exc)))
-                return sent + 1
-            try:
+        try:
+            while True:
+                try:
+                    event = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # the source failed; a failing socket still raises
+                    await self._send(event_to_json(_error_event(exc)))
+                    return sent + 1
                 await self._send(event_to_json(event))
-            except BaseException:
-                await _aclose(iterator)
-                raise
-            sent += 1
+                sent += 1
+        finally:
+            await _aclose(iterator)
         return sent

@@ -3,6 +3,7 @@ and the Starlette example serving an agent's stream."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -220,3 +221,103 @@ def test_the_starlette_example_streams_an_agent_over_sse_and_websocket() -> None
         # Each request's agent is stopped when its response ends.
         runtime = example.app.state.runtime
         assert [c.name for c in runtime.tree().children] == ["model"]
+
+
+class Closable:
+    """A source that is not a generator and so stays open until closed, as a provider pool's
+    stream does (it holds a leased worker): records its ``aclose`` calls.
+
+    :param fail_at: raise at this event.
+    :param block_at: at this event, cancel :attr:`cancel` and wait for ever.
+    """
+
+    def __init__(
+        self, events: list[StreamEvent], *, fail_at: int | None = None, block_at: int | None = None
+    ) -> None:
+        self._events = events
+        self._next = 0
+        self.fail_at = fail_at
+        self.block_at = block_at
+        self.cancel: anyio.CancelScope | None = None
+        self.closed = 0
+
+    def __aiter__(self) -> Closable:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        await anyio.lowlevel.checkpoint()
+        if self._next == self.fail_at:
+            raise RuntimeError("source broke")
+        if self._next == self.block_at:
+            assert self.cancel is not None
+            self.cancel.cancel()
+            await anyio.sleep_forever()
+        if self._next >= len(self._events):
+            raise StopAsyncIteration
+        self._next += 1
+        return self._events[self._next - 1]
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def _buffer_consume(events: Closable) -> object:
+    return await BufferingAdapter(events).consume()
+
+
+async def _buffer_iterate(events: Closable) -> object:
+    return [e async for e in BufferingAdapter(events)]
+
+
+async def _callbacks(events: Closable) -> object:
+    return await CallbackAdapter().consume(events)
+
+
+async def _sse(events: Closable) -> object:
+    return [f async for f in SSEAdapter(events)]
+
+
+async def _collect(events: Closable) -> object:
+    return await collect_stream(events)
+
+
+async def _websocket(events: Closable) -> object:
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        sent.append(text)
+
+    return await WebSocketAdapter(send).send_stream(events)
+
+
+CONSUMERS = {
+    "buffering.consume": _buffer_consume,
+    "buffering": _buffer_iterate,
+    "callbacks": _callbacks,
+    "sse": _sse,
+    "collect_stream": _collect,
+    "websocket": _websocket,
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("consumer", CONSUMERS)
+async def test_every_adapter_closes_its_source_at_the_end_on_error_and_on_cancel(
+    consumer: str,
+) -> None:
+    consume = CONSUMERS[consumer]
+    ended = Closable(script())
+    await consume(ended)
+    assert ended.closed == 1
+    broken = Closable(script(), fail_at=2)
+    # Some adapters raise the source's error, others report it in the stream they make.
+    with contextlib.suppress(RuntimeError):
+        await consume(broken)
+    assert broken.closed == 1
+    blocked = Closable(script(), block_at=1)
+    with anyio.CancelScope() as scope:
+        blocked.cancel = scope
+        await consume(blocked)
+    assert scope.cancelled_caught
+    assert blocked.closed == 1
