@@ -1,12 +1,13 @@
-"""End-to-end runs of the harness against the simulator over real HTTP (``limelight sim``'s
-server, in a thread here; the CLI tests start it as a subprocess), for every workload and
-load type, on asyncio and trio."""
+"""End-to-end runs of the harness against the simulator over real HTTP (a ``limelight sim``
+subprocess, started once for the module), for every workload and load type, on asyncio and
+trio."""
 
 from __future__ import annotations
 
+import math
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -20,19 +21,21 @@ from limelight.harness import (
     Gamma,
     Load,
     Poisson,
+    SweepPoint,
     Target,
     Workload,
     run,
     sweep,
 )
-from limelight.providers import SimulatedConfig
-from limelight.testing import serve_in_thread_async
+from limelight.harness._targets import sim_process
 
 pytestmark = pytest.mark.anyio
 
-FAST = SimulatedConfig(
-    ttft=0.005, ttft_jitter=0.001, tokens_per_second=4000.0, output_tokens=100_000
-)
+#: ``limelight sim`` answering fast; ``max_tokens`` (the workload's) decides every length.
+FAST = [
+    *("--ttft", "0.005", "--ttft-jitter", "0.001", "--tps", "4000"),
+    *("--output-tokens", "100000"),
+]
 LOADS: list[Load] = [
     ClosedLoop(concurrency=3),
     ConstantRate(rate=100.0),
@@ -41,9 +44,14 @@ LOADS: list[Load] = [
 ]
 
 
-@pytest.fixture
-async def sim_url() -> AsyncIterator[str]:
-    async with serve_in_thread_async(FAST) as url:
+def _sim(*options: str) -> list[str]:
+    return [sys.executable, "-m", "limelight", "sim", "--port", "0", *FAST, *options]
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    """A ``limelight sim`` subprocess for the module's runs; stopped at the end."""
+    with sim_process(_sim()) as url:
         yield url
 
 
@@ -214,8 +222,7 @@ async def test_warmup_and_cooldown_windows(sim_url: str) -> None:
 
 
 async def test_max_errors_stops_sending_and_errors_are_counted_by_type() -> None:
-    flaky = msgspec.structs.replace(FAST, server_error_rate=0.5, seed=5)
-    async with serve_in_thread_async(flaky) as url:
+    with sim_process(_sim("--server-error-rate", "0.5", "--seed", "5")) as url:
         workload = Workload(kind="stream", output_tokens="3")
         config = _config(url, workload, ClosedLoop(concurrency=1), requests=200, max_errors=3)
         # Seed 5: the first (warm-up) request succeeds, then about half fail.
@@ -255,6 +262,75 @@ async def test_sweep_finds_the_highest_rate_meeting_the_slo(sim_url: str) -> Non
     assert strict.best_rate is None
     with pytest.raises(ConfigError, match="needs SLOs"):
         await sweep(msgspec.structs.replace(config, slos={}))
+
+
+def _search(outcomes: list[bool], *, start: float, max_rate: float, steps: int) -> list[float]:
+    """The rates the sweep's search tries when its attempts pass or fail as ``outcomes`` say:
+    doubling from ``start`` until a rate fails or passes ``max_rate``, then ``steps``
+    bisections between the highest pass and the lowest fail."""
+    answers = iter(outcomes)
+    tried: list[float] = []
+
+    def attempt(rate: float) -> bool:
+        tried.append(rate)
+        return next(answers)
+
+    good, bad, rate = 0.0, math.inf, start
+    while rate <= max_rate:
+        if attempt(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    if good and bad < math.inf:
+        for _ in range(steps):
+            middle = (good + bad) / 2
+            if attempt(middle):
+                good = middle
+            else:
+                bad = middle
+    return tried
+
+
+async def test_sweep_search_finds_a_passing_rate_by_doubling_then_bisecting() -> None:
+    # The simulator serves one request at a time and refuses (429) one more in flight: at
+    # 10 req/s requests rarely overlap, at hundreds per second most are refused, so the
+    # search passes low rates and fails high ones (where exactly is the machine's business:
+    # the test replays the search from the outcomes it got).
+    with sim_process(_sim("--ttft", "0.01", "--max-concurrency", "1")) as url:
+        workload = Workload(kind="stream", output_tokens="2")
+        config = _config(url, workload, ConstantRate(rate=1.0), requests=10, slos={"e2el": 2000})
+        tried: list[SweepPoint] = []
+        result = await sweep(
+            config,
+            start=10.0,
+            max_rate=640.0,
+            steps=2,
+            min_attainment=0.8,
+            max_send_lag=1.0,  # the refusals fail the high rates, not the client's schedule
+            on_point=tried.append,
+        )
+    outcomes = [p.passed for p in tried]
+    assert [p.rate for p in tried] == _search(outcomes, start=10.0, max_rate=640.0, steps=2)
+    assert sorted(result.points, key=lambda p: p.rate) == result.points
+    assert sorted(p.rate for p in tried) == [p.rate for p in result.points]
+    passing = [p.rate for p in tried if p.passed]
+    assert passing, f"not even 10 req/s passed: {[(p.rate, p.summary.errors) for p in tried]}"
+    assert result.best_rate is not None
+    assert result.best_rate > 0
+    assert result.best_rate == max(passing)
+    failing = [p for p in tried if not p.passed]
+    if failing:
+        # A higher rate failed, for the refusals (RateLimited), below the attainment asked.
+        assert any(p.rate > result.best_rate for p in failing)
+        assert all((p.summary.slo_attainment or 0) < 0.8 for p in failing)
+        assert any(p.summary.errors for p in failing)
+    else:
+        # Every doubling passed: the search stopped at its maximum.
+        assert result.best_rate == 640.0
+    for point in tried:
+        assert point.summary.requests == 10
+        assert point.passed == ((point.summary.slo_attainment or 0) >= 0.8)
 
 
 async def test_model_strings_go_through_the_backend_resolver() -> None:
