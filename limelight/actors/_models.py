@@ -2,9 +2,10 @@
 in a registry the user can extend. Conversations truncate to the context window; agents
 price their usage with it.
 
-Prices are not kept here: they come from LiteLLM's model cost map when LiteLLM is
-installed (read as a JSON file, without importing LiteLLM), or from profiles the user
-registers. The built-in profiles only say the context window and capabilities.
+Prices are not kept here: they come from profiles the user registers, else LiteLLM's model
+cost map when LiteLLM is installed (read as a JSON file, without importing LiteLLM), else
+genai-prices (the ``usage`` extra). The built-in profiles only say the context window and
+capabilities.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _p(name: str, window: int, out: int | None, caps: frozenset[str]) -> ModelPr
 
 
 #: Profiles shipped with limelight: context windows and capabilities of common models (their
-#: prices come from LiteLLM's cost map when it is installed, see :func:`get_model_profile`).
+#: prices come from LiteLLM's cost map or genai-prices, see :func:`get_model_profile`).
 BUILTIN_PROFILES: Final[tuple[ModelProfile, ...]] = (
     _p("gpt-4o", 128_000, 16_384, _VISION),
     _p("gpt-4o-mini", 128_000, 16_384, _VISION),
@@ -172,6 +173,46 @@ def _from_cost_map(name: str, entry: dict[str, Any]) -> ModelProfile | None:
     )
 
 
+def _genai_prices(names: Iterable[str]) -> tuple[float, float] | None:
+    """USD per million input and output tokens from genai-prices (a maintained price list,
+    imported here, not at ``import limelight``), ``None`` when it is not installed or knows
+    none of ``names``."""
+    try:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+    except ImportError:
+        return None
+    million = PriceUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+    for name in names:
+        try:
+            calc = calc_price(million, name)
+        except (LookupError, ValueError):
+            continue
+        return float(calc.input_price), float(calc.output_price)
+    return None
+
+
+def _with_prices(profile: ModelProfile, names: list[str]) -> ModelProfile:
+    """``profile`` with the prices it lacks from LiteLLM's cost map, else from genai-prices;
+    a price the profile has is kept."""
+    if profile.input_price is not None and profile.output_price is not None:
+        return profile
+    names = list(dict.fromkeys([*names, profile.name]))
+    prices: tuple[float | None, float | None] | None = None
+    entry = _cost_entry(names)
+    if entry is not None:
+        prices = _price(entry, "input_cost_per_token"), _price(entry, "output_cost_per_token")
+    if prices is None or None in prices:
+        prices = _genai_prices(names) or prices
+    if prices is None:
+        return profile
+    return msgspec.structs.replace(
+        profile,
+        input_price=profile.input_price if profile.input_price is not None else prices[0],
+        output_price=profile.output_price if profile.output_price is not None else prices[1],
+    )
+
+
 _registry: dict[str, ModelProfile] = {p.name: p for p in BUILTIN_PROFILES}
 
 
@@ -201,8 +242,9 @@ def get_model_profile(model: str) -> ModelProfile | None:
 
     A registered profile of that exact name (also after a ``provider/`` prefix) comes first;
     then LiteLLM's cost map; then the registered profile with the longest name prefixing it
-    (dated variants: ``gpt-4o`` for ``gpt-4o-2024-08-06``). A registered profile without
-    prices takes them from the cost map when the map knows the model.
+    (dated variants: ``gpt-4o`` for ``gpt-4o-2024-08-06``). Prices the profile does not
+    give come from LiteLLM's cost map, else from genai-prices, when either knows the model
+    (by its own name first, then the profile's); prices registered by the user come first.
     """
     names = [model]
     if "/" in model:
@@ -213,19 +255,11 @@ def get_model_profile(model: str) -> ModelProfile | None:
         if entry is not None:
             from_map = _from_cost_map(model, entry)
             if from_map is not None:
-                return from_map
+                return _with_prices(from_map, names)
         for name in names:
             for key, candidate in _registry.items():
                 if name.startswith(key + "-") and (profile is None or len(key) > len(profile.name)):
                     profile = candidate
     if profile is None:
         return None
-    if profile.input_price is None or profile.output_price is None:
-        entry = _cost_entry([*names, profile.name])
-        if entry is not None:
-            profile = msgspec.structs.replace(
-                profile,
-                input_price=_price(entry, "input_cost_per_token"),
-                output_price=_price(entry, "output_cost_per_token"),
-            )
-    return profile
+    return _with_prices(profile, names)

@@ -4,18 +4,16 @@ profiles."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from limelight.actors import _models
 from limelight.conversation import Conversation, message_tokens
 from limelight.errors import ConfigError
-from limelight.models import ModelProfile, get_model_profile, register_model
-from limelight.schemas import Message, ToolCall, Usage
+from limelight.models import ModelProfile, register_model
+from limelight.schemas import Message, ToolCall
 
 STRATEGIES = ["sliding", "drop_oldest", "drop_middle"]
 
@@ -206,56 +204,3 @@ def test_truncation_invariants(
     # Nothing is dropped when everything fits.
     if conv.token_count() <= budget:
         assert body == messages
-
-
-def test_model_profiles_match_dated_and_prefixed_names_and_price_usage() -> None:
-    assert get_model_profile("openai/gpt-4o") == get_model_profile("gpt-4o")
-    assert get_model_profile("no-such-model") is None
-    custom = register_model(
-        ModelProfile(
-            name="house-model",
-            context_window=8_000,
-            input_price=1.0,
-            output_price=2.0,
-            capabilities=frozenset({"tools"}),
-        )
-    )
-    assert get_model_profile("house-model-v2") is custom
-    assert custom.cost(Usage.of(1_000_000, 500_000)) == pytest.approx(2.0)
-    assert custom.supports("tools")
-    assert not custom.supports("vision")
-    assert ModelProfile(name="free", context_window=10).cost(Usage.of(1, 1)) is None
-    with pytest.raises(ConfigError, match="registered already"):
-        register_model(custom, replace=False)
-    with pytest.raises(ConfigError, match="context_window"):
-        ModelProfile(name="x", context_window=0)
-
-
-@pytest.fixture
-def no_cost_map(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_models, "litellm_cost_map", dict)
-    get_model_profile.cache_clear()
-    yield
-    get_model_profile.cache_clear()
-
-
-@pytest.mark.usefixtures("no_cost_map")
-def test_builtin_profiles_give_windows_and_capabilities_not_prices() -> None:
-    profile = get_model_profile("gpt-4o-mini-2024-07-18")
-    assert profile is not None
-    assert profile.name == "gpt-4o-mini"
-    assert profile.context_window == 128_000
-    assert profile.supports("tools")
-    assert profile.input_price is None
-    assert profile.cost(Usage.of(10, 10)) is None
-
-
-def test_prices_come_from_litellms_cost_map() -> None:
-    entry = _models.litellm_cost_map().get("gpt-4o")
-    if entry is None:
-        pytest.skip("litellm is not installed: no cost map")
-    profile = get_model_profile("gpt-4o")
-    assert profile is not None
-    assert profile.input_price == pytest.approx(entry["input_cost_per_token"] * 1e6)
-    assert profile.output_price == pytest.approx(entry["output_cost_per_token"] * 1e6)
-    assert profile.cost(Usage.of(1_000_000, 0)) == pytest.approx(profile.input_price)
