@@ -13,7 +13,7 @@ from typing import IO, TypeVar
 
 import anyio
 
-from ..errors import LimelightError
+from ..errors import ConfigError, LimelightError
 from ._config import (
     BenchConfig,
     ClosedLoop,
@@ -122,6 +122,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "default bench-results/<kind>-<time>",
     )
     out.add_argument("--no-progress", action="store_true", help="no live display")
+    out.add_argument("--open", action="store_true", help="open the HTML report in a browser")
     out.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
 
 
@@ -150,10 +151,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="p99 send lag beyond which a rate fails: the client fell behind (%(default)s)",
     )
     compare = commands.add_parser("compare", help="compare two or more result files")
-    compare.add_argument("results", nargs="+", metavar="RESULT.json")
+    compare.add_argument("results", nargs="+", metavar="RESULT.json", help="two or more")
     report = commands.add_parser("report", help="write the HTML report of a result file")
     report.add_argument("result", metavar="RESULT.json")
     report.add_argument("-o", "--output", help="the HTML file (default: next to the result)")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -258,25 +260,27 @@ async def _with_progress(
     with Live(Group(bar, status), console=bar.console, auto_refresh=False) as live:
         async with anyio.create_task_group() as tg:
 
+            def show() -> None:
+                total = progress.total
+                completed: float = progress.completed + progress.failed
+                if total is None and progress.duration and progress.started:
+                    total, completed = (
+                        int(progress.duration),
+                        min(progress.elapsed, progress.duration),
+                    )
+                bar.update(task, total=total, completed=completed)
+                status.plain = _status_line(progress)
+                live.refresh()
+
             async def refresh() -> None:
                 while True:
-                    total = progress.total
-                    completed: float = progress.completed + progress.failed
-                    if total is None and progress.duration and progress.started:
-                        total, completed = (
-                            int(progress.duration),
-                            min(progress.elapsed, progress.duration),
-                        )
-                    bar.update(task, total=total, completed=completed)
-                    status.plain = _status_line(progress)
-                    live.refresh()
+                    show()
                     await anyio.sleep(_REFRESH)
 
             tg.start_soon(refresh)
             result.append(await work(progress))
             tg.cancel_scope.cancel()
-        status.plain = _status_line(progress)
-        live.refresh()
+        show()  # the final counts, not those of the last tick
     return result[0]
 
 
@@ -346,6 +350,15 @@ def print_summary(summary: Summary, *, title: str, file: IO[str] | None = None) 
         )
 
 
+def _open_report(path: Path) -> None:
+    """Open the HTML report at ``path`` in the user's browser (``$BROWSER`` if set)."""
+    import webbrowser
+
+    url = path.resolve().as_uri()
+    if not webbrowser.open(url):
+        print(f"limelight bench: no browser to open; open {url} yourself", file=sys.stderr)
+
+
 def _default_output(kind: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("bench-results") / f"{kind}-{stamp}"
@@ -367,6 +380,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if args.open:
+        _open_report(paths["html"])
     return 0
 
 
@@ -406,6 +421,8 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"highest rate meeting the SLOs: {best}")
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if args.open:
+        _open_report(paths["html"])
     return 0
 
 
@@ -421,6 +438,11 @@ def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    if len(args.results) < 2:
+        raise ConfigError(
+            f"compare needs two or more result files, got {len(args.results)}: "
+            "limelight bench compare A.json B.json [C.json ...]"
+        )
     results = [(Path(p).name, load_result(p)) for p in args.results]
     runs: list[tuple[str, Summary]] = []
     for name, result in results:
@@ -471,6 +493,8 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.result).with_suffix(".html")
     out.write_text(render_html(result, records), encoding="utf-8")
     print(f"html: {out}")
+    if args.open:
+        _open_report(out)
     return 0
 
 

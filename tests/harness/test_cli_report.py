@@ -4,29 +4,44 @@ harness as its own process), and the HTML reports rendered by headless Chromium 
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from limelight.harness import BenchResult, SweepResult, load_records, load_result
+from limelight.harness import BenchResult, SweepResult, load_records, load_result, render_html
+from limelight.harness._cli import print_summary
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FAST_SIM = ["--sim-ttft", "0.01", "--sim-tps", "2000", "--output-tokens", "6"]
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "limelight", "bench", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _words(text: str) -> str:
+    """``text`` without terminal escapes, its whitespace runs made single spaces (rich wraps
+    long lines at the console's width)."""
+    return " ".join(_ANSI.sub("", text).split())
 
 
 def _dom(html_file: Path, tmp_path: Path) -> str:
@@ -149,6 +164,125 @@ def test_bad_input_is_a_clear_error() -> None:
     out = _bench("run", "--model", "sim-1", "--base-url", "not a url", "--requests", "1")
     assert out.returncode == 2
     assert "base_url" in out.stderr
-    out = _bench("compare", "missing.json")
+    out = _bench("compare", "missing.json", "other.json")
     assert out.returncode == 2
     assert "cannot read the result file" in out.stderr
+
+
+def test_compare_needs_two_or_more_files(stream_run: Path) -> None:
+    out = _bench("compare", str(stream_run))
+    assert out.returncode == 2
+    assert "compare needs two or more result files, got 1" in out.stderr
+    assert out.stdout == ""
+    out = _bench("compare")
+    assert out.returncode == 2
+    assert "RESULT.json" in out.stderr  # argparse's usage line
+    three = _bench("compare", str(stream_run), str(stream_run), str(stream_run))
+    assert three.returncode == 0, three.stderr
+    assert three.stdout.count("(1.00x)") >= 2  # each later column against the first
+
+
+def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
+    # FORCE_COLOR makes rich treat stderr (a pipe here) as a terminal, as it is for a user.
+    terminal = {"FORCE_COLOR": "1", "COLUMNS": "120", "TERM": "xterm-256color"}
+    out = _bench(
+        "run",
+        *("--requests", "12", "--rate", "40", "--arrival", "constant"),
+        *FAST_SIM,
+        *("-o", str(tmp_path / "live")),
+        env=terminal,
+    )
+    assert out.returncode == 0, out.stderr
+    # A live display: the cursor hidden while it runs, the frame redrawn in place (cursor up,
+    # erase line) at least once, then the cursor shown again.
+    assert "\x1b[?25l" in out.stderr
+    assert "\x1b[1A\x1b[2K" in out.stderr
+    assert out.stderr.rstrip().endswith("\x1b[?25h")
+    shown = _words(out.stderr)
+    assert shown.startswith("bench stream")
+    assert shown.count("bench stream") >= 2  # frames
+    # The last frame has the final counts: the bar full, every request sent and done.
+    last = shown[shown.rindex("bench stream") :]
+    assert "12/12" in last
+    assert "sent 12 done 12 failed 0 in flight 0" in last
+    assert "max send lag" in last
+    # Without it, nothing is drawn.
+    quiet = _bench(
+        "run",
+        *("--requests", "2", "--no-progress", *FAST_SIM, "-o", str(tmp_path / "quiet")),
+        env=terminal,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "bench stream" not in quiet.stderr
+    assert "\x1b[?25l" not in quiet.stderr
+
+
+def test_a_client_that_fell_behind_is_flagged(tmp_path: Path) -> None:
+    # A million requests per second: no client starts 300 requests within 0.3 ms, so the
+    # p99 send lag is far beyond 1 ms.
+    base = tmp_path / "behind"
+    out = _bench(
+        "run",
+        *("--requests", "300", "--rate", "1000000", "--arrival", "constant", "--no-progress"),
+        *FAST_SIM,
+        *("-o", str(base)),
+    )
+    assert out.returncode == 0, out.stderr
+    text = _words(out.stdout)
+    assert "warning: the client fell behind its schedule (p99 send lag" in text
+    assert "latencies include the client's own delay" in text
+    result = load_result(base.with_suffix(".json"))
+    assert isinstance(result, BenchResult)
+    assert result.summary.fell_behind
+    dom = _words(_dom(base.with_suffix(".html"), tmp_path))
+    assert "The client fell behind its schedule: p99 send lag" in dom
+
+
+def test_the_warning_follows_the_summary(stream_run: Path) -> None:
+    result = load_result(stream_run)
+    assert isinstance(result, BenchResult)
+    records = load_records(stream_run, result)
+    for behind in (False, True):
+        summary = msgspec.structs.replace(result.summary, fell_behind=behind)
+        page = render_html(msgspec.structs.replace(result, summary=summary), records)
+        assert ("<p class=warn>The client fell behind" in page) is behind
+        printed = io.StringIO()
+        print_summary(summary, title="t", file=printed)
+        assert ("the client fell behind its schedule" in _words(printed.getvalue())) is behind
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A ``$BROWSER`` that records the URL it is asked to open (and opens nothing)."""
+    log = tmp_path / "opened.txt"
+    script = tmp_path / "record_url.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            with open({str(log)!r}, "a") as out:
+                out.write(sys.argv[1] + "\\n")
+            """
+        )
+    )
+    return {"BROWSER": f"{sys.executable} {script} %s"}, log
+
+
+def test_open_shows_the_report_in_a_browser(
+    stream_run: Path, tmp_path: Path, browser: tuple[dict[str, str], Path]
+) -> None:
+    env, log = browser
+    base = tmp_path / "opened"
+    out = _bench(
+        "run", "--requests", "2", "--no-progress", *FAST_SIM, "-o", str(base), "--open", env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert log.read_text().splitlines() == [base.with_suffix(".html").resolve().as_uri()]
+    again = tmp_path / "again.html"
+    out = _bench("report", str(stream_run), "-o", str(again), "--open", env=env)
+    assert out.returncode == 0, out.stderr
+    assert log.read_text().splitlines()[1:] == [again.resolve().as_uri()]
+    # Without --open, no browser.
+    out = _bench("report", str(stream_run), "-o", str(again), env=env)
+    assert out.returncode == 0, out.stderr
+    assert len(log.read_text().splitlines()) == 2
