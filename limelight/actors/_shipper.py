@@ -2,15 +2,19 @@
 raising, batches them (count, bytes, interval), delivers each batch to every sink with retries,
 and keeps what it cannot deliver in a durable local spool that is replayed later.
 
-The hot path (:meth:`AnalyticsShipper.log_event`) is a length check and a ``deque.append``
-(atomic under the GIL, so no lock), plus a wake-up of the shipper only when it is parked and
-a batch is full: one cross-thread call per batch, not per event. Everything else (encoding,
-retries, disk) happens on the shipper's own event loop.
+The hot path (:meth:`AnalyticsShipper.log_event`) takes a slot token (``list.pop``) and
+does a ``deque.append``, both atomic, so no lock; plus a wake-up of the shipper only when it is
+parked and a batch is full: one cross-thread call per batch, not per event. The tokens make
+the queue bound exact: an event is queued only with a token, and the shipper gives tokens
+back as it takes events out, so however many threads log at once the queue never holds more
+than ``max_queue_size``. Everything else (encoding, retries, disk) happens on the shipper's
+own event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -151,8 +155,9 @@ class AnalyticsShipper(Actor):
     :param flush_interval: seconds an incomplete batch may wait before it is shipped.
     :param max_retries: retries of a batch after a retryable failure, per sink, before the
         batch is spooled and the sink is skipped for a while (its batches spooled directly).
-    :param max_queue_size: events held in memory; beyond it, events go straight to the spool
-        (counted in ``dropped``), so a producer never blocks and memory stays bounded.
+    :param max_queue_size: events held in memory, exactly (from any number of threads);
+        beyond it, events go straight to the spool (counted in ``dropped``), so a producer
+        never blocks and memory stays bounded.
     :param spool_dir: the durable spool's folder (default :func:`default_spool_dir`).
     :param sink_timeout: seconds one write to a sink may take before it counts as failed.
     :param stop_timeout: seconds the final delivery may take when the actor is stopped
@@ -218,8 +223,11 @@ class AnalyticsShipper(Actor):
 
     def _reset_state(self) -> None:
         self._buf: deque[Event] = deque()
-        #: log_event refuses (spools) beyond this; -1 once closed, so all goes to the spool.
-        self._limit = self.max_queue_size
+        #: One token per free slot of the queue: log_event queues an event only when it can
+        #: pop one (atomic), the shipper gives them back as it takes events out. Empty for
+        #: good once closed, so that every later event goes to the spool.
+        self._tokens: list[None] = [None] * self.max_queue_size
+        self._taking = True
         self._parked = False
         self._wake_event: anyio.Event | None = None
         self._call_soon: Callable[[Callable[[], Any]], Any] | None = None
@@ -253,13 +261,27 @@ class AnalyticsShipper(Actor):
         """Queue ``event`` for shipping. Never blocks and never raises: beyond
         ``max_queue_size`` (or after shutdown) the event goes to the durable spool instead,
         counted in ``dropped``."""
-        buf = self._buf
-        if len(buf) < self._limit:
-            buf.append(event)
-            if self._parked and len(buf) >= self.batch_size:
-                self._wake()
-        else:
+        try:
+            self._tokens.pop()
+        except IndexError:
             self._overflow(event)
+            return
+        buf = self._buf
+        buf.append(event)
+        if self._parked and len(buf) >= self.batch_size:
+            self._wake()
+
+    def _give_back(self, n: int) -> None:
+        """``n`` events left the queue: their slots are free again (unless closed)."""
+        with self._overflow_lock:
+            if self._taking:
+                self._tokens.extend(itertools.repeat(None, n))
+
+    def _stop_taking(self) -> None:
+        """From now on every event goes to the spool."""
+        with self._overflow_lock:
+            self._taking = False
+            self._tokens.clear()
 
     def _wake(self) -> None:
         self._parked = False
@@ -420,7 +442,7 @@ class AnalyticsShipper(Actor):
         return waiter.done.is_set() and waiter.ok
 
     def _close_offline(self) -> None:
-        self._limit = -1
+        self._stop_taking()
         self._closed = True
         self._spool_queue_sync()
 
@@ -431,6 +453,7 @@ class AnalyticsShipper(Actor):
         while buf:
             events.append(buf.popleft())
         self._popped += len(events)
+        self._give_back(len(events))
         if events:
             self._spool_sync(ALL_SINKS, events, len(self._sinks))
         self._done_seq = self._popped
@@ -529,7 +552,7 @@ class AnalyticsShipper(Actor):
         await self._park()
         closing = self._closing
         if closing is not None:
-            self._limit = -1  # from now on, producers' events go to the spool
+            self._stop_taking()  # from now on, producers' events go to the spool
         deadline = self._deadline()
         interval_due = time.monotonic() - self._last_drain >= self.flush_interval
         drain_all = interval_due or deadline != math.inf
@@ -557,8 +580,9 @@ class AnalyticsShipper(Actor):
                 else max((w.target for w in self._waiters), default=self._popped)
             )
             await self._spool_upto(target)
-        if self.spool.has_open():
+        if self.spool.has_open():  # overflow: once sealed, it is sent when there is time
             await self._to_thread(self.spool.seal)
+            self._replay_due = True
         self._settle(expired)
         if not expired and not self._urgent() and self._replay_due:
             with anyio.CancelScope(deadline=_to_loop_clock(deadline)) as scope:
@@ -608,6 +632,7 @@ class AnalyticsShipper(Actor):
         popleft = buf.popleft
         batch = [popleft() for _ in range(n)]
         self._popped += n
+        self._give_back(n)
         return batch
 
     async def _spool_upto(self, target: int) -> None:
@@ -824,7 +849,7 @@ class AnalyticsShipper(Actor):
         self._reset_state()
         self.spool.forget_open_after_fork()
         self._closed = True
-        self._limit = -1
+        self._stop_taking()
 
     def __repr__(self) -> str:
         sinks = ", ".join(s.key for s in self._sinks)
