@@ -17,6 +17,7 @@ warm-up.
 
     python bench/backends.py            # full run: 15 import runs; tiny and small models
     python bench/backends.py --quick    # CI smoke run: 3 import runs; the tiny model, few tokens
+    python bench/backends.py --only transformers   # one backend's generation, no import times
 """
 
 from __future__ import annotations
@@ -225,6 +226,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (CI)")
     parser.add_argument("--import-runs", type=int, default=None)
     parser.add_argument("--runs", type=int, default=None, help="generation runs per figure")
+    parser.add_argument(
+        "--only",
+        choices=("mlx", "transformers"),
+        default=None,
+        help="measure only this backend's generation (and skip the import times)",
+    )
     args = parser.parse_args()
     import_runs = args.import_runs or (3 if args.quick else 15)
     runs = args.runs or (3 if args.quick else 7)
@@ -237,19 +244,24 @@ def main() -> None:
         },
         "quick": args.quick,
     }
-    report["imports"] = bench_imports(import_runs)
-    print(f"import time, median of {import_runs} fresh processes:")
-    lime = report["imports"]["limelight"]["median_ms"]
-    lite = report["imports"]["litellm"]["median_ms"]
-    print(f"  import limelight  {lime:8.1f} ms   (goal < 150 ms)")
-    print(f"  import litellm    {lite:8.1f} ms   ({lite / lime:.1f}x limelight)")
+    if args.only is None:
+        report["imports"] = bench_imports(import_runs)
+        print(f"import time, median of {import_runs} fresh processes:")
+        lime = report["imports"]["limelight"]["median_ms"]
+        lite = report["imports"]["litellm"]["median_ms"]
+        print(f"  import limelight  {lime:8.1f} ms   (goal < 150 ms)")
+        print(f"  import litellm    {lite:8.1f} ms   ({lite / lime:.1f}x limelight)")
+    else:
+        report["only"] = args.only
 
     generation: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="limelight-bench-") as tmp:
         for size, tokens in plan:
+            builders = {"mlx": build_mlx, "transformers": build_hf}
             paths = {
-                "mlx": build_mlx(Path(tmp) / f"mlx-{size}", size),
-                "transformers": build_hf(Path(tmp) / f"hf-{size}", size),
+                name: build(Path(tmp) / f"{name}-{size}", size)
+                for name, build in builders.items()
+                if args.only in (None, name)
             }
             for name, path in paths.items():
                 for backend in ("asyncio", "trio"):

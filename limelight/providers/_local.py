@@ -123,13 +123,19 @@ def prompt_messages(request: CompletionRequest) -> list[dict[str, str]]:
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """One generation's settings: the backend's defaults overridden by the request's."""
+    """One generation's settings: the backend's defaults overridden by the request's.
+
+    :ivar incremental: whether the text is wanted token by token (a stream, or stop strings
+        to look for); when not, a backend may decode the whole answer once at the end, and
+        emit it as one piece.
+    """
 
     max_tokens: int
     temperature: float
     top_p: float | None
     top_k: int | None
     seed: int | None
+    incremental: bool = True
 
 
 class Finished(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +159,11 @@ class _StopStrings:
         self._hold = max((len(s) for s in self._stops), default=1) - 1
         self._held = ""
         self.stopped = False
+
+    @property
+    def active(self) -> bool:
+        """Whether there is any stop string to look for."""
+        return bool(self._stops)
 
     def feed(self, text: str) -> str:
         if not self._stops:
@@ -246,7 +257,7 @@ class LocalBackend:
         (blocking: call it from a worker thread)."""
         return load_once(self._cache_key(), self._load)
 
-    def _settings(self, request: CompletionRequest) -> Settings:
+    def _settings(self, request: CompletionRequest, *, incremental: bool = True) -> Settings:
         max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
         if max_tokens < 1:
             raise BadRequest(f"max_tokens must be at least 1, got {max_tokens}", status_code=400)
@@ -258,6 +269,7 @@ class LocalBackend:
             top_p=request.top_p if request.top_p is not None else self.top_p,
             top_k=self.top_k,
             seed=request.seed if request.seed is not None else self.seed,
+            incremental=incremental,
         )
 
     async def complete(self, request: CompletionRequest) -> CompletionResult:
@@ -290,8 +302,8 @@ class LocalBackend:
     ) -> AsyncGenerator[StreamEvent, None]:
         started = time.perf_counter()
         messages = prompt_messages(request)
-        settings = self._settings(request)
         stops = _StopStrings(list(request.stop or ()))
+        settings = self._settings(request, incremental=wake_each or stops.active)
 
         def produce(emit: Emit, stop: threading.Event) -> None:
             self._generate(self.loaded(), messages, settings, emit, stop)

@@ -11,15 +11,33 @@ from typing import Any
 
 from ..errors import ConfigError, MissingExtra
 from ._local import Emit, Finished, LocalBackend, Settings, acquire_unless_stopped
+from ._threads import Stopped
 
 __all__ = ["Transformers"]
 
 _DEVICES = ("cpu", "cuda", "mps")
 
 
-def _streamer(tokenizer: Any, emit: Emit) -> Any:
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The token ids that end an answer (the generation config's and the tokenizer's)."""
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    return frozenset(ids)
+
+
+def _streamer(
+    tokenizer: Any,
+    emit: Emit,
+    stop: threading.Event | None = None,
+    eos: frozenset[int] = frozenset(),
+) -> Any:
     """A transformers streamer that emits the text of each generated token as soon as it
-    decodes to whole characters.
+    decodes to whole characters, and ends generation (raising :class:`Stopped`) at the first
+    token after ``stop`` is set. The end-of-sequence tokens ``eos`` are not text.
 
     Each token is decoded together with the one or two before it (the offsets of vLLM's
     incremental detokenizer), so the work per token stays constant and tokenizers that drop a
@@ -40,10 +58,12 @@ def _streamer(tokenizer: Any, emit: Emit) -> Any:
             self.read_offset = 0
 
         def put(self, value: Any) -> None:
+            if stop is not None and stop.is_set():
+                raise Stopped
             if not self.prompt_seen:  # generate() first puts the prompt
                 self.prompt_seen = True
                 return
-            self.tokens.extend(value.reshape(-1).tolist())
+            self.tokens.extend(t for t in value.reshape(-1).tolist() if t not in eos)
             prefix = decode(self.tokens[self.prefix_offset : self.read_offset])
             text = decode(self.tokens[self.prefix_offset :])
             # A character split across tokens decodes to U+FFFD: wait for the rest of it.
@@ -63,14 +83,33 @@ def _streamer(tokenizer: Any, emit: Emit) -> Any:
     return _Streamer()
 
 
+def _stop_check(stop: threading.Event) -> Any:
+    """A streamer that decodes nothing: it only ends generation (raising :class:`Stopped`) at
+    the first token after ``stop`` is set. The cheapest per-token hook ``generate`` offers (a
+    StoppingCriteria costs a tensor per token and one more to combine it)."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class _StopCheck(BaseStreamer):
+        def put(self, value: Any) -> None:
+            if stop.is_set():
+                raise Stopped
+
+        def end(self) -> None:
+            pass
+
+    return _StopCheck()
+
+
 class Transformers(LocalBackend):
     """A :class:`~limelight.providers.Provider` running a transformers causal LM in this process.
 
     The model and tokenizer are loaded (``AutoModelForCausalLM.from_pretrained``) on first
     use, in a worker thread, once per process (per path, device and dtype); instances naming
     the same model share it, and generations on it run one at a time. ``generate`` runs in a
-    worker thread with a streamer that hands each token's text to the event loop and a
-    stopping criterion that ends generation as soon as the reader goes away.
+    worker thread; a stream (or a request with stop strings) gets each token's text as it
+    comes, through a streamer, while ``complete`` decodes the answer once at the end. Either
+    way generation ends at the first token after the reader goes away (or the call is
+    cancelled).
     ``response_format`` JSON schemas are asked for by instruction in the prompt. Tool calls
     are not parsed.
 
@@ -172,13 +211,6 @@ class Transformers(LocalBackend):
         stop: threading.Event,
     ) -> None:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        class _StopFlag(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full(
-                    (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
-                )
 
         model, tokenizer, lock = loaded
         inputs = self._inputs(tokenizer, messages).to(self.device)
@@ -195,30 +227,32 @@ class Transformers(LocalBackend):
         pad = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
-        streamer = _streamer(tokenizer, emit)
+        # Text token by token only when someone reads it so (a stream, stop strings); a whole
+        # answer is decoded once at the end, and the per-token hook only checks the stop flag.
+        eos = _eos_ids(model, tokenizer)
+        streamer = (
+            _streamer(tokenizer, emit, stop, eos) if settings.incremental else _stop_check(stop)
+        )
         if not acquire_unless_stopped(lock, stop):  # one generation at a time per model
             return
         try:
             with torch.inference_mode():
                 if settings.seed is not None:
                     torch.manual_seed(settings.seed)
-                output = model.generate(
-                    **inputs,
-                    **options,
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_StopFlag()]),
-                    pad_token_id=pad,
-                )
+                output = model.generate(**inputs, **options, streamer=streamer, pad_token_id=pad)
         finally:
             lock.release()
-        if stop.is_set():
-            return
-        generated = int(output.shape[-1]) - prompt_tokens
+        generated = output[0, prompt_tokens:].tolist()
+        if not settings.incremental:
+            # Generation ends at the first end-of-sequence token: the last one, if any.
+            text = generated[:-1] if generated and generated[-1] in eos else generated
+            if text:
+                emit(tokenizer.decode(text, skip_special_tokens=False))
         emit(
             Finished(
-                finish_reason="length" if generated >= settings.max_tokens else "stop",
+                finish_reason="length" if len(generated) >= settings.max_tokens else "stop",
                 prompt_tokens=prompt_tokens,
-                completion_tokens=generated,
+                completion_tokens=len(generated),
             )
         )
 
