@@ -147,7 +147,7 @@ words = st.text(alphabet="abc xyz", min_size=0, max_size=60)
 def conversations(draw: st.DrawFn) -> list[Message]:
     messages: list[Message] = []
     counter = 0
-    for kind in draw(st.lists(st.sampled_from(["user", "text", "tools"]), max_size=25)):
+    for kind in draw(st.lists(st.sampled_from(["user", "text", "tools"]), max_size=30)):
         if kind == "user":
             messages.append(Message.user(draw(words)))
         elif kind == "text":
@@ -168,18 +168,23 @@ def _is_subsequence(part: list[Message], whole: list[Message]) -> bool:
     return all(any(m is w for w in it) for m in part)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    messages=conversations(),
-    system=st.none() | words,
-    budget=st.integers(1, 400),
-    strategy=st.sampled_from(STRATEGIES),
-)
-def test_truncation_invariants(
-    messages: list[Message], system: str | None, budget: int, strategy: str
+def _units(messages: list[Message]) -> list[list[Message]]:
+    """What may only be dropped whole: a message with the tool results that follow it (the
+    generator puts a call's results right after it)."""
+    units: list[list[Message]] = []
+    for m in messages:
+        if m.role == "tool" and units:
+            units[-1].append(m)
+        else:
+            units.append([m])
+    return units
+
+
+def _check_truncation(
+    messages: list[Message], system: str | None, strategy: str, budget: int, out: list[Message]
 ) -> None:
-    conv = Conversation(system, truncation=strategy, messages=messages)  # type: ignore[arg-type]
-    out = conv.get_messages(max_tokens=budget)
+    """The invariants every strategy keeps, then what each strategy keeps, as documented in
+    :class:`Conversation`, for ``out = get_messages(...)`` under ``budget`` tokens."""
     body = out[1:] if system else out
     # The system prompt is always kept, first.
     if system:
@@ -201,6 +206,104 @@ def test_truncation_invariants(
     if total > budget and body:
         assert body[0].role != "tool"
         assert all(m.role == "tool" for m in body[1:])
+    system_cost = message_tokens(Message.system(system)) if system else 0
     # Nothing is dropped when everything fits.
-    if conv.token_count() <= budget:
+    if system_cost + sum(map(message_tokens, messages)) <= budget or not messages:
         assert body == messages
+        return
+    # Over budget: which units each strategy keeps.
+    units = _units(messages)
+    costs = [sum(map(message_tokens, u)) for u in units]
+    available = budget - system_cost
+    n = len(units)
+    index = {id(u[0]): i for i, u in enumerate(units)}
+    kept = [index[id(m)] for m in body if id(m) in index]
+    assert [m for i in kept for m in units[i]] == body  # whole units only
+
+    def fitting_suffix(first: int, spent: int) -> int:
+        """The start of the longest run of units from the newest back to ``first`` that
+        fits beside ``spent`` tokens (the newest alone if none does)."""
+        start = n - 1
+        while start > first and spent + sum(costs[start - 1 :]) <= available:
+            start -= 1
+        return start
+
+    newest = fitting_suffix(0, 0)
+    if strategy == "drop_oldest":
+        # The oldest are dropped, no more than needed.
+        assert kept == list(range(newest, n))
+    elif strategy == "sliding":
+        # The newest that fit, starting at the first user turn among them, if any.
+        users = [i for i in range(newest, n - 1) if units[i][0].role == "user"]
+        start = users[0] if users else newest
+        assert kept == list(range(start, n))
+        if users:
+            assert body[0].role == "user"
+    else:
+        # drop_middle: the first unit (the task) stays when it fits beside the newest; the
+        # middle goes, and as many of the newest as fit beside the task stay.
+        if n > 1 and costs[0] + costs[-1] <= available:
+            assert kept == [0, *range(fitting_suffix(1, costs[0]), n)]
+            assert body[0] is messages[0]
+        else:
+            assert kept == list(range(newest, n))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=conversations(),
+    system=st.none() | words,
+    share=st.integers(1, 110),
+    strategy=st.sampled_from(STRATEGIES),
+)
+def test_truncation_invariants(
+    messages: list[Message], system: str | None, share: int, strategy: str
+) -> None:
+    conv = Conversation(system, truncation=strategy, messages=messages)  # type: ignore[arg-type]
+    # A budget relative to the conversation's size: most examples then have to cut.
+    budget = max(1, conv.token_count() * share // 100)
+    _check_truncation(messages, system, strategy, budget, conv.get_messages(max_tokens=budget))
+
+
+SMALL_MODEL = "hypothesis-small-window"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=conversations(),
+    system=st.none() | words,
+    share=st.integers(1, 140),
+    max_output=st.none() | st.integers(0, 200),
+    own_share=st.none() | st.integers(1, 110),
+    prefix=st.sampled_from(["", "openrouter/"]),
+    strategy=st.sampled_from(STRATEGIES),
+)
+def test_truncation_invariants_for_a_models_context_window(
+    messages: list[Message],
+    system: str | None,
+    share: int,
+    max_output: int | None,
+    own_share: int | None,
+    prefix: str,
+    strategy: str,
+) -> None:
+    size = Conversation(system, messages=messages).token_count()
+    window = max(1, size * share // 100)
+    own_budget = None if own_share is None else max(1, size * own_share // 100)
+    register_model(
+        ModelProfile(name=SMALL_MODEL, context_window=window, max_output_tokens=max_output)
+    )
+    conv = Conversation(
+        system,
+        max_tokens=own_budget,
+        truncation=strategy,  # type: ignore[arg-type]
+        messages=messages,
+    )
+    # The window less the answer's reserve (at most a quarter of it), and the
+    # conversation's own budget if lower.
+    budget = window - min(max_output or 0, window // 4)
+    if own_budget is not None:
+        budget = min(budget, own_budget)
+    model = prefix + SMALL_MODEL
+    assert conv.budget(model) == budget
+    _check_truncation(messages, system, strategy, budget, conv.get_messages(model=model))
