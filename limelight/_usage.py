@@ -64,12 +64,12 @@ def _names(model: str) -> list[tuple[str | None, str]]:
 def _from_profiles(model: str) -> Price | None:
     """A profile registered with both prices under exactly this name (the test doubles, a
     user's own fine-tune): the user's word comes first."""
-    from .actors._models import model_profiles
+    from .actors._models import _registry  # looked up by name: agents price every call
 
-    names = {name for _, name in _names(model)}
-    for profile in model_profiles():
+    for _, name in _names(model):
+        profile = _registry.get(name)
         if (
-            profile.name in names
+            profile is not None
             and profile.input_price is not None
             and profile.output_price is not None
         ):

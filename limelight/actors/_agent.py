@@ -612,17 +612,20 @@ class Agent(Actor):
         under the caller's ``usage_run``, if any)."""
         model = result.model or self.model_name
         call_cost = result.cost
-        if result.usage is not None:
-            call_cost = TRACKER.record(
-                result.usage,
-                model=model,
-                role=self.name,
-                run_id=usage_run,
-                cost=call_cost,
-                cached_tokens=result.usage.cached_tokens,
-            )
-            if call_cost is None:
-                call_cost = cost_of(result.usage, model, cached_tokens=result.usage.cached_tokens)
+        usage = result.usage
+        if usage is not None:
+            if TRACKER.enabled:
+                # Prices what the provider left unpriced, once.
+                call_cost = TRACKER.record(
+                    usage,
+                    model=model,
+                    role=self.name,
+                    run_id=usage_run,
+                    cost=call_cost,
+                    cached_tokens=usage.cached_tokens,
+                )
+            elif call_cost is None:
+                call_cost = cost_of(usage, model, cached_tokens=usage.cached_tokens)
         return None if cost is None or call_cost is None else cost + call_cost
 
     async def _stream_turn(

@@ -177,31 +177,8 @@ class ToolExecutor(Actor):
         shared = (
             parallel and len(runnable) <= slots.free and all(lim == limits[0] for lim in limits)
         )
-
-        async def traced(i: int, call: PreparedCall, limit: float | None) -> None:
-            assert trace is not None
-            assert call_events is not None
-            # What the tool calls (a child agent) hangs under this call.
-            token = current_trace.set(trace._replace(parent=call_events[i]))
-            try:
-                return await guarded(i, call, limit)
-            finally:
-                current_trace.reset(token)
-
-        async def guarded(i: int, call: PreparedCall, limit: float | None) -> None:
-            async with slots:
-                try:
-                    if shared:
-                        results[i] = await registry.run_prepared(call)
-                        return
-                    with anyio.move_on_after(limit) as scope:
-                        results[i] = await registry.run_prepared(call)
-                    if scope.cancelled_caught:
-                        results[i] = call.timed_out(limit)
-                except Exception as exc:  # a bug of the registry's; the model still hears
-                    results[i] = _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
-
-        one = guarded if trace is None else traced
+        batch = _Batch(registry, slots, results, shared, trace, call_events)
+        one = batch.guarded if trace is None else batch.traced
         timed_out = False
         if parallel and len(runnable) > 1:
             # The group's own scope is the one cancel_running() cancels and, when the calls
@@ -228,7 +205,7 @@ class ToolExecutor(Actor):
             assert scope is not None
             timed_out = shared and scope.cancelled_caught and not stopped
         else:
-            shared = False
+            shared = batch.shared = False
             with anyio.CancelScope() as own:
                 self._running.add(own)
                 try:
@@ -258,6 +235,55 @@ class ToolExecutor(Actor):
         for scope in self._running:
             self._stopped.add(scope)
             scope.cancel()
+
+
+class _Batch:
+    """One request's calls: what each call's task needs (an object rather than closure
+    cells, which would stay alive, and tracked by the collector, for as long as the calls
+    run)."""
+
+    __slots__ = ("call_events", "registry", "results", "shared", "slots", "trace")
+
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        slots: Slots,
+        results: list[ToolResult | None],
+        shared: bool,
+        trace: Trace | None,
+        call_events: list[uuid.UUID] | None,
+    ) -> None:
+        self.registry = registry
+        self.slots = slots
+        self.results = results
+        self.shared = shared
+        self.trace = trace
+        self.call_events = call_events
+
+    async def traced(self, i: int, call: PreparedCall, limit: float | None) -> None:
+        trace, call_events = self.trace, self.call_events
+        assert trace is not None
+        assert call_events is not None
+        # What the tool calls (a child agent) hangs under this call.
+        token = current_trace.set(trace._replace(parent=call_events[i]))
+        try:
+            return await self.guarded(i, call, limit)
+        finally:
+            current_trace.reset(token)
+
+    async def guarded(self, i: int, call: PreparedCall, limit: float | None) -> None:
+        results = self.results
+        async with self.slots:
+            try:
+                if self.shared:
+                    results[i] = await self.registry.run_prepared(call)
+                    return
+                with anyio.move_on_after(limit) as scope:
+                    results[i] = await self.registry.run_prepared(call)
+                if scope.cancelled_caught:
+                    results[i] = call.timed_out(limit)
+            except Exception as exc:  # a bug of the registry's; the model still hears
+                results[i] = _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
 
 
 def _could_not_run(name: str, tool_call_id: str | None, exc: Exception, start: float) -> ToolResult:

@@ -107,30 +107,37 @@ class RetryPolicy:
             try:
                 return await func(*args, **kwargs)
             except Exception as exc:
-                if not self.should_retry(exc):
-                    raise
-                if attempt >= self.attempts:
-                    exc.add_note(f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}")
-                    raise
-                delay = self.delay_for(attempt, exc)
-                if delay > self.max_delay:
-                    # Only a server can ask for more than max_delay: waiting that long is the
-                    # caller's decision (fail over, give up), not a retry's.
-                    exc.add_note(
-                        f"not retried: the server asked for {delay:.3f} s, more than "
-                        f"max_delay={self.max_delay} s"
-                    )
-                    raise
-                deadline = anyio.current_effective_deadline()
-                now = anyio.current_time()
-                if now + delay >= deadline:
-                    raise DeadlineExceeded(
-                        f"attempt {attempt} of {self.attempts} failed ({type(exc).__name__}: "
-                        f"{exc}); the next retry would wait {delay:.3f} s but only "
-                        f"{max(0.0, deadline - now):.3f} s are left before the deadline"
-                    ) from exc
-            await anyio.sleep(delay)
+                await self.wait_to_retry(attempt, exc)
             attempt += 1
+
+    async def wait_to_retry(self, attempt: int, exc: Exception) -> None:
+        """Attempt number ``attempt`` failed with ``exc``: sleep before the next one, or
+        raise when there is none (``exc`` itself, with a note saying why, or
+        :class:`DeadlineExceeded` when the sleep would pass the deadline). For loops that
+        run their attempts themselves; :meth:`run` is this loop."""
+        if not self.should_retry(exc):
+            raise exc
+        if attempt >= self.attempts:
+            exc.add_note(f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}")
+            raise exc
+        delay = self.delay_for(attempt, exc)
+        if delay > self.max_delay:
+            # Only a server can ask for more than max_delay: waiting that long is the
+            # caller's decision (fail over, give up), not a retry's.
+            exc.add_note(
+                f"not retried: the server asked for {delay:.3f} s, more than "
+                f"max_delay={self.max_delay} s"
+            )
+            raise exc
+        deadline = anyio.current_effective_deadline()
+        now = anyio.current_time()
+        if now + delay >= deadline:
+            raise DeadlineExceeded(
+                f"attempt {attempt} of {self.attempts} failed ({type(exc).__name__}: "
+                f"{exc}); the next retry would wait {delay:.3f} s but only "
+                f"{max(0.0, deadline - now):.3f} s are left before the deadline"
+            ) from exc
+        await anyio.sleep(delay)
 
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Use the policy as a decorator of an async function."""
