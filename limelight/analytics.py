@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import threading
 import time
@@ -90,7 +91,9 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar shutdown_timeout: seconds :func:`shutdown` and the exit hook allow
         (``LIMELIGHT_SHUTDOWN_TIMEOUT``).
     :ivar backend: the background thread's event loop, ``"asyncio"`` or ``"trio"``
-        (``LIMELIGHT_BACKEND``).
+        (``LIMELIGHT_ANALYTICS_LOOP``). The older ``LIMELIGHT_BACKEND`` is read too when it
+        says ``asyncio`` or ``trio`` and the new one is unset; any other value of it is left
+        alone (it is not ours: people set it meaning a model backend).
     """
 
     api_key: str | None = None
@@ -117,12 +120,29 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
             )
         for name in ("flush_interval", "sink_timeout", "shutdown_timeout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"AnalyticsConfig.{name} must be > 0 seconds, got {value!r}")
-        if self.backend not in ("asyncio", "trio"):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or not math.isfinite(value)
+            ):
+                raise ConfigError(
+                    f"AnalyticsConfig.{name} must be a finite number > 0 seconds, got {value!r}"
+                )
+        if self.backend not in _LOOPS:
             raise ConfigError(
                 f"AnalyticsConfig.backend must be 'asyncio' or 'trio', got {self.backend!r}"
             )
+        if self.api_key is not None and (
+            not self.api_key or any(not 0x21 <= ord(c) <= 0x7E for c in self.api_key)
+        ):
+            # Never shown: even a malformed key is a secret.
+            raise ConfigError(
+                "AnalyticsConfig.api_key must be the key alone: printable ASCII without "
+                "spaces, newlines or other control characters (it is sent in an HTTP header)"
+            )
+        for name, kind in (("spool_dir", "folder"), ("db_path", "file")):
+            _check_path(name, getattr(self, name), kind)
         if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
             raise ConfigError(
                 f"AnalyticsConfig.endpoint must be an http:// or https:// URL, got "
@@ -149,17 +169,26 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for var, (name, parse) in _ENV.items():
+        for var, (name, parse, what) in _ENV.items():
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
+            shown = "[redacted]" if name == "api_key" else repr(raw)
             try:
-                values[name] = parse(raw.strip())
+                value = parse(raw.strip())
             except ValueError:
                 raise ConfigError(
-                    f"{var}={raw!r} is not a valid {parse.__name__}; "
-                    f"set it to a {parse.__name__} or unset it"
+                    f"{var}={shown} is not {what}: set it to {what}, or unset it"
                 ) from None
+            try:
+                cls(**{name: value})  # checked alone, so that the error names the variable
+            except ConfigError as exc:
+                raise ConfigError(f"{var}={shown} is not valid: {exc}") from None
+            values[name] = value
+        if "backend" not in values:
+            legacy = env.get(_LEGACY_LOOP_VAR, "").strip().lower()
+            if legacy in _LOOPS:
+                values["backend"] = legacy
         values.update(overrides)
         try:
             return cls(**values)
@@ -180,23 +209,48 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+_LOOPS: Final = ("asyncio", "trio")
+#: Read for ``backend`` only when it names an event loop (see :class:`AnalyticsConfig`).
+_LEGACY_LOOP_VAR: Final = "LIMELIGHT_BACKEND"
+
+
+def _check_path(name: str, value: str | None, kind: str) -> None:
+    if value is None:
+        return
+    if not value or "\0" in value:
+        raise ConfigError(f"AnalyticsConfig.{name} must be a path, got {value!r}")
+    path = os.path.expanduser(value)
+    if kind == "folder" and os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(
+            f"AnalyticsConfig.{name}={value!r} is a file; it must be a folder (or not exist yet)"
+        )
+    if kind == "file" and os.path.isdir(path):
+        raise ConfigError(
+            f"AnalyticsConfig.{name}={value!r} is a folder; it must be the SQLite file's path"
+        )
+
+
 def _str(raw: str) -> str:
     return raw
 
 
-_ENV: Final[dict[str, tuple[str, Callable[[str], Any]]]] = {
-    "LIMELIGHT_API_KEY": ("api_key", _str),
-    "LIMELIGHT_ENDPOINT": ("endpoint", _str),
-    "LIMELIGHT_BATCH_SIZE": ("batch_size", int),
-    "LIMELIGHT_MAX_BATCH_BYTES": ("max_batch_bytes", int),
-    "LIMELIGHT_FLUSH_INTERVAL": ("flush_interval", float),
-    "LIMELIGHT_MAX_RETRIES": ("max_retries", int),
-    "LIMELIGHT_MAX_QUEUE_SIZE": ("max_queue_size", int),
-    "LIMELIGHT_SPOOL_DIR": ("spool_dir", _str),
-    "LIMELIGHT_DB_PATH": ("db_path", _str),
-    "LIMELIGHT_SINK_TIMEOUT": ("sink_timeout", float),
-    "LIMELIGHT_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float),
-    "LIMELIGHT_BACKEND": ("backend", _str),
+def _loop(raw: str) -> str:
+    return raw.lower()
+
+
+_ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
+    "LIMELIGHT_API_KEY": ("api_key", _str, "an API key"),
+    "LIMELIGHT_ENDPOINT": ("endpoint", _str, "an http:// or https:// URL"),
+    "LIMELIGHT_BATCH_SIZE": ("batch_size", int, "a whole number"),
+    "LIMELIGHT_MAX_BATCH_BYTES": ("max_batch_bytes", int, "a whole number of bytes"),
+    "LIMELIGHT_FLUSH_INTERVAL": ("flush_interval", float, "a number of seconds"),
+    "LIMELIGHT_MAX_RETRIES": ("max_retries", int, "a whole number"),
+    "LIMELIGHT_MAX_QUEUE_SIZE": ("max_queue_size", int, "a whole number"),
+    "LIMELIGHT_SPOOL_DIR": ("spool_dir", _str, "a folder"),
+    "LIMELIGHT_DB_PATH": ("db_path", _str, "a file path"),
+    "LIMELIGHT_SINK_TIMEOUT": ("sink_timeout", float, "a number of seconds"),
+    "LIMELIGHT_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float, "a number of seconds"),
+    "LIMELIGHT_ANALYTICS_LOOP": ("backend", _loop, "'asyncio' or 'trio'"),
 }
 
 

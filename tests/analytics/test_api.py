@@ -30,26 +30,42 @@ def config(tmp_path: Path, **overrides: object) -> AnalyticsConfig:
     return AnalyticsConfig(spool_dir=str(tmp_path / "spool"), flush_interval=0.02, **overrides)  # type: ignore[arg-type]
 
 
-def test_config_from_env_reads_every_variable() -> None:
+def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
     env = {
         "LIMELIGHT_API_KEY": "sk-secret-0123456789abcdef",
+        "LIMELIGHT_ENDPOINT": "https://ingest.example/v1/events",
         "LIMELIGHT_BATCH_SIZE": "250",
+        "LIMELIGHT_MAX_BATCH_BYTES": "65536",
         "LIMELIGHT_FLUSH_INTERVAL": "0.5",
         "LIMELIGHT_MAX_RETRIES": "7",
         "LIMELIGHT_MAX_QUEUE_SIZE": "5000",
-        "LIMELIGHT_ENDPOINT": "https://ingest.example/v1/events",
-        "LIMELIGHT_SPOOL_DIR": "/tmp/spool-here",
-        "LIMELIGHT_BACKEND": "trio",
+        "LIMELIGHT_SPOOL_DIR": str(tmp_path / "spool-here"),
+        "LIMELIGHT_DB_PATH": str(tmp_path / "here.db"),
+        "LIMELIGHT_SINK_TIMEOUT": "2.5",
+        "LIMELIGHT_SHUTDOWN_TIMEOUT": "12",
+        "LIMELIGHT_ANALYTICS_LOOP": "trio",
     }
+    # Every variable analytics reads is in this test (a new one must be added here).
+    assert set(env) == set(analytics._ENV)
     cfg = AnalyticsConfig.from_env(env)
-    assert cfg.api_key == "sk-secret-0123456789abcdef"
-    assert (cfg.batch_size, cfg.flush_interval, cfg.max_retries) == (250, 0.5, 7)
-    assert cfg.max_queue_size == 5000
-    assert cfg.endpoint == "https://ingest.example/v1/events"
-    assert cfg.spool_dir == "/tmp/spool-here"
-    assert cfg.backend == "trio"
-    # Unset variables keep the defaults; overrides win.
+    assert cfg == AnalyticsConfig(
+        api_key="sk-secret-0123456789abcdef",
+        endpoint="https://ingest.example/v1/events",
+        batch_size=250,
+        max_batch_bytes=65536,
+        flush_interval=0.5,
+        max_retries=7,
+        max_queue_size=5000,
+        spool_dir=str(tmp_path / "spool-here"),
+        db_path=str(tmp_path / "here.db"),
+        sink_timeout=2.5,
+        shutdown_timeout=12.0,
+        backend="trio",
+    )
+    assert cfg.shipper_options()["stop_timeout"] == 12.0
+    # Unset (or blank) variables keep the defaults; overrides win.
     assert AnalyticsConfig.from_env({}) == AnalyticsConfig()
+    assert AnalyticsConfig.from_env(dict.fromkeys(env, " ")) == AnalyticsConfig()
     assert AnalyticsConfig.from_env(env, batch_size=3).batch_size == 3
     # The key never shows.
     assert "sk-secret" not in repr(cfg)
@@ -57,20 +73,95 @@ def test_config_from_env_reads_every_variable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("var", "value", "match"),
+    ("legacy", "loop", "expected"),
     [
-        ("LIMELIGHT_BATCH_SIZE", "many", "LIMELIGHT_BATCH_SIZE='many' is not a valid int"),
-        ("LIMELIGHT_BATCH_SIZE", "0", "batch_size must be an integer >= 1"),
-        ("LIMELIGHT_FLUSH_INTERVAL", "-1", "flush_interval must be > 0"),
-        ("LIMELIGHT_MAX_RETRIES", "1.5", "LIMELIGHT_MAX_RETRIES='1.5' is not a valid int"),
-        ("LIMELIGHT_MAX_QUEUE_SIZE", "-3", "max_queue_size"),
-        ("LIMELIGHT_ENDPOINT", "ftp://x", "must be an http:// or https:// URL"),
-        ("LIMELIGHT_BACKEND", "curio", "'asyncio' or 'trio'"),
+        ("trio", None, "trio"),  # the old name still works when it names an event loop
+        (" Asyncio ", None, "asyncio"),
+        ("litellm", None, "asyncio"),  # a model backend: not ours, ignored without an error
+        ("mlx", "trio", "trio"),
+        ("trio", "asyncio", "asyncio"),  # the new name wins
     ],
 )
-def test_bad_environment_values_raise_config_error(var: str, value: str, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+def test_the_event_loop_variable_and_its_old_name(
+    legacy: str, loop: str | None, expected: str
+) -> None:
+    env = {"LIMELIGHT_BACKEND": legacy}
+    if loop is not None:
+        env["LIMELIGHT_ANALYTICS_LOOP"] = loop
+    assert AnalyticsConfig.from_env(env).backend == expected
+
+
+def test_initialize_ignores_a_model_backend_in_limelight_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LIMELIGHT_BACKEND=litellm is meant for model backends: analytics starts anyway."""
+    monkeypatch.setenv("LIMELIGHT_HOME", str(tmp_path))
+    monkeypatch.setenv("LIMELIGHT_BACKEND", "litellm")
+    monkeypatch.setenv("LIMELIGHT_FLUSH_INTERVAL", "0.02")
+    client = analytics.initialize()
+    assert client.config.backend == "asyncio"
+    client.log_event(Event.create_user_input("stored"))
+    assert analytics.shutdown(10)
+    assert len(read_events(tmp_path / "events.db")) == 1
+
+
+def test_initialize_runs_its_loop_on_trio_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sniffio
+
+    monkeypatch.setenv("LIMELIGHT_ANALYTICS_LOOP", "trio")
+    client = analytics.initialize(config=AnalyticsConfig.from_env(spool_dir=str(tmp_path)))
+    assert client.config.backend == "trio"
+    assert client.shipper._call_soon is not None
+    libraries: list[str] = []
+    client.shipper._call_soon(lambda: libraries.append(sniffio.current_async_library()))
+    assert client.flush(10)
+    assert libraries == ["trio"]
+
+
+BAD_VALUES = [
+    ("LIMELIGHT_API_KEY", "sk-abc def", "printable ASCII"),
+    ("LIMELIGHT_API_KEY", "sk-abc\r\nX-Evil: 1", "printable ASCII"),
+    ("LIMELIGHT_ENDPOINT", "ftp://x", "must be an http:// or https:// URL"),
+    ("LIMELIGHT_BATCH_SIZE", "many", "='many' is not a whole number"),
+    ("LIMELIGHT_BATCH_SIZE", "0", "batch_size must be an integer >= 1"),
+    ("LIMELIGHT_MAX_BATCH_BYTES", "4MB", "='4MB' is not a whole number of bytes"),
+    ("LIMELIGHT_MAX_BATCH_BYTES", "-1", "max_batch_bytes must be an integer >= 1"),
+    ("LIMELIGHT_FLUSH_INTERVAL", "-1", "flush_interval must be a finite number > 0"),
+    ("LIMELIGHT_FLUSH_INTERVAL", "soon", "='soon' is not a number of seconds"),
+    ("LIMELIGHT_FLUSH_INTERVAL", "nan", "flush_interval must be a finite number > 0"),
+    ("LIMELIGHT_MAX_RETRIES", "1.5", "='1.5' is not a whole number"),
+    ("LIMELIGHT_MAX_RETRIES", "-1", "max_retries must be an integer >= 0"),
+    ("LIMELIGHT_MAX_QUEUE_SIZE", "-3", "max_queue_size must be an integer >= 1"),
+    ("LIMELIGHT_SPOOL_DIR", "{file}", "is a file; it must be a folder"),
+    ("LIMELIGHT_SPOOL_DIR", "spool\0here", "spool_dir must be a path"),
+    ("LIMELIGHT_DB_PATH", "{folder}", "is a folder; it must be the SQLite file's path"),
+    ("LIMELIGHT_DB_PATH", "events\0.db", "db_path must be a path"),
+    ("LIMELIGHT_SINK_TIMEOUT", "0", "sink_timeout must be a finite number > 0"),
+    ("LIMELIGHT_SINK_TIMEOUT", "10s", "='10s' is not a number of seconds"),
+    ("LIMELIGHT_SHUTDOWN_TIMEOUT", "inf", "shutdown_timeout must be a finite number > 0"),
+    ("LIMELIGHT_SHUTDOWN_TIMEOUT", "forever", "='forever' is not a number of seconds"),
+    ("LIMELIGHT_ANALYTICS_LOOP", "curio", "'asyncio' or 'trio'"),
+]
+
+
+@pytest.mark.parametrize(("var", "value", "match"), BAD_VALUES)
+def test_bad_environment_values_raise_config_error_naming_the_variable(
+    var: str, value: str, match: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    value = value.format(file=tmp_path / "a-file", folder=tmp_path)
+    with pytest.raises(ConfigError, match=match) as caught:
         AnalyticsConfig.from_env({var: value})
+    message = str(caught.value)
+    assert message.startswith(f"{var}=")
+    if var == "LIMELIGHT_API_KEY":
+        assert "sk-abc" not in message  # not even a malformed key is shown
+
+
+def test_every_variable_has_a_bad_value_tested() -> None:
+    assert {var for var, _, _ in BAD_VALUES} == set(analytics._ENV)
 
 
 def test_get_client_before_initialize_says_what_to_do() -> None:
