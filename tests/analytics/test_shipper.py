@@ -327,7 +327,12 @@ async def test_producers_on_8_threads_and_many_tasks_lose_nothing(tmp_path: Path
         async with anyio.create_task_group() as tg:
             for k in range(tasks):
                 tg.start_soon(task, k)
-        await anyio.to_thread.run_sync(lambda: [t.join() for t in threads])
+
+        def join() -> None:
+            for thread in threads:
+                thread.join()
+
+        await anyio.to_thread.run_sync(join)
         assert await shipper.shutdown(30)
         stats = shipper.statistics()
         count = await sink.count()
