@@ -225,8 +225,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def _status_line(progress: Progress) -> str:
     elapsed = progress.elapsed
     rate = progress.completed / elapsed if elapsed > 0 else 0.0
+    tasks = f"tasks {progress.tasks}  " if progress.sessions else ""
     return (
-        f"sent {progress.sent}  done {progress.completed}  failed {progress.failed}  "
+        f"{tasks}sent {progress.sent}  done {progress.completed}  failed {progress.failed}  "
         f"in flight {progress.in_flight}  {rate:.1f} req/s  "
         f"{progress.output_tokens / elapsed if elapsed > 0 else 0:.0f} tok/s  "
         f"max send lag {progress.max_lag * 1000:.2f} ms"
@@ -262,7 +263,7 @@ async def _with_progress(
 
             def show() -> None:
                 total = progress.total
-                completed: float = progress.completed + progress.failed
+                completed: float = progress.finished
                 if total is None and progress.duration and progress.started:
                     total, completed = (
                         int(progress.duration),

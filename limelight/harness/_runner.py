@@ -112,21 +112,34 @@ class SweepResult(msgspec.Struct, kw_only=True):
 
 
 class Progress(msgspec.Struct, kw_only=True):
-    """Live counters of a run, for progress displays (read, never written, by them)."""
+    """Live counters of a run, for progress displays (read, never written, by them).
+
+    :ivar sent: model requests sent (an agent task's calls included).
+    :ivar completed: model requests answered; ``failed``: those that failed.
+    :ivar tasks: sessions (conversations, agent tasks) ended, ok or not.
+    :ivar sessions: whether the workload runs sessions: ``total`` counts them, not requests.
+    """
 
     sent: int = 0
     completed: int = 0
     failed: int = 0
     in_flight: int = 0
     output_tokens: int = 0
+    tasks: int = 0
     total: int | None = None
     duration: float | None = None
     started: float = 0.0
     max_lag: float = 0.0
+    sessions: bool = False
 
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.started if self.started else 0.0
+
+    @property
+    def finished(self) -> int:
+        """What ``total`` counts that has ended: sessions, or requests."""
+        return self.tasks if self.sessions else self.completed + self.failed
 
 
 #: epoll (asyncio's and trio's selector on Linux) rounds timeouts up to whole milliseconds,
@@ -264,6 +277,7 @@ class _Engine:
         self.records.append(record)
         progress = self.progress
         if record.kind == "task":
+            progress.tasks += 1
             return
         if record.ok:
             progress.completed += 1
@@ -536,6 +550,9 @@ class _TimedProvider:
         timing = _Timing()
         record = RequestRecord(index=index, kind="call", intended=sent - t0, sent=sent - t0)
         error: BaseException | None = None
+        progress = engine.progress
+        progress.sent += 1
+        progress.in_flight += 1
         try:
             events = engine.provider.stream(msgspec.structs.replace(request, stream=True))
             try:
@@ -549,6 +566,7 @@ class _TimedProvider:
             error = exc
             raise
         finally:
+            progress.in_flight -= 1
             timing.fill(record, end=time.perf_counter(), t0=t0, error=error)
             engine._count(record)
 
@@ -593,6 +611,7 @@ async def run_on(
     progress = progress if progress is not None else Progress()
     progress.total = config.requests
     progress.duration = config.duration
+    progress.sessions = config.workload.kind in ("multiturn", "agent")
     workload = config.workload
     file_prompts = (
         await anyio.to_thread.run_sync(load_prompts, workload.prompts_file)
@@ -744,7 +763,7 @@ async def sweep(
 
         async def attempt(rate: float) -> bool:
             if progress is not None:
-                for field in ("sent", "completed", "failed", "in_flight", "output_tokens"):
+                for field in ("sent", "completed", "failed", "in_flight", "output_tokens", "tasks"):
                     setattr(progress, field, 0)
             result = await run_on(
                 msgspec.structs.replace(config, load=with_rate(config.load, rate)),

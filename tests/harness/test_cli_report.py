@@ -206,6 +206,22 @@ def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
     assert "12/12" in last
     assert "sent 12 done 12 failed 0 in flight 0" in last
     assert "max send lag" in last
+    # Agent tasks: the bar counts tasks, the status line their model calls too.
+    agents = _bench(
+        "run",
+        *("--workload", "agent", "--requests", "3", "--concurrency", "2"),
+        *("--tool-latency", "0.01", *FAST_SIM, "-o", str(tmp_path / "agents")),
+        env=terminal,
+    )
+    assert agents.returncode == 0, agents.stderr
+    shown = _words(agents.stderr)
+    last = shown[shown.rindex("bench agent") :]
+    assert "3/3" in last
+    result = load_result(tmp_path / "agents.json")
+    assert isinstance(result, BenchResult)
+    calls = [r for r in load_records(tmp_path / "agents.json", result) if r.kind == "call"]
+    done = sum(1 for r in calls if r.ok)
+    assert f"tasks 3 sent {len(calls)} done {done} failed {len(calls) - done} " in last
     # Without it, nothing is drawn.
     quiet = _bench(
         "run",

@@ -21,6 +21,7 @@ from limelight.harness import (
     Gamma,
     Load,
     Poisson,
+    Progress,
     SweepPoint,
     Target,
     Workload,
@@ -68,9 +69,14 @@ def _config(url: str, workload: Workload, load: Load, **options: object) -> Benc
 @pytest.mark.parametrize("kind", ["chat", "stream"])
 async def test_single_requests_under_every_load(sim_url: str, kind: str, load: Load) -> None:
     workload = Workload(kind=kind, prompt_tokens="40", output_tokens="5-9", seed=2)  # type: ignore[arg-type]
-    result = await run(_config(sim_url, workload, load, requests=12, slos={"e2el": 10_000}))
+    progress = Progress()
+    config = _config(sim_url, workload, load, requests=12, slos={"e2el": 10_000})
+    result = await run(config, progress=progress)
     s = result.summary
     assert (s.completed, s.failed, s.errors) == (12, 0, {})
+    # The live counters end where the summary does (total and finished: requests).
+    assert (progress.sent, progress.completed, progress.in_flight) == (12, 12, 0)
+    assert (progress.total, progress.finished, progress.sessions) == (12, 12, False)
     requests = [r for r in result.records if r.kind == "request"]
     assert len(requests) == 12
     # max_tokens sampled in 5..9; the simulator answers exactly that many tokens.
@@ -101,9 +107,13 @@ async def test_single_requests_under_every_load(sim_url: str, kind: str, load: L
 @pytest.mark.parametrize("load", LOADS, ids=lambda load: type(load).__name__)
 async def test_multi_turn_conversations(sim_url: str, load: Load) -> None:
     workload = Workload(kind="multiturn", turns=3, prompt_tokens="20", output_tokens="4")
-    result = await run(_config(sim_url, workload, load, requests=5))
+    progress = Progress()
+    result = await run(_config(sim_url, workload, load, requests=5), progress=progress)
     s = result.summary
     assert (s.completed, s.failed, s.tasks) == (15, 0, 5)
+    # total and finished count conversations; sent and completed, requests.
+    assert (progress.total, progress.finished, progress.tasks) == (5, 5, 5)
+    assert (progress.sent, progress.completed, progress.in_flight) == (15, 15, 0)
     assert s.turns is not None
     assert s.turns.mean == 3.0
     by_session: dict[int, list[int]] = {}
@@ -127,9 +137,14 @@ async def test_multi_turn_conversations(sim_url: str, load: Load) -> None:
 @pytest.mark.parametrize("load", LOADS, ids=lambda load: type(load).__name__)
 async def test_agent_tasks_with_scripted_tools(sim_url: str, load: Load) -> None:
     workload = Workload(kind="agent", tools=2, tool_latency=0.02, max_turns=4, output_tokens="6")
-    result = await run(_config(sim_url, workload, load, requests=6))
+    progress = Progress()
+    result = await run(_config(sim_url, workload, load, requests=6), progress=progress)
     s = result.summary
     assert s.tasks == 6
+    # total and finished count tasks; sent and completed, the tasks' model calls.
+    assert (progress.total, progress.finished, progress.sessions) == (6, 6, True)
+    assert progress.sent == progress.completed + progress.failed == s.calls
+    assert progress.in_flight == 0
     tasks = [r for r in result.records if r.kind == "task"]
     calls = [r for r in result.records if r.kind == "call"]
     # Every model call of every task is recorded; a task makes one to max_turns calls.
