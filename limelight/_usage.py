@@ -62,19 +62,16 @@ def _names(model: str) -> list[tuple[str | None, str]]:
 
 
 def _from_profiles(model: str) -> Price | None:
-    """A profile registered with both prices under exactly this name (the test doubles, a
-    user's own fine-tune): the user's word comes first."""
-    from .actors._models import _registry  # looked up by name: agents price every call
+    """A profile registered with both prices under this name, or under the longest
+    registered name prefixing it (``house-model`` for ``house-model-v2``, as
+    :func:`~limelight.models.get_model_profile` matches dated variants): the user's word
+    comes first (the test doubles, a user's own fine-tune)."""
+    from .actors._models import _registered_price
 
-    for _, name in _names(model):
-        profile = _registry.get(name)
-        if (
-            profile is not None
-            and profile.input_price is not None
-            and profile.output_price is not None
-        ):
-            return Price(input=profile.input_price, output=profile.output_price, source="profile")
-    return None
+    profile = _registered_price(model)
+    if profile is None or profile.input_price is None or profile.output_price is None:
+        return None
+    return Price(input=profile.input_price, output=profile.output_price, source="profile")
 
 
 def _from_genai_prices(model: str) -> Price | None:

@@ -227,7 +227,33 @@ def register_model(profile: ModelProfile, *, replace: bool = True) -> ModelProfi
         raise ConfigError(f"a profile named {profile.name!r} is registered already")
     _registry[profile.name] = profile
     get_model_profile.cache_clear()
+    _registered_price.cache_clear()
     return profile
+
+
+@functools.lru_cache(maxsize=1024)
+def _registered_price(model: str) -> ModelProfile | None:
+    """The registered profile with both prices for ``model``: this name (also after a
+    ``provider/`` prefix), else the longest registered name prefixing it (dated variants);
+    ``None`` when there is none. Cached: agents price every call; cleared on registering."""
+    names = [model]
+    if "/" in model:
+        names.append(model.rsplit("/", 1)[1])
+    for name in names:
+        profile = _registry.get(name)
+        if profile is not None and profile.input_price is not None:
+            return profile if profile.output_price is not None else None
+    best: ModelProfile | None = None
+    for name in names:
+        for key, candidate in _registry.items():
+            if (
+                name.startswith(key + "-")
+                and candidate.input_price is not None
+                and candidate.output_price is not None
+                and (best is None or len(key) > len(best.name))
+            ):
+                best = candidate
+    return best
 
 
 def model_profiles() -> Iterable[ModelProfile]:

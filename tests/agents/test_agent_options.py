@@ -284,12 +284,6 @@ async def test_a_cost_the_provider_reports_counts_toward_max_cost_without_a_know
     assert result.cost == pytest.approx(0.75)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limelight/_usage.py prices by a registered profile of the exact name only, while "
-    "get_model_profile matches dated variants by prefix: the agent's cost is None for a "
-    "variant whose profile (get_model_profile(...).cost) has a price",
-)
 async def test_a_dated_variant_of_a_registered_priced_model_is_priced() -> None:
     register_model(
         ModelProfile(

@@ -20,9 +20,11 @@ def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Profiles registered here (even over built-in names) are gone after the test."""
     monkeypatch.setattr(_models, "_registry", dict(_models._registry))
     get_model_profile.cache_clear()
+    _models._registered_price.cache_clear()
     yield
     monkeypatch.undo()
     get_model_profile.cache_clear()
+    _models._registered_price.cache_clear()
 
 
 def cost_map(monkeypatch: pytest.MonkeyPatch, entries: dict[str, Any]) -> None:
