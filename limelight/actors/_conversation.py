@@ -77,7 +77,8 @@ class Conversation:
     :param max_tokens: a token budget for the messages (besides the model's window).
     :param truncation: what to drop when over budget: ``"sliding"`` keeps the newest
         messages that fit, starting at a user turn; ``"drop_oldest"`` drops the oldest until
-        it fits; ``"drop_middle"`` keeps the first message (the task; with its tool results if it made calls) and the newest.
+        it fits; ``"drop_middle"`` keeps the first message (the task, with its tool results
+        if it made calls) and the newest.
     :raises ConfigError: an unknown truncation or a budget < 1.
     """
 
