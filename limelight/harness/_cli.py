@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import anyio
 
@@ -44,6 +45,18 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def _backend_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a Python name, such as mock_response=hi, got {text!r}"
+        )
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("target (default: the simulator, started for the run)")
     target.add_argument(
@@ -59,6 +72,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--api-key-env",
         metavar="VAR",
         help="the environment variable holding the API key (OPENAI_API_KEY, ...)",
+    )
+    target.add_argument(
+        "--backend-option",
+        action="append",
+        type=_backend_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of a model string's backend, passed to the resolver "
+        "(mock_response=hi, api_base=http://..., max_new_tokens=64); VALUE is read as JSON "
+        "when it parses, else as text (repeatable)",
     )
     target.add_argument("--price-input", type=float, help="USD per 1M prompt tokens")
     target.add_argument("--price-output", type=float, help="USD per 1M completion tokens")
@@ -192,6 +215,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             sim=sim if args.base_url is None and args.model in ("sim", "sim-1") else None,
             price_input=args.price_input,
             price_output=args.price_output,
+            options=dict(args.backend_option),
         ),
         workload=Workload(
             kind=args.workload,

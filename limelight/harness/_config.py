@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -72,6 +72,8 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
     :ivar api_key_env: the environment variable holding the API key (never stored).
     :ivar price_input: USD per million prompt tokens, overriding the price data.
     :ivar price_output: USD per million completion tokens, overriding the price data.
+    :ivar options: for a model string, the backend's own options, passed to the resolver
+        (LiteLLM's ``api_base`` or ``mock_response``, a local model's ``max_new_tokens``...).
     """
 
     model: str = DEFAULT_MODEL
@@ -80,6 +82,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
     sim: SimTarget | None = None
     price_input: float | None = None
     price_output: float | None = None
+    options: dict[str, Any] = {}
 
     @property
     def simulated(self) -> bool:

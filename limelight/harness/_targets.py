@@ -121,12 +121,17 @@ def provider_for(target: Target, base_url: str | None = None) -> Provider:
                 "--api-key-env out for a server without keys"
             )
     if url is not None:
+        if target.options:
+            raise ConfigError(
+                f"backend options ({', '.join(sorted(target.options))}) are for model strings "
+                "the resolver serves; an OpenAI-compatible --base-url target takes none"
+            )
         from ..providers import OpenAICompatible
 
         return OpenAICompatible(url, api_key=api_key, model=target.model)
     from ..providers._resolve import resolve
 
-    return resolve(target.model, api_key=api_key).provider
+    return resolve(target.model, api_key=api_key, **target.options).provider
 
 
 @contextlib.asynccontextmanager

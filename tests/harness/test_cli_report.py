@@ -4,6 +4,7 @@ harness as its own process), and the HTML reports rendered by headless Chromium 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -167,6 +168,36 @@ def test_bad_input_is_a_clear_error() -> None:
     out = _bench("compare", "missing.json", "other.json")
     assert out.returncode == 2
     assert "cannot read the result file" in out.stderr
+
+
+def test_backend_options_reach_the_resolver(tmp_path: Path) -> None:
+    if importlib.util.find_spec("litellm") is None:  # the CLI imports it, not this process
+        pytest.skip("pip install 'limelight[litellm]'")
+    base = tmp_path / "mock"
+    out = _bench(
+        "run",
+        "--model",
+        "gpt-4o-mini",
+        "--backend-option",
+        "mock_response=A mocked answer of LiteLLM's.",
+        "--backend-option",
+        "num_retries=0",
+        "--workload",
+        "chat",
+        "--requests",
+        "3",
+        "--no-progress",
+        "-o",
+        str(base),
+    )
+    assert out.returncode == 0, out.stderr
+    result = load_result(base.with_suffix(".json"))
+    assert isinstance(result, BenchResult)
+    assert result.summary.completed == 3
+    assert "LiteLLM" in result.client
+    out = _bench("run", "--backend-option", "no equals sign")
+    assert out.returncode == 2
+    assert "KEY=VALUE" in out.stderr
 
 
 def test_compare_needs_two_or_more_files(stream_run: Path) -> None:

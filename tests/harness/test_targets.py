@@ -9,18 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from limelight.errors import ConfigError
 from limelight.harness import (
     BenchConfig,
     ClosedLoop,
     ConstantRate,
-    OpenTarget,
     Target,
     Workload,
     open_target,
     run,
-    run_on,
 )
-from limelight.harness._targets import prices_for
 from limelight.models import get_model_profile
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +75,13 @@ def _litellm() -> None:
         pytest.skip("pip install 'limelight[litellm]'")
 
 
+async def test_backend_options_are_for_model_strings_only() -> None:
+    target = Target(model="m", base_url="http://127.0.0.1:9/v1", options={"api_base": "x"})
+    with pytest.raises(ConfigError, match="backend options"):
+        async with open_target(target):
+            pass
+
+
 async def test_a_litellm_model_string_resolves_to_litellm() -> None:
     _litellm()
     from limelight.providers import LiteLLM
@@ -90,31 +95,16 @@ async def test_a_litellm_model_string_resolves_to_litellm() -> None:
 
 @pytest.mark.parametrize("kind", ["chat", "stream", "agent"])
 async def test_a_litellm_model_with_its_mock_response(kind: str) -> None:
-    # The provider the model string resolves to (LiteLLM), given LiteLLM's mock_response
-    # (it answers without a network, through LiteLLM's own code), run with run_on: Target
-    # has no field for backend options.
+    # The model string resolves to LiteLLM, given LiteLLM's mock_response as a backend
+    # option: it answers without a network, through LiteLLM's own code.
     _litellm()
-    from limelight.providers._resolve import resolve
-
-    target = Target(model="gpt-4o-mini")
-    resolved = resolve(target.model, mock_response=ANSWER)
-    opened = OpenTarget(
-        provider=resolved.provider,
-        model=target.model,
-        base_url=None,
-        prices=prices_for(target),
-        description="gpt-4o-mini (LiteLLM, mock_response)",
-    )
     config = BenchConfig(
-        target=target,
+        target=Target(model="gpt-4o-mini", options={"mock_response": ANSWER}),
         workload=Workload(kind=kind, output_tokens="16", tools=1, max_turns=2),  # type: ignore[arg-type]
         load=ClosedLoop(concurrency=2),
         requests=4,
     )
-    try:
-        result = await run_on(config, opened)
-    finally:
-        await resolved.provider.aclose()
+    result = await run(config)
     s = result.summary
     assert s.failed == 0
     assert s.errors == {}
