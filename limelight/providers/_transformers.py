@@ -162,7 +162,8 @@ class Transformers(LocalBackend):
         return f"Transformers(model={self.model!r}, device={self.device!r})"
 
     def _cache_key(self) -> tuple[str, str, str, str]:
-        return ("transformers", self.model, self.device, str(self.torch_dtype))
+        # By the dtype itself, so "bfloat16" and torch.bfloat16 share one load.
+        return ("transformers", self.model, self.device, str(self._dtype()))
 
     def _dtype(self) -> Any:
         import torch

@@ -201,3 +201,39 @@ def test_the_transformers_streamer_reassembles_the_text_exactly(tiny_hf_model: P
     assert "".join(pieces) == tokenizer.decode(ids) == text
     assert "\ufffd" not in "".join(pieces)
     assert len(pieces) > 10  # streamed piece by piece, not all at the end
+
+
+@pytest.mark.anyio
+async def test_cancelling_complete_mid_generation_stops_the_model(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    provider = make(local)
+    await provider.complete(CompletionRequest(messages=HELLO, max_tokens=1))  # loaded
+    before = set(threading.enumerate())
+    # A whole answer (no per-token text, decoded at the end) that would take minutes: the
+    # call returns only once its thread has ended, so this passes only if the cancel stopped
+    # the model mid-generation (else the test's timeout fails it).
+    with anyio.move_on_after(0.3) as scope:
+        await provider.complete(CompletionRequest(messages=HELLO, max_tokens=100_000))
+    assert scope.cancelled_caught
+    assert set(threading.enumerate()) <= before
+    again = await provider.complete(CompletionRequest(messages=HELLO, max_tokens=5))
+    assert again.usage is not None
+    assert again.usage.completion_tokens == 5
+
+
+@pytest.mark.anyio
+async def test_complete_and_stream_give_the_same_text(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    # complete() decodes once at the end, stream() token by token (transformers): one text.
+    provider = make(local)
+    request = CompletionRequest(messages=HELLO, max_tokens=60)
+    whole = await provider.complete(request)
+    events = [event async for event in provider.stream(request)]
+    assert events[-1].result is not None
+    assert events[-1].result.content == whole.content
+    assert events[-1].result.usage == whole.usage
+    assert "".join(e.content or "" for e in events if e.type is StreamEventType.TOKEN) == (
+        whole.content
+    )
