@@ -6,7 +6,10 @@ same provider and tools, no actors.
 
 Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
-per live agent (peak RSS over the run less the RSS before it, divided by N).
+per live agent (peak RSS over the run less the RSS before it, divided by N). Then the CPU
+cost of the kernel primitives an actor-based turn cannot skip (two ask round trips, the
+per-attempt timeout scope, a task group for the parallel tool calls), measured alone: the
+least any such design adds to the floor per turn.
 
     python bench/agents.py              # 10,000 agents, 3 runs each
     python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run
@@ -181,11 +184,57 @@ async def _limelight(n: int) -> dict[str, Any]:
     }
 
 
+async def _pieces() -> dict[str, float]:
+    """CPU µs of the primitives one actor-based turn cannot do without, on the running
+    backend: the two asks (to a provider worker, to the tool executor), the per-attempt
+    timeout scope, and a task group running two tool calls (one spawned, one inline)."""
+    import anyio
+
+    from limelight.runtime import Actor, Context, Runtime
+
+    class Echo(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            return message
+
+    async def noop() -> None:
+        pass
+
+    async def scope() -> None:
+        with anyio.move_on_after(120):
+            await noop()  # what the scope bounds (a provider call) runs here
+
+    async def group() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(noop)
+            await noop()
+
+    async def time_it(fn: Any, n: int = 20_000) -> float:
+        for _ in range(500):
+            await fn()
+        cpu0 = time.process_time()
+        for _ in range(n):
+            await fn()
+        return (time.process_time() - cpu0) / n * 1e6
+
+    out = {"attempt scope": await time_it(scope), "task group, 2 calls": await time_it(group)}
+    async with Runtime() as rt:
+        ref = await rt.spawn(Echo(), name="echo")
+
+        async def ask() -> None:
+            await ref.ask(None)
+
+        out["ask round trip"] = await time_it(ask)
+    return out
+
+
 def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
     import anyio
 
     global GC_TUNED
     GC_TUNED = freeze
+    if variant == "pieces":
+        print(json.dumps(anyio.run(_pieces, backend=backend)))
+        return
     fn = _floor if variant == "floor" else _limelight
     out = anyio.run(fn, n, backend=backend)
     out["peak_rss"] = _peak_rss_bytes()
@@ -213,7 +262,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--child", choices=["floor", "limelight"])
+    parser.add_argument("--child", choices=["floor", "limelight", "pieces"])
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--gc-tuned", action="store_true")
     args = parser.parse_args()
@@ -269,6 +318,20 @@ def main() -> None:
             f"{row['setup_cpu_us_per_agent']:>15.0f} {row['bytes_per_agent'] / 1024:>10.1f} "
             f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x"
         )
+    # The structural minimum of an actor-based turn: the floor plus what it cannot skip.
+    pieces = {b: _run("pieces", 0, b, False) for b in ("asyncio", "trio")}
+    tool_turns = (TURNS - 1) / TURNS
+    print("\nkernel primitives, CPU µs (one process per backend)")
+    for backend, p in pieces.items():
+        minimum = (
+            2 * p["ask round trip"] + p["attempt scope"] + tool_turns * p["task group, 2 calls"]
+        )
+        p["minimum over the floor per turn"] = minimum
+        print(
+            f"  {backend:<8} ask round trip {p['ask round trip']:.1f}, attempt scope "
+            f"{p['attempt scope']:.1f}, task group running 2 calls {p['task group, 2 calls']:.1f}: "
+            f"{minimum:.0f} µs per turn over the floor at the least"
+        )
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"agents-{stamp}.json"
@@ -281,6 +344,7 @@ def main() -> None:
                 "model_delay": MODEL_DELAY,
                 "tool_delay": TOOL_DELAY,
                 "rows": rows,
+                "pieces": pieces,
             },
             indent=2,
         )
