@@ -143,9 +143,9 @@ class JSONSpec:
         self.name = re.sub(r"[^A-Za-z0-9_-]", "_", name or default or "answer")[:64]
 
     def _check_schema(self) -> None:
+        validator = _validator_class(self.schema)  # MissingExtra without jsonschema
         from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
 
-        validator = _validator_class(self.schema)
         try:
             validator.check_schema(self.schema)
         except SchemaError as exc:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from typing import Any
 
+import anyio
 import pytest
 
 from limelight.errors import (
@@ -112,6 +114,7 @@ async def test_request_fields_reach_litellm() -> None:
         ),
         stream=True,
     )
+    assert kwargs["response_format"] == {"type": "json_object"}
     assert kwargs["messages"][-1] == {"role": "user", "content": "and this"}
     assert kwargs["messages"][0] == {"role": "system", "content": "be brief"}
     assert (kwargs["temperature"], kwargs["max_tokens"], kwargs["stop"]) == (0.2, 5, ["\n"])
@@ -184,3 +187,78 @@ def test_litellm_async_cannot_run_on_trio_so_the_backend_uses_threads() -> None:
         return (await provider.complete(CompletionRequest(messages=HELLO))).content
 
     assert trio.run(ours) == "from a thread"
+
+
+class Spy:
+    """LiteLLM's own completion calls, wrapped: the arguments of each call and whether
+    LiteLLM's call has returned."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.returned = threading.Event()
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    recorded = Spy()
+    completion, acompletion = litellm.completion, litellm.acompletion
+
+    def sync(**kwargs: Any) -> Any:  # trio: in a worker thread
+        recorded.calls.append(kwargs)
+        try:
+            return completion(**kwargs)
+        finally:
+            recorded.returned.set()
+
+    async def async_(**kwargs: Any) -> Any:  # asyncio
+        recorded.calls.append(kwargs)
+        response = await acompletion(**kwargs)
+        recorded.returned.set()
+        return response
+
+    monkeypatch.setattr(litellm, "completion", sync)
+    monkeypatch.setattr(litellm, "acompletion", async_)
+    return recorded
+
+
+async def test_response_format_reaches_litellms_call(spy: Spy) -> None:
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}
+    provider = LiteLLM("gpt-4o-mini", mock_response='{"x": 1}')
+    result = await provider.complete(
+        CompletionRequest(messages=HELLO, response_format=response_format)
+    )
+    assert result.content == '{"x": 1}'
+    [call] = spy.calls
+    assert call["response_format"] == response_format
+    assert call["messages"] == [{"role": "user", "content": "hello"}]
+
+
+async def test_a_cancelled_complete_returns_without_waiting_for_litellm(
+    spy: Spy, anyio_backend: str
+) -> None:
+    """On asyncio LiteLLM's async call is cancelled; on trio the call returns at once and
+    the worker thread finishes LiteLLM's blocking call on its own (as documented)."""
+    provider = LiteLLM("gpt-4o-mini", mock_response="late", mock_delay=2.0)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_once_called() -> None:
+                while not spy.calls:
+                    await anyio.sleep(0.005)
+                scope.cancel()
+
+            tg.start_soon(cancel_once_called)
+            await provider.complete(CompletionRequest(messages=HELLO))
+    assert scope.cancelled_caught
+    assert spy.calls
+    # complete() came back while LiteLLM's call (2 s of mock delay) was still under way.
+    assert not spy.returned.is_set()
+    if anyio_backend == "trio":
+        # The abandoned thread ends by itself; wait for it, so nothing outlives the test.
+        assert await anyio.to_thread.run_sync(spy.returned.wait, 30.0)
+    # The backend still answers afterwards.
+    answer = await LiteLLM("gpt-4o-mini", mock_response="again").complete(
+        CompletionRequest(messages=HELLO)
+    )
+    assert answer.content == "again"

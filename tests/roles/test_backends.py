@@ -6,6 +6,7 @@ here, LiteLLM with ``mock_response``, the in-process simulator and Scripted; syn
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -145,14 +146,68 @@ def test_llm_json_with_every_backend(request: pytest.FixtureRequest, kind: str) 
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("kind", ["litellm", "scripted", "mlx", "sim-http"])
-async def test_allm_json_with_backends(request: pytest.FixtureRequest, kind: str) -> None:
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_allm_json_with_every_backend(request: pytest.FixtureRequest, kind: str) -> None:
     if configure(request, kind, answer=POINT_JSON):
         assert await allm_json("Give a point.", POINT) == {"x": 1, "y": 2}
         return
-    with pytest.raises(JSONOutputError):
+    with pytest.raises(JSONOutputError) as caught:
         await allm_json("Give a point.", POINT, max_attempts=2, max_tokens=4)
+    assert caught.value.attempts == 2
     assert get_usage_summary().by_role["executor"].calls == 2
+
+
+def _record_prompts(
+    monkeypatch: pytest.MonkeyPatch, kind: str, settings: dict[str, Any]
+) -> list[str]:
+    """Record the text of each prompt the local model is given (its token ids decoded), by
+    wrapping the generation call of the model the role's backend loads."""
+    prompts: list[str] = []
+    if kind == "mlx":
+        import mlx_lm
+
+        from limelight.providers import MLX
+
+        original = mlx_lm.stream_generate
+
+        def stream_generate(model: Any, tokenizer: Any, prompt: Any, **options: Any) -> Any:
+            prompts.append(tokenizer.decode(list(prompt)))
+            return original(model, tokenizer, prompt=prompt, **options)
+
+        MLX(settings["model"].removeprefix("mlx:")).loaded()
+        monkeypatch.setattr(mlx_lm, "stream_generate", stream_generate)
+        return prompts
+    from limelight.providers import Transformers
+
+    model, tokenizer, _ = Transformers(settings["model"]).loaded()
+    generate = model.generate
+
+    def spy(**options: Any) -> Any:
+        prompts.append(tokenizer.decode(options["input_ids"][0].tolist()))
+        return generate(**options)
+
+    monkeypatch.setattr(model, "generate", spy)
+    return prompts
+
+
+@pytest.mark.parametrize("kind", ["mlx", "transformers"])
+def test_llm_json_on_a_local_backend_puts_the_schema_in_the_models_prompt(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    settings = BACKENDS[kind][0](request, None)
+    set_role_config("executor", **settings)
+    prompts = _record_prompts(monkeypatch, kind, settings)
+    with pytest.raises(JSONOutputError):
+        llm_json("Give a point.", POINT, max_attempts=2, max_tokens=4)
+    assert len(prompts) == 2
+    schema = json.dumps(POINT, sort_keys=True)
+    first, second = prompts
+    assert "Give a point." in first
+    # Once: the backend turns response_format into the instruction; the router adds none.
+    assert first.count(schema) == 1
+    assert "JSON schema" in first
+    # The re-ask goes to the model too, with what was wrong.
+    assert "That answer was not valid" in second
 
 
 def test_local_roles_share_one_loaded_model(request: pytest.FixtureRequest) -> None:

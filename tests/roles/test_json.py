@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from limelight.client import ChatChoice, ChatCompletion, ChatMessage, TextChoice, TextCompletion
-from limelight.errors import ConfigError, JSONOutputError
+from limelight.errors import ConfigError, JSONOutputError, MissingExtra
 from limelight.providers import Scripted
 from limelight.roles import (
     JSONSpec,
@@ -334,3 +335,49 @@ def test_openai_compatible_gets_response_format_natively(recording_server: Any) 
     assert second["messages"][1] == {"role": "assistant", "content": '{"x": 1}'}
     assert "'y' is a required property" in second["messages"][2]["content"]
     assert get_usage_summary().by_role["executor"].total_tokens == 30
+
+
+def test_litellm_gets_response_format_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("litellm") is None:
+        pytest.skip("pip install 'limelight[litellm]'")
+    from limelight.providers._litellm import import_litellm
+
+    litellm = import_litellm()
+    calls: list[dict[str, Any]] = []
+    completion, acompletion = litellm.completion, litellm.acompletion
+
+    def sync(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return completion(**kwargs)
+
+    async def async_(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return await acompletion(**kwargs)
+
+    # Whichever loop the router runs on, LiteLLM's own call is what is watched.
+    monkeypatch.setattr(litellm, "completion", sync)
+    monkeypatch.setattr(litellm, "acompletion", async_)
+    set_role_config("executor", model="gpt-4o-mini", mock_response='{"x": 1, "y": 2}')
+    assert llm_json("Point.", POINT, schema_name="point") == {"x": 1, "y": 2}
+    [call] = calls
+    assert call["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "point", "schema": POINT},
+    }
+    assert call["model"] == "gpt-4o-mini"
+    assert call["messages"] == [{"role": "user", "content": "Point."}]  # no schema in prompt
+
+
+def test_without_jsonschema_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "jsonschema" or m.startswith("jsonschema.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    set_role_config("executor", provider=Scripted(['{"x": 1, "y": 2}']))
+    for call in (lambda: JSONSpec(POINT), lambda: llm_json("Point.", POINT)):
+        with pytest.raises(MissingExtra) as caught:
+            call()
+        assert caught.value.extra == "usage"
+        assert "pip install 'limelight[usage]'" in str(caught.value)
+        assert "jsonschema" in str(caught.value)
+    # A type or no schema needs no jsonschema.
+    assert llm_json("Point.", Point) == Point(x=1, y=2)
