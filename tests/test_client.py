@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anyio
@@ -277,6 +278,89 @@ def test_bad_requests_are_not_retried() -> None:
     assert caught.value.status_code == 404
     assert [f["retry_in"] for f in attempts_failed(logs)] == [None]  # one attempt, no retry
     assert bad_role.value.status_code == 400
+
+
+class _StatusHandler(BaseHTTPRequestHandler):
+    """Answers the statuses its server is given, one per request, then a chat completion."""
+
+    def do_POST(self) -> None:
+        server: Any = self.server
+        self.rfile.read(int(self.headers["content-length"]))
+        with server.lock:
+            server.requests += 1
+            status = server.statuses.pop(0) if server.statuses else 200
+        if status == 200:
+            body = msgspec.json.encode(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "fine"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+                }
+            )
+        else:
+            body = msgspec.json.encode({"error": {"message": f"status {status}", "type": "x"}})
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def status_server() -> Iterator[Any]:
+    """A real HTTP server started here, answering the statuses put in ``.statuses``."""
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    server.statuses, server.requests, server.lock = [], 0, threading.Lock()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address
+        server.url = f"http://{host}:{port}"
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_each_retryable_status_is_retried(status_server: Any, status: int) -> None:
+    status_server.statuses += [status, status]
+    with (
+        LLM(base_url=status_server.url, retry_delay=0.001, max_retries=3) as llm,
+        capture_logs() as logs,
+    ):
+        reply = llm.chat_completion(user())
+    assert reply.choices[0].message.content == "fine"
+    assert status_server.requests == 3  # two failures, each retried, then the answer
+    failed = attempts_failed(logs)
+    assert [f["status_code"] for f in failed] == [status, status]
+    assert [f["retry_in"] for f in failed] == [0.001, 0.002]
+
+
+@pytest.mark.parametrize("status", [400, 501])
+def test_other_statuses_are_not_retried(status_server: Any, status: int) -> None:
+    status_server.statuses += [status]
+    with (
+        LLM(base_url=status_server.url, retry_delay=0.001, max_retries=3) as llm,
+        capture_logs() as logs,
+        pytest.raises(LLMAPIError) as caught,
+    ):
+        llm.chat_completion(user())
+    assert caught.value.status_code == status
+    assert status_server.requests == 1
+    assert [f["retry_in"] for f in attempts_failed(logs)] == [None]
 
 
 def test_connection_refused_is_retried_then_raised() -> None:
