@@ -88,7 +88,7 @@ def _from_genai_prices(model: str) -> Price | None:
                 name,
                 provider_id=provider,
             )
-        except LookupError:
+        except (LookupError, ValueError):
             continue
         cached: float | None = None
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -174,21 +174,14 @@ def _from_cost_map(name: str, entry: dict[str, Any]) -> ModelProfile | None:
 
 
 def _genai_prices(names: Iterable[str]) -> tuple[float, float] | None:
-    """USD per million input and output tokens from genai-prices (a maintained price list,
-    imported here, not at ``import limelight``), ``None`` when it is not installed or knows
-    none of ``names``."""
-    try:
-        from genai_prices import Usage as PriceUsage
-        from genai_prices import calc_price
-    except ImportError:
-        return None
-    million = PriceUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+    """USD per million input and output tokens from genai-prices (the usage tracker's
+    lookup), ``None`` when it is not installed or knows none of ``names``."""
+    from .._usage import _from_genai_prices
+
     for name in names:
-        try:
-            calc = calc_price(million, name)
-        except (LookupError, ValueError):
-            continue
-        return float(calc.input_price), float(calc.output_price)
+        price = _from_genai_prices(name)
+        if price is not None:
+            return price.input, price.output
     return None
 
 
@@ -231,29 +224,43 @@ def register_model(profile: ModelProfile, *, replace: bool = True) -> ModelProfi
     return profile
 
 
-@functools.lru_cache(maxsize=1024)
-def _registered_price(model: str) -> ModelProfile | None:
-    """The registered profile with both prices for ``model``: this name (also after a
-    ``provider/`` prefix), else the longest registered name prefixing it (dated variants);
-    ``None`` when there is none. Cached: agents price every call; cleared on registering."""
-    names = [model]
-    if "/" in model:
-        names.append(model.rsplit("/", 1)[1])
-    for name in names:
-        profile = _registry.get(name)
-        if profile is not None and profile.input_price is not None:
-            return profile if profile.output_price is not None else None
+def _name_forms(model: str) -> list[str]:
+    """``model`` as given, then after a ``provider/`` prefix."""
+    return [model, model.rsplit("/", 1)[1]] if "/" in model else [model]
+
+
+def _longest_prefixing(
+    names: list[str], accept: Callable[[ModelProfile], bool] = lambda p: True
+) -> ModelProfile | None:
+    """The accepted registered profile whose name, followed by ``-``, is the longest prefix
+    of one of ``names`` (dated variants: ``gpt-4o`` for ``gpt-4o-2024-08-06``)."""
     best: ModelProfile | None = None
     for name in names:
         for key, candidate in _registry.items():
             if (
                 name.startswith(key + "-")
-                and candidate.input_price is not None
-                and candidate.output_price is not None
+                and accept(candidate)
                 and (best is None or len(key) > len(best.name))
             ):
                 best = candidate
     return best
+
+
+def _priced(profile: ModelProfile) -> bool:
+    return profile.input_price is not None and profile.output_price is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _registered_price(model: str) -> ModelProfile | None:
+    """The registered profile with both prices for ``model``: this name (also after a
+    ``provider/`` prefix), else the longest registered name prefixing it (dated variants);
+    ``None`` when there is none. Cached: agents price every call; cleared on registering."""
+    names = _name_forms(model)
+    for name in names:
+        profile = _registry.get(name)
+        if profile is not None and profile.input_price is not None:
+            return profile if profile.output_price is not None else None
+    return _longest_prefixing(names, _priced)
 
 
 def model_profiles() -> Iterable[ModelProfile]:
@@ -272,9 +279,7 @@ def get_model_profile(model: str) -> ModelProfile | None:
     give come from LiteLLM's cost map, else from genai-prices, when either knows the model
     (by its own name first, then the profile's); prices registered by the user come first.
     """
-    names = [model]
-    if "/" in model:
-        names.append(model.rsplit("/", 1)[1])
+    names = _name_forms(model)
     profile = next((_registry[n] for n in names if n in _registry), None)
     if profile is None:
         entry = _cost_entry(names)
@@ -282,10 +287,7 @@ def get_model_profile(model: str) -> ModelProfile | None:
             from_map = _from_cost_map(model, entry)
             if from_map is not None:
                 return _with_prices(from_map, names)
-        for name in names:
-            for key, candidate in _registry.items():
-                if name.startswith(key + "-") and (profile is None or len(key) > len(profile.name)):
-                    profile = candidate
+        profile = _longest_prefixing(names)
     if profile is None:
         return None
     return _with_prices(profile, names)

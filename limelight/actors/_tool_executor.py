@@ -91,10 +91,7 @@ class ToolExecutor(Actor):
                     parent = parse_event_id(message.parent_event_id)
                     if client is not None and parent is not None:
                         trace = Trace(client, run_id, parent)
-                usage_run = message.usage_run
-                if usage_run is None:
-                    return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
-                token = current_usage_run.set(usage_run)
+                token = current_usage_run.set(message.usage_run)
                 try:
                     return await self.run(calls, parallel=parallel, timeout=timeout, trace=trace)
                 finally:
