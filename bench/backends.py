@@ -8,15 +8,16 @@ statement only, so interpreter start-up is left out); the median of the runs is 
 For generation the bench builds a llama-type model on the spot (random weights, a tokenizer
 trained on a few sentences; nothing is downloaded), saves it once for mlx-lm and once for
 transformers, and generates the same number of tokens greedily from the same prompt: directly
-(``mlx_lm.stream_generate``; ``model.generate``) and through ``MLX.complete`` /
-``Transformers.complete`` (a worker thread, streamed to the event loop), alternating, on
-asyncio and on trio. The direct calls run both on the main thread and in a plain thread
-(torch on this machine generates several times faster off the main thread), and limelight
-is compared with the faster of the two. Each figure is the median over the runs after a
-warm-up.
+(``mlx_lm.stream_generate``; ``model.generate``) on the main thread and in a plain thread,
+and through ``MLX.complete`` / ``Transformers.complete`` on asyncio and on trio. Each of
+these four columns runs in fresh processes of its own (a warm-up, then ``--reps`` timed
+generations each), the columns alternating for ``--runs`` rounds, so that no column shares a
+process, or torch's thread pools, with another, and a burst of load on the machine hits all of
+them. limelight is compared with the faster direct column; each figure is the median of all
+its timed generations.
 
     python bench/backends.py            # full run: 15 import runs; tiny and small models
-    python bench/backends.py --quick    # CI smoke run: 3 import runs; the tiny model, few tokens
+    python bench/backends.py --quick    # CI smoke: 3 import runs; tiny model, few tokens, 1 round
     python bench/backends.py --only transformers   # one backend's generation, no import times
 """
 
@@ -169,11 +170,40 @@ def direct_hf(path: Path, tokens: int) -> Any:
     return run
 
 
-async def bench_generation(name: str, path: Path, tokens: int, runs: int) -> dict[str, Any]:
+#: The columns of a generation row; each is measured in processes of its own.
+COLUMNS = ("direct", "direct_thread", "limelight_asyncio", "limelight_trio")
+
+
+def measure_column(name: str, path: Path, tokens: int, column: str, reps: int) -> dict[str, Any]:
+    """Run in a fresh process: one column's warm-up, then ``reps`` timed generations."""
+    if column.startswith("limelight_"):
+        loop = column.removeprefix("limelight_")
+        return anyio.run(_measure_ours, name, path, tokens, reps, backend=loop)
+    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
+
+    def in_thread() -> int:
+        counts: list[int] = []
+        thread = threading.Thread(target=lambda: counts.append(direct()))
+        thread.start()
+        thread.join()
+        return counts[0]
+
+    call = direct if column == "direct" else in_thread
+    call()  # warm-up
+    rates: list[float] = []
+    counts: set[int] = set()
+    for _ in range(reps):
+        started = time.perf_counter()
+        count = call()
+        rates.append(count / (time.perf_counter() - started))
+        counts.add(count)
+    return {"rates": rates, "counts": sorted(counts)}
+
+
+async def _measure_ours(name: str, path: Path, tokens: int, reps: int) -> dict[str, Any]:
     from limelight.providers import MLX, Transformers
     from limelight.schemas import CompletionRequest, Message
 
-    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
     provider = (
         MLX(str(path), max_tokens=tokens)
         if name == "mlx"
@@ -186,39 +216,54 @@ async def bench_generation(name: str, path: Path, tokens: int, runs: int) -> dic
         assert result.usage is not None
         return result.usage.completion_tokens
 
-    def in_thread() -> int:
-        counts: list[int] = []
-        thread = threading.Thread(target=lambda: counts.append(direct()))
-        thread.start()
-        thread.join()
-        return counts[0]
-
-    kinds = {"direct": direct, "direct_thread": in_thread}
-    direct()  # warm-up (and the first load of each)
-    in_thread()
-    await ours()
-    rates: dict[str, list[float]] = {"direct": [], "direct_thread": [], "limelight": []}
-    counts: dict[str, set[int]] = {k: set() for k in rates}
-    for _ in range(runs):  # alternating, so a burst of load on the machine hits all three
-        for kind, call in kinds.items():
-            started = time.perf_counter()
-            count = call()
-            rates[kind].append(count / (time.perf_counter() - started))
-            counts[kind].add(count)
+    await ours()  # warm-up (and the load)
+    rates: list[float] = []
+    counts: set[int] = set()
+    for _ in range(reps):
         started = time.perf_counter()
         count = await ours()
-        rates["limelight"].append(count / (time.perf_counter() - started))
-        counts["limelight"].add(count)
-    medians = {kind: statistics.median(r) for kind, r in rates.items()}
+        rates.append(count / (time.perf_counter() - started))
+        counts.add(count)
+    return {"rates": rates, "counts": sorted(counts)}
+
+
+def bench_generation(
+    name: str, path: Path, tokens: int, runs: int, reps: int
+) -> list[dict[str, Any]]:
+    """Every column in ``runs`` fresh processes each, the columns alternating, so a burst of
+    load on the machine hits all of them and no column shares a process (and torch's thread
+    pools) with another."""
+    samples: dict[str, list[float]] = {c: [] for c in COLUMNS}
+    counts: dict[str, set[int]] = {c: set() for c in COLUMNS}
+    for _ in range(runs):
+        for column in COLUMNS:
+            args = [name, str(path), str(tokens), column, str(reps)]
+            out = subprocess.run(
+                [sys.executable, __file__, "--column", *args],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            samples[column].extend(result["rates"])
+            counts[column].update(result["counts"])
+    medians = {c: statistics.median(r) for c, r in samples.items()}
     best_direct = max(medians["direct"], medians["direct_thread"])
-    return {
-        "direct_tokens_per_s": medians["direct"],
-        "direct_thread_tokens_per_s": medians["direct_thread"],
-        "limelight_tokens_per_s": medians["limelight"],
-        "ratio": medians["limelight"] / best_direct,
-        "tokens": {k: sorted(v) for k, v in counts.items()},
-        "runs": rates,
-    }
+    rows = []
+    for loop in ("asyncio", "trio"):
+        ours = medians[f"limelight_{loop}"]
+        rows.append(
+            {
+                "loop": loop,
+                "direct_tokens_per_s": medians["direct"],
+                "direct_thread_tokens_per_s": medians["direct_thread"],
+                "limelight_tokens_per_s": ours,
+                "ratio": ours / best_direct,
+                "tokens": {c: sorted(v) for c, v in counts.items()},
+                "runs": samples,
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -232,9 +277,15 @@ def main() -> None:
         default=None,
         help="measure only this backend's generation (and skip the import times)",
     )
+    parser.add_argument("--reps", type=int, default=3, help="timed generations per process")
+    parser.add_argument("--column", nargs=5, help=argparse.SUPPRESS)  # one column, in a child
     args = parser.parse_args()
+    if args.column:
+        name, path, tokens, column, reps = args.column
+        print(json.dumps(measure_column(name, Path(path), int(tokens), column, int(reps))))
+        return
     import_runs = args.import_runs or (3 if args.quick else 15)
-    runs = args.runs or (3 if args.quick else 7)
+    runs = args.runs or (1 if args.quick else 5)
     plan = [("tiny", 32)] if args.quick else [("tiny", 256), ("small", 128)]
 
     report: dict[str, Any] = {
@@ -264,12 +315,14 @@ def main() -> None:
                 if args.only in (None, name)
             }
             for name, path in paths.items():
-                for backend in ("asyncio", "trio"):
-                    row = anyio.run(bench_generation, name, path, tokens, runs, backend=backend)
-                    row.update(backend=name, model=size, loop=backend, max_tokens=tokens)
+                for row in bench_generation(name, path, tokens, runs, args.reps):
+                    row.update(backend=name, model=size, max_tokens=tokens)
                     generation.append(row)
     report["generation"] = generation
-    print(f"\nlocal generation, greedy, median of {runs} runs (goal >= 0.95x direct):")
+    print(
+        f"\nlocal generation, greedy, median of {runs} processes x {args.reps} runs per column"
+        " (goal >= 0.95x direct):"
+    )
     print("  (vs. = limelight / the faster of direct on the main thread and direct in a thread)")
     header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>9}{'in thread':>11}"
     print(header + f"{'limelight':>11}{'vs.':>8}   tokens/s")
