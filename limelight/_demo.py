@@ -177,7 +177,7 @@ async def _run_team(agent: Any, team: _Team) -> None:
             elif event.type is StreamEventType.TOOL_CALL and event.tool_call is not None:
                 team.tool_calls.append(event.tool_call.name)
                 team.state = f"calling {event.tool_call.name}"
-            elif event.type is StreamEventType.META:
+            elif event.type is StreamEventType.TOOL_RESULT:
                 team.state = "thinking"
             elif event.type is StreamEventType.ERROR:
                 team.state = f"error: {event.error}"

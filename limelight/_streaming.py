@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from .errors import BadResponse, LimelightError
-from .schemas import CompletionResult, StreamEvent, StreamEventType, ToolCall, Usage
+from .schemas import CompletionResult, StreamEvent, StreamEventType, ToolCall, ToolResult, Usage
 
 __all__ = [
     "BufferingAdapter",
@@ -99,7 +99,8 @@ class CallbackAdapter:
 
     :param on_token: gets each token's text.
     :param on_tool_call: gets each :class:`ToolCall`.
-    :param on_tool_result: gets the ``meta`` dict of each tool result (agents' streams).
+    :param on_tool_result: gets the :class:`~limelight.schemas.ToolResult` of each tool call
+        once it has run (agents' streams).
     :param on_done: gets the final :class:`CompletionResult`.
     :param on_error: gets the error (a :class:`StreamError` for an ERROR event, else the
         exception the source raised). Without it, errors are raised from :meth:`consume`.
@@ -147,8 +148,8 @@ class CallbackAdapter:
                 await _call(self.on_token, event.content or "")
             case StreamEventType.TOOL_CALL:
                 await _call(self.on_tool_call, event.tool_call)
-            case StreamEventType.META if event.meta.get("event") == "tool_result":
-                await _call(self.on_tool_result, event.meta)
+            case StreamEventType.TOOL_RESULT:
+                await _call(self.on_tool_result, event.tool_result)
             case StreamEventType.ERROR:
                 error = StreamError(event.error or "", error_type=event.error_type)
                 if self.on_error is None:
@@ -160,7 +161,7 @@ class CallbackAdapter:
 
 class BufferingAdapter:
     """Passes a stream through while keeping all of it: iterate it, then read :attr:`text`,
-    :attr:`tool_calls`, :attr:`events` and :attr:`result`."""
+    :attr:`tool_calls`, :attr:`tool_results`, :attr:`events` and :attr:`result`."""
 
     def __init__(self, events: AsyncIterable[StreamEvent]) -> None:
         self._source = events
@@ -168,6 +169,7 @@ class BufferingAdapter:
         self.result: CompletionResult | None = None
         self._tokens: list[str] = []
         self.tool_calls: list[ToolCall] = []
+        self.tool_results: list[ToolResult] = []
 
     @property
     def text(self) -> str:
@@ -191,6 +193,8 @@ class BufferingAdapter:
             self._tokens.append(event.content)
         elif event.type is StreamEventType.TOOL_CALL and event.tool_call is not None:
             self.tool_calls.append(event.tool_call)
+        elif event.type is StreamEventType.TOOL_RESULT and event.tool_result is not None:
+            self.tool_results.append(event.tool_result)
         elif event.type is StreamEventType.DONE:
             self.result = event.result
 

@@ -7,8 +7,8 @@ from .actors._tool_executor import ToolExecutor as ToolExecutor
 from .actors._tools import DEFAULT_TOOL_TIMEOUT as DEFAULT_TOOL_TIMEOUT
 from .actors._tools import Tool as Tool
 from .actors._tools import ToolRegistry as ToolRegistry
-from .actors._tools import ToolResult as ToolResult
 from .actors._tools import tool as tool
+from .schemas import ToolResult as ToolResult
 
 __all__ = [
     "DEFAULT_TOOL_CONCURRENCY",

@@ -33,6 +33,7 @@ from ..schemas import (
     StreamEvent,
     StreamEventType,
     ToolCall,
+    ToolResult,
     Usage,
 )
 from ._conversation import Conversation, Truncation
@@ -44,7 +45,7 @@ from ._provider_worker import (
     _PoolActor,
 )
 from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
-from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry, ToolResult
+from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry
 from ._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = [
@@ -767,8 +768,8 @@ class Agent(Actor):
 
     def stream(self, prompt: str) -> AgentStream:
         """Run the agent on ``prompt`` and iterate its :class:`StreamEvent` s: TOKEN and
-        TOOL_CALL as the model produces them, META events with ``meta["event"] ==
-        "tool_result"`` as tools finish, ERROR if the run failed, then DONE (``result`` holds
+        TOOL_CALL as the model produces them, TOOL_RESULT as tools finish (``tool_result`` is
+        the :class:`ToolResult`), ERROR if the run failed, then DONE (``result`` holds
         the final answer, usage and cost; ``meta`` the status and turns).
 
         Use ``async with agent.stream(p) as events: async for e in events: ...``; the
@@ -926,17 +927,7 @@ class UsageLimitReached(LimelightError):
 
 
 def _tool_result_event(result: ToolResult) -> StreamEvent:
-    return StreamEvent(
-        type=StreamEventType.META,
-        meta={
-            "event": "tool_result",
-            "tool_call_id": result.tool_call_id,
-            "name": result.name,
-            "content": result.content,
-            "is_error": result.is_error,
-            "duration": result.duration,
-        },
-    )
+    return StreamEvent(type=StreamEventType.TOOL_RESULT, tool_result=result)
 
 
 def _done_event(result: AgentResult, model: str) -> StreamEvent:

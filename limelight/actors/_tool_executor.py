@@ -15,8 +15,8 @@ import msgspec
 from .._usage import current_usage_run
 from ..errors import ConfigError
 from ..runtime import Actor, Context, Slots
-from ..schemas import ToolCall
-from ._tools import PreparedCall, ToolRegistry, ToolResult
+from ..schemas import ToolCall, ToolResult
+from ._tools import PreparedCall, ToolRegistry
 
 if TYPE_CHECKING:
     import uuid

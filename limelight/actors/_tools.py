@@ -21,7 +21,7 @@ import anyio.to_thread
 import msgspec
 
 from ..errors import ConfigError
-from ..schemas import ToolSpec, Usage
+from ..schemas import ToolResult, ToolSpec
 
 __all__ = [
     "DEFAULT_TOOL_TIMEOUT",
@@ -40,28 +40,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _encoder = msgspec.json.Encoder()
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ToolResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
-    """The outcome of one tool call, as the model will see it.
-
-    :ivar content: the tool's return value as text (JSON for structured values), or the
-        error message when ``is_error``.
-    :ivar is_error: the call failed; ``content`` says why and what to do instead.
-    :ivar duration: seconds the call took, validation included.
-    :ivar name: the tool called.
-    :ivar tool_call_id: the id of the model's call this answers.
-    :ivar usage: tokens spent inside the tool (a delegated child agent's, say).
-    :ivar cost: USD spent inside the tool, when known.
-    """
-
-    content: str
-    is_error: bool = False
-    duration: float = 0.0
-    name: str = ""
-    tool_call_id: str | None = None
-    usage: Usage | None = None
-    cost: float | None = None
 
 
 def _docs(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:

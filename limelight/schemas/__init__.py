@@ -48,6 +48,7 @@ from ._llm import Role as Role
 from ._llm import StreamEvent as StreamEvent
 from ._llm import StreamEventType as StreamEventType
 from ._llm import ToolCall as ToolCall
+from ._llm import ToolResult as ToolResult
 from ._llm import ToolSpec as ToolSpec
 from ._llm import Usage as Usage
 
@@ -84,6 +85,7 @@ __all__ = [
     "ToolCall",
     "ToolCallPayload",
     "ToolResponsePayload",
+    "ToolResult",
     "ToolSpec",
     "Usage",
     "UserFeedbackPayload",
@@ -120,6 +122,7 @@ _EVENTS = frozenset(
         "TimeoutErrorPayload",
         "ToolCallPayload",
         "ToolResponsePayload",
+        "ToolResult",
         "UserFeedbackPayload",
         "UserInputPayload",
         "ValidationErrorPayload",

@@ -144,9 +144,32 @@ class CompletionResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit
         return Message(role="assistant", content=self.content, tool_calls=self.tool_calls)
 
 
+class ToolResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
+    """The outcome of one tool call, as the model will see it.
+
+    :ivar content: the tool's return value as text (JSON for structured values), or the
+        error message when ``is_error``.
+    :ivar is_error: the call failed; ``content`` says why and what to do instead.
+    :ivar duration: seconds the call took, validation included.
+    :ivar name: the tool called.
+    :ivar tool_call_id: the id of the model's call this answers.
+    :ivar usage: tokens spent inside the tool (a delegated child agent's, say).
+    :ivar cost: USD spent inside the tool, when known.
+    """
+
+    content: str
+    is_error: bool = False
+    duration: float = 0.0
+    name: str = ""
+    tool_call_id: str | None = None
+    usage: Usage | None = None
+    cost: float | None = None
+
+
 class StreamEventType(enum.Enum):
     TOKEN = "token"
     TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
     META = "meta"
     USAGE = "usage"
     DONE = "done"
@@ -156,7 +179,8 @@ class StreamEventType(enum.Enum):
 class StreamEvent(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):
     """One event of a streamed call.
 
-    TOKEN carries ``content``; TOOL_CALL a complete ``tool_call``; USAGE ``usage``; META
+    TOKEN carries ``content``; TOOL_CALL a complete ``tool_call``; TOOL_RESULT (agents'
+    streams) the ``tool_result`` of a call once the tool has run; USAGE ``usage``; META
     ``meta`` (model, id, headers); DONE the assembled ``result``; ERROR ``error`` (the message)
     and ``error_type`` (the exception class name).
     """
@@ -164,6 +188,7 @@ class StreamEvent(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defa
     type: StreamEventType
     content: str | None = None
     tool_call: ToolCall | None = None
+    tool_result: ToolResult | None = None
     usage: Usage | None = None
     result: CompletionResult | None = None
     meta: dict[str, Any] = {}

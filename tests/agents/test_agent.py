@@ -191,15 +191,19 @@ async def test_stream_yields_tokens_tool_calls_tool_results_and_done() -> None:
     kinds = [e.type for e in seen]
     assert kinds == [
         StreamEventType.TOOL_CALL,
-        StreamEventType.META,
+        StreamEventType.TOOL_RESULT,
         StreamEventType.TOKEN,
         StreamEventType.TOKEN,
         StreamEventType.TOKEN,
         StreamEventType.TOKEN,
         StreamEventType.DONE,
     ]
-    assert seen[1].meta["event"] == "tool_result"
-    assert seen[1].meta["content"] == "3"
+    tool_result = seen[1].tool_result
+    assert tool_result is not None
+    assert (tool_result.content, tool_result.name, tool_result.is_error) == ("3", "add", False)
+    call = seen[0].tool_call
+    assert call is not None
+    assert tool_result.tool_call_id == call.id
     assert "".join(e.content or "" for e in seen if e.type is StreamEventType.TOKEN) == (
         "the sum is 3"
     )

@@ -83,8 +83,8 @@ async def test_the_simulated_model_calls_the_agents_tool_over_http() -> None:
         check_tool_turns(events.result, seen)
         kinds = [e.type for e in received]
         assert kinds.count(StreamEventType.TOOL_CALL) == 3
-        results = [e.meta for e in received if e.type is StreamEventType.META]
-        assert [m["content"] for m in results] == [r.content for r in events.result.tool_results]
+        results = [e.tool_result for e in received if e.type is StreamEventType.TOOL_RESULT]
+        assert results == events.result.tool_results
         assert kinds[-1] is StreamEventType.DONE
 
 

@@ -18,7 +18,14 @@ from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 from limelight.errors import BadResponse
-from limelight.schemas import CompletionResult, StreamEvent, StreamEventType, ToolCall, Usage
+from limelight.schemas import (
+    CompletionResult,
+    StreamEvent,
+    StreamEventType,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from limelight.streaming import (
     BufferingAdapter,
     CallbackAdapter,
@@ -37,7 +44,7 @@ def script(*, fail: bool = False, error_event: bool = False) -> list[StreamEvent
         StreamEvent.token("Hello"),
         StreamEvent.token(" world"),
         StreamEvent(type=StreamEventType.TOOL_CALL, tool_call=CALL),
-        StreamEvent(type=StreamEventType.META, meta={"event": "tool_result", "content": "2"}),
+        StreamEvent(type=StreamEventType.TOOL_RESULT, tool_result=ToolResult(content="2")),
         StreamEvent(type=StreamEventType.USAGE, usage=Usage.of(3, 2)),
     ]
     if error_event:
@@ -83,7 +90,7 @@ async def test_callbacks_get_each_kind_of_event_sync_or_async() -> None:
     adapter = CallbackAdapter(
         on_token=lambda t: seen.append(("token", t)),
         on_tool_call=lambda c: seen.append(("call", c.name)),
-        on_tool_result=lambda m: seen.append(("result", m["content"])),
+        on_tool_result=lambda r: seen.append(("result", r.content)),
         on_done=on_done,
     )
     result = await adapter.consume(source(script()))
@@ -118,6 +125,7 @@ async def test_buffering_passes_events_through_and_keeps_them() -> None:
     assert buffer.events == passed
     assert buffer.text == "Hello world"
     assert buffer.tool_calls == [CALL]
+    assert buffer.tool_results == [ToolResult(content="2")]
     assert buffer.result == RESULT
     assert await BufferingAdapter(source(script())).consume() == "Hello world"
 
@@ -204,8 +212,11 @@ def test_the_starlette_example_streams_an_agent_over_sse_and_websocket() -> None
         frames = [f for f in body.split("\n\n") if f]
         kinds = [f.split("\n", 1)[0] for f in frames]
         assert kinds[0] == "event: tool_call"
-        assert kinds[1] == "event: meta"
+        assert kinds[1] == "event: tool_result"
         assert kinds[-1] == "event: done"
+        result = msgspec.json.decode(frames[1].split("data: ", 1)[1], type=StreamEvent)
+        assert result.tool_result is not None
+        assert result.tool_result.content == "5"
         done = msgspec.json.decode(frames[-1].split("data: ", 1)[1], type=StreamEvent)
         assert done.result is not None
         assert done.result.content == "The answer is 5."
@@ -217,6 +228,10 @@ def test_the_starlette_example_streams_an_agent_over_sse_and_websocket() -> None
                 messages.append(event)
                 if event.type is StreamEventType.DONE:
                     break
+        assert [e.type for e in messages][:2] == [
+            StreamEventType.TOOL_CALL,
+            StreamEventType.TOOL_RESULT,
+        ]
         assert messages[-1].meta["status"] == "completed"
         # Each request's agent is stopped when its response ends.
         runtime = example.app.state.runtime
