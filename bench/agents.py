@@ -2,14 +2,18 @@
 for two tool calls each, run in parallel; the third answers), against the Scripted provider
 with realistic delays. limelight's Agent actors (a shared ProviderPool, a ToolExecutor per
 agent) side by side with the floor: the same workload as plain ``asyncio.gather`` over the
-same provider and tools, no actors.
+same provider and tools, no actors. Between the two, two skeletons of the floor with only
+what an actor design cannot skip (the model call an ask to a worker actor that runs it
+under a timeout scope, the tool calls an ask to an executor actor that runs them in a task
+group): "raw-anyio", written with plain anyio tasks, memory object streams and events, and
+"skeleton", written on limelight's kernel (its Runtime, actors and asks). They show what
+actors on anyio cost by themselves, apart from what limelight's agents do.
 
 Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
 per live agent (peak RSS over the run less the RSS before it, divided by N). Then the CPU
 cost of the kernel primitives an actor-based turn cannot skip (two ask round trips, the
-per-attempt timeout scope, a task group for the parallel tool calls), measured alone: the
-least any such design adds to the floor per turn.
+per-attempt timeout scope, a task group for the parallel tool calls), measured alone.
 
     python bench/agents.py              # 10,000 agents, 3 runs each
     python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run
@@ -130,6 +134,176 @@ async def _floor(n: int) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
 
 
+async def _raw_anyio(n: int) -> dict[str, Any]:
+    """The same skeleton with no limelight at all: each actor is a plain anyio task reading
+    ``(message, reply slot)`` pairs from an anyio memory object stream, the reply an
+    ``anyio.Event``. What anyio actors cost, written the way anyio's documentation shows."""
+    import anyio
+    import msgspec
+
+    from limelight.schemas import CompletionRequest, Message
+
+    provider, lookup = _workload()
+
+    class Slot:
+        __slots__ = ("event", "value")
+
+        def __init__(self) -> None:
+            self.event = anyio.Event()
+            self.value: Any = None
+
+    async def worker(inbox: Any) -> None:
+        async for request, slot in inbox:
+            with anyio.move_on_after(120):
+                slot.value = await provider.complete(request)
+            slot.event.set()
+
+    async def executor(inbox: Any) -> None:
+        async for calls, slot in inbox:
+            outputs: list[str] = [""] * len(calls)
+
+            async def call(k: int, calls: Any = calls, outputs: list[str] = outputs) -> None:
+                outputs[k] = await lookup(**msgspec.json.decode(calls[k].arguments))
+
+            async with anyio.create_task_group() as tg:
+                for k in range(1, len(calls)):
+                    tg.start_soon(call, k)
+                await call(0)
+            slot.value = outputs
+            slot.event.set()
+
+    async def ask(outbox: Any, message: Any) -> Any:
+        slot = Slot()
+        await outbox.send((message, slot))
+        await slot.event.wait()
+        return slot.value
+
+    gc.collect()
+    rss0 = _rss_bytes()
+    async with anyio.create_task_group() as actors:
+        cpu_setup = time.process_time()
+        outboxes = []
+        for _ in range(n):
+            to_worker, worker_inbox = anyio.create_memory_object_stream[Any](16)
+            to_executor, executor_inbox = anyio.create_memory_object_stream[Any](16)
+            actors.start_soon(worker, worker_inbox)
+            actors.start_soon(executor, executor_inbox)
+            outboxes.append((to_worker, to_executor))
+        await anyio.lowlevel.checkpoint()  # the actors reach their first receive
+        setup_cpu = time.process_time() - cpu_setup
+
+        async def one(i: int) -> str | None:
+            to_worker, to_executor = outboxes[i]
+            messages = [Message.system("You look things up."), Message.user(f"task {i}")]
+            for _ in range(TURNS):
+                request = CompletionRequest(model="scripted", messages=messages)
+                result = await ask(to_worker, request)
+                messages.append(result.message())
+                if not result.tool_calls:
+                    return str(result.content)
+                outputs = await ask(to_executor, result.tool_calls)
+                messages.extend(
+                    Message.tool(o, tool_call_id=c.id, name=c.name)
+                    for c, o in zip(result.tool_calls, outputs, strict=True)
+                )
+            return None
+
+        if GC_TUNED:
+            _tune_gc()
+        answers: list[str | None] = []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+
+            async def run(i: int) -> None:
+                answers.append(await one(i))
+
+            for i in range(n):
+                tg.start_soon(run, i)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert len(answers) == n
+        assert all(answers)
+        for to_worker, to_executor in outboxes:
+            to_worker.close()
+            to_executor.close()
+    return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
+
+
+async def _skeleton(n: int) -> dict[str, Any]:
+    """The floor plus only what an anyio actor design cannot skip, and nothing else: each
+    agent's loop is the floor's plain coroutine, but its model call is an ask to an actor of
+    its own that runs the call under a timeout scope, and its tool calls an ask to a second
+    actor that runs them in a task group (the first call inline, the rest spawned). No
+    conversation, no usage or cost, no validation, no supervision beyond the kernel's.
+    A lower bound for any design that keeps provider workers and tool executors as actors."""
+    import anyio
+    import msgspec
+
+    from limelight.runtime import Actor, Context, Runtime
+    from limelight.schemas import CompletionRequest, Message
+
+    provider, lookup = _workload()
+
+    class Worker(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            with anyio.move_on_after(120):
+                return await provider.complete(message)
+
+    class Executor(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            outputs: list[str] = [""] * len(message)
+
+            async def call(k: int) -> None:
+                outputs[k] = await lookup(**msgspec.json.decode(message[k].arguments))
+
+            async with anyio.create_task_group() as tg:
+                for k in range(1, len(message)):
+                    tg.start_soon(call, k)
+                await call(0)
+            return outputs
+
+    gc.collect()
+    rss0 = _rss_bytes()
+    async with Runtime() as rt:
+        cpu_setup = time.process_time()
+        refs = [
+            (await rt.spawn(Worker(), name=f"w{i}"), await rt.spawn(Executor(), name=f"x{i}"))
+            for i in range(n)
+        ]
+        setup_cpu = time.process_time() - cpu_setup
+
+        async def one(i: int) -> str | None:
+            worker, executor = refs[i]
+            messages = [Message.system("You look things up."), Message.user(f"task {i}")]
+            for _ in range(TURNS):
+                request = CompletionRequest(model="scripted", messages=messages)
+                result = await worker.ask(request)
+                messages.append(result.message())
+                if not result.tool_calls:
+                    return str(result.content)
+                outputs = await executor.ask(result.tool_calls)
+                messages.extend(
+                    Message.tool(o, tool_call_id=c.id, name=c.name)
+                    for c, o in zip(result.tool_calls, outputs, strict=True)
+                )
+            return None
+
+        if GC_TUNED:
+            _tune_gc()
+        answers: list[str | None] = []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+
+            async def run(i: int) -> None:
+                answers.append(await one(i))
+
+            for i in range(n):
+                tg.start_soon(run, i)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert len(answers) == n
+        assert all(answers)
+    return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
+
+
 async def _limelight(n: int) -> dict[str, Any]:
     import anyio
 
@@ -235,7 +409,9 @@ def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
     if variant == "pieces":
         print(json.dumps(anyio.run(_pieces, backend=backend)))
         return
-    fn = _floor if variant == "floor" else _limelight
+    fn = {"floor": _floor, "raw-anyio": _raw_anyio, "skeleton": _skeleton, "limelight": _limelight}[
+        variant
+    ]
     out = anyio.run(fn, n, backend=backend)
     out["peak_rss"] = _peak_rss_bytes()
     print(json.dumps(out))
@@ -262,7 +438,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--child", choices=["floor", "limelight", "pieces"])
+    parser.add_argument(
+        "--child", choices=["floor", "raw-anyio", "skeleton", "limelight", "pieces"]
+    )
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--gc-tuned", action="store_true")
     args = parser.parse_args()
@@ -274,6 +452,10 @@ def main() -> None:
     variants = [
         ("floor", "asyncio", False),
         ("floor", "asyncio", True),
+        ("raw-anyio", "asyncio", False),
+        ("raw-anyio", "asyncio", True),
+        ("skeleton", "asyncio", False),
+        ("skeleton", "asyncio", True),
         ("limelight", "asyncio", False),
         ("limelight", "asyncio", True),
         ("limelight", "trio", False),
