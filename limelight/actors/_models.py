@@ -2,9 +2,9 @@
 in a registry the user can extend. Conversations truncate to the context window; agents
 price their usage with it.
 
-Prices are not kept here: they come from profiles the user registers, else LiteLLM's model
-cost map when LiteLLM is installed (read as a JSON file, without importing LiteLLM), else
-genai-prices (the ``usage`` extra). The built-in profiles only say the context window and
+Prices are not kept here: they come from profiles the user registers, else genai-prices (the
+``usage`` extra), else LiteLLM's model cost map when LiteLLM is installed (read as a JSON
+file, without importing LiteLLM): the order the usage tracker prices calls in. The built-in profiles only say the context window and
 capabilities.
 """
 
@@ -85,7 +85,7 @@ def _p(name: str, window: int, out: int | None, caps: frozenset[str]) -> ModelPr
 
 
 #: Profiles shipped with limelight: context windows and capabilities of common models (their
-#: prices come from LiteLLM's cost map or genai-prices, see :func:`get_model_profile`).
+#: prices come from genai-prices or LiteLLM's cost map, see :func:`get_model_profile`).
 BUILTIN_PROFILES: Final[tuple[ModelProfile, ...]] = (
     _p("gpt-4o", 128_000, 16_384, _VISION),
     _p("gpt-4o-mini", 128_000, 16_384, _VISION),
@@ -186,17 +186,17 @@ def _genai_prices(names: Iterable[str]) -> tuple[float, float] | None:
 
 
 def _with_prices(profile: ModelProfile, names: list[str]) -> ModelProfile:
-    """``profile`` with the prices it lacks from LiteLLM's cost map, else from genai-prices;
-    a price the profile has is kept."""
+    """``profile`` with the prices it lacks from genai-prices, else from LiteLLM's cost map
+    (the order the usage tracker prices calls in, so a profile and a call's cost agree); a
+    price the profile has is kept."""
     if profile.input_price is not None and profile.output_price is not None:
         return profile
     names = list(dict.fromkeys([*names, profile.name]))
-    prices: tuple[float | None, float | None] | None = None
-    entry = _cost_entry(names)
-    if entry is not None:
-        prices = _price(entry, "input_cost_per_token"), _price(entry, "output_cost_per_token")
-    if prices is None or None in prices:
-        prices = _genai_prices(names) or prices
+    prices: tuple[float | None, float | None] | None = _genai_prices(names)
+    if prices is None:
+        entry = _cost_entry(names)
+        if entry is not None:
+            prices = _price(entry, "input_cost_per_token"), _price(entry, "output_cost_per_token")
     if prices is None:
         return profile
     return msgspec.structs.replace(
@@ -276,7 +276,7 @@ def get_model_profile(model: str) -> ModelProfile | None:
     A registered profile of that exact name (also after a ``provider/`` prefix) comes first;
     then LiteLLM's cost map; then the registered profile with the longest name prefixing it
     (dated variants: ``gpt-4o`` for ``gpt-4o-2024-08-06``). Prices the profile does not
-    give come from LiteLLM's cost map, else from genai-prices, when either knows the model
+    give come from genai-prices, else from LiteLLM's cost map, when either knows the model
     (by its own name first, then the profile's); prices registered by the user come first.
     """
     names = _name_forms(model)
@@ -286,7 +286,9 @@ def get_model_profile(model: str) -> ModelProfile | None:
         if entry is not None:
             from_map = _from_cost_map(model, entry)
             if from_map is not None:
-                return _with_prices(from_map, names)
+                # Its prices as a fallback only: genai-prices comes first, as for calls.
+                unpriced = msgspec.structs.replace(from_map, input_price=None, output_price=None)
+                return _with_prices(unpriced, names)
         profile = _longest_prefixing(names)
     if profile is None:
         return None

@@ -150,22 +150,33 @@ def test_a_cost_map_entry_without_prices_takes_them_from_genai_prices(
     assert profile.output_price == pytest.approx(output_price)
 
 
-def test_litellms_prices_come_before_genai_prices(monkeypatch: pytest.MonkeyPatch) -> None:
-    cost_map(
-        monkeypatch,
-        {
-            "gpt-4o-mini": {
-                "max_input_tokens": 4_096,
-                "input_cost_per_token": 1e-6,
-                "output_cost_per_token": 3e-6,
-                "mode": "chat",
-            }
-        },
-    )
+def test_genai_prices_come_before_litellms_as_for_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("genai_prices")
+    from limelight.usage import model_price
+
+    entry = {
+        "max_input_tokens": 4_096,
+        "input_cost_per_token": 1e-6,
+        "output_cost_per_token": 3e-6,
+        "mode": "chat",
+    }
+    cost_map(monkeypatch, {"gpt-4o-mini": entry, "house-model-z": entry})
+    genai = _models._genai_prices(["gpt-4o-mini"])
+    assert genai is not None
+    assert genai != (1.0, 3.0)  # the stand-in map's prices differ from genai-prices'
     profile = get_model_profile("gpt-4o-mini")
     assert profile is not None
-    assert profile.input_price == pytest.approx(1.0)
-    assert profile.output_price == pytest.approx(3.0)
+    assert (profile.input_price, profile.output_price) == pytest.approx(genai)
+    # The same price a call of that model is charged.
+    price = model_price("gpt-4o-mini")
+    assert price is not None
+    assert (price.input, price.output) == pytest.approx(genai)
+    # A model genai-prices does not know is priced from LiteLLM's map.
+    assert _models._genai_prices(["house-model-z"]) is None
+    local = get_model_profile("house-model-z")
+    assert local is not None
+    assert (local.input_price, local.output_price) == pytest.approx((1.0, 3.0))
+    assert local.context_window == 4_096
 
 
 @pytest.mark.usefixtures("no_cost_map")
