@@ -4,8 +4,8 @@ price their usage with it.
 
 Prices are not kept here: they come from profiles the user registers, else genai-prices (the
 ``usage`` extra), else LiteLLM's model cost map when LiteLLM is installed (read as a JSON
-file, without importing LiteLLM): the order the usage tracker prices calls in. The built-in profiles only say the context window and
-capabilities.
+file, without importing LiteLLM): the order the usage tracker prices calls in. The built-in
+profiles only say the context window and capabilities.
 """
 
 from __future__ import annotations
