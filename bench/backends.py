@@ -179,25 +179,29 @@ def measure_column(name: str, path: Path, tokens: int, column: str, reps: int) -
     if column.startswith("limelight_"):
         loop = column.removeprefix("limelight_")
         return anyio.run(_measure_ours, name, path, tokens, reps, backend=loop)
-    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
 
-    def in_thread() -> int:
-        counts: list[int] = []
-        thread = threading.Thread(target=lambda: counts.append(direct()))
-        thread.start()
-        thread.join()
-        return counts[0]
+    def measure() -> dict[str, Any]:
+        direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
+        direct()  # warm-up
+        rates: list[float] = []
+        counts: set[int] = set()
+        for _ in range(reps):
+            started = time.perf_counter()
+            count = direct()
+            rates.append(count / (time.perf_counter() - started))
+            counts.add(count)
+        return {"rates": rates, "counts": sorted(counts)}
 
-    call = direct if column == "direct" else in_thread
-    call()  # warm-up
-    rates: list[float] = []
-    counts: set[int] = set()
-    for _ in range(reps):
-        started = time.perf_counter()
-        count = call()
-        rates.append(count / (time.perf_counter() - started))
-        counts.add(count)
-    return {"rates": rates, "counts": sorted(counts)}
+    if column == "direct":
+        return measure()
+    # Loaded and run in the same plain thread (mlx's arrays belong to the thread's stream).
+    out: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: out.append(measure()))
+    thread.start()
+    thread.join()
+    if not out:
+        raise RuntimeError(f"the {column} column of {name} failed in its thread")
+    return out[0]
 
 
 async def _measure_ours(name: str, path: Path, tokens: int, reps: int) -> dict[str, Any]:
