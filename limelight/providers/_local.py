@@ -1,19 +1,22 @@
 """What the in-process model backends (MLX, transformers) share: a process-wide model cache,
-the prompt built from a request (JSON-schema output by instruction), generation in a worker
-thread streamed to async code, stop strings, and the result.
+a thread of its own for each loaded model, the prompt built from a request (JSON-schema
+output by instruction), generation streamed from that thread to async code, stop strings,
+and the result.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import queue
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Hashable
 from typing import Any
 
 import anyio.lowlevel
-import anyio.to_thread
 import msgspec
+import structlog
 
 from ..errors import BadRequest, ConfigError
 from ..schemas import (
@@ -32,15 +35,19 @@ from ._threads import iterate_in_thread
 __all__ = [
     "Finished",
     "LocalBackend",
+    "ModelThread",
     "Settings",
-    "acquire_unless_stopped",
     "load_once",
+    "model_thread",
     "prompt_messages",
 ]
+
+_log = structlog.get_logger("limelight.providers.local")
 
 _cache_guard = threading.Lock()
 _cache: dict[Hashable, Any] = {}
 _cache_locks: dict[Hashable, threading.Lock] = {}
+_threads: dict[Hashable, ModelThread] = {}
 
 
 def load_once(key: Hashable, loader: Callable[[], Any]) -> Any:
@@ -60,16 +67,57 @@ def load_once(key: Hashable, loader: Callable[[], Any]) -> Any:
         return value
 
 
-def acquire_unless_stopped(lock: threading.Lock, stop: threading.Event) -> bool:
-    """Take ``lock`` (a model's one-generation-at-a-time lock), giving up as soon as ``stop``
-    is set, so a cancelled call queued behind others ends at once. ``True`` when taken."""
-    while not lock.acquire(timeout=0.02):
-        if stop.is_set():
-            return False
-    if stop.is_set():
-        lock.release()
-        return False
-    return True
+class ModelThread:
+    """The one thread a loaded model runs on, for the life of the process (as the model
+    stays cached): its load, each generation and each embedding, one job at a time, in the
+    order they come.
+
+    One thread per model, rather than a new one per call, keeps what the model library ties
+    to a thread (mlx's per-thread streams, where the weights were evaluated; torch's
+    per-thread state) the same from load to every call, and makes "one generation at a
+    time per model" a property of the queue instead of a lock.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except BaseException:  # jobs hand their errors on; this one escaped: report it
+                _log.exception("model thread job failed", thread=self._thread.name)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job`` to run on this thread after those queued before it."""
+        self._jobs.put(job)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``'s value, computed on this thread (blocking; direct when called from it)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # re-raised by future.result() in the caller
+                future.set_exception(exc)
+
+        self.submit(job)
+        return future.result()
+
+
+def model_thread(key: Hashable, name: str) -> ModelThread:
+    """The thread of the model cached under ``key``, started on first use."""
+    with _cache_guard:
+        thread = _threads.get(key)
+        if thread is None:
+            thread = _threads[key] = ModelThread(name)
+        return thread
 
 
 def json_instruction(response_format: dict[str, Any]) -> str | None:
@@ -229,7 +277,7 @@ class LocalBackend:
     # -- for subclasses ----------------------------------------------------------------------
 
     def _load(self) -> Any:
-        """The loaded model (blocking, runs in a worker thread, cached per process)."""
+        """The loaded model (blocking, runs on the model's thread, cached per process)."""
         raise NotImplementedError
 
     def _cache_key(self) -> Hashable:
@@ -243,8 +291,8 @@ class LocalBackend:
         emit: Emit,
         stop: threading.Event,
     ) -> None:
-        """Generate (blocking): ``emit`` each piece of text, then one :class:`Finished`.
-        Return soon after ``stop`` is set."""
+        """Generate (blocking, on the model's thread): ``emit`` each piece of text, then one
+        :class:`Finished`. Return soon after ``stop`` is set."""
         raise NotImplementedError
 
     def _embed(self, loaded: Any, texts: list[str]) -> list[list[float]]:
@@ -252,10 +300,15 @@ class LocalBackend:
 
     # -- shared ------------------------------------------------------------------------------
 
+    def thread(self) -> ModelThread:
+        """The model's own thread, shared by every instance naming the same model."""
+        return model_thread(self._cache_key(), f"limelight-{self.name}-model")
+
     def loaded(self) -> Any:
-        """The model, loaded once per process and shared by every instance naming it
-        (blocking: call it from a worker thread)."""
-        return load_once(self._cache_key(), self._load)
+        """The model, loaded once per process on its thread and shared by every instance
+        naming it (blocking: from async code, call it in a worker thread)."""
+        key = self._cache_key()
+        return self.thread().call(lambda: load_once(key, self._load))
 
     def _settings(self, request: CompletionRequest, *, incremental: bool = True) -> Settings:
         max_tokens = request.max_tokens if request.max_tokens is not None else self.max_tokens
@@ -312,7 +365,10 @@ class LocalBackend:
         ttft: float | None = None
         finished: Finished | None = None
         pieces = iterate_in_thread(
-            produce, name=f"limelight-{self.name}-generate", wake_each=wake_each
+            produce,
+            name=f"limelight-{self.name}-generate",
+            wake_each=wake_each,
+            start=self.thread().submit,
         )
         try:
             async for piece in pieces:
@@ -361,15 +417,26 @@ class LocalBackend:
         )
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
-        """Mean-pooled, unit-length last hidden states of the model (in a worker thread)."""
+        """Mean-pooled, unit-length last hidden states of the model (on its thread)."""
         texts = list(request.input)
         if not texts:
             raise BadRequest("embed needs at least one input text", status_code=400)
 
-        def run() -> list[list[float]]:
-            return self._embed(self.loaded(), texts)
+        def produce(emit: Callable[[list[list[float]]], None], stop: threading.Event) -> None:
+            emit(self._embed(self.loaded(), texts))
 
-        vectors = await anyio.to_thread.run_sync(run)
+        vectors: list[list[float]] = []
+        batches = iterate_in_thread(
+            produce,
+            name=f"limelight-{self.name}-embed",
+            wake_each=False,
+            start=self.thread().submit,
+        )
+        try:
+            async for batch in batches:
+                vectors = batch
+        finally:
+            await batches.aclose()
         if request.dimensions is not None:
             vectors = [v[: request.dimensions] for v in vectors]
         return EmbeddingResult(embeddings=vectors, model=request.model or self.model)

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra
-from ._local import Emit, Finished, LocalBackend, Settings, acquire_unless_stopped
+from ._local import Emit, Finished, LocalBackend, Settings
 
 __all__ = ["MLX"]
 
@@ -30,12 +30,13 @@ def _chat_text(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
 class MLX(LocalBackend):
     """A :class:`~limelight.providers.Provider` running an mlx-lm model in this process.
 
-    The model is loaded (``mlx_lm.load``) on first use, in a worker thread, once per process
-    and path; every MLX instance naming it shares it, and generations on it run one at a time.
-    Generation (``mlx_lm.stream_generate`` with ``make_sampler``) runs in a worker thread that
-    checks a stop flag between tokens, so the event loop never blocks and a cancelled call
-    stops generating. ``response_format`` JSON schemas are asked for by instruction in the
-    prompt (the answer is not constrained). Tool calls are not parsed: serve the model with
+    The model is loaded (``mlx_lm.load``) on first use, once per process and path, on a
+    thread of the model's own; every MLX instance naming it shares it, and generations on it
+    run on that thread, one at a time (mlx ties arrays to the thread that evaluated them).
+    Generation (``mlx_lm.stream_generate`` with ``make_sampler``) checks a stop flag between
+    tokens, so the event loop never blocks and a cancelled call stops generating.
+    ``response_format`` JSON schemas are asked for by instruction in the prompt (the answer
+    is not constrained). Tool calls are not parsed: serve the model with
     ``mlx_lm.server`` and use ``OpenAICompatible`` for them.
 
     :param model: the model's directory, or a hub repo already in the local cache.
@@ -82,7 +83,7 @@ class MLX(LocalBackend):
             model, tokenizer = mlx_lm.load(self.model)[:2]
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise ConfigError(f"mlx-lm could not load {self.model!r}: {exc}") from exc
-        return model, tokenizer, threading.Lock()
+        return model, tokenizer
 
     def _generate(
         self,
@@ -96,7 +97,7 @@ class MLX(LocalBackend):
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
-        model, tokenizer, lock = loaded
+        model, tokenizer = loaded
         prompt = _chat_text(tokenizer, messages)
         sampler = make_sampler(
             temp=settings.temperature,
@@ -104,25 +105,20 @@ class MLX(LocalBackend):
             top_k=settings.top_k or 0,
             min_p=self.min_p or 0.0,
         )
-        if not acquire_unless_stopped(lock, stop):  # one generation at a time per model
-            return
-        try:
-            if settings.seed is not None:
-                mx.random.seed(settings.seed)
-            finish_reason = "stop"
-            count = 0
-            for response in stream_generate(
-                model, tokenizer, prompt=prompt, max_tokens=settings.max_tokens, sampler=sampler
-            ):
-                count = response.generation_tokens
-                if response.text:
-                    emit(response.text)
-                if response.finish_reason is not None:
-                    finish_reason = response.finish_reason
-                if stop.is_set():
-                    return
-        finally:
-            lock.release()
+        if settings.seed is not None:
+            mx.random.seed(settings.seed)
+        finish_reason = "stop"
+        count = 0
+        for response in stream_generate(
+            model, tokenizer, prompt=prompt, max_tokens=settings.max_tokens, sampler=sampler
+        ):
+            count = response.generation_tokens
+            if response.text:
+                emit(response.text)
+            if response.finish_reason is not None:
+                finish_reason = response.finish_reason
+            if stop.is_set():
+                return
         emit(
             Finished(
                 finish_reason=finish_reason, prompt_tokens=len(prompt), completion_tokens=count
@@ -132,15 +128,14 @@ class MLX(LocalBackend):
     def _embed(self, loaded: Any, texts: list[str]) -> list[list[float]]:
         import mlx.core as mx
 
-        model, tokenizer, lock = loaded
+        model, tokenizer = loaded
         inner = getattr(model, "model", None)
         if inner is None:
             raise ConfigError(f"{self.model!r} exposes no hidden states (model.model) to embed")
         vectors: list[list[float]] = []
-        with lock:
-            for text in texts:
-                ids = mx.array([tokenizer.encode(text)])
-                hidden = inner(ids)[0].mean(axis=0)
-                hidden = hidden / mx.maximum(mx.linalg.norm(hidden), 1e-12)
-                vectors.append([float(x) for x in hidden.tolist()])
+        for text in texts:
+            ids = mx.array([tokenizer.encode(text)])
+            hidden = inner(ids)[0].mean(axis=0)
+            hidden = hidden / mx.maximum(mx.linalg.norm(hidden), 1e-12)
+            vectors.append([float(x) for x in hidden.tolist()])
         return vectors

@@ -44,13 +44,24 @@ def _call_soon_threadsafe() -> Callable[[Callable[[], object]], object]:
 
 
 class _Channel(Generic[T]):
-    __slots__ = ("call_soon", "done", "error", "items", "lock", "stop", "waiter", "wake_each")
+    __slots__ = (
+        "call_soon",
+        "done",
+        "error",
+        "items",
+        "lock",
+        "started",
+        "stop",
+        "waiter",
+        "wake_each",
+    )
 
     def __init__(self, *, wake_each: bool) -> None:
         self.wake_each = wake_each
         self.items: collections.deque[T] = collections.deque()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.started = False
         self.done = False
         self.error: BaseException | None = None
         self.waiter: anyio.Event | None = None
@@ -85,8 +96,10 @@ async def iterate_in_thread(
     *,
     name: str,
     wake_each: bool = True,
+    start: Callable[[Callable[[], None]], None] | None = None,
 ) -> AsyncGenerator[T, None]:
-    """Run ``produce(emit, stop)`` in a new daemon thread and yield what it emits.
+    """Run ``produce(emit, stop)`` in a new daemon thread (or through ``start``) and yield
+    what it emits.
 
     ``produce`` calls ``emit(item)`` for each item and should return when ``stop`` is set
     (``emit`` then raises :class:`Stopped`, which ends it quietly). An exception it raises is
@@ -97,10 +110,18 @@ async def iterate_in_thread(
     :param wake_each: wake the reader for each item (streaming); with ``False`` the reader
         wakes only when the producer ends, and gets every item then: no event-loop wake-up
         per item, for callers that want the whole answer.
+    :param start: runs the job it is given on a thread of the caller's (a model's own
+        thread, which takes jobs one after another) instead of a new thread. A job that has
+        not begun when this generator closes is skipped when its turn comes, and the
+        generator does not wait for it.
     """
     channel: _Channel[T] = _Channel(wake_each=wake_each)
 
     def main() -> None:
+        with channel.lock:
+            if channel.done:  # the reader left before this job's turn came
+                return
+            channel.started = True
         error: BaseException | None = None
         try:
             produce(channel.emit, channel.stop)
@@ -110,8 +131,12 @@ async def iterate_in_thread(
             error = exc
         channel.finish(error)
 
-    thread = threading.Thread(target=main, name=name, daemon=True)
-    thread.start()
+    thread: threading.Thread | None = None
+    if start is None:
+        thread = threading.Thread(target=main, name=name, daemon=True)
+        thread.start()
+    else:
+        start(main)
     try:
         while True:
             with channel.lock:
@@ -138,8 +163,11 @@ async def iterate_in_thread(
         with anyio.CancelScope(shield=True):
             while True:
                 with channel.lock:
+                    if not channel.started:
+                        channel.done = True  # ``main`` sees this and skips the job
                     if channel.done:
                         break
                     waiter = channel.waiter = anyio.Event()
                 await waiter.wait()
-        thread.join()
+        if thread is not None:
+            thread.join()

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..errors import ConfigError, MissingExtra
-from ._local import Emit, Finished, LocalBackend, Settings, acquire_unless_stopped
+from ._local import Emit, Finished, LocalBackend, Settings
 from ._threads import Stopped
 
 __all__ = ["Transformers"]
@@ -104,12 +104,12 @@ class Transformers(LocalBackend):
     """A :class:`~limelight.providers.Provider` running a transformers causal LM in this process.
 
     The model and tokenizer are loaded (``AutoModelForCausalLM.from_pretrained``) on first
-    use, in a worker thread, once per process (per path, device and dtype); instances naming
-    the same model share it, and generations on it run one at a time. ``generate`` runs in a
-    worker thread; a stream (or a request with stop strings) gets each token's text as it
-    comes, through a streamer, while ``complete`` decodes the answer once at the end. Either
-    way generation ends at the first token after the reader goes away (or the call is
-    cancelled).
+    use, once per process (per path, device and dtype), on a thread of the model's own;
+    instances naming the same model share it, and generations on it run there, one at a
+    time, so the event loop never blocks. A stream (or a request with stop strings) gets
+    each token's text as it comes, through a streamer, while ``complete`` decodes the answer
+    once at the end. Either way generation ends at the first token after the reader goes
+    away (or the call is cancelled).
     ``response_format`` JSON schemas are asked for by instruction in the prompt. Tool calls
     are not parsed.
 
@@ -193,7 +193,7 @@ class Transformers(LocalBackend):
         except (RuntimeError, AssertionError) as exc:  # no CUDA / MPS build or device
             raise ConfigError(f"cannot move {self.model!r} to {self.device!r}: {exc}") from exc
         model.eval()
-        return model, tokenizer, threading.Lock()
+        return model, tokenizer
 
     def _inputs(self, tokenizer: Any, messages: list[dict[str, str]]) -> Any:
         if getattr(tokenizer, "chat_template", None):
@@ -213,7 +213,7 @@ class Transformers(LocalBackend):
     ) -> None:
         import torch
 
-        model, tokenizer, lock = loaded
+        model, tokenizer = loaded
         inputs = self._inputs(tokenizer, messages).to(self.device)
         prompt_tokens = int(inputs["input_ids"].shape[-1])
         options: dict[str, Any] = {"max_new_tokens": settings.max_tokens}
@@ -234,15 +234,10 @@ class Transformers(LocalBackend):
         streamer = (
             _streamer(tokenizer, emit, stop, eos) if settings.incremental else _stop_check(stop)
         )
-        if not acquire_unless_stopped(lock, stop):  # one generation at a time per model
-            return
-        try:
-            with torch.inference_mode():
-                if settings.seed is not None:
-                    torch.manual_seed(settings.seed)
-                output = model.generate(**inputs, **options, streamer=streamer, pad_token_id=pad)
-        finally:
-            lock.release()
+        with torch.inference_mode():
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            output = model.generate(**inputs, **options, streamer=streamer, pad_token_id=pad)
         generated = output[0, prompt_tokens:].tolist()
         if not settings.incremental:
             # Generation ends at the first end-of-sequence token: the last one, if any.
@@ -260,9 +255,9 @@ class Transformers(LocalBackend):
     def _embed(self, loaded: Any, texts: list[str]) -> list[list[float]]:
         import torch
 
-        model, tokenizer, lock = loaded
+        model, tokenizer = loaded
         vectors: list[list[float]] = []
-        with lock, torch.inference_mode():
+        with torch.inference_mode():
             for text in texts:
                 inputs = tokenizer(text, return_tensors="pt").to(self.device)
                 hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0]

@@ -16,7 +16,7 @@ import pytest
 from limelight.errors import BadRequest, ConfigError
 from limelight.providers import MLX, Transformers
 from limelight.providers._local import LocalBackend, _StopStrings, prompt_messages
-from limelight.schemas import CompletionRequest, Message, StreamEventType
+from limelight.schemas import CompletionRequest, EmbeddingRequest, Message, StreamEventType
 
 HELLO = [Message.user("Hello there!")]
 
@@ -127,6 +127,49 @@ async def test_the_event_loop_stays_free_while_the_model_generates(
 
 
 @pytest.mark.anyio
+async def test_a_model_loads_and_runs_on_one_thread_of_its_own(
+    local: tuple[type[LocalBackend], Path],
+) -> None:
+    # mlx ties arrays to the thread that evaluated them: the load, each generation and each
+    # embedding of a model all run on the same thread, never the caller's.
+    cls, path = local
+    seen: list[tuple[str, threading.Thread]] = []
+
+    class Spy(cls):  # type: ignore[valid-type,misc]
+        key = object()  # a cache entry of this test's own: the model loads here
+
+        def _cache_key(self) -> object:
+            return (self.key, super()._cache_key())
+
+        def _load(self) -> object:
+            seen.append(("load", threading.current_thread()))
+            return super()._load()
+
+        def _generate(self, *args: object) -> None:
+            seen.append(("generate", threading.current_thread()))
+            super()._generate(*args)
+
+        def _embed(self, *args: object) -> object:
+            seen.append(("embed", threading.current_thread()))
+            return super()._embed(*args)
+
+    provider = Spy(str(path))
+    before = set(threading.enumerate())
+    await provider.complete(CompletionRequest(messages=HELLO, max_tokens=2))
+    await provider.embed(EmbeddingRequest(input=["hello"]))
+    async with anyio.create_task_group() as tg:  # concurrent calls queue on that thread
+        for _ in range(3):
+            tg.start_soon(provider.complete, CompletionRequest(messages=HELLO, max_tokens=2))
+    assert [e async for e in provider.stream(CompletionRequest(messages=HELLO, max_tokens=2))]
+    Spy(str(path)).loaded()  # from this thread too: loaded, once, on the model's thread
+    assert [what for what, _ in seen] == ["load", "generate", "embed", *["generate"] * 4]
+    threads = {thread for _, thread in seen}
+    assert len(threads) == 1
+    assert threads.isdisjoint({threading.current_thread()} | before)
+    assert threads == {provider.thread()._thread}
+
+
+@pytest.mark.anyio
 async def test_a_model_that_cannot_load_is_a_config_error(
     local: tuple[type[LocalBackend], Path], tmp_path: Path
 ) -> None:
@@ -175,11 +218,16 @@ async def test_a_cancelled_call_queued_for_the_model_ends_without_waiting_its_tu
         with anyio.move_on_after(0.2) as scope:
             await provider.complete(CompletionRequest(messages=HELLO, max_tokens=5))
         assert scope.cancelled_caught  # it could not have run: the model was busy
-        # The queued call gave up while the other generation still runs.
-        assert len(set(threading.enumerate()) - before) == 1
+        # The queued call gave up while the other generation still runs, and no thread was
+        # started for either: both are jobs for the model's own thread.
+        assert (await endless.__anext__()).type is StreamEventType.TOKEN
+        assert set(threading.enumerate()) <= before
     finally:
         await endless.aclose()
-    assert set(threading.enumerate()) <= before
+    # The skipped job does not hold the model up: the next call runs at once.
+    again = await provider.complete(CompletionRequest(messages=HELLO, max_tokens=3))
+    assert again.usage is not None
+    assert again.usage.completion_tokens == 3
 
 
 def test_the_transformers_streamer_reassembles_the_text_exactly(tiny_hf_model: Path) -> None:
@@ -211,8 +259,8 @@ async def test_cancelling_complete_mid_generation_stops_the_model(
     await provider.complete(CompletionRequest(messages=HELLO, max_tokens=1))  # loaded
     before = set(threading.enumerate())
     # A whole answer (no per-token text, decoded at the end) that would take minutes: the
-    # call returns only once its thread has ended, so this passes only if the cancel stopped
-    # the model mid-generation (else the test's timeout fails it).
+    # call returns only once its job on the model's thread has ended, so this passes only if
+    # the cancel stopped the model mid-generation (else the test's timeout fails it).
     with anyio.move_on_after(0.3) as scope:
         await provider.complete(CompletionRequest(messages=HELLO, max_tokens=100_000))
     assert scope.cancelled_caught

@@ -179,7 +179,7 @@ def _record_prompts(
         return prompts
     from limelight.providers import Transformers
 
-    model, tokenizer, _ = Transformers(settings["model"]).loaded()
+    model, tokenizer = Transformers(settings["model"]).loaded()
     generate = model.generate
 
     def spy(**options: Any) -> Any:
