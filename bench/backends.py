@@ -7,14 +7,21 @@ statement only, so interpreter start-up is left out); the median of the runs is 
 
 For generation the bench builds a llama-type model on the spot (random weights, a tokenizer
 trained on a few sentences; nothing is downloaded), saves it once for mlx-lm and once for
-transformers, and generates the same number of tokens greedily from the same prompt: directly
-(``mlx_lm.stream_generate``; ``model.generate``) on the main thread and in a plain thread,
-and through ``MLX.complete`` / ``Transformers.complete`` on asyncio and on trio. Each of
-these four columns runs in fresh processes of its own (a warm-up, then ``--reps`` timed
-generations each), the columns alternating for ``--runs`` rounds, so that no column shares a
-process, or torch's thread pools, with another, and a burst of load on the machine hits all of
-them. limelight is compared with the faster direct column; each figure is the median of all
-its timed generations.
+transformers, and generates the same number of tokens greedily from the same messages (the
+chat template applied in each timed call, as limelight applies it): directly
+(``mlx_lm.stream_generate``; ``model.generate``) and through ``MLX.complete`` /
+``Transformers.complete``. Two kinds of fresh processes, alternating for ``--runs`` rounds:
+
+- paired, one per loop (asyncio, trio): the direct call and limelight's ``complete`` take
+  turns in one process, ``--reps`` timed generations each after a warm-up, both on the
+  model's thread (the direct call handed to limelight's model thread as a job, with a model
+  of its own loaded there), so both see the same process, thread and moments of the
+  machine's load. Per-process differences (this machine's figures vary by up to 2x between
+  processes, little within one) cancel out in the ratio of the two; the row's "paired"
+  figure is the median of the processes' ratios. This is the goal's figure.
+- direct, on the main thread, in processes of their own (no other torch or mlx user in the
+  process); "vs. main" divides limelight's median by this one, with the between-process
+  noise in it.
 
     python bench/backends.py            # full run: 15 import runs; tiny and small models
     python bench/backends.py --quick    # CI smoke: 3 import runs; tiny model, few tokens, 1 round
@@ -31,8 +38,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,7 +65,11 @@ PROMPT = [{"role": "user", "content": "Tokens stream from the model to the calle
 
 def import_seconds(module: str) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    # Bytecode caches on, as an installed package has them (pip compiles a wheel's modules;
+    # an editable checkout under PYTHONDONTWRITEBYTECODE would compile limelight's sources on
+    # every import, and litellm's, installed, would not be).
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
     ).stdout
@@ -67,6 +78,8 @@ def import_seconds(module: str) -> float:
 
 def bench_imports(runs: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = {"limelight": [], "litellm": []}
+    for module in samples:  # untimed: writes the bytecode caches a first import would
+        import_seconds(module)
     for _ in range(runs):  # interleaved, so a burst of load on the machine hits both
         for module in samples:
             samples[module].append(import_seconds(module))
@@ -132,10 +145,10 @@ def direct_mlx(path: Path, tokens: int) -> Any:
     from mlx_lm.sample_utils import make_sampler
 
     model, tokenizer = mlx_lm.load(str(path))[:2]
-    prompt = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True)
     sampler = make_sampler(temp=0.0)
 
-    def run() -> int:
+    def run() -> int:  # from the messages, as limelight's call is
+        prompt = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True)
         count = 0
         for response in mlx_lm.stream_generate(
             model, tokenizer, prompt=prompt, max_tokens=tokens, sampler=sampler
@@ -153,11 +166,11 @@ def direct_hf(path: Path, tokens: int) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(path)
     model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.eval()
-    inputs = tokenizer.apply_chat_template(
-        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
 
-    def run() -> int:
+    def run() -> int:  # from the messages, as limelight's call is
+        inputs = tokenizer.apply_chat_template(
+            PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         with torch.inference_mode():
             output = model.generate(
                 **inputs,
@@ -170,41 +183,40 @@ def direct_hf(path: Path, tokens: int) -> Any:
     return run
 
 
-#: The columns of a generation row; each is measured in processes of its own.
-COLUMNS = ("direct", "direct_thread", "limelight_asyncio", "limelight_trio")
+#: Process kinds of a generation row: the direct call on the main thread in processes of its
+#: own, and pairs (the direct call in a plain thread beside limelight) on each loop.
+KINDS = ("direct", "paired_asyncio", "paired_trio")
 
 
-def measure_column(name: str, path: Path, tokens: int, column: str, reps: int) -> dict[str, Any]:
-    """Run in a fresh process: one column's warm-up, then ``reps`` timed generations."""
-    if column.startswith("limelight_"):
-        loop = column.removeprefix("limelight_")
-        return anyio.run(_measure_ours, name, path, tokens, reps, backend=loop)
-
-    def measure() -> dict[str, Any]:
-        direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
-        direct()  # warm-up
-        rates: list[float] = []
-        counts: set[int] = set()
-        for _ in range(reps):
-            started = time.perf_counter()
-            count = direct()
-            rates.append(count / (time.perf_counter() - started))
-            counts.add(count)
-        return {"rates": rates, "counts": sorted(counts)}
-
-    if column == "direct":
-        return measure()
-    # Loaded and run in the same plain thread (mlx's arrays belong to the thread's stream).
-    out: list[dict[str, Any]] = []
-    thread = threading.Thread(target=lambda: out.append(measure()))
-    thread.start()
-    thread.join()
-    if not out:
-        raise RuntimeError(f"the {column} column of {name} failed in its thread")
-    return out[0]
+def _rates(run: Callable[[], int], reps: int) -> tuple[list[float], set[int]]:
+    rates: list[float] = []
+    counts: set[int] = set()
+    for _ in range(reps):
+        started = time.perf_counter()
+        count = run()
+        rates.append(count / (time.perf_counter() - started))
+        counts.add(count)
+    return rates, counts
 
 
-async def _measure_ours(name: str, path: Path, tokens: int, reps: int) -> dict[str, Any]:
+def measure_kind(name: str, path: Path, tokens: int, kind: str, reps: int) -> dict[str, Any]:
+    """Run in a fresh process: one kind's warm-up, then ``reps`` timed generations per column."""
+    if kind.startswith("paired_"):
+        loop = kind.removeprefix("paired_")
+        return anyio.run(_measure_paired, name, path, tokens, reps, backend=loop)
+    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
+    direct()  # warm-up
+    rates, counts = _rates(direct, reps)
+    return {"direct": rates, "counts": sorted(counts)}
+
+
+async def _measure_paired(name: str, path: Path, tokens: int, reps: int) -> dict[str, Any]:
+    """The direct call and limelight's ``complete`` alternating in one process, both on the
+    model's thread (limelight's own, which the direct call is handed to as a job: one thread
+    for both, so the same mlx stream and the same torch thread pool serve both, and neither
+    leaves an idle pool of its own spinning beside the other), so both see the same process
+    and the same moments of the machine's load. The direct call is timed inside that thread
+    (no hand-off counted); limelight's from the async caller."""
     from limelight.providers import MLX, Transformers
     from limelight.schemas import CompletionRequest, Message
 
@@ -214,60 +226,99 @@ async def _measure_ours(name: str, path: Path, tokens: int, reps: int) -> dict[s
         else Transformers(str(path), max_new_tokens=tokens)
     )
     request = CompletionRequest(messages=[Message.user(PROMPT[0]["content"])])
+    counts: dict[str, set[int]] = {"direct_thread": set(), "limelight": set()}
 
-    async def ours() -> int:
-        result = await provider.complete(request)
-        assert result.usage is not None
-        return result.usage.completion_tokens
-
-    await ours()  # warm-up (and the load)
-    rates: list[float] = []
-    counts: set[int] = set()
-    for _ in range(reps):
+    async def ours() -> float:
         started = time.perf_counter()
-        count = await ours()
-        rates.append(count / (time.perf_counter() - started))
-        counts.add(count)
-    return {"rates": rates, "counts": sorted(counts)}
+        result = await provider.complete(request)
+        elapsed = time.perf_counter() - started
+        assert result.usage is not None
+        counts["limelight"].add(result.usage.completion_tokens)
+        return result.usage.completion_tokens / elapsed
+
+    await ours()  # warm-up (and the load, on the model's thread)
+    builder = direct_mlx if name == "mlx" else direct_hf
+    thread = provider.thread()
+    direct: Callable[[], int] = await anyio.to_thread.run_sync(
+        lambda: thread.call(lambda: builder(path, tokens))
+    )
+
+    def timed_direct() -> float:
+        started = time.perf_counter()
+        count = direct()
+        elapsed = time.perf_counter() - started
+        counts["direct_thread"].add(count)
+        return count / elapsed
+
+    async def theirs() -> float:
+        rate: float = await anyio.to_thread.run_sync(lambda: thread.call(timed_direct))
+        return rate
+
+    await theirs()  # warm-up
+    rates: dict[str, list[float]] = {"direct_thread": [], "limelight": []}
+    for rep in range(reps):  # ABBA order, so a drift in the machine's speed hits both
+        if rep % 2 == 0:
+            rates["direct_thread"].append(await theirs())
+            rates["limelight"].append(await ours())
+        else:
+            rates["limelight"].append(await ours())
+            rates["direct_thread"].append(await theirs())
+    return {**rates, "counts": {c: sorted(v) for c, v in counts.items()}}
+
+
+def _run_kind(args: list[str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--kind", *args], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"the {args[3]} process of {args[0]} exited with {done.returncode}:\n"
+            + done.stderr[-4000:]
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def bench_generation(
     name: str, path: Path, tokens: int, runs: int, reps: int
 ) -> list[dict[str, Any]]:
-    """Every column in ``runs`` fresh processes each, the columns alternating, so a burst of
-    load on the machine hits all of them and no column shares a process (and torch's thread
-    pools) with another."""
-    samples: dict[str, list[float]] = {c: [] for c in COLUMNS}
-    counts: dict[str, set[int]] = {c: set() for c in COLUMNS}
+    """Each kind in ``runs`` fresh processes, the kinds alternating, so a burst of load on
+    the machine hits all of them and the main-thread direct call shares no process (and no
+    torch thread pools) with anything else."""
+    direct: list[float] = []
+    paired: dict[str, list[dict[str, Any]]] = {"asyncio": [], "trio": []}
+    counts: set[int] = set()
     for _ in range(runs):
-        for column in COLUMNS:
-            args = [name, str(path), str(tokens), column, str(reps)]
-            done = subprocess.run(
-                [sys.executable, __file__, "--column", *args], capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"the {column} column of {name} exited with {done.returncode}:\n"
-                    + done.stderr[-4000:]
-                )
-            out = done.stdout
-            result = json.loads(out.strip().splitlines()[-1])
-            samples[column].extend(result["rates"])
-            counts[column].update(result["counts"])
-    medians = {c: statistics.median(r) for c, r in samples.items()}
-    best_direct = max(medians["direct"], medians["direct_thread"])
+        for kind in KINDS:
+            result = _run_kind([name, str(path), str(tokens), kind, str(reps)])
+            if kind == "direct":
+                direct.extend(result["direct"])
+                counts.update(result["counts"])
+            else:
+                paired[kind.removeprefix("paired_")].append(result)
+                for found in result["counts"].values():
+                    counts.update(found)
     rows = []
-    for loop in ("asyncio", "trio"):
-        ours = medians[f"limelight_{loop}"]
+    for loop, processes in paired.items():
+        ratios = [
+            statistics.median(p["limelight"]) / statistics.median(p["direct_thread"])
+            for p in processes
+        ]
+        ours = statistics.median(r for p in processes for r in p["limelight"])
         rows.append(
             {
                 "loop": loop,
-                "direct_tokens_per_s": medians["direct"],
-                "direct_thread_tokens_per_s": medians["direct_thread"],
+                "direct_tokens_per_s": statistics.median(direct),
+                "direct_thread_tokens_per_s": statistics.median(
+                    r for p in processes for r in p["direct_thread"]
+                ),
                 "limelight_tokens_per_s": ours,
-                "ratio": ours / best_direct,
-                "tokens": {c: sorted(v) for c, v in counts.items()},
-                "runs": samples,
+                "paired_ratio": statistics.median(ratios),
+                "paired_ratios": ratios,
+                "vs_main_ratio": ours / statistics.median(direct),
+                "tokens": sorted(counts),
+                "direct_runs": direct,
+                "paired_runs": processes,
             }
         )
     return rows
@@ -284,12 +335,14 @@ def main() -> None:
         default=None,
         help="measure only this backend's generation (and skip the import times)",
     )
-    parser.add_argument("--reps", type=int, default=3, help="timed generations per process")
-    parser.add_argument("--column", nargs=5, help=argparse.SUPPRESS)  # one column, in a child
+    parser.add_argument(
+        "--reps", type=int, default=4, help="timed generations per column in each process"
+    )
+    parser.add_argument("--kind", nargs=5, help=argparse.SUPPRESS)  # one process's work
     args = parser.parse_args()
-    if args.column:
-        name, path, tokens, column, reps = args.column
-        print(json.dumps(measure_column(name, Path(path), int(tokens), column, int(reps))))
+    if args.kind:
+        name, path, tokens, kind, reps = args.kind
+        print(json.dumps(measure_kind(name, Path(path), int(tokens), kind, int(reps))))
         sys.stdout.flush()
         # The figures are out; skip the interpreter's teardown. After a generation on a thread
         # that is not the main one, mlx 0.32 now and then aborts in its static destructors at
@@ -297,7 +350,7 @@ def main() -> None:
         os._exit(0)
     import_runs = args.import_runs or (3 if args.quick else 15)
     runs = args.runs or (1 if args.quick else 5)
-    plan = [("tiny", 32)] if args.quick else [("tiny", 256), ("small", 128)]
+    plan = [("tiny", 32)] if args.quick else [("tiny", 256), ("small", 64)]
 
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
@@ -331,17 +384,19 @@ def main() -> None:
                     generation.append(row)
     report["generation"] = generation
     print(
-        f"\nlocal generation, greedy, median of {runs} processes x {args.reps} runs per column"
-        " (goal >= 0.95x direct):"
+        f"\nlocal generation, greedy, tokens/s; {runs} processes of each kind, {args.reps} timed"
+        " runs per column in each (goal >= 0.95x direct):"
     )
-    print("  (vs. = limelight / the faster of direct on the main thread and direct in a thread)")
-    header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>9}{'in thread':>11}"
-    print(header + f"{'limelight':>11}{'vs.':>8}   tokens/s")
+    print("  in thread / limelight: alternating on one thread; paired = median of their ratios")
+    print("  direct: on the main thread, in processes of its own; vs. main = limelight / direct")
+    header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>8}{'in thread':>11}"
+    print(header + f"{'limelight':>11}{'paired':>8}{'vs. main':>10}")
     for row in generation:
         print(
             f"  {row['backend']:<13}{row['model']:<7}{row['loop']:<9}"
-            f"{row['direct_tokens_per_s']:>9.0f}{row['direct_thread_tokens_per_s']:>11.0f}"
-            f"{row['limelight_tokens_per_s']:>11.0f}{row['ratio']:>7.2f}x"
+            f"{row['direct_tokens_per_s']:>8.0f}{row['direct_thread_tokens_per_s']:>11.0f}"
+            f"{row['limelight_tokens_per_s']:>11.0f}{row['paired_ratio']:>7.2f}x"
+            f"{row['vs_main_ratio']:>9.2f}x"
         )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"backends-{time.strftime('%Y%m%d-%H%M%S')}.json"
