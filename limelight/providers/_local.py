@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.lowlevel
 import msgspec
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("limelight.providers.local")
+_T = TypeVar("_T")
 
 _cache_guard = threading.Lock()
 _cache: dict[Hashable, Any] = {}
@@ -364,12 +365,7 @@ class LocalBackend:
         parts: list[str] = []
         ttft: float | None = None
         finished: Finished | None = None
-        pieces = iterate_in_thread(
-            produce,
-            name=f"limelight-{self.name}-generate",
-            wake_each=wake_each,
-            start=self.thread().submit,
-        )
+        pieces = self._on_model_thread(produce, job="generate", wake_each=wake_each)
         try:
             async for piece in pieces:
                 if isinstance(piece, Finished):
@@ -426,12 +422,7 @@ class LocalBackend:
             emit(self._embed(self.loaded(), texts))
 
         vectors: list[list[float]] = []
-        batches = iterate_in_thread(
-            produce,
-            name=f"limelight-{self.name}-embed",
-            wake_each=False,
-            start=self.thread().submit,
-        )
+        batches = self._on_model_thread(produce, job="embed", wake_each=False)
         try:
             async for batch in batches:
                 vectors = batch
@@ -440,6 +431,22 @@ class LocalBackend:
         if request.dimensions is not None:
             vectors = [v[: request.dimensions] for v in vectors]
         return EmbeddingResult(embeddings=vectors, model=request.model or self.model)
+
+    def _on_model_thread(
+        self,
+        produce: Callable[[Callable[[_T], None], threading.Event], None],
+        *,
+        job: str,
+        wake_each: bool,
+    ) -> AsyncGenerator[_T, None]:
+        """``produce``'s items, the job run on this model's own thread (see
+        :func:`iterate_in_thread`)."""
+        return iterate_in_thread(
+            produce,
+            name=f"limelight-{self.name}-{job}",
+            wake_each=wake_each,
+            start=self.thread().submit,
+        )
 
     async def list_models(self) -> ModelList:
         """The one model this backend runs."""
