@@ -10,7 +10,7 @@ trained on a few sentences; nothing is downloaded), saves it once for mlx-lm and
 transformers, and generates the same number of tokens greedily from the same messages (the
 chat template applied in each timed call, as limelight applies it): directly
 (``mlx_lm.stream_generate``; ``model.generate``) and through ``MLX.complete`` /
-``Transformers.complete``. Two kinds of fresh processes, alternating for ``--runs`` rounds:
+``Transformers.complete``. Three kinds of fresh processes, alternating for ``--runs`` rounds:
 
 - paired, one per loop (asyncio, trio): the direct call and limelight's ``complete`` take
   turns in one process, ``--reps`` timed generations each after a warm-up, both on the
@@ -22,6 +22,9 @@ chat template applied in each timed call, as limelight applies it): directly
 - direct, on the main thread, in processes of their own (no other torch or mlx user in the
   process); "vs. main" divides limelight's median by this one, with the between-process
   noise in it.
+- direct, loaded and run in one plain ``threading.Thread`` (what a program that keeps its
+  event loop free would do without limelight), in processes of their own: whether a thread
+  other than the main one costs mlx or torch anything, limelight apart.
 
     python bench/backends.py            # full run: 15 import runs; tiny and small models
     python bench/backends.py --quick    # CI smoke: 3 import runs; tiny model, few tokens, 1 round
@@ -38,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -183,9 +187,10 @@ def direct_hf(path: Path, tokens: int) -> Any:
     return run
 
 
-#: Process kinds of a generation row: the direct call on the main thread in processes of its
-#: own, and pairs (the direct call in a plain thread beside limelight) on each loop.
-KINDS = ("direct", "paired_asyncio", "paired_trio")
+#: Process kinds of a generation row: the direct call on the main thread, the direct call
+#: loaded and run in one plain thread (each in processes of its own), and pairs (the direct
+#: call and limelight on limelight's model thread) on each loop.
+KINDS = ("direct", "thread", "paired_asyncio", "paired_trio")
 
 
 def _rates(run: Callable[[], int], reps: int) -> tuple[list[float], set[int]]:
@@ -204,9 +209,22 @@ def measure_kind(name: str, path: Path, tokens: int, kind: str, reps: int) -> di
     if kind.startswith("paired_"):
         loop = kind.removeprefix("paired_")
         return anyio.run(_measure_paired, name, path, tokens, reps, backend=loop)
-    direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
-    direct()  # warm-up
-    rates, counts = _rates(direct, reps)
+    found: list[tuple[list[float], set[int]]] = []
+
+    def job() -> None:
+        direct = direct_mlx(path, tokens) if name == "mlx" else direct_hf(path, tokens)
+        direct()  # warm-up
+        found.append(_rates(direct, reps))
+
+    if kind == "direct":
+        job()
+    else:  # "thread": the load, warm-up and timed runs all in one plain thread
+        worker = threading.Thread(target=job, name="direct")
+        worker.start()
+        worker.join()
+    if not found:
+        raise RuntimeError(f"the {kind} run of {name} produced no figures")
+    rates, counts = found[0]
     return {"direct": rates, "counts": sorted(counts)}
 
 
@@ -285,14 +303,14 @@ def bench_generation(
     """Each kind in ``runs`` fresh processes, the kinds alternating, so a burst of load on
     the machine hits all of them and the main-thread direct call shares no process (and no
     torch thread pools) with anything else."""
-    direct: list[float] = []
+    alone: dict[str, list[float]] = {"direct": [], "thread": []}
     paired: dict[str, list[dict[str, Any]]] = {"asyncio": [], "trio": []}
     counts: set[int] = set()
     for _ in range(runs):
         for kind in KINDS:
             result = _run_kind([name, str(path), str(tokens), kind, str(reps)])
-            if kind == "direct":
-                direct.extend(result["direct"])
+            if kind in alone:
+                alone[kind].extend(result["direct"])
                 counts.update(result["counts"])
             else:
                 paired[kind.removeprefix("paired_")].append(result)
@@ -305,19 +323,24 @@ def bench_generation(
             for p in processes
         ]
         ours = statistics.median(r for p in processes for r in p["limelight"])
+        main_thread = statistics.median(alone["direct"])
+        own_thread = statistics.median(alone["thread"])
         rows.append(
             {
                 "loop": loop,
-                "direct_tokens_per_s": statistics.median(direct),
+                "direct_tokens_per_s": main_thread,
+                "own_thread_tokens_per_s": own_thread,
+                "thread_vs_main_ratio": own_thread / main_thread,
                 "direct_thread_tokens_per_s": statistics.median(
                     r for p in processes for r in p["direct_thread"]
                 ),
                 "limelight_tokens_per_s": ours,
                 "paired_ratio": statistics.median(ratios),
                 "paired_ratios": ratios,
-                "vs_main_ratio": ours / statistics.median(direct),
+                "vs_main_ratio": ours / main_thread,
                 "tokens": sorted(counts),
-                "direct_runs": direct,
+                "direct_runs": alone["direct"],
+                "own_thread_runs": alone["thread"],
                 "paired_runs": processes,
             }
         )
@@ -389,12 +412,14 @@ def main() -> None:
     )
     print("  in thread / limelight: alternating on one thread; paired = median of their ratios")
     print("  direct: on the main thread, in processes of its own; vs. main = limelight / direct")
-    header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>8}{'in thread':>11}"
-    print(header + f"{'limelight':>11}{'paired':>8}{'vs. main':>10}")
+    print("  own thread: direct, loaded and run in one plain thread, in processes of its own")
+    header = f"  {'backend':<13}{'model':<7}{'loop':<9}{'direct':>8}{'own thread':>12}"
+    print(header + f"{'in thread':>11}{'limelight':>11}{'paired':>8}{'vs. main':>10}")
     for row in generation:
         print(
             f"  {row['backend']:<13}{row['model']:<7}{row['loop']:<9}"
-            f"{row['direct_tokens_per_s']:>8.0f}{row['direct_thread_tokens_per_s']:>11.0f}"
+            f"{row['direct_tokens_per_s']:>8.0f}{row['own_thread_tokens_per_s']:>12.0f}"
+            f"{row['direct_thread_tokens_per_s']:>11.0f}"
             f"{row['limelight_tokens_per_s']:>11.0f}{row['paired_ratio']:>7.2f}x"
             f"{row['vs_main_ratio']:>9.2f}x"
         )
