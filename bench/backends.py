@@ -316,6 +316,8 @@ def bench_generation(
                 paired[kind.removeprefix("paired_")].append(result)
                 for found in result["counts"].values():
                     counts.update(found)
+    main_thread = statistics.median(alone["direct"])
+    own_thread = statistics.median(alone["thread"])
     rows = []
     for loop, processes in paired.items():
         ratios = [
@@ -323,8 +325,6 @@ def bench_generation(
             for p in processes
         ]
         ours = statistics.median(r for p in processes for r in p["limelight"])
-        main_thread = statistics.median(alone["direct"])
-        own_thread = statistics.median(alone["thread"])
         rows.append(
             {
                 "loop": loop,
