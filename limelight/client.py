@@ -99,7 +99,8 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar max_retries: retries after the first attempt, for statuses in
         :data:`RETRY_STATUSES`, connection errors and timeouts.
     :ivar retry_delay: seconds before the first retry, doubled before each next one; a
-        server's ``Retry-After`` replaces it.
+        server's ``Retry-After`` lengthens it, never shortens it (``Retry-After: 0`` still
+        waits ``retry_delay``).
     """
 
     base_url: str = DEFAULT_BASE_URL
@@ -224,10 +225,10 @@ class LLM:
     until their answer comes; any number of threads may call at once, over one connection
     pool. Failed attempts with a status in :data:`RETRY_STATUSES`, a connection error or a
     timeout are retried ``config.max_retries`` times, ``retry_delay`` seconds apart, doubling,
-    or as long as the server's ``Retry-After`` says. Token usage goes to the process-wide
-    tracker of :mod:`limelight.usage` (role ``"default"``). Each request and response is
-    logged at debug level through structlog (``limelight.client``, once the program has
-    configured structlog), each failed attempt as a warning; never the key.
+    or longer when the server's ``Retry-After`` asks for longer. Token usage goes to the
+    process-wide tracker of :mod:`limelight.usage` (role ``"default"``). Each request and
+    response is logged at debug level through structlog (``limelight.client``, once the
+    program has configured structlog), each failed attempt as a warning; never the key.
 
     Close it (``close()``, or use it as a context manager) to release its connections and
     thread; one that is never closed does not keep the program from exiting.

@@ -217,18 +217,18 @@ async def test_worker_threads_of_an_async_program_share_a_client(sim: str) -> No
 
 
 def test_429_is_retried_after_the_servers_retry_after() -> None:
-    """retry_delay is 30 s, but the server asks for 10 ms: the client waits what it is told."""
-    config = sim_config(rate_limit_error_rate=1.0, fault_retry_after=0.01)
+    """retry_delay is 10 ms, but the server asks for 50 ms: the client waits what it is told."""
+    config = sim_config(rate_limit_error_rate=1.0, fault_retry_after=0.05)
     with (
         serve_in_thread(config) as url,
-        LLM(base_url=url, retry_delay=30, max_retries=2) as llm,
+        LLM(base_url=url, retry_delay=0.01, max_retries=2) as llm,
         capture_logs() as logs,
         pytest.raises(LLMAPIError) as caught,
     ):
         llm.chat_completion(user())
     failed = attempts_failed(logs)
     assert [f["attempt"] for f in failed] == [1, 2, 3]
-    assert [f["retry_in"] for f in failed] == [0.01, 0.01, None]
+    assert [f["retry_in"] for f in failed] == [0.05, 0.05, None]
     assert all(f["status_code"] == 429 for f in failed)
     error = caught.value
     assert error.status_code == 429
@@ -237,6 +237,21 @@ def test_429_is_retried_after_the_servers_retry_after() -> None:
     assert isinstance(error.body, dict)
     assert error.body["error"]["type"] == "requests"
     assert "after 3 attempts" in str(error)
+
+
+def test_a_server_delay_shorter_than_the_backoff_does_not_shorten_it() -> None:
+    """A server asking for 1 ms (the simulator's least ``retry-after-ms``) never turns backoff
+    off: the client's own exponential delays from retry_delay still apply. (A literal 0 over
+    HTTP: test_a_zero_server_delay_over_http_still_backs_off in tests/actors.)"""
+    config = sim_config(rate_limit_error_rate=1.0, fault_retry_after=0.0)
+    with (
+        serve_in_thread(config) as url,
+        LLM(base_url=url, retry_delay=0.02, max_retries=2) as llm,
+        capture_logs() as logs,
+        pytest.raises(LLMAPIError),
+    ):
+        llm.chat_completion(user())
+    assert [f["retry_in"] for f in attempts_failed(logs)] == [0.02, 0.04, None]
 
 
 def test_server_errors_back_off_exponentially_from_retry_delay() -> None:

@@ -20,6 +20,7 @@ from typing import Final
 import msgspec
 
 from ..errors import ConfigError
+from ..runtime._retry import pushback
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_OUTPUT_GUESS",
     "DEFAULT_PROMOTE_AFTER",
     "DEFAULT_SEND_DELAY",
+    "MIN_PAUSE",
     "Bucket",
     "Budget",
     "DeploymentLimits",
@@ -40,6 +42,9 @@ __all__ = [
 #: 429 in a row, up to :data:`DEFAULT_MAX_BACKOFF`.
 DEFAULT_BACKOFF: Final = 1.0
 DEFAULT_MAX_BACKOFF: Final = 60.0
+#: The shortest pause after a 429 that named a delay: ``Retry-After: 0`` (or a few
+#: milliseconds) must not let every queued call rush a server that has just refused one.
+MIN_PAUSE: Final = 0.25
 #: Output tokens reserved for a request without ``max_tokens`` before any answer was seen.
 DEFAULT_OUTPUT_GUESS: Final = 256
 #: A batch waiter that waited this long is served as if it were interactive: no starvation.
@@ -545,8 +550,8 @@ class Budget:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """A 429: the server refused (and so did not charge) the call. Give the reservation
-        back, take the server's lower counts, and pause admissions for ``retry_after`` (or a
-        doubling backoff)."""
+        back, take the server's lower counts, and pause admissions for ``retry_after`` (at
+        least :data:`MIN_PAUSE`), or a doubling backoff when the server named no delay."""
         self.rate_limited += 1
         self._consecutive_429 += 1
         self._answered(now)
@@ -555,10 +560,10 @@ class Budget:
         if headers:
             self.adopt_headers(headers, now, reservation=None)
         if retry_after is None:
-            retry_after = min(
-                DEFAULT_MAX_BACKOFF, DEFAULT_BACKOFF * 2 ** (self._consecutive_429 - 1)
-            )
-        self.paused_until = max(self.paused_until, now + retry_after)
+            pause = min(DEFAULT_MAX_BACKOFF, DEFAULT_BACKOFF * 2 ** (self._consecutive_429 - 1))
+        else:
+            pause = pushback(retry_after, MIN_PAUSE)
+        self.paused_until = max(self.paused_until, now + pause)
 
     def adopt_headers(
         self, headers: Mapping[str, str], now: float, *, reservation: Reservation | None

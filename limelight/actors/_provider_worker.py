@@ -12,11 +12,11 @@ between deployments of the same model.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -24,6 +24,7 @@ import anyio
 import msgspec
 
 from ..errors import (
+    AskTimeout,
     BadRequest,
     ConfigError,
     DeadlineExceeded,
@@ -43,6 +44,7 @@ from ..runtime import (
     Strategy,
     Supervision,
 )
+from ..runtime._retry import pushback
 from ..schemas import CompletionRequest, CompletionResult, StreamEvent, StreamEventType
 
 __all__ = [
@@ -63,6 +65,8 @@ DEFAULT_POOL_SIZE: Final = 64
 DEFAULT_ATTEMPT_TIMEOUT: Final = 120.0
 #: How long a deployment is skipped by a ModelGroup after a 429 that named no delay.
 DEFAULT_COOLDOWN: Final = 5.0
+#: The shortest such skip after a 429 that named one: ``Retry-After: 0`` still cools down.
+MIN_COOLDOWN: Final = 1.0
 
 
 def is_retryable_provider_error(exc: BaseException) -> bool:
@@ -252,7 +256,13 @@ class ProviderWorker(Actor):
                 started=time.perf_counter(),
             )
             hooks = self._active_hooks()
-            await self._before(attempt, hooks)
+            try:
+                await self._before(attempt, hooks)
+            except LimelightError as exc:
+                # A hook's refusal (the limiter's deadline, say) is the caller's to handle, as
+                # for a completion: a reply, not a crash of the worker.
+                yield exc
+                return
             yielded = False
             result: CompletionResult | None = None
             error: BaseException | None = None
@@ -267,26 +277,11 @@ class ProviderWorker(Actor):
                 return
             except Exception as exc:
                 error = exc
-                if (
-                    yielded
-                    or number >= self.retry.attempts
-                    or not self.retry.should_retry(exc)
-                    or not isinstance(exc, ProviderError)
-                ):
+                if yielded or not isinstance(exc, ProviderError):
                     if isinstance(exc, LimelightError):
                         yield exc
                         return
                     raise
-                delay = self.retry.delay_for(number, exc)
-                if delay > self.retry.max_delay:
-                    yield exc
-                    return
-                if anyio.current_time() + delay >= anyio.current_effective_deadline():
-                    yield DeadlineExceeded(
-                        f"{self.deployment}: stream attempt {number} failed ({exc}); no time "
-                        "left before the deadline to retry"
-                    )
-                    return
             finally:
                 # Both generators are closed here, not when collected: a caller that leaves
                 # early would otherwise leave them to the garbage collector (trio warns).
@@ -296,7 +291,14 @@ class ProviderWorker(Actor):
                     await aclose()
                 if hooks:
                     await self._after(attempt, hooks, result, error)
-            await anyio.sleep(delay)
+            assert isinstance(error, Exception)
+            try:
+                # The same decision as a completion's: the policy's delay (a server's delay
+                # lengthens the backoff, never shortens it), never sleeping past the deadline.
+                await self.retry.wait_to_retry(number, error)
+            except LimelightError as exc:
+                yield exc
+                return
 
 
 @functools.cache
@@ -353,7 +355,9 @@ class ProviderPool:
 
     Start one with :meth:`start`; it lives until the runtime stops or :meth:`stop` is called.
     Each call leases an idle worker (waiting while all ``size`` are busy: that is the
-    deployment's concurrency limit), asks it, and gives it back.
+    deployment's concurrency limit), asks it, and gives it back. A call's deadline (its
+    ``timeout`` and any enclosing one) covers every wait on its behalf: for a free worker,
+    for the rate limiter, retries and their backoff.
     """
 
     def __init__(
@@ -432,16 +436,22 @@ class ProviderPool:
         self, request: CompletionRequest, *, timeout: float | None = None
     ) -> CompletionResult:
         """One completion, retried per the deployment's policy within ``timeout`` (and any
-        enclosing deadline).
+        enclosing deadline), the wait for a free worker included.
 
         :raises ProviderError: the call failed (the subclass says how) after the retries.
-        :raises DeadlineExceeded: no time was left for the next retry.
-        :raises AskTimeout: ``timeout`` passed.
+        :raises DeadlineExceeded: no time was left for the next retry (or, as
+            :class:`~limelight.actors.RateLimitTimeout`, for rate-limit capacity).
+        :raises AskTimeout: ``timeout`` passed (waiting for a free worker, or for the answer).
         """
         request = self._prepare(request)
-        worker = await self._lease()
+        deadline = _deadline_after(timeout)
+        worker = await self._lease(deadline, timeout)
+        left = _time_left(deadline)
         try:
-            reply = await worker.ask(Complete(request=request), timeout=timeout)
+            reply = await worker.ask(Complete(request=request), timeout=left)
+        except AskTimeout as exc:
+            self._note_wait(exc, timeout, left)
+            raise
         finally:
             self._release(worker)
         if isinstance(reply, BaseException):
@@ -456,23 +466,53 @@ class ProviderPool:
         """A streamed completion: TOKEN, TOOL_CALL, USAGE events, then DONE with the result.
 
         Retried while nothing has been streamed yet; a failure after the first event ends the
-        stream with the error raised.
+        stream with the error raised. ``timeout`` covers the whole stream, the wait for a free
+        worker included (:class:`AskTimeout` when it passes).
         """
         request = self._prepare(request)
-        worker = await self._lease()
+        deadline = _deadline_after(timeout)
+        worker = await self._lease(deadline, timeout)
+        left = _time_left(deadline)
         try:
-            async with worker.stream(Stream(request=request), timeout=timeout) as replies:
+            async with worker.stream(Stream(request=request), timeout=left) as replies:
                 async for item in replies:
                     if isinstance(item, BaseException):
                         self._note_failure(item)
                         raise item
                     yield item
+        except AskTimeout as exc:
+            self._note_wait(exc, timeout, left)
+            raise
         finally:
             self._release(worker)
 
-    async def _lease(self) -> ActorRef:
-        await self._free.acquire()
-        return self._idle.popleft()
+    async def _lease(self, deadline: float, timeout: float | None) -> ActorRef:
+        """An idle worker, waiting in line while all are busy, until ``deadline`` (the call's
+        own, from ``timeout``; an enclosing deadline cancels the wait itself). A waiter that
+        leaves, handed a worker or not, leaks no lease (:class:`Slots` passes it on)."""
+        free = self._free
+        if deadline == math.inf:
+            await free.acquire()
+            return self._idle.popleft()
+        started = anyio.current_time()
+        with anyio.move_on_at(deadline):
+            await free.acquire()
+            return self._idle.popleft()
+        raise AskTimeout(
+            f"waited {anyio.current_time() - started:.1f} s for a free worker of pool "
+            f"{self.name} ({self.size - len(self._idle)} busy, {free.waiting} queued) and "
+            f"the timeout of {timeout} s passed; the call was not sent. Allow a longer "
+            "timeout, send less at once or give the pool more workers",
+            path=self.supervisor.path,
+        )
+
+    def _note_wait(self, error: AskTimeout, timeout: float | None, left: float | None) -> None:
+        """Say on a worker's timeout how much of the caller's went to waiting for it."""
+        if timeout is not None and left is not None and left < timeout:
+            error.add_note(
+                f"{timeout - left:.3f} s of the call's timeout of {timeout} s went to waiting "
+                f"for a free worker of pool {self.name}"
+            )
 
     def _release(self, worker: ActorRef) -> None:
         if worker.alive:
@@ -481,12 +521,25 @@ class ProviderPool:
 
     def _note_failure(self, error: BaseException) -> None:
         if isinstance(error, RateLimited):
-            delay = error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN
+            if error.retry_after is None:
+                delay = DEFAULT_COOLDOWN
+            else:
+                delay = pushback(error.retry_after, MIN_COOLDOWN)
             self.cooldown_until = max(self.cooldown_until, anyio.current_time() + delay)
 
     async def stop(self) -> None:
         """Stop the workers and close the backend."""
         await self.supervisor.stop()
+
+
+def _deadline_after(timeout: float | None) -> float:
+    """The deadline ``timeout`` seconds from now; infinite without one."""
+    return math.inf if timeout is None else anyio.current_time() + timeout
+
+
+def _time_left(deadline: float) -> float | None:
+    """The ``timeout`` that ends at ``deadline``; ``None`` when it is infinite."""
+    return None if deadline == math.inf else max(0.0, deadline - anyio.current_time())
 
 
 class ModelGroup:
@@ -510,18 +563,37 @@ class ModelGroup:
     async def complete(
         self, request: CompletionRequest, *, timeout: float | None = None
     ) -> CompletionResult:
-        """:raises ProviderError: every deployment failed; the last error, with the others
-        noted on it."""
+        """One completion from the first deployment that answers, all within ``timeout``
+        (and any enclosing deadline).
+
+        :raises ProviderError: every deployment failed; the last error, with the others
+            noted on it.
+        :raises DeadlineExceeded: ``timeout`` passed, or no time was left for a retry.
+        """
+        deadline = _deadline_after(timeout)
         failures: list[str] = []
-        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-            for pool in self._order():
-                try:
-                    return await pool.complete(request)
-                except (BadRequest, ConfigError):
-                    raise
-                except (ProviderError, DeadlineExceeded) as exc:
-                    failures.append(f"{pool.name}: {type(exc).__name__}: {exc}")
-                    last = exc
-            for note in failures[:-1]:
-                last.add_note(f"failed over from {note}")
-            raise last
+        last: LimelightError | None = None
+        for pool in self._order():
+            try:
+                return await pool.complete(request, timeout=_time_left(deadline))
+            except (BadRequest, ConfigError):
+                raise
+            except AskTimeout as exc:
+                # The deadline passed: no time is left for another deployment.
+                within = "its deadline" if timeout is None else f"the timeout of {timeout} s"
+                error = DeadlineExceeded(
+                    f"model group ({', '.join(p.name for p in self.pools)}): no answer within "
+                    f"{within}; at the deadline: {exc}"
+                )
+                for note in failures:
+                    error.add_note(f"failed over from {note}")
+                raise error from exc
+            except (ProviderError, DeadlineExceeded) as exc:
+                failures.append(f"{pool.name}: {type(exc).__name__}: {exc}")
+                last = exc
+                if anyio.current_time() >= deadline:
+                    break
+        assert last is not None
+        for note in failures[:-1]:
+            last.add_note(f"failed over from {note}")
+        raise last

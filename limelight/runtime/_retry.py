@@ -36,14 +36,28 @@ def server_delay(exc: BaseException) -> float | None:
     return None
 
 
+def pushback(server: float | None, backoff: float) -> float:
+    """The wait before a retry, given the server's delay (``Retry-After``, ``retry-after-ms``;
+    ``None`` when it gave none) and the client's own backoff for this retry.
+
+    A server may lengthen the wait, never shorten it: ``Retry-After: 0`` (or a few
+    milliseconds) would otherwise turn backoff off and hammer a server that is already
+    failing. Every place that honours a server delay goes through this function.
+    """
+    if server is None:
+        return backoff
+    return max(server, backoff)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RetryPolicy:
     """How to retry a failing async call.
 
     Delay before retry ``n`` (1-based): ``initial_delay * multiplier ** (n - 1)`` capped at
     ``max_delay``, then reduced by a random fraction of up to ``jitter`` (0 = none, 1 = "full
-    jitter"). A server-given delay (the error's ``retry_after``, from ``Retry-After``) replaces
-    it when ``respect_retry_after``; one longer than ``max_delay`` ends the retries at once, the
+    jitter"). A server-given delay (the error's ``retry_after``, from ``Retry-After``) lengthens
+    it when ``respect_retry_after`` (it never shortens it: ``Retry-After: 0`` still backs
+    off); one longer than ``max_delay`` ends the retries at once, the
     error raised, so that the caller can decide (a ModelGroup fails over). If the next sleep
     would end past the caller's deadline (``anyio.current_effective_deadline()``), :meth:`run`
     raises
@@ -86,12 +100,12 @@ class RetryPolicy:
         return base
 
     def delay_for(self, retry: int, exc: BaseException) -> float:
-        """The delay before retry ``retry`` after ``exc``: the server's when given, else backoff."""
+        """The delay before retry ``retry`` after ``exc``: backoff, lengthened to the server's
+        delay when it asked for a longer one (:func:`pushback`)."""
+        backoff = self.backoff(retry)
         if self.respect_retry_after:
-            given = server_delay(exc)
-            if given is not None:
-                return given
-        return self.backoff(retry)
+            return pushback(server_delay(exc), backoff)
+        return backoff
 
     async def run(
         self,

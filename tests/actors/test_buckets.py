@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from limelight.actors._buckets import (
+    MIN_PAUSE,
     Bucket,
     Budget,
     DeploymentLimits,
@@ -327,6 +328,23 @@ def test_a_429_pauses_for_retry_after_or_a_doubling_backoff() -> None:
     budget.rate_limited_by_server(None, 3.0, retry_after=None)
     assert budget.wait_time(1.0, 3.0) == pytest.approx(2.0)
     assert budget.rate_limited == 3
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "pause"), [(0.0, MIN_PAUSE), (MIN_PAUSE / 10, MIN_PAUSE), (3.0, 3.0)]
+)
+def test_a_server_delay_shorter_than_the_floor_still_pauses(
+    retry_after: float, pause: float
+) -> None:
+    """``Retry-After: 0`` must not release every queued call onto a server that has just
+    refused one; a longer delay is honoured as given."""
+    budget = Budget(DeploymentLimits(rpm=600), now=0.0)
+    for _ in range(3):  # a run of 429s does not lengthen a pause the server named
+        budget.rate_limited_by_server(budget.try_reserve(1.0, 10.0), 10.0, retry_after=retry_after)
+    assert budget.paused_until == pytest.approx(10.0 + pause)
+    assert budget.wait_time(1.0, 10.0) == pytest.approx(pause)
+    assert budget.try_reserve(1.0, 10.0 + pause * 0.99) is None
+    assert budget.try_reserve(1.0, 10.0 + pause) is not None
 
 
 def test_the_output_estimate_learns_the_average_answer() -> None:

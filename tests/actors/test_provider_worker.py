@@ -3,12 +3,19 @@ streaming, cancellation, failover; against Scripted and the simulator over real 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import pytest
 
-from limelight.actors import Attempt, ModelGroup, ProviderPool
+from limelight.actors import Attempt, ModelGroup, ProviderPool, is_retryable_provider_error
+from limelight.actors._provider_worker import MIN_COOLDOWN
 from limelight.errors import (
     AskTimeout,
     BadRequest,
@@ -18,6 +25,7 @@ from limelight.errors import (
     ServerError,
 )
 from limelight.providers import OpenAICompatible, Scripted, SimulatedConfig
+from limelight.providers._http import retry_after_seconds
 from limelight.providers._scripted import Reply
 from limelight.providers._sim_server import serve_in_thread_async
 from limelight.runtime import RetryPolicy, Runtime
@@ -276,3 +284,99 @@ async def test_a_refusing_hook_still_lets_earlier_hooks_settle() -> None:
         # The first hook settled its attempt; the worker answered instead of crashing.
         assert first.calls == [("before", 1, "p"), ("after", 1, "ConfigError")]
         assert rt.lookup("/p/worker-1").statistics().restarts == 0
+
+
+# -- a server's delay of 0 never disables backoff ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after-ms": "0"}, 0.0),
+        ({"retry-after": "0"}, 0.0),
+        ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
+        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
+        ({"retry-after": "inf"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_headers_parse_zero_as_zero(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    """0 is a delay the server gave (the floor applies to it), not a missing one."""
+    assert retry_after_seconds(headers) == seconds
+
+
+class _Refuses(BaseHTTPRequestHandler):
+    """Answers every POST 429 with the server's ``header: 0``; records when each came."""
+
+    header = "retry-after"
+    posts: list[float]
+
+    def do_POST(self) -> None:
+        self.posts.append(time.monotonic())
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps({"error": {"message": "slow down", "type": "requests"}}).encode()
+        self.send_response(429)
+        self.send_header(self.header, "0")
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def refusing_server(header: str) -> Iterator[tuple[str, list[float]]]:
+    posts: list[float] = []
+    handler = type("Handler", (_Refuses,), {"header": header, "posts": posts})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", posts
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("header", ["retry-after", "retry-after-ms"])
+@pytest.mark.parametrize("call", ["complete", "stream"])
+async def test_a_zero_server_delay_over_http_still_backs_off(header: str, call: str) -> None:
+    backoff = 0.05
+    policy = RetryPolicy(
+        attempts=3, initial_delay=backoff, jitter=0, retry_on=is_retryable_provider_error
+    )
+    with refusing_server(header) as (url, posts):
+        async with Runtime() as rt:
+            pool = await ProviderPool.start(
+                rt, OpenAICompatible(url), name="h", size=1, retry=policy
+            )
+            with pytest.raises(RateLimited) as info:
+                if call == "complete":
+                    await pool.complete(REQUEST, timeout=10)
+                else:
+                    async for _ in pool.stream(REQUEST, timeout=10):
+                        pass
+    assert info.value.retry_after == 0.0
+    assert len(posts) == 3
+    # The retries waited their backoff (0.05 s, then 0.1 s), not the server's 0.
+    first, second = (b - a for a, b in itertools.pairwise(posts))
+    assert first >= backoff
+    assert second >= 2 * backoff
+
+
+async def test_a_429_with_retry_after_zero_still_cools_the_deployment_down() -> None:
+    down = Scripted(lambda request: rate_limited(after=0.0))
+    up = Scripted(lambda request: "from b")
+    async with Runtime() as rt:
+        a = await ProviderPool.start(rt, down, name="a", size=1, retry=RetryPolicy(attempts=1))
+        b = await ProviderPool.start(rt, up, name="b", size=1)
+        before = anyio.current_time()
+        assert (await ModelGroup([a, b]).complete(REQUEST)).content == "from b"
+        assert a.cooling_down()
+        assert a.cooldown_until >= before + MIN_COOLDOWN

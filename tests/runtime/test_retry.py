@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from limelight.errors import BadRequest, RateLimited, ServerError
 from limelight.runtime import ConfigError, DeadlineExceeded, RetryPolicy
+from limelight.runtime._retry import pushback
 
 pytestmark = pytest.mark.anyio
 VIRTUAL_TIME = True  # trio runs these on a MockClock (conftest.py)
@@ -189,13 +190,51 @@ def test_jitter_varies_between_draws() -> None:
 # -- server-given delays -------------------------------------------------------------------
 
 
-async def test_server_delay_replaces_the_backoff(virtual_time: bool, unit: float) -> None:
-    func = Flaky(RateLimited("quota", status_code=429, retry_after=2 * unit))
-    policy = RetryPolicy(attempts=2, initial_delay=10 * unit, max_delay=30 * unit, jitter=0)
-    assert policy.delay_for(1, func.errors[0]) == 2 * unit
+async def test_a_longer_server_delay_is_honoured(virtual_time: bool, unit: float) -> None:
+    func = Flaky(RateLimited("quota", status_code=429, retry_after=20 * unit))
+    policy = RetryPolicy(attempts=2, initial_delay=unit, max_delay=30 * unit, jitter=0)
+    assert policy.delay_for(1, func.errors[0]) == 20 * unit
     assert await policy.run(func) == "ok"
     if virtual_time:
-        assert func.gaps() == [2.0]
+        assert func.gaps() == [20.0]
+
+
+@pytest.mark.parametrize("server", [0.0, 0.5])
+async def test_a_shorter_server_delay_does_not_shorten_the_backoff(
+    virtual_time: bool, unit: float, server: float
+) -> None:
+    """``Retry-After: 0`` (or anything shorter than the backoff) still backs off: a server
+    that is failing is not hammered (11 POSTs in 17 ms were measured before this rule)."""
+    errors = [RateLimited("quota", status_code=429, retry_after=server * unit) for _ in range(3)]
+    func = Flaky(*errors)
+    policy = RetryPolicy(attempts=4, initial_delay=unit, multiplier=2.0, jitter=0)
+    assert [policy.delay_for(n, e) for n, e in enumerate(errors, 1)] == [unit, 2 * unit, 4 * unit]
+    assert await policy.run(func) == "ok"
+    if virtual_time:
+        assert func.gaps() == [1.0, 2.0, 4.0]
+    else:
+        waits = [unit, 2 * unit, 4 * unit]
+        assert all(gap >= wait - 1e-6 for gap, wait in zip(func.gaps(), waits, strict=True))
+
+
+@given(
+    server=st.one_of(st.none(), st.floats(0, 1e6)),
+    backoff=st.floats(0, 1e6),
+)
+def test_pushback_lengthens_the_backoff_and_never_shortens_it(
+    server: float | None, backoff: float
+) -> None:
+    wait = pushback(server, backoff)
+    assert wait >= backoff
+    assert wait == (backoff if server is None else max(server, backoff))
+
+
+def test_a_jittered_backoff_is_the_floor_of_a_zero_server_delay() -> None:
+    policy = RetryPolicy(initial_delay=0.25, jitter=0.5, rng=random.Random(3))
+    expected = RetryPolicy(initial_delay=0.25, jitter=0.5, rng=random.Random(3)).backoff(1)
+    error = RateLimited("quota", status_code=429, retry_after=0.0)
+    assert policy.delay_for(1, error) == expected
+    assert 0.125 <= expected <= 0.25
 
 
 async def test_server_delay_ignored_when_not_respected(virtual_time: bool, unit: float) -> None:
