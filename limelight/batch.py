@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import msgspec
 
+from ._files import make_private_dirs, open_private
 from .errors import ConfigError
 from .runtime import Slots
 
@@ -131,7 +132,7 @@ class _Checkpoint(Generic[R]):
         return done
 
     def append(self, line: bytes) -> None:
-        with self._lock, self.path.open("ab") as f:
+        with self._lock, open_private(self.path, "ab") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -172,7 +173,7 @@ async def run_batch(
     earlier: dict[str, BatchItem[R]] = {}
     if checkpoint is not None:
         path = Path(checkpoint)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         store = _Checkpoint(path, result_type)
         earlier = await anyio.to_thread.run_sync(store.load)
     started = time.perf_counter()

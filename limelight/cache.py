@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 import msgspec
 
+from ._files import create_private_sqlite
 from .errors import ConfigError
 from .providers._base import Provider
 from .schemas import (
@@ -188,7 +189,7 @@ class SQLiteCache:
         self._clock = clock
         self._counts = _Counts()
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite(self.path)  # 0600, and so its -wal and -shm; its folder 0700
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")

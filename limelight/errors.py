@@ -1,7 +1,9 @@
 """Every error limelight raises, rooted in :class:`LimelightError`.
 
 Dependency errors (httpx, msgspec, backends) are translated at the boundary into the most
-specific of these, with the original chained as ``__cause__``::
+specific of these, with the original chained as ``__cause__``. Secrets (API keys, tokens) in
+a message, or in the error body a server sent back, are replaced by ``[redacted]`` when the
+error is built::
 
     LimelightError
     ├── ConfigError (ValueError)             bad argument or configuration
@@ -45,6 +47,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from ._secrets import redact as _redact
+from ._secrets import redact_text as _redact_text
 from .runtime._errors import (
     ActorCrashed as ActorCrashed,
 )
@@ -138,6 +142,9 @@ class ProviderError(LimelightError):
     :ivar retry_after: seconds the server asked us to wait before retrying, when it said so
         (``Retry-After`` / ``retry-after-ms``); ``None`` otherwise.
     :ivar headers: rate-limit and retry headers of the failing response (never auth headers).
+
+    Secrets in ``message`` (API keys, tokens, ``Bearer`` credentials a server quoted back)
+    are replaced by ``[redacted]``.
     """
 
     def __init__(
@@ -147,7 +154,7 @@ class ProviderError(LimelightError):
         retry_after: float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(_redact_text(message))
         self.retry_after = retry_after
         self.headers: dict[str, str] = dict(headers or {})
 
@@ -176,7 +183,8 @@ class APIError(ProviderError):
 
     :ivar status_code: the HTTP status.
     :ivar body: the decoded error body (OpenAI's ``{"error": {...}}`` shape when it is one),
-        or the raw text.
+        or the raw text, with the secrets in it replaced by ``[redacted]`` (servers quote the
+        key back: "Incorrect API key provided: Bearer sk-...").
     """
 
     def __init__(
@@ -190,7 +198,7 @@ class APIError(ProviderError):
     ) -> None:
         super().__init__(message, retry_after=retry_after, headers=headers)
         self.status_code = status_code
-        self.body = body
+        self.body: object = _redact(body)
 
 
 class BadRequest(APIError):
@@ -244,7 +252,7 @@ class SinkError(AnalyticsError):
     """
 
     def __init__(self, message: str, *, sink: str = "") -> None:
-        super().__init__(message)
+        super().__init__(_redact_text(message))
         self.sink = sink
 
 
@@ -265,7 +273,8 @@ class SinkRejected(SinkError):
     """The sink refused the data (a 4xx other than 429, a constraint): retrying will not help.
 
     :ivar status: the HTTP status, when the sink speaks HTTP; ``None`` otherwise.
-    :ivar body: the sink's explanation (response body text), possibly empty.
+    :ivar body: the sink's explanation (response body text), possibly empty; secrets in it
+        are replaced by ``[redacted]``.
     """
 
     retryable: ClassVar[bool] = False
@@ -275,7 +284,7 @@ class SinkRejected(SinkError):
     ) -> None:
         super().__init__(message, sink=sink)
         self.status = status
-        self.body = body
+        self.body: str = _redact_text(body)
 
 
 # -- the sync client (limelight.client) and the role router's JSON output (limelight.roles) --

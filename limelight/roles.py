@@ -22,6 +22,7 @@ MLX...).
 from __future__ import annotations
 
 import atexit
+import difflib
 import os
 import re
 import threading
@@ -176,6 +177,8 @@ def _from_env(scope: str) -> RoleConfig:
                 values[name] = raw
         except ValueError as exc:
             raise ConfigError(f"environment variable {key}={raw!r} is not a number") from exc
+        if name == "backend":
+            _check_backend(raw, f"environment variable {key}")
     try:
         return RoleConfig(**values)
     except ConfigError as exc:
@@ -186,6 +189,25 @@ def _check_role(role: str) -> str:
     if not isinstance(role, str) or not role.strip():
         raise ConfigError(f"a role is a non-empty name such as 'executor', got {role!r}")
     return role.strip()
+
+
+def _check_backend(backend: object, where: str) -> None:
+    """Refuse a backend name no factory is registered under, when it is set rather than at
+    the first call. ``where`` says what set it."""
+    from .providers._resolve import backend_names
+
+    if not isinstance(backend, str) or not backend.strip():
+        raise ConfigError(f"{where}: backend must be a backend's name, got {backend!r}")
+    names = backend_names()
+    kind = backend.strip().lower()
+    if kind in names:
+        return
+    guess = difflib.get_close_matches(kind.replace("_", "-"), names, n=1)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    raise ConfigError(
+        f"{where}: unknown backend {backend!r}; {hint}use one of {', '.join(names)}, or "
+        "register yours first with limelight.providers.register_backend()"
+    )
 
 
 def set_role_config(
@@ -209,9 +231,11 @@ def set_role_config(
     keyword arguments for the backend's constructor. See :class:`RoleConfig`.
 
     :returns: the role's settings as set now (before the environment and the default).
-    :raises ConfigError: a bad value.
+    :raises ConfigError: a bad value, such as a backend no factory is registered under.
     """
     role = _check_role(role)
+    if backend is not None:
+        _check_backend(backend, f"set_role_config({role!r})")
     given = RoleConfig(
         backend=backend,
         model=model,
@@ -238,18 +262,50 @@ def set_role_models(
     metaoptimizer: str | None = None,
     *,
     backend: str | None = None,
+    key: str | None = None,
+    base_url: str | None = None,
     **roles: str,
 ) -> None:
     """Set the model of each role named (``executor=``, ``optimizer=``, ``metaoptimizer=``, or
-    any other role as a keyword), all on ``backend`` when given. With a backend and no model,
-    the backend becomes the default of every role."""
+    any other role as a keyword), all on ``backend``, with the API key ``key`` and the server
+    ``base_url`` when given. With no model, the backend, key and base_url given become the
+    default of every role.
+
+    :param backend: ``"litellm"``, ``"openai-compatible"``, ``"mlx"``... (see
+        :class:`RoleConfig`); checked now.
+    :param key: the API key for these roles' backend (never shown in ``repr`` or logs).
+    :param base_url: the server's API root, for remote backends.
+    :raises ConfigError: an unknown backend, a role named like a setting (``api_key=``), or
+        a model that is not a string. Nothing is set then.
+    """
+    settings = set(RoleConfig.__struct_fields__) | {"options"}
+    misplaced = sorted(settings & set(roles))
+    if misplaced:
+        raise ConfigError(
+            f"set_role_models() sets models by role; {', '.join(map(repr, misplaced))} "
+            f"{'is a setting' if len(misplaced) == 1 else 'are settings'}, not a role: give the "
+            "API key as key=, the server as base_url=, and other settings with "
+            "set_role_config(role, ...)"
+        )
     models = {"executor": executor, "optimizer": optimizer, "metaoptimizer": metaoptimizer}
     models.update(roles)
-    named = {role: model for role, model in models.items() if model is not None}
-    if not named and backend is not None:
-        set_role_config(DEFAULT_ROLE, backend=backend)
+    named = {_check_role(role): model for role, model in models.items() if model is not None}
     for role, model in named.items():
-        set_role_config(role, model=model, backend=backend)
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(
+                f"set_role_models({role}=...) takes a model name such as 'gpt-4o-mini', "
+                f"got {model!r}"
+            )
+    if backend is not None:
+        _check_backend(backend, "set_role_models()")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ConfigError("set_role_models(key=...) takes the API key as a non-empty string")
+    if not named:
+        if backend is not None or key is not None or base_url is not None:
+            set_role_config(DEFAULT_ROLE, backend=backend, api_key=key, base_url=base_url)
+        return
+    for role, model in named.items():
+        set_role_config(role, model=model, backend=backend, api_key=key, base_url=base_url)
 
 
 def clear_role_config(role: str | None = None) -> None:
@@ -596,6 +652,82 @@ def _as_messages(prompt: object, system: str | None) -> list[Any]:
     return messages
 
 
+#: The fields of OpenAI's ``json_schema`` object (``response_format["json_schema"]``).
+_SCHEMA_OBJECT_FIELDS: Final = frozenset({"name", "schema", "strict", "description"})
+
+
+def _unwrap_schema(
+    json_schema: Any, schema_name: str | None
+) -> tuple[Any, str | None, dict[str, Any]]:
+    """The schema, its name and the other fields for ``response_format`` (``strict``,
+    ``description``), from what llm_json was given: a JSON schema or a type (as it is),
+    OpenAI's ``json_schema`` object (``{"name": ..., "schema": {...}, "strict": ...}``) or
+    a whole ``response_format`` (``{"type": "json_schema", "json_schema": {...}}``).
+
+    :raises ConfigError: a shape llm_json cannot use: such an object without ``schema``,
+        mixed with schema keywords, or with fields of the wrong type.
+    """
+    if not isinstance(json_schema, Mapping):
+        return json_schema, schema_name, {}
+    usage = (
+        "give the JSON schema itself ({'type': 'object', ...}), or OpenAI's json_schema object "
+        "{'name': 'person', 'schema': {'type': 'object', ...}, 'strict': True}"
+    )
+    given = json_schema
+    if given.get("type") == "json_schema" and "json_schema" in given:
+        extra = sorted(set(given) - {"type", "json_schema"})
+        inner = given["json_schema"]
+        if extra or not isinstance(inner, Mapping):
+            what = (
+                f"also has {', '.join(map(repr, extra))}"
+                if extra
+                else f"its 'json_schema' is {inner!r:.80}, not an object"
+            )
+            raise ConfigError(
+                "json_schema looks like a whole response_format ({'type': 'json_schema', "
+                f"'json_schema': {{...}}}}) but {what}: {usage}"
+            )
+        given = inner
+    elif "schema" not in given and not (
+        set(given) <= _SCHEMA_OBJECT_FIELDS and ("name" in given or "strict" in given)
+    ):
+        # A JSON schema ("schema", "name" and "strict" are none of its keywords; "$schema" is).
+        return json_schema, schema_name, {}
+    keys = set(given)
+    if keys - _SCHEMA_OBJECT_FIELDS:
+        raise ConfigError(
+            f"json_schema mixes the fields of OpenAI's json_schema object (name, schema, strict) "
+            f"with {', '.join(map(repr, sorted(keys - _SCHEMA_OBJECT_FIELDS)))}: {usage}"
+        )
+    if not isinstance(given.get("schema"), Mapping):
+        found = "no 'schema'" if "schema" not in given else f"a 'schema' of {given['schema']!r:.80}"
+        raise ConfigError(
+            f"json_schema looks like OpenAI's json_schema object but has {found} (a JSON "
+            f"schema object is needed there): {usage}"
+        )
+    name = given.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"json_schema's 'name' must be a string, got {name!r}")
+    if schema_name is not None and name is not None and schema_name != name:
+        raise ConfigError(
+            f"schema_name={schema_name!r} and json_schema's 'name' {name!r} differ: give one"
+        )
+    fields: dict[str, Any] = {}
+    if "strict" in given:
+        if not isinstance(given["strict"], bool):
+            raise ConfigError(
+                f"json_schema's 'strict' must be True or False, got {given['strict']!r}"
+            )
+        fields["strict"] = given["strict"]
+    if "description" in given:
+        if not isinstance(given["description"], str):
+            raise ConfigError(
+                f"json_schema's 'description' must be a string, got {given['description']!r:.80}"
+            )
+        fields["description"] = given["description"]
+    return dict(given["schema"]), schema_name or name, fields
+
+
 class _JSONAsk:
     """The state of one llm_json: the conversation so far, and what each answer must be."""
 
@@ -611,7 +743,8 @@ class _JSONAsk:
     ) -> None:
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ConfigError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        self.spec = JSONSpec(json_schema, schema_name)
+        schema, name, self.fields = _unwrap_schema(json_schema, schema_name)
+        self.spec = JSONSpec(schema, name)
         self.max_attempts = max_attempts
         self.messages = _as_messages(prompt, system)
         if schema_in_prompt is None:
@@ -620,6 +753,14 @@ class _JSONAsk:
             self.messages.append(Message.user(self.spec.instruction()))
         self.text = ""
         self.reason = ""
+
+    def response_format(self) -> dict[str, Any]:
+        """OpenAI's ``response_format`` for the schema, with ``strict`` and ``description``
+        when the caller gave them."""
+        response_format = self.spec.response_format()
+        if self.fields and "json_schema" in response_format:
+            response_format["json_schema"].update(self.fields)
+        return response_format
 
     def check(self, result: CompletionResult) -> tuple[bool, Any]:
         """``(True, value)`` for a valid answer; else the re-ask is appended."""
@@ -671,8 +812,11 @@ def llm_json(
     the prompt for other backends. An answer with no JSON, or JSON not matching, is sent back
     with what was wrong, up to ``max_attempts`` answers in all.
 
-    :param json_schema: a JSON schema (a dict), or a type (a msgspec Struct, a dataclass, a
-        TypedDict...): the value is then converted to it. ``None`` accepts any JSON value.
+    :param json_schema: a JSON schema (a dict); OpenAI's ``json_schema`` object
+        (``{"name": ..., "schema": {...}, "strict": ...}``, or a whole ``response_format``
+        holding one), whose ``schema`` is then the schema; or a type (a msgspec Struct, a
+        dataclass, a TypedDict...): the value is then converted to it. ``None`` accepts any
+        JSON value.
     :param schema_name: the schema's name in ``response_format``.
     :param schema_in_prompt: put the schema in the prompt too (``None``: when the backend
         does not understand ``response_format``; say ``True`` for a server that ignores it).
@@ -685,7 +829,7 @@ def llm_json(
         prompt, json_schema, schema_name, system, max_attempts, schema_in_prompt, llm.backend
     )
     for _ in range(max_attempts):
-        result = llm(ask.messages, response_format=ask.spec.response_format(), **kwargs)
+        result = llm(ask.messages, response_format=ask.response_format(), **kwargs)
         ok, value = ask.check(result)
         if ok:
             return value
@@ -709,7 +853,7 @@ async def allm_json(
         prompt, json_schema, schema_name, system, max_attempts, schema_in_prompt, llm.backend
     )
     for _ in range(max_attempts):
-        result = await llm.acall(ask.messages, response_format=ask.spec.response_format(), **kwargs)
+        result = await llm.acall(ask.messages, response_format=ask.response_format(), **kwargs)
         ok, value = ask.check(result)
         if ok:
             return value

@@ -16,6 +16,7 @@ from typing import Final
 
 import msgspec
 
+from .._files import make_private_dirs, open_private
 from ..errors import ConfigError
 from ._metrics import Distribution, RequestRecord, Summary
 from ._runner import BenchResult, SweepResult
@@ -41,19 +42,21 @@ def write_result(result: BenchResult | SweepResult, base: str | Path) -> dict[st
     base = Path(base)
     if base.suffix in (".json", ".html"):
         base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(base.parent)
     paths = {"json": base.with_suffix(".json"), "html": base.with_suffix(".html")}
     records: list[RequestRecord] = []
     if isinstance(result, BenchResult):
         records = result.records
         paths["records"] = base.parent / (base.name + ".records.jsonl")
-        with paths["records"].open("wb") as out:
+        with open_private(paths["records"], "wb") as out:
             for record in records:
                 out.write(_encoder.encode(record))
                 out.write(b"\n")
         result = msgspec.structs.replace(result, records=[], records_file=paths["records"].name)
-    paths["json"].write_bytes(msgspec.json.format(_encoder.encode(result)))
-    paths["html"].write_text(render_html(result, records), encoding="utf-8")
+    with open_private(paths["json"], "wb") as out:
+        out.write(msgspec.json.format(_encoder.encode(result)))
+    with open_private(paths["html"], "wb") as out:
+        out.write(render_html(result, records).encode())
     return paths
 
 

@@ -501,6 +501,10 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     """How long the server asked us to wait, from ``retry-after-ms`` (preferred) or
     ``Retry-After`` (seconds, or an HTTP date); ``None`` when absent or unreadable.
 
+    A delay of 0 (``Retry-After: 0``, ``retry-after-ms: 0``, a date in the past) is 0.0, not
+    ``None``: whoever honours it does so through :func:`~limelight.runtime._retry.pushback`,
+    which keeps its own backoff as the floor.
+
     :param headers: response headers; names compared case-insensitively by httpx, or already
         lower-cased.
     :param now: the current Unix time, for HTTP dates (default: ``time.time()``).
@@ -508,16 +512,21 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
     value = headers.get("retry-after-ms")
     if value is not None:
         try:
-            return max(float(value) / 1000.0, 0.0)
+            seconds = float(value) / 1000.0
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):  # "nan" and "inf" parse as floats; they are unreadable
+                return max(seconds, 0.0)
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -528,9 +537,17 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
 
 
 def _redact(text: str, secret: str | None) -> str:
-    if secret and secret in text:
-        return text.replace(secret, "***")
-    return text
+    """``text`` without ``secret`` (the configured key) nor any other secret in it."""
+    from .._secrets import redact_text
+
+    return redact_text(text, secret)
+
+
+def _redact_body(body: object, secret: str | None) -> object:
+    """An error body without ``secret``, whatever its shape (APIError redacts the rest)."""
+    from .._secrets import redact
+
+    return redact(body, secret)
 
 
 _HINTS: dict[type[APIError], str] = {
@@ -587,7 +604,7 @@ def status_error(
     return cls(
         _redact(message, secret),
         status_code=status,
-        body=body,
+        body=_redact_body(body, secret),
         retry_after=retry_after,
         headers=headers,
     )

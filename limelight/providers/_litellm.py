@@ -88,7 +88,17 @@ LimelightErrorT = ProviderError | ConfigError
 
 
 def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+    """``text`` without ``secret`` (the configured key) nor any other secret in it."""
+    from .._secrets import redact_text
+
+    return redact_text(text, secret)
+
+
+def _redact_body(body: object, secret: str | None) -> object:
+    """An error body without ``secret``, whatever its shape (APIError redacts the rest)."""
+    from .._secrets import redact
+
+    return redact(body, secret)
 
 
 def _error_headers(exc: BaseException) -> dict[str, str]:
@@ -141,7 +151,7 @@ def litellm_error(exc: Exception, *, model: str, secret: str | None = None) -> L
         return cls(
             f"LiteLLM call to {model} failed with {status}: {detail}{hint}",
             status_code=status,
-            body=body,
+            body=_redact_body(body, secret),
             retry_after=retry_after,
             headers=headers,
         )

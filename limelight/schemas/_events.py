@@ -9,10 +9,8 @@ redacted when an event is built, so none reaches a sink.
 from __future__ import annotations
 
 import enum
-import functools
 import os
 import random
-import re
 import time
 import traceback as _traceback
 import uuid
@@ -21,6 +19,8 @@ from typing import Any, ClassVar, TypedDict, Unpack, get_args
 
 import msgspec
 
+from .._secrets import REDACTED as REDACTED
+from .._secrets import redact as redact
 from ..errors import ConfigError, EventDecodeError
 
 __all__ = [
@@ -84,84 +84,7 @@ class EventType(enum.StrEnum):
 
 
 # --- redaction ---------------------------------------------------------------------------------
-
-#: What a secret is replaced with.
-REDACTED = "[redacted]"
-
-_SECRET_KEY_WORDS = (
-    "apikey",
-    "api_key",
-    "authorization",
-    "password",
-    "passwd",
-    "secret",
-    "private_key",
-    "credential",
-)
-_SECRET_KEY_PARTS = frozenset({"token", "auth", "cookie", "bearer", "pwd", "key"})
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-# sk-..., sk-proj-..., Bearer tokens, and "api_key=..." pairs inside free text (values of 4+
-# characters: "max token: 100" is no secret).
-_SECRET_TEXT = re.compile(
-    r"(?P<sk>\bsk-[A-Za-z0-9_\-]{12,})"
-    r"|(?P<bearer>\b[Bb]earer\s+)[A-Za-z0-9._~+/=\-]{8,}"
-    r"|(?P<pair>\b(?:api[_-]?key|password|secret|token)\s*[=:]\s*)[^\s,;&\"'\[]{4,}",
-    re.IGNORECASE,
-)
-
-
-@functools.lru_cache(maxsize=4096)  # the same few keys come back in every event
-def _is_secret_key(key: str) -> bool:
-    norm = _NON_ALNUM.sub("_", key.lower()).strip("_")
-    if any(word in norm for word in _SECRET_KEY_WORDS):
-        return True
-    parts = norm.split("_")
-    # "x-api-key", "access_token", "auth" are secrets; "max_tokens", "key_count" are not.
-    return parts[-1] in _SECRET_KEY_PARTS or (len(parts) == 1 and parts[0] in _SECRET_KEY_PARTS)
-
-
-def _redact_text_match(match: re.Match[str]) -> str:
-    prefix = match.group("bearer") or match.group("pair")
-    return (prefix or "") + REDACTED
-
-
-_TEXT_TRIGGERS = ("sk-", "bearer", "key", "password", "secret", "token")
-
-
-def _redact_text(text: str) -> str:
-    lowered = text.lower()
-    for trigger in _TEXT_TRIGGERS:
-        if trigger in lowered:
-            return _SECRET_TEXT.sub(_redact_text_match, text)
-    return text
-
-
-_PLAIN = frozenset({int, float, bool, type(None)})
-
-
-def redact(obj: Any) -> Any:
-    """``obj`` with every secret replaced by :data:`REDACTED`.
-
-    Values under secret-looking keys (``api_key``, ``Authorization``, ``password``,
-    ``access_token``, ``client_secret``, ...) are replaced whole; strings that hold an ``sk-...``
-    key, a ``Bearer`` token or an ``api_key=...`` pair have that part replaced. Dicts, lists and
-    tuples are walked (a new object is returned; the argument is not changed). Idempotent.
-    """
-    kind = type(obj)
-    if kind in _PLAIN:
-        return obj
-    if kind is str:
-        return _redact_text(obj)
-    if isinstance(obj, str):  # a str subclass (LangChain's TextAccessor): plain, then redacted
-        return _redact_text(str(obj))
-    if kind is dict or isinstance(obj, Mapping):
-        return {
-            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else redact(v))
-            for k, v in obj.items()
-        }
-    if kind is list or kind is tuple:
-        return [redact(v) for v in obj]
-    return obj
+# The rules live in limelight._secrets, shared with the errors (messages, server bodies).
 
 
 def _redact_fields(struct: msgspec.Struct, names: Iterable[str]) -> None:

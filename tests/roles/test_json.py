@@ -381,3 +381,105 @@ def test_without_jsonschema_the_error_names_the_extra(monkeypatch: pytest.Monkey
         assert "jsonschema" in str(caught.value)
     # A type or no schema needs no jsonschema.
     assert llm_json("Point.", Point) == Point(x=1, y=2)
+
+
+# -- OpenAI's json_schema object (name, schema, strict) ---------------------------------------
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def test_openais_json_schema_object_is_unwrapped_and_validated(recording_server: Any) -> None:
+    """The form the role router's users pass: {"name", "schema", "strict"}. Its schema is
+    what is sent and checked, so {"name": "John"} is refused for lack of an age."""
+    recording_server.answers += ['{"name": "John"}', '{"name": "John", "age": 30}']
+    host, port = recording_server.server_address
+    set_role_config(
+        "executor", backend="openai-compatible", model="m", base_url=f"http://{host}:{port}/v1"
+    )
+    wrapped = {"name": "person", "schema": PERSON, "strict": True}
+    assert llm_json("Who?", json_schema=wrapped) == {"name": "John", "age": 30}
+    first, second = recording_server.bodies
+    assert first["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": PERSON, "strict": True},
+    }
+    assert "'age' is a required property" in second["messages"][-1]["content"]
+
+
+def test_a_json_schema_object_answer_missing_a_field_is_never_returned() -> None:
+    recorder = Recorder(['{"name": "John"}'] * 2)
+    set_role_config("executor", provider=Scripted(recorder))
+    wrapped = {"name": "person", "schema": PERSON, "strict": True}
+    with pytest.raises(JSONOutputError, match="'age' is a required property"):
+        llm_json("Who?", json_schema=wrapped, max_attempts=2)
+    assert len(recorder.requests) == 2
+    # Scripted ignores response_format: the prompt carries the inner schema, not the wrapper.
+    assert json.dumps(PERSON, sort_keys=True) in (recorder.requests[0].messages[-1].content or "")
+
+
+def test_a_whole_response_format_is_unwrapped_too() -> None:
+    recorder = Recorder(['{"name": "Ann", "age": 4}'])
+    set_role_config("executor", provider=Scripted(recorder))
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": PERSON, "description": "a person"},
+    }
+    assert llm_json("Who?", response_format) == {"name": "Ann", "age": 4}
+    assert recorder.requests[0].response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": PERSON, "description": "a person"},
+    }
+
+
+@pytest.mark.anyio
+async def test_allm_json_unwraps_the_json_schema_object_too() -> None:
+    recorder = Recorder(['{"name": "John"}', '{"name": "John", "age": 30}'])
+    set_role_config("executor", provider=Scripted(recorder))
+    wrapped = {"name": "person", "schema": PERSON}
+    assert await allm_json("Who?", wrapped) == {"name": "John", "age": 30}
+    assert recorder.requests[0].response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": PERSON},
+    }
+
+
+def test_a_schema_with_a_stray_name_is_still_a_schema() -> None:
+    recorder = Recorder(['{"x": 1, "y": 2}'])
+    set_role_config("executor", provider=Scripted(recorder))
+    assert llm_json("Point.", {**POINT, "name": "point"}) == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize(
+    ("json_schema", "message"),
+    [
+        ({"name": "person", "strict": True}, "has no 'schema'"),
+        ({"name": "person", "schema": "object"}, "a 'schema' of 'object'"),
+        ({"name": "person", "schema": PERSON, "type": "object"}, "mixes .* with 'type'"),
+        ({"name": 3, "schema": PERSON}, "'name' must be a string"),
+        ({"name": "p", "schema": PERSON, "strict": "yes"}, "'strict' must be True or False"),
+        ({"type": "json_schema", "json_schema": "person"}, "is 'person', not an object"),
+        ({"type": "json_schema", "json_schema": {"name": "p"}}, "has no 'schema'"),
+        ({"name": "p", "schema": {"type": 12}}, "not a valid JSON schema"),
+    ],
+)
+def test_a_json_schema_shape_llm_json_cannot_use_is_refused(
+    json_schema: dict[str, Any], message: str
+) -> None:
+    recorder = Recorder(['{"name": "John"}'])
+    set_role_config("executor", provider=Scripted(recorder))
+    with pytest.raises(ConfigError, match=message):
+        llm_json("Who?", json_schema)
+    assert recorder.requests == []  # refused before any call
+
+
+def test_schema_name_and_the_objects_name_must_agree() -> None:
+    set_role_config("executor", provider=Scripted(['{"name": "a", "age": 1}'] * 2))
+    with pytest.raises(ConfigError, match="differ"):
+        llm_json("Who?", {"name": "person", "schema": PERSON}, schema_name="human")
+    wrapped = {"name": "person", "schema": PERSON}
+    assert llm_json("Who?", wrapped, schema_name="person") == {"name": "a", "age": 1}

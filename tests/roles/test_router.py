@@ -11,6 +11,7 @@ import pytest
 from limelight.errors import ConfigError, RateLimited
 from limelight.providers import Reply, Scripted
 from limelight.roles import (
+    DEFAULT_ROLE,
     RoleConfig,
     allm_text,
     clear_role_config,
@@ -111,10 +112,49 @@ def test_a_role_without_model_says_how_to_set_one() -> None:
         get_llm("optimizer")(prompt="hi")
 
 
-def test_an_unknown_backend_is_refused() -> None:
-    set_role_config("executor", backend="carrier-pigeon", model="x")
+def test_an_unknown_backend_is_refused_when_it_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unknown backend 'carrier-pigeon'") as caught:
+        set_role_config("executor", backend="carrier-pigeon", model="x")
+    for name in ("litellm", "openai-compatible", "mlx", "transformers", "sim", "scripted"):
+        assert name in str(caught.value)  # the valid ones, named
+    with pytest.raises(ConfigError, match="did you mean 'openai-compatible'"):
+        set_role_config("executor", backend="openai_compatible")
+    with pytest.raises(ConfigError, match="unknown backend 'lite-llm'"):
+        set_role_models(executor="gpt-4o-mini", optimizer="o3-mini", backend="lite-llm")
+    assert get_role_config("executor") == RoleConfig()  # nothing was set
+    assert get_role_config("optimizer") == RoleConfig()
     with pytest.raises(ConfigError, match="unknown backend"):
-        llm_text("hi")
+        set_role_models(backend="nope")
+    assert get_role_config(DEFAULT_ROLE) == RoleConfig()
+    set_role_config("executor", backend=" OpenAI ", model="x")  # names are case-blind aliases
+    assert get_llm("executor").backend == "openai-compatible"
+    monkeypatch.setenv("LIMELIGHT_BACKEND_CRITIC", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="LIMELIGHT_BACKEND_CRITIC: unknown backend"):
+        get_role_config("critic")
+
+
+def test_settings_given_to_set_role_models_are_not_roles() -> None:
+    with pytest.raises(ConfigError, match=r"'api_key' is a setting, not a role: .* key="):
+        set_role_models(executor="gpt-4o-mini", api_key="sk-abcdefghijklmnop")
+    with pytest.raises(ConfigError, match="'model', 'temperature' are settings"):
+        set_role_models(model="m", temperature="0.1")
+    with pytest.raises(ConfigError, match="model name"):
+        set_role_models(executor=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="key="):
+        set_role_models(executor="m", key="")
+    for role in ("executor", "api_key", "model", "temperature"):
+        assert get_role_config(role) == RoleConfig()  # nothing was set
+
+
+def test_set_role_models_sets_the_key_and_server_of_the_roles_it_names() -> None:
+    set_role_models(executor="m", backend="openai-compatible", key="k1", base_url="http://h/v1")
+    executor = get_role_config("executor")
+    assert (executor.model, executor.api_key, executor.base_url) == ("m", "k1", "http://h/v1")
+    assert get_role_config("optimizer").api_key is None
+    assert get_role_config("key") == RoleConfig()  # no role named "key"
+    set_role_models(key="k2")  # no model: the default of every role
+    assert get_role_config("optimizer").api_key == "k2"
+    assert get_role_config("executor").api_key == "k1"  # its own key wins
 
 
 def test_the_key_is_hidden_from_repr() -> None:
