@@ -333,6 +333,7 @@ class OpenAICompatible:
             metadata=request.metadata,
             rate_limit=rate_limit_headers(response.headers),
             started=started,
+            secret=self._api_key,
         )
         events = sse_events(response, assembler)  # closes the response when it ends
         try:

@@ -48,6 +48,7 @@ class StreamAssembler:
     :param metadata: labels copied from the request onto the result.
     :param rate_limit: the response's ``x-ratelimit-*`` headers, put on the result.
     :param started: :func:`time.perf_counter` when the request was sent, for ttft and latency.
+    :param secret: the configured API key, removed from a mid-stream error whatever its shape.
     """
 
     __slots__ = (
@@ -60,6 +61,7 @@ class StreamAssembler:
         "_parts",
         "_provider",
         "_rate_limit",
+        "_secret",
         "_started",
         "_ttft",
         "_usage",
@@ -74,7 +76,9 @@ class StreamAssembler:
         metadata: dict[str, str] | None = None,
         rate_limit: dict[str, str] | None = None,
         started: float | None = None,
+        secret: str | None = None,
     ) -> None:
+        self._secret = secret
         self._provider = provider
         self._model = model
         self._metadata = metadata or {}
@@ -230,11 +234,16 @@ class StreamAssembler:
             int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 0
         )
         cls: type[APIError] = api_error_for_status(status) if status >= 400 else ServerError
+        from .._secrets import redact, redact_text
+
         raise cls(
-            f"the server reported an error mid-stream: {error.message or '(no message)'}"
-            + (f" (type: {error.type})" if error.type else ""),
+            redact_text(
+                f"the server reported an error mid-stream: {error.message or '(no message)'}"
+                + (f" (type: {error.type})" if error.type else ""),
+                self._secret,
+            ),
             status_code=status or 200,
-            body=msgspec.json.decode(data),
+            body=redact(msgspec.json.decode(data), self._secret),
         )
 
 
