@@ -15,8 +15,9 @@ import socket
 import struct
 import sys
 import threading
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -31,10 +32,14 @@ from ._simulated import (
     DEFAULT_TOOL_CALL_PROBABILITY,
     DEFAULT_TTFT,
     DEFAULT_TTFT_JITTER,
+    INLINE_EMBEDDING_VALUES,
+    MAX_EMBEDDING_INPUTS,
+    MAX_MESSAGES,
     Outcome,
     Plan,
     SimEngine,
     SimulatedConfig,
+    _too_long,
     parse_output_length,
 )
 
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "MAX_BODY_BYTES",
     "SimServer",
     "add_arguments",
     "config_from_args",
@@ -62,6 +68,13 @@ _FINGERPRINT = "fp_limelight_sim"
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 # Pieces due within this many seconds of each other go out in one socket write.
 _COALESCE = 0.0005
+# A stream due all at once (no decode delay) lets other requests in after this many chunks.
+_CHUNKS_PER_TURN = 512
+# Bodies larger than this are decoded in a worker thread: decoding and converting a body
+# costs CPU in proportion to its size, which must not hold the event loop.
+_INLINE_BODY_BYTES = 64 * 1024
+#: The largest request body accepted (413 above it).
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------
@@ -114,16 +127,19 @@ class _ChatBody(msgspec.Struct, kw_only=True):
     stream_options: _StreamOptions | None = None
     tools: list[_InTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
+    n: int = 1
 
 
 class _TextBody(msgspec.Struct, kw_only=True):
     prompt: str | list[str]
     model: str = ""
     max_tokens: int | None = COMPLETIONS_DEFAULT_MAX_TOKENS
+    n: int = 1
     stream: bool = False
     stream_options: _StreamOptions | None = None
     temperature: float | None = None
@@ -138,6 +154,8 @@ class _EmbeddingBody(msgspec.Struct, kw_only=True):
     encoding_format: str = "float"
 
 
+_Body = TypeVar("_Body", bound=msgspec.Struct)
+_Parsed = TypeVar("_Parsed")
 _chat_decoder = msgspec.json.Decoder(_ChatBody)
 _text_decoder = msgspec.json.Decoder(_TextBody)
 _embedding_decoder = msgspec.json.Decoder(_EmbeddingBody)
@@ -283,11 +301,43 @@ def _error(
 
 
 class _BadBody(Exception):
-    """A request body that is JSON but not a valid request; carries OpenAI's error body."""
+    """A request body that is not a valid request; carries OpenAI's error body and the
+    status to answer (400 unless said otherwise)."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], status: int = 400) -> None:
         super().__init__(body["error"]["message"])
         self.body = body
+        self.status = status
+
+
+def _too_large() -> _BadBody:
+    return _BadBody(
+        _error(
+            f"The request body is larger than the simulator accepts: {MAX_BODY_BYTES} bytes at "
+            "most (MAX_BODY_BYTES).",
+            code="request_too_large",
+        ),
+        status=413,
+    )
+
+
+def _decompress(raw: bytes, encoding: str) -> bytes:
+    """A ``gzip`` or ``deflate`` (zlib, or raw as some clients send it) request body,
+    inflated to at most :data:`MAX_BODY_BYTES`."""
+    if encoding == "deflate":
+        wbits = zlib.MAX_WBITS if raw[:1] and raw[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    else:
+        wbits = 16 + zlib.MAX_WBITS
+    decoder = zlib.decompressobj(wbits)
+    try:
+        body = decoder.decompress(raw, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise _BadBody(_error(f"The request body is not valid {encoding} data: {exc}.")) from None
+    if len(body) > MAX_BODY_BYTES:
+        raise _too_large()
+    if not decoder.eof:
+        raise _BadBody(_error(f"The request body's {encoding} data is cut short."))
+    return body
 
 
 def _decode_error(exc: msgspec.DecodeError) -> _BadBody:
@@ -295,11 +345,13 @@ def _decode_error(exc: msgspec.DecodeError) -> _BadBody:
         text = str(exc)
         # msgspec says "Object missing required field `messages`" or "... - at `$.x`".
         if "missing required field" in text:
-            field = text.rsplit("`", 2)[-2]
+            field = text.split("`", 2)[1]
+            where = text.rsplit("at `$", 1)[1].strip("`.") if "at `$" in text else ""
+            missing = f"{where}.{field}" if where else field
             return _BadBody(
                 _error(
-                    f"Missing required parameter: '{field}'.",
-                    param=field,
+                    f"Missing required parameter: '{missing}'.",
+                    param=missing,
                     code="missing_required_parameter",
                 )
             )
@@ -314,14 +366,66 @@ def _decode_error(exc: msgspec.DecodeError) -> _BadBody:
     )
 
 
-def _text_of(content: str | list[Any] | None) -> str | None:
+def _json_kind(value: object) -> str:
+    """``value``'s JSON type, as OpenAI's messages name it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _invalid_type(param: str, expected: str, value: object) -> _BadBody:
+    return _BadBody(
+        _error(
+            f"Invalid type for '{param}': expected {expected}, but got {_json_kind(value)} "
+            "instead.",
+            param=param,
+            code="invalid_type",
+        )
+    )
+
+
+def _text_of(content: str | list[Any] | None, where: str) -> str | None:
     if content is None or isinstance(content, str):
         return content
-    # Content parts: only the text ones count for the token estimate.
-    return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    # Content parts: objects; only the text ones count for the token estimate.
+    texts = []
+    for j, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise _invalid_type(f"{where}[{j}]", "an object", part)
+        if part.get("type") == "text" or "text" in part:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _invalid_type(f"{where}[{j}].text", "a string", text)
+            texts.append(text)
+    return "".join(texts)
+
+
+def _only_one_choice(n: int) -> None:
+    if n != 1:
+        raise _BadBody(
+            _error(
+                f"The simulator answers one choice per request: 'n' must be 1, got {n}.",
+                param="n",
+                code="unsupported_value",
+            )
+        )
 
 
 def _chat_request(body: _ChatBody) -> CompletionRequest:
+    if len(body.messages) > MAX_MESSAGES:
+        # Refused before the messages are converted: that work grows with their number.
+        raise _BadBody(_too_long("messages", len(body.messages), MAX_MESSAGES, "MAX_MESSAGES"))
+    _only_one_choice(body.n)
     messages = []
     for i, m in enumerate(body.messages):
         role = "tool" if m.role == "function" else m.role
@@ -337,7 +441,7 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
         messages.append(
             Message(
                 role=role,  # type: ignore[arg-type]  # checked against _ROLES above
-                content=_text_of(m.content),
+                content=_text_of(m.content, f"messages[{i}].content"),
                 name=m.name,
                 tool_calls=[
                     ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
@@ -351,7 +455,9 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
     return CompletionRequest(
         model=body.model,
         messages=messages,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens=(
+            body.max_tokens if body.max_completion_tokens is None else body.max_completion_tokens
+        ),
         tools=[
             ToolSpec(
                 name=t.function.name,
@@ -362,6 +468,7 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
             for t in body.tools or ()
         ],
         tool_choice=body.tool_choice,
+        response_format=body.response_format,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
@@ -369,28 +476,85 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
     )
 
 
+def _is_token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 def _embedding_inputs(raw: str | list[Any]) -> list[str]:
     """OpenAI's ``input``: a string, a list of strings, a token list or a list of token
     lists (token lists are embedded by their text, such as ``"1 2 3"``)."""
     if isinstance(raw, str):
         return [raw]
-    if raw and all(isinstance(x, int) for x in raw):
+    if raw and all(_is_token(x) for x in raw):
         return [" ".join(map(str, raw))]
+    if len(raw) > MAX_EMBEDDING_INPUTS:
+        # Refused before the inputs are converted: that work grows with their number.
+        raise _BadBody(_too_long("input", len(raw), MAX_EMBEDDING_INPUTS, "MAX_EMBEDDING_INPUTS"))
     inputs = []
     for x in raw:
         if isinstance(x, str):
             inputs.append(x)
-        elif isinstance(x, list) and all(isinstance(t, int) for t in x):
+        elif isinstance(x, list) and all(_is_token(t) for t in x):
             inputs.append(" ".join(map(str, x)))
         else:
             raise _BadBody(
                 _error(
                     "'input' must be a string, an array of strings, an array of tokens or an "
-                    "array of token arrays.",
+                    "array of token arrays (tokens are integers from 0 to 2^32 - 1).",
                     param="input",
                 )
             )
     return inputs
+
+
+def _decode(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise _decode_error(exc) from None
+    except RecursionError:
+        # msgspec refuses JSON nested deeper than the interpreter's recursion limit.
+        raise _BadBody(
+            _error(
+                "The request body is nested too deeply to be parsed: flatten it.",
+                code="invalid_json",
+            )
+        ) from None
+
+
+def _parse_chat(raw: bytes) -> tuple[_ChatBody, CompletionRequest]:
+    body = _decode(_chat_decoder, raw)
+    return body, _chat_request(body)
+
+
+def _parse_text(raw: bytes) -> tuple[_TextBody, CompletionRequest]:
+    body = _decode(_text_decoder, raw)
+    _only_one_choice(body.n)
+    prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
+    request = CompletionRequest(
+        model=body.model,
+        prompt=prompt,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        seed=body.seed,
+        stream=body.stream,
+    )
+    return body, request
+
+
+def _parse_embedding(raw: bytes) -> tuple[_EmbeddingBody, EmbeddingRequest]:
+    body = _decode(_embedding_decoder, raw)
+    if body.encoding_format not in ("float", "base64"):
+        raise _BadBody(
+            _error(
+                f"Invalid value: '{body.encoding_format}'. Supported values are: 'float' and "
+                "'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        )
+    inputs = _embedding_inputs(body.input)
+    return body, EmbeddingRequest(input=inputs, model=body.model, dimensions=body.dimensions)
 
 
 # --------------------------------------------------------------------------------------
@@ -427,13 +591,34 @@ class SimServer:
         from aiohttp import web
 
         self.engine = SimEngine(config)
+        # Set by runner(): request bodies are decoded here rather than by aiohttp.
+        self._decodes_bodies = False
+        self._AppRunner = web.AppRunner
         self._Application = web.Application
         self._Response = web.Response
         self._StreamResponse = web.StreamResponse
+        self._PayloadError = web.RequestPayloadError
+        self._TooLarge = web.HTTPRequestEntityTooLarge
+
+    def runner(self) -> web.AppRunner:
+        """A runner for a new :meth:`app`, set up as ``limelight sim`` serves it.
+
+        It decodes ``gzip`` and ``deflate`` request bodies itself (aiohttp's decoder never ends
+        a truncated deflate body: its request would wait forever), and answers other
+        encodings 415."""
+        self._decodes_bodies = True
+        return self._AppRunner(
+            self.app(),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            # A client that hangs up frees its concurrency slot at once.
+            handler_cancellation=True,
+            auto_decompress=False,
+        )
 
     def app(self) -> web.Application:
         """A new aiohttp application with the OpenAI routes."""
-        app = self._Application(client_max_size=64 * 1024 * 1024)
+        app = self._Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
@@ -547,6 +732,11 @@ class SimServer:
                         await response.write(b"".join(pending))
                         pending.clear()
                     await self._sleep_until(due)
+                elif len(pending) >= _CHUNKS_PER_TURN:
+                    # A long answer due at once: send what is ready and let others in.
+                    await response.write(b"".join(pending))
+                    pending.clear()
+                    await asyncio.sleep(0)
                 if fault is not None and piece == plan.fault_at:
                     if fault is Outcome.MALFORMED:
                         # This chunk's JSON loses its closing brace; the stream goes on.
@@ -569,59 +759,86 @@ class SimServer:
             pass
         return response
 
-    def _parse(self, decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    async def _read(
+        self, request: web.Request, convert: Callable[[bytes], _Parsed]
+    ) -> _Parsed | web.Response:
+        """The request's body through ``convert`` (decode and check it), in a worker thread
+        when it is large; a 4xx answer when it cannot be read or ``convert`` refuses it."""
+        encoding = ""
+        if self._decodes_bodies:
+            encoding = request.headers.get("Content-Encoding", "").strip().lower()
+            if encoding in ("identity", ""):
+                encoding = ""
+            elif encoding == "x-gzip":
+                encoding = "gzip"
+            elif encoding not in ("gzip", "deflate"):
+                body = _error(
+                    f"Content-Encoding {encoding!r} is not supported: send the body as it is, or "
+                    "in gzip or deflate.",
+                    code="unsupported_content_encoding",
+                )
+                return self._json(_encode(body), status=415)
         try:
-            return decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise _decode_error(exc) from None
+            raw = await request.read()
+        except self._TooLarge:
+            return self._json(_encode(_too_large().body), status=413)
+        except self._PayloadError as exc:
+            # A body its own headers do not describe: a Content-Encoding it is not in, say.
+            cause = exc.__cause__ or exc
+            reason = str(getattr(cause, "message", cause)).strip()
+            body = _error(f"The request body could not be read: {reason}.")
+            response = self._json(_encode(body), status=400)
+            # The rest of the body cannot be read either: the connection ends with this answer,
+            # and the server does not try to read the rest first.
+            response.force_close()
+            request.content.feed_eof()
+            return response
+        try:
+            if encoding:
+                # Inflating is CPU work in proportion to the inflated size, whatever the
+                # size sent: always in a worker thread.
+                return await asyncio.to_thread(lambda: convert(_decompress(raw, encoding)))
+            if len(raw) <= _INLINE_BODY_BYTES:
+                return convert(raw)
+            return await asyncio.to_thread(convert, raw)
+        except _BadBody as exc:
+            return self._json(_encode(exc.body), status=exc.status)
 
     # -- routes ----------------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``, streamed or not."""
-        try:
-            body: _ChatBody = self._parse(_chat_decoder, await request.read())
-            completion_request = _chat_request(body)
-        except _BadBody as exc:
-            return self._json(_encode(exc.body), status=400)
+        parsed = await self._read(request, _parse_chat)
+        if not isinstance(parsed, tuple):
+            return parsed
+        body, completion_request = parsed
         plan = self.engine.plan(completion_request)
         return await self._complete(request, plan, body, _chat_completion, _chat_chunks)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/completions`` (legacy text completions), streamed or not."""
-        try:
-            body: _TextBody = self._parse(_text_decoder, await request.read())
-        except _BadBody as exc:
-            return self._json(_encode(exc.body), status=400)
-        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
-        plan = self.engine.plan(
-            CompletionRequest(
-                model=body.model,
-                prompt=prompt,
-                max_tokens=body.max_tokens,
-                temperature=body.temperature,
-                seed=body.seed,
-                stream=body.stream,
-            )
-        )
+        parsed = await self._read(request, _parse_text)
+        if not isinstance(parsed, tuple):
+            return parsed
+        body, completion_request = parsed
+        plan = self.engine.plan(completion_request)
         return await self._complete(request, plan, body, _text_completion, _text_chunks)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/embeddings``, as floats or base64 (what the openai SDK asks for)."""
-        try:
-            body: _EmbeddingBody = self._parse(_embedding_decoder, await request.read())
-            inputs = _embedding_inputs(body.input)
-        except _BadBody as exc:
-            return self._json(_encode(exc.body), status=400)
-        plan = self.engine.plan_embedding(
-            EmbeddingRequest(input=inputs, model=body.model, dimensions=body.dimensions)
-        )
+        parsed = await self._read(request, _parse_embedding)
+        if not isinstance(parsed, tuple):
+            return parsed
+        body, embedding_request = parsed
+        plan = self.engine.plan_embedding(embedding_request)
         try:
             answer = b""
             if plan.error is None:
-                answer = _encode(
-                    _embedding_list(plan, base64_encoded=body.encoding_format == "base64")
-                )
+                base64_encoded = body.encoding_format == "base64"
+                if plan.embedding_values <= INLINE_EMBEDDING_VALUES:
+                    answer = _embedding_answer(plan, base64_encoded)
+                else:
+                    answer = await asyncio.to_thread(_embedding_answer, plan, base64_encoded)
             return await self._answer(request, plan, answer, iter(()), stream=False)
         finally:
             self.engine.release(plan)
@@ -809,21 +1026,25 @@ def _text_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, byte
     yield last, _DONE
 
 
-def _embedding_list(plan: Plan, *, base64_encoded: bool) -> _EmbeddingList:
+def _embedding_answer(plan: Plan, base64_encoded: bool) -> bytes:
+    """The JSON answer to an embedding plan: CPU work in proportion to
+    ``plan.embedding_values`` (a large one runs in a worker thread)."""
+
     def wire(vector: list[float]) -> list[float] | str:
         if not base64_encoded:
             return vector
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
-    return _EmbeddingList(
+    answer = _EmbeddingList(
         object="list",
         data=[
             _Embedding(object="embedding", index=i, embedding=wire(v))
-            for i, v in enumerate(plan.embeddings)
+            for i, v in enumerate(plan.embeddings())
         ],
         model=plan.model,
         usage=_EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens),
     )
+    return _encode(answer)
 
 
 def _sse(event: msgspec.Struct) -> bytes:
@@ -838,14 +1059,7 @@ async def _start(config: SimulatedConfig | None, host: str, port: int) -> tuple[
     _require_aiohttp()
     from aiohttp import web
 
-    server = SimServer(config)
-    runner = web.AppRunner(
-        server.app(),
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-        # A client that hangs up frees its concurrency slot at once.
-        handler_cancellation=True,
-    )
+    runner = SimServer(config).runner()
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)

@@ -9,12 +9,14 @@ import enum
 import hashlib
 import math
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import msgspec
 
 from ..errors import (
@@ -52,6 +54,19 @@ __all__ = [
     "DEFAULT_TOOL_CALL_PROBABILITY",
     "DEFAULT_TTFT",
     "DEFAULT_TTFT_JITTER",
+    "INLINE_EMBEDDING_VALUES",
+    "MAX_ARGUMENTS_LENGTH",
+    "MAX_EMBEDDING_DIMENSIONS",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_EMBEDDING_VALUES",
+    "MAX_MESSAGES",
+    "MAX_MESSAGE_TOOL_CALLS",
+    "MAX_OUTPUT_TOKENS",
+    "MAX_SCHEMA_ARRAY_ITEMS",
+    "MAX_SCHEMA_DEPTH",
+    "MAX_SCHEMA_NODES",
+    "MAX_SCHEMA_STRING_LENGTH",
+    "MAX_TOOLS",
     "FixedLength",
     "LogNormalLength",
     "Outcome",
@@ -64,6 +79,7 @@ __all__ = [
     "SimulatedConfig",
     "TokenBucket",
     "UniformLength",
+    "check_request",
     "embed_text",
     "estimate_prompt_tokens",
     "estimate_tokens",
@@ -82,6 +98,39 @@ DEFAULT_OUTPUT_BUDGET = 256
 DEFAULT_EMBEDDING_DIMENSIONS = 256
 DEFAULT_FAULT_RETRY_AFTER = 0.05
 DEFAULT_SEED = 0
+
+# Caps on what one request may ask for. Beyond them the simulator answers 400 naming the cap
+# (and a config beyond them is refused), so that no request makes it generate without bound
+# or hold its event loop.
+
+#: Most output tokens a request may ask for (``max_tokens``) and the longest answer a
+#: :class:`SimulatedConfig` may set: 128 Ki, the largest output of OpenAI's models.
+MAX_OUTPUT_TOKENS = 131_072
+#: Most messages in one chat request.
+MAX_MESSAGES = 10_000
+#: Most tool calls in the messages of one chat request, all messages together.
+MAX_MESSAGE_TOOL_CALLS = 10_000
+#: Most tools one request may offer (OpenAI's own limit).
+MAX_TOOLS = 128
+#: Deepest JSON nesting of one tool's ``parameters`` or one ``response_format`` schema.
+MAX_SCHEMA_DEPTH = 64
+#: Most JSON values (objects, arrays, strings, numbers...) in all the schemas of a request.
+MAX_SCHEMA_NODES = 20_000
+#: Largest ``minLength`` a schema may ask of a generated string.
+MAX_SCHEMA_STRING_LENGTH = 16_384
+#: Largest ``minItems`` a schema may ask of a generated array.
+MAX_SCHEMA_ARRAY_ITEMS = 1_024
+#: Most bytes of JSON the arguments generated for one tool call may take.
+MAX_ARGUMENTS_LENGTH = 65_536
+#: Most inputs in one embedding request (OpenAI's own limit).
+MAX_EMBEDDING_INPUTS = 2_048
+#: Largest ``dimensions`` of an embedding.
+MAX_EMBEDDING_DIMENSIONS = 8_192
+#: Most numbers one embedding request may ask for, inputs times dimensions (2048 x 1024).
+MAX_EMBEDDING_VALUES = 2_097_152
+#: Embeddings of up to this many numbers are computed on the event loop (a few ms); larger
+#: ones in a worker thread, so that the loop keeps serving.
+INLINE_EMBEDDING_VALUES = 4_096
 
 #: The prompt-token estimate: one token per 4 characters (rounded up), as OpenAI's
 #: rule of thumb for English, and at least one token per message.
@@ -149,16 +198,20 @@ def parse_output_length(text: str) -> OutputLength:
 
 def _validate_length(length: OutputLength) -> None:
     if isinstance(length, FixedLength):
-        if length.tokens < 1:
-            raise ConfigError(f"output_tokens must be at least 1, got {length.tokens}")
-    elif isinstance(length, UniformLength):
-        if not 1 <= length.low <= length.high:
+        if not 1 <= length.tokens <= MAX_OUTPUT_TOKENS:
             raise ConfigError(
-                f"uniform output length needs 1 <= low <= high, got {length.low}-{length.high}"
+                f"output_tokens must be within [1, {MAX_OUTPUT_TOKENS}] "
+                f"(MAX_OUTPUT_TOKENS), got {length.tokens}"
             )
-    elif length.mean <= 0 or length.sd < 0:
+    elif isinstance(length, UniformLength):
+        if not 1 <= length.low <= length.high <= MAX_OUTPUT_TOKENS:
+            raise ConfigError(
+                f"uniform output length needs 1 <= low <= high <= {MAX_OUTPUT_TOKENS} "
+                f"(MAX_OUTPUT_TOKENS), got {length.low}-{length.high}"
+            )
+    elif not (0 < length.mean < math.inf and 0 <= length.sd < math.inf):
         raise ConfigError(
-            f"lognormal output length needs mean > 0 and sd >= 0, "
+            f"lognormal output length needs a finite mean > 0 and sd >= 0, "
             f"got mean={length.mean}, sd={length.sd}"
         )
 
@@ -169,11 +222,12 @@ def _sample_length(length: OutputLength, rng: random.Random) -> int:
     if isinstance(length, UniformLength):
         return rng.randint(length.low, length.high)
     if length.sd == 0:
-        return max(1, round(length.mean))
+        return max(1, round(min(length.mean, MAX_OUTPUT_TOKENS)))
     # Moment matching: the log-normal whose own mean and sd are the configured ones.
     sigma2 = math.log1p((length.sd / length.mean) ** 2)
     mu = math.log(length.mean) - sigma2 / 2
-    return max(1, round(rng.lognormvariate(mu, math.sqrt(sigma2))))
+    # Long tails are cut at the cap (a draw can even overflow to infinity).
+    return max(1, round(min(rng.lognormvariate(mu, math.sqrt(sigma2)), MAX_OUTPUT_TOKENS)))
 
 
 # --------------------------------------------------------------------------------------
@@ -265,12 +319,14 @@ class SimulatedConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError(f"{name} must be at least 1 (or None for no limit), got {limit}")
         if (
             self.default_output_budget < 0
-            or self.embedding_dimensions < 1
+            or not 1 <= self.embedding_dimensions <= MAX_EMBEDDING_DIMENSIONS
             or (self.fault_retry_after < 0)
         ):
             raise ConfigError(
                 "default_output_budget and fault_retry_after must be >= 0 and "
-                "embedding_dimensions >= 1"
+                f"embedding_dimensions within [1, {MAX_EMBEDDING_DIMENSIONS}] "
+                f"(MAX_EMBEDDING_DIMENSIONS), got {self.default_output_budget}, "
+                f"{self.fault_retry_after} and {self.embedding_dimensions}"
             )
 
     @property
@@ -607,10 +663,83 @@ def _words(rng: random.Random, count: int) -> list[str]:
     return tokens
 
 
-def _value_for(schema: object, rng: random.Random, depth: int = 0) -> Any:
+# Words are ASCII letters: a generated string's JSON is its length plus two quotes.
+_WORD_CHARS = max(len(w) for w in _WORDS)
+# Longest JSON of a float (``-1.7976931348623157e+308`` is 24 characters), with room to spare.
+_NUMBER_CHARS = 32
+_arguments_encoder = msgspec.json.Encoder()
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _count(schema: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    """A non-negative integer keyword (``minLength``, ``maxItems``...), checked beforehand."""
+    value = schema.get(key)
+    return int(value) if _is_number(value) else default
+
+
+def _kind_of(schema: Mapping[str, Any]) -> object:
+    """The JSON type a value for ``schema`` is generated as."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if kinds else "null"
+    if kind is None and "properties" in schema:
+        kind = "object"
+    return kind
+
+
+def _int_range(schema: Mapping[str, Any]) -> tuple[int, int]:
+    """The integers to draw from: the schema's bounds (draft 4's boolean ``exclusive*`` too),
+    else 0 to 100."""
+    minimum, maximum = schema.get("minimum"), schema.get("maximum")
+    low_excl, high_excl = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    lows, highs = [], []
+    if _is_number(minimum):
+        lows.append(math.floor(minimum) + 1 if low_excl is True else math.ceil(minimum))
+    if _is_number(low_excl):
+        lows.append(math.floor(low_excl) + 1)
+    if _is_number(maximum):
+        highs.append(math.ceil(maximum) - 1 if high_excl is True else math.floor(maximum))
+    if _is_number(high_excl):
+        highs.append(math.ceil(high_excl) - 1)
+    high = min(highs) if highs else None
+    low = max(lows) if lows else (0 if high is None or high >= 0 else high - 100)
+    return low, max(low, low + 100 if high is None else high)
+
+
+def _number_range(schema: Mapping[str, Any]) -> tuple[float, float]:
+    """The numbers to draw from: the schema's bounds, else 0 to 100."""
+    lows = [float(v) for k in ("minimum", "exclusiveMinimum") if _is_number(v := schema.get(k))]
+    highs = [float(v) for k in ("maximum", "exclusiveMaximum") if _is_number(v := schema.get(k))]
+    high = min(highs) if highs else None
+    low = max(lows) if lows else (0.0 if high is None or high >= 0 else high - 100.0)
+    return low, min(low + 100.0, sys.float_info.max) if high is None else high
+
+
+def _array_length(schema: Mapping[str, Any]) -> tuple[int, int]:
+    """The lengths to draw from: ``minItems`` (1 by default) to two more, within
+    ``maxItems``."""
+    most = _count(schema, "maxItems", None)
+    fewest = _count(schema, "minItems", 1 if most is None else min(1, most))
+    assert fewest is not None
+    top = fewest + 2 if most is None else min(most, fewest + 2)
+    return fewest, max(fewest, top)
+
+
+def _value_for(schema: object, rng: random.Random) -> Any:
     """A value valid against a simple JSON schema (types, enums, bounds, nested objects and
-    arrays); ``None`` where the schema is beyond that."""
-    if not isinstance(schema, Mapping) or depth > 6:
+    arrays); ``None`` where the schema is beyond that. The schema passed
+    :func:`check_request`, so the value's JSON takes at most :func:`_size_bound` bytes."""
+    return _generate(schema, rng, {}, 0)
+
+
+def _generate(schema: object, rng: random.Random, memo: dict[int, Any], depth: int) -> Any:
+    """:func:`_value_for`. ``memo`` keeps what is derived from a part of the schema (by its
+    id), so that the items of an array cost their output, not their schema's size again."""
+    if not isinstance(schema, Mapping) or depth > MAX_SCHEMA_DEPTH:
         return None
     if "const" in schema:
         return schema["const"]
@@ -620,55 +749,478 @@ def _value_for(schema: object, rng: random.Random, depth: int = 0) -> Any:
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if isinstance(options, list) and options:
-            usable = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
-            return _value_for(rng.choice(usable or options), rng, depth + 1)
+            usable = memo.get(id(options))
+            if usable is None:
+                usable = memo[id(options)] = [
+                    o for o in options if isinstance(o, Mapping) and o.get("type") != "null"
+                ] or options
+            return _generate(rng.choice(usable), rng, memo, depth + 1)
     all_of = schema.get("allOf")
     if isinstance(all_of, list) and len(all_of) == 1:
-        return _value_for(all_of[0], rng, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        kind = kinds[0] if kinds else "null"
-    if kind is None and "properties" in schema:
-        kind = "object"
+        return _generate(all_of[0], rng, memo, depth + 1)
+    kind = _kind_of(schema)
     if kind == "string":
-        min_length = int(schema.get("minLength", 1))
-        max_length = int(schema.get("maxLength", 64))
+        min_length = _count(schema, "minLength", 1)
+        assert min_length is not None
+        max_length = _count(schema, "maxLength", None)
         text = " ".join(rng.choices(_WORDS, k=rng.randint(1, 3)))
         while len(text) < min_length:
             text += rng.choice(_WORDS)
-        return text[:max_length]
+        return text if max_length is None else text[:max_length]
     if kind == "integer":
-        low = int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
-        high = int(schema.get("maximum", schema.get("exclusiveMaximum", low + 101) - 1))
-        return rng.randint(low, max(low, high))
+        return rng.randint(*_int_range(schema))
     if kind == "number":
-        low_f = float(schema.get("minimum", schema.get("exclusiveMinimum", 0.0)))
-        high_f = float(schema.get("maximum", schema.get("exclusiveMaximum", low_f + 100.0)))
-        value = round(rng.uniform(low_f, high_f), 2)
+        low_f, high_f = _number_range(schema)
+        share = rng.random()
+        # Weighted this way, the sum cannot overflow whatever the bounds.
+        value = round(low_f * (1.0 - share) + high_f * share, 2)
         return min(max(value, low_f), high_f)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "array":
-        low_n = int(schema.get("minItems", 1))
-        high_n = max(low_n, int(schema.get("maxItems", low_n + 2)))
-        return [
-            _value_for(schema.get("items", {}), rng, depth + 1)
-            for _ in range(rng.randint(low_n, high_n))
-        ]
+        items = schema.get("items", {})
+        count = rng.randint(*_array_length(schema))
+        return [_generate(items, rng, memo, depth + 1) for _ in range(count)]
     if kind == "object":
         properties = schema.get("properties", {})
-        required = set(schema.get("required", ()))
+        required = memo.get(id(schema))
+        if required is None:
+            required = memo[id(schema)] = frozenset(schema.get("required", ()))
         result: dict[str, Any] = {}
         if isinstance(properties, Mapping):
             for name, sub in properties.items():
                 if name in required or rng.random() < 0.5:
-                    result[name] = _value_for(sub, rng, depth + 1)
+                    result[name] = _generate(sub, rng, memo, depth + 1)
         return result
     return None
 
 
-_arguments_encoder = msgspec.json.Encoder()
+def _size_bound(schema: object, limit: int, depth: int = 0) -> int:
+    """The most bytes of JSON :func:`_value_for` can generate for ``schema``, or a number
+    above ``limit`` once it is known to be above (so the arithmetic stays small)."""
+    if not isinstance(schema, Mapping) or depth > MAX_SCHEMA_DEPTH:
+        return len(b"null")
+    if "const" in schema:
+        return len(_arguments_encoder.encode(schema["const"]))
+    enum_values = schema.get("enum")
+    if isinstance(enum_values, list) and enum_values:
+        return max(len(_arguments_encoder.encode(v)) for v in enum_values)
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return max(_size_bound(o, limit, depth + 1) for o in options)
+    all_of = schema.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1:
+        return _size_bound(all_of[0], limit, depth + 1)
+    kind = _kind_of(schema)
+    if kind == "string":
+        min_length = _count(schema, "minLength", 1)
+        assert min_length is not None
+        longest = max(3 * _WORD_CHARS + 2, min_length + _WORD_CHARS - 1)
+        max_length = _count(schema, "maxLength", None)
+        return 2 + (longest if max_length is None else min(longest, max_length))
+    if kind == "integer":
+        low, high = _int_range(schema)
+        return max(len(str(low)), len(str(high)))
+    if kind == "number":
+        return _NUMBER_CHARS
+    if kind == "boolean":
+        return len(b"false")
+    if kind == "array":
+        _, most = _array_length(schema)
+        item = _size_bound(schema.get("items", {}), limit, depth + 1)
+        return min(2 + most * (item + 1), limit + 1)
+    if kind == "object":
+        properties = schema.get("properties", {})
+        total = 2
+        if isinstance(properties, Mapping):
+            for name, sub in properties.items():
+                total += len(_arguments_encoder.encode(name)) + 2
+                total += _size_bound(sub, limit, depth + 1)
+                if total > limit:
+                    return limit + 1
+        return total
+    return len(b"null")
+
+
+# --------------------------------------------------------------------------------------
+# Request validation: what OpenAI refuses with a 400, and the simulator's caps
+
+_JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+# Keywords whose value is a schema; a list of schemas; an object of schemas.
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "additionalItems", "additionalProperties", "contains", "else", "if", "items", "not",
+        "propertyNames", "then", "unevaluatedItems", "unevaluatedProperties",
+    }
+)  # fmt: skip
+_SCHEMA_LIST_KEYWORDS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_MAP_KEYWORDS = frozenset(
+    {"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"}
+)
+_COUNT_KEYWORDS = frozenset(
+    {
+        "maxContains", "maxItems", "maxLength", "maxProperties", "minContains", "minItems",
+        "minLength", "minProperties",
+    }
+)  # fmt: skip
+_NUMBER_KEYWORDS = frozenset({"maximum", "minimum", "multipleOf"})
+_EXCLUSIVE_KEYWORDS = frozenset({"exclusiveMaximum", "exclusiveMinimum"})
+_STRING_KEYWORDS = frozenset(
+    {"$anchor", "$comment", "$id", "$ref", "$schema", "description", "format", "pattern", "title"}
+)
+_BOOLEAN_KEYWORDS = frozenset({"deprecated", "nullable", "readOnly", "uniqueItems", "writeOnly"})
+_CAPPED_COUNTS = {
+    "minLength": (MAX_SCHEMA_STRING_LENGTH, "MAX_SCHEMA_STRING_LENGTH"),
+    "minItems": (MAX_SCHEMA_ARRAY_ITEMS, "MAX_SCHEMA_ARRAY_ITEMS"),
+}
+_TOOL_CHOICES = ("none", "auto", "required")
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+class _SchemaError(Exception):
+    """What is wrong in a schema, and where (the keys leading to it, as OpenAI says it)."""
+
+    def __init__(self, context: tuple[str, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.context = context
+        self.problem = problem
+
+
+def _json_kind(value: object) -> str:
+    """``value``'s JSON type, with its article, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON, cut short for a message."""
+    text = _arguments_encoder.encode(value).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_json(value: object, budget: int) -> int:
+    """Walk ``value`` (iteratively: any depth is safe) and count its JSON values.
+
+    :raises _SchemaError: ``value`` is not plain JSON (only dicts with string keys, lists,
+        strings, finite numbers, booleans and ``None``), is nested deeper than
+        :data:`MAX_SCHEMA_DEPTH` or holds more than ``budget`` values.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if count > budget:
+            raise _SchemaError(
+                (),
+                f"the schemas of this request hold more than {MAX_SCHEMA_NODES} JSON values, "
+                "the simulator's cap (MAX_SCHEMA_NODES)",
+            )
+        children: Any = ()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise _SchemaError((), "object keys must be strings")
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise _SchemaError((), f"{item} is not a JSON number")
+        elif not (item is None or isinstance(item, str | int)):
+            raise _SchemaError((), f"it holds {_json_kind(item)}, which is not JSON")
+        if children and depth >= MAX_SCHEMA_DEPTH:
+            raise _SchemaError(
+                (),
+                f"it is nested deeper than {MAX_SCHEMA_DEPTH} levels, the simulator's cap "
+                "(MAX_SCHEMA_DEPTH)",
+            )
+        stack.extend((child, depth + 1) for child in children)
+    return count
+
+
+def _check_keyword(key: str, value: object, context: tuple[str, ...]) -> None:
+    """Check one keyword of a schema; recurse into the schemas it holds."""
+    if key == "type":
+        names = value if isinstance(value, list) and value else [value]
+        if not all(isinstance(n, str) and n in _JSON_TYPES for n in names):
+            allowed = ", ".join(f"'{t}'" for t in _JSON_TYPES)
+            raise _SchemaError(
+                context,
+                f"'type' must be one of {allowed}, or an array of them, got {_shown(value)}",
+            )
+    elif key in _SCHEMA_KEYWORDS:
+        if key == "items" and isinstance(value, list):  # drafts 4-7: one schema per position
+            for i, sub in enumerate(value):
+                _check_schema(sub, (*context, key, str(i)))
+        else:
+            _check_schema(value, (*context, key))
+    elif key in _SCHEMA_LIST_KEYWORDS:
+        if not isinstance(value, list) or not value:
+            raise _SchemaError(
+                context, f"'{key}' must be a non-empty array of schemas, got {_shown(value)}"
+            )
+        for i, sub in enumerate(value):
+            _check_schema(sub, (*context, key, str(i)))
+    elif key in _SCHEMA_MAP_KEYWORDS:
+        if not isinstance(value, dict):
+            raise _SchemaError(
+                context, f"'{key}' must be an object of schemas, got {_json_kind(value)}"
+            )
+        for name, sub in value.items():
+            _check_schema(sub, (*context, key, name))
+    elif key == "required":
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            raise _SchemaError(
+                context, f"'required' must be an array of strings, got {_shown(value)}"
+            )
+    elif key == "enum":
+        if not isinstance(value, list):
+            raise _SchemaError(context, f"'enum' must be an array, got {_shown(value)}")
+    elif key in _COUNT_KEYWORDS:
+        if not (_is_number(value) and value >= 0 and value == int(value)):
+            raise _SchemaError(
+                context, f"'{key}' must be a non-negative integer, got {_shown(value)}"
+            )
+        cap = _CAPPED_COUNTS.get(key)
+        if cap is not None and value > cap[0]:
+            raise _SchemaError(
+                context,
+                f"'{key}' is {_shown(value)}, above the simulator's cap of {cap[0]} ({cap[1]})",
+            )
+    elif key in _NUMBER_KEYWORDS or key in _EXCLUSIVE_KEYWORDS:
+        if isinstance(value, bool) and key in _EXCLUSIVE_KEYWORDS:
+            return  # draft 4: a flag on minimum / maximum
+        if not _is_number(value):
+            raise _SchemaError(context, f"'{key}' must be a number, got {_shown(value)}")
+        try:
+            as_float = float(value)
+        except OverflowError:
+            as_float = math.inf
+        if not math.isfinite(as_float):
+            raise _SchemaError(context, f"'{key}' is out of range, got {_shown(value)}")
+        if key == "multipleOf" and not as_float > 0:
+            raise _SchemaError(context, f"'multipleOf' must be above 0, got {_shown(value)}")
+    elif key in _STRING_KEYWORDS:
+        if not isinstance(value, str):
+            raise _SchemaError(context, f"'{key}' must be a string, got {_shown(value)}")
+    elif key in _BOOLEAN_KEYWORDS and not isinstance(value, bool):
+        raise _SchemaError(context, f"'{key}' must be a boolean, got {_shown(value)}")
+
+
+def _check_schema(schema: object, context: tuple[str, ...]) -> None:
+    """Check that ``schema`` is a JSON schema whose keywords have the types JSON Schema gives
+    them, within the simulator's caps. Unknown keywords pass, as JSON Schema says."""
+    if isinstance(schema, bool):
+        return
+    if not isinstance(schema, dict):
+        raise _SchemaError(
+            context, f"a schema must be an object or a boolean, got {_json_kind(schema)}"
+        )
+    for key, value in schema.items():
+        _check_keyword(key, value, context)
+
+
+def _invalid(message: str, param: str | None, code: str | None = None) -> dict[str, Any]:
+    return _error_body(message, type="invalid_request_error", param=param, code=code)
+
+
+def _too_long(param: str, length: int, limit: int, cap: str) -> dict[str, Any]:
+    return _invalid(
+        f"Invalid '{param}': array too long. Expected an array with maximum length {limit} "
+        f"(the simulator's cap, {cap}), but got an array with length {length} instead.",
+        param,
+        "array_above_max_length",
+    )
+
+
+def _out_of_range(
+    param: str, value: float, low: float, high: float, cap: str | None = None
+) -> dict[str, Any] | None:
+    """OpenAI's 400 for a number outside ``[low, high]``; ``None`` when it is within.
+    ``cap``: the name of the simulator's constant that ``high`` is, to name in the message."""
+    if low <= value <= high:
+        return None
+    kind = "integer" if isinstance(value, int) else "decimal"
+    if value < low:
+        side, expected = "below minimum", f">= {low}"
+    else:
+        side, expected = "above maximum", f"<= {high}"
+        if cap is not None:
+            expected += f" (the simulator's cap, {cap})"
+    return _invalid(
+        f"Invalid '{param}': {kind} {side} value. Expected a value {expected}, but got "
+        f"{value} instead.",
+        param,
+        f"{kind}_{side.replace('imum', '')}_value".replace(" ", "_"),
+    )
+
+
+def _schema_problem(
+    schema: object, budget: int, *, arguments: bool
+) -> tuple[int, tuple[str, ...], str | None]:
+    """Check one schema: (JSON values used, where the problem is, the problem or ``None``).
+    ``arguments``: values are generated for it, so their size is capped too."""
+    try:
+        used = _check_json(schema, budget)
+        _check_schema(schema, ())
+    except _SchemaError as exc:
+        return budget, exc.context, exc.problem
+    if arguments:
+        size = _size_bound(schema, MAX_ARGUMENTS_LENGTH)
+        if size > MAX_ARGUMENTS_LENGTH:
+            return (
+                used,
+                (),
+                f"arguments valid against it can take more than {MAX_ARGUMENTS_LENGTH} "
+                "bytes of JSON, the simulator's cap (MAX_ARGUMENTS_LENGTH): lower its "
+                "minLength and minItems",
+            )
+    return used, (), None
+
+
+def _check_tools(request: CompletionRequest) -> dict[str, Any] | None:
+    if len(request.tools) > MAX_TOOLS:
+        return _too_long("tools", len(request.tools), MAX_TOOLS, "MAX_TOOLS")
+    choice = request.tool_choice
+    if isinstance(choice, str) and choice not in _TOOL_CHOICES:
+        return _invalid(
+            f"Invalid value: {_shown(choice)}. Supported values are: 'none', 'auto', and "
+            "'required'.",
+            "tool_choice",
+            "invalid_value",
+        )
+    budget = MAX_SCHEMA_NODES
+    for i, tool in enumerate(request.tools):
+        used, context, problem = _schema_problem(tool.parameters, budget, arguments=True)
+        if problem is not None:
+            return _invalid(
+                f"Invalid schema for function '{tool.name}': In context={context!r}, {problem}.",
+                f"tools[{i}].function.parameters",
+                "invalid_function_parameters",
+            )
+        budget -= used
+    response_format = request.response_format
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind not in _RESPONSE_FORMATS:
+        return _invalid(
+            f"Invalid value: {_shown(kind)}. Supported values are: 'json_object', "
+            "'json_schema', and 'text'.",
+            "response_format.type",
+            "invalid_value",
+        )
+    if kind != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict):
+        return _invalid(
+            "Missing required parameter: 'response_format.json_schema'.",
+            "response_format.json_schema",
+            "missing_required_parameter",
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        return _invalid(
+            "Missing required parameter: 'response_format.json_schema.name'.",
+            "response_format.json_schema.name",
+            "missing_required_parameter",
+        )
+    if "schema" in spec:
+        _, context, problem = _schema_problem(spec["schema"], budget, arguments=False)
+        if problem is not None:
+            return _invalid(
+                f"Invalid schema for response_format '{name}': In context={context!r}, {problem}.",
+                "response_format.json_schema.schema",
+                "invalid_json_schema",
+            )
+    return None
+
+
+def check_request(
+    request: CompletionRequest | EmbeddingRequest, *, embedding_dimensions: int
+) -> dict[str, Any] | None:
+    """OpenAI's 400 body for what is wrong in ``request`` (values out of range, tool or
+    ``response_format`` schemas with keywords of the wrong type) or above one of the
+    simulator's caps; ``None`` for a request it can answer.
+
+    :param embedding_dimensions: the vectors' length when the request names none.
+    """
+    if isinstance(request, EmbeddingRequest):
+        if not request.input:
+            return _invalid("'input' must not be empty.", "input")
+        if len(request.input) > MAX_EMBEDDING_INPUTS:
+            return _too_long(
+                "input", len(request.input), MAX_EMBEDDING_INPUTS, "MAX_EMBEDDING_INPUTS"
+            )
+        if request.dimensions is not None:
+            bad = _out_of_range(
+                "dimensions",
+                request.dimensions,
+                1,
+                MAX_EMBEDDING_DIMENSIONS,
+                "MAX_EMBEDDING_DIMENSIONS",
+            )
+            if bad is not None:
+                return bad
+        dimensions = request.dimensions or embedding_dimensions
+        values = len(request.input) * dimensions
+        if values > MAX_EMBEDDING_VALUES:
+            return _invalid(
+                f"This request asks for {len(request.input)} embeddings of {dimensions} "
+                f"dimensions, {values} numbers: above the simulator's cap of "
+                f"{MAX_EMBEDDING_VALUES} per request (MAX_EMBEDDING_VALUES). Send fewer inputs "
+                "or ask for fewer dimensions.",
+                "input",
+            )
+        return None
+    if not request.messages and request.prompt is None:
+        return _invalid(
+            "Missing required parameter: 'messages'.", "messages", "missing_required_parameter"
+        )
+    if len(request.messages) > MAX_MESSAGES:
+        return _too_long("messages", len(request.messages), MAX_MESSAGES, "MAX_MESSAGES")
+    calls = sum(len(message.tool_calls) for message in request.messages)
+    if calls > MAX_MESSAGE_TOOL_CALLS:
+        return _invalid(
+            f"The messages of this request hold {calls} tool calls: above the simulator's cap "
+            f"of {MAX_MESSAGE_TOOL_CALLS} (MAX_MESSAGE_TOOL_CALLS).",
+            "messages",
+        )
+    if request.max_tokens is not None:
+        if request.max_tokens < 1:
+            return _out_of_range("max_tokens", request.max_tokens, 1, MAX_OUTPUT_TOKENS)
+        if request.max_tokens > MAX_OUTPUT_TOKENS:
+            return _invalid(
+                f"max_tokens is too large: {request.max_tokens}. The simulator supports at most "
+                f"{MAX_OUTPUT_TOKENS} completion tokens (MAX_OUTPUT_TOKENS), whereas you "
+                f"provided {request.max_tokens}.",
+                "max_tokens",
+                "invalid_value",
+            )
+    for param, value, high in (
+        ("temperature", request.temperature, 2.0),
+        ("top_p", request.top_p, 1.0),
+    ):
+        if value is not None:
+            bad = _out_of_range(param, value, 0.0, high)
+            if bad is not None:
+                return bad
+    return _check_tools(request)
 
 
 def _pick_tool(
@@ -719,6 +1271,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     :ivar error: OpenAI's error body, for BAD_REQUEST, RATE_LIMITED and SERVER_ERROR.
     :ivar headers: ``x-ratelimit-*`` headers (and ``retry-after*`` on 429).
     :ivar ticket: the quota ticket to release when the request ends.
+    :ivar inputs: an embedding request's texts, embedded ``dimensions`` long by
+        :meth:`embeddings`.
     """
 
     index: int
@@ -739,16 +1293,29 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     retry_after: float | None = None
     headers: dict[str, str] = {}
     ticket: int | None = None
-    embeddings: tuple[list[float], ...] = ()
+    inputs: tuple[str, ...] = ()
+    dimensions: int = 0
 
     @property
     def content(self) -> str | None:
         """The answer's text, ``None`` for a tool-calling answer."""
         return "".join(self.tokens) if self.tokens or not self.tool_calls else None
 
+    def embeddings(self) -> list[list[float]]:
+        """An embedding request's vectors (:func:`embed_text` of each input). CPU work in
+        proportion to :attr:`embedding_values`: on an event loop, run a large one in a worker
+        thread."""
+        return [embed_text(text, self.dimensions) for text in self.inputs]
+
+    @property
+    def embedding_values(self) -> int:
+        """How many numbers :meth:`embeddings` computes (at most
+        :data:`MAX_EMBEDDING_VALUES`)."""
+        return len(self.inputs) * self.dimensions
+
     @property
     def completion_tokens(self) -> int:
-        if self.embeddings:
+        if self.dimensions:
             return 0
         return len(self.tokens) + sum(
             len(pieces) + estimate_tokens(call.name)
@@ -884,28 +1451,7 @@ class SimEngine:
                 param="model",
                 code="model_not_found",
             )
-        if isinstance(request, EmbeddingRequest):
-            if not request.input:
-                return _error_body(
-                    "'input' must not be empty.", type="invalid_request_error", param="input"
-                )
-            return None
-        if not request.messages and request.prompt is None:
-            return _error_body(
-                "Missing required parameter: 'messages'.",
-                type="invalid_request_error",
-                param="messages",
-                code="missing_required_parameter",
-            )
-        if request.max_tokens is not None and request.max_tokens < 1:
-            return _error_body(
-                f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
-                f"but got {request.max_tokens} instead.",
-                type="invalid_request_error",
-                param="max_tokens",
-                code="integer_below_min_value",
-            )
-        return None
+        return check_request(request, embedding_dimensions=self.config.embedding_dimensions)
 
     def _refusal(
         self, index: int, ident: str, model: str, prompt_tokens: int, decision: QuotaDecision
@@ -953,10 +1499,10 @@ class SimEngine:
         prefix = "chatcmpl-" if request.messages or request.prompt is None else "cmpl-"
         ident = prefix + f"{rng.getrandbits(96):024x}"
         model = self._model(request.model)
-        prompt_tokens = estimate_prompt_tokens(request)
         created = int(time.time())
         bad = self._bad_request(request)
         if bad is not None:
+            # Refused before anything is counted: a request this bad has no usage.
             status = 404 if bad["error"]["code"] == "model_not_found" else 400
             return Plan(
                 index=index,
@@ -964,10 +1510,11 @@ class SimEngine:
                 model=model,
                 created=created,
                 outcome=Outcome.BAD_REQUEST,
-                prompt_tokens=prompt_tokens,
+                prompt_tokens=0,
                 status=status,
                 error=bad,
             )
+        prompt_tokens = estimate_prompt_tokens(request)
         # Draw everything in a fixed order, whatever the outcome, so request N's answer does
         # not depend on the faults and refusals before it.
         outcome = self._fault(rng)
@@ -1031,12 +1578,12 @@ class SimEngine:
         )
 
     def plan_embedding(self, request: EmbeddingRequest) -> Plan:
-        """Decide an embedding request: vectors in ``Plan.embeddings``, usage from its input.
+        """Decide an embedding request: its inputs and ``dimensions`` for
+        :meth:`Plan.embeddings`, usage from its input.
         Truncation is not a separate fault here: it counts as malformed."""
         index, rng = self._next()
         ident = f"emb-{rng.getrandbits(96):024x}"
         model = self._model(request.model)
-        prompt_tokens = sum(max(1, estimate_tokens(text)) for text in request.input)
         bad = self._bad_request(request)
         if bad is not None:
             status = 404 if bad["error"]["code"] == "model_not_found" else 400
@@ -1046,10 +1593,11 @@ class SimEngine:
                 model=model,
                 created=int(time.time()),
                 outcome=Outcome.BAD_REQUEST,
-                prompt_tokens=prompt_tokens,
+                prompt_tokens=0,
                 status=status,
                 error=bad,
             )
+        prompt_tokens = sum(max(1, estimate_tokens(text)) for text in request.input)
         outcome = self._fault(rng)
         if outcome is Outcome.TRUNCATED:
             outcome = Outcome.MALFORMED
@@ -1076,7 +1624,8 @@ class SimEngine:
             error=error,
             headers=decision.headers,
             ticket=decision.ticket,
-            embeddings=tuple(embed_text(text, dimensions) for text in request.input),
+            inputs=tuple(request.input),
+            dimensions=dimensions,
         )
 
     def release(self, plan: Plan) -> None:
@@ -1216,8 +1765,12 @@ class Simulated:
             await self._sleep_until(start + plan.ttft)
             if plan.outcome is not Outcome.OK:
                 raise plan_error(plan)
+            if plan.embedding_values <= INLINE_EMBEDDING_VALUES:
+                embeddings = plan.embeddings()
+            else:
+                embeddings = await anyio.to_thread.run_sync(plan.embeddings)
             return EmbeddingResult(
-                embeddings=list(plan.embeddings),
+                embeddings=embeddings,
                 model=plan.model,
                 usage=Usage.of(plan.prompt_tokens, 0),
             )

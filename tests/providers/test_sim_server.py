@@ -4,11 +4,13 @@ shapes, SSE streams, tool-call deltas, faults on the wire, quotas, reproducibili
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +21,20 @@ import pytest
 
 from limelight.errors import ServerError
 from limelight.providers._sim_server import serve_in_thread, serve_in_thread_async
-from limelight.providers._simulated import Simulated, SimulatedConfig
+from limelight.providers._simulated import (
+    INLINE_EMBEDDING_VALUES,
+    MAX_EMBEDDING_DIMENSIONS,
+    MAX_EMBEDDING_INPUTS,
+    MAX_MESSAGE_TOOL_CALLS,
+    MAX_MESSAGES,
+    MAX_OUTPUT_TOKENS,
+    MAX_SCHEMA_ARRAY_ITEMS,
+    MAX_SCHEMA_DEPTH,
+    MAX_SCHEMA_NODES,
+    MAX_TOOLS,
+    Simulated,
+    SimulatedConfig,
+)
 from limelight.schemas import CompletionRequest, Message
 from limelight.schemas._openai import (
     chat_chunk_decoder,
@@ -546,3 +561,371 @@ def test_limelight_sim_rejects_bad_options() -> None:
     )
     assert result.returncode == 2
     assert "not understood" in result.stderr
+
+
+# -- Requests the simulator refuses: checked, capped, and the loop never held (issue #16) --
+
+
+def tool_body(schema: dict[str, Any], *, required: Any = ("x",)) -> dict[str, Any]:
+    """A chat body offering one tool, ``f``, whose argument ``x`` has ``schema``; the tool
+    must be called, so that its arguments are generated."""
+    parameters = {"type": "object", "properties": {"x": schema}, "required": required}
+    if isinstance(required, tuple):
+        parameters["required"] = list(required)
+    return HELLO | {
+        "tool_choice": "required",
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}],
+    }
+
+
+def assert_openai_error(
+    response: httpx.Response,
+    *,
+    param: str | None,
+    code: str | None = None,
+    says: tuple[str, ...] = (),
+    status: int = 400,
+) -> None:
+    """``response`` is OpenAI's error answer, naming ``param`` and saying each of ``says``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    for words in says:
+        assert words in error["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "keyword"),
+    [
+        (tool_body({"type": "string", "minLength": "abc"}), "minLength"),
+        (tool_body({"type": "integer", "exclusiveMinimum": "x"}), "exclusiveMinimum"),
+        (tool_body({"type": "array", "minItems": "x"}), "minItems"),
+        (tool_body({"type": "string"}, required=5), "required"),
+    ],
+    ids=["minLength-abc", "exclusiveMinimum-x", "minItems-x", "required-5"],
+)
+async def test_schema_keywords_of_the_wrong_type_get_400(
+    url: str, body: dict[str, Any], keyword: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/chat/completions", json=body)
+    assert_openai_error(
+        response,
+        param="tools[0].function.parameters",
+        code="invalid_function_parameters",
+        says=("Invalid schema for function 'f'", f"'{keyword}' must be"),
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "body", "param", "cap"),
+    [
+        (
+            "chat/completions",
+            tool_body({"type": "string", "minLength": 1_000_000_000}),
+            "tools[0].function.parameters",
+            "MAX_SCHEMA_STRING_LENGTH",
+        ),
+        (
+            "chat/completions",
+            tool_body({"type": "array", "minItems": 100_000_000}),
+            "tools[0].function.parameters",
+            "MAX_SCHEMA_ARRAY_ITEMS",
+        ),
+        (
+            "embeddings",
+            {"input": "hello", "dimensions": 100_000_000},
+            "dimensions",
+            "MAX_EMBEDDING_DIMENSIONS",
+        ),
+    ],
+    ids=["minLength-1e9", "minItems-1e8", "dimensions-1e8"],
+)
+async def test_huge_sizes_get_400_naming_the_cap_while_health_answers(
+    url: str, path: str, body: dict[str, Any], param: str, cap: str
+) -> None:
+    answers: dict[str, httpx.Response] = {}
+    # The timeout only turns a server that stopped answering into a failure.
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def post() -> None:
+            answers["post"] = await client.post(f"{url}/{path}", json=body)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(post)
+            answers["health"] = await client.get(url.removesuffix("/v1") + "/health")
+    assert answers["health"].json() == {"status": "ok"}
+    assert_openai_error(answers["post"], param=param, says=(cap,))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("dimensions", [-3, 0])
+async def test_dimensions_below_one_get_400(url: str, dimensions: int) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{url}/embeddings", json={"input": "hello", "dimensions": dimensions}
+        )
+    assert_openai_error(
+        response, param="dimensions", code="integer_below_min_value", says=(">= 1",)
+    )
+
+
+def nested_items(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "body", "param", "cap"),
+    [
+        (
+            "chat/completions",
+            HELLO | {"max_tokens": MAX_OUTPUT_TOKENS + 1},
+            "max_tokens",
+            "MAX_OUTPUT_TOKENS",
+        ),
+        (
+            "chat/completions",
+            {"messages": [{"role": "user", "content": "x"}] * (MAX_MESSAGES + 1)},
+            "messages",
+            "MAX_MESSAGES",
+        ),
+        (
+            "chat/completions",
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]
+                        * (MAX_MESSAGE_TOOL_CALLS + 1),
+                    }
+                ]
+            },
+            "messages",
+            "MAX_MESSAGE_TOOL_CALLS",
+        ),
+        (
+            "chat/completions",
+            HELLO | {"tools": [WEATHER_TOOL] * (MAX_TOOLS + 1)},
+            "tools",
+            "MAX_TOOLS",
+        ),
+        (
+            "chat/completions",
+            tool_body(nested_items(MAX_SCHEMA_DEPTH)),
+            "tools[0].function.parameters",
+            "MAX_SCHEMA_DEPTH",
+        ),
+        (
+            "chat/completions",
+            tool_body({"enum": list(range(MAX_SCHEMA_NODES))}),
+            "tools[0].function.parameters",
+            "MAX_SCHEMA_NODES",
+        ),
+        (
+            "chat/completions",
+            tool_body(
+                {
+                    "type": "array",
+                    "minItems": MAX_SCHEMA_ARRAY_ITEMS,
+                    "items": {"type": "string", "minLength": 1000},
+                }
+            ),
+            "tools[0].function.parameters",
+            "MAX_ARGUMENTS_LENGTH",
+        ),
+        (
+            "embeddings",
+            {"input": ["a"] * (MAX_EMBEDDING_INPUTS + 1)},
+            "input",
+            "MAX_EMBEDDING_INPUTS",
+        ),
+        (
+            "embeddings",
+            {"input": ["a"] * MAX_EMBEDDING_INPUTS, "dimensions": MAX_EMBEDDING_DIMENSIONS},
+            "input",
+            "MAX_EMBEDDING_VALUES",
+        ),
+    ],
+    ids=[
+        "max_tokens", "messages", "message-tool-calls", "tools", "schema-depth", "schema-nodes",
+        "arguments-length", "embedding-inputs", "embedding-values",
+    ],
+)  # fmt: skip
+async def test_each_cap_gets_400_naming_it(
+    url: str, path: str, body: dict[str, Any], param: str, cap: str
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(f"{url}/{path}", json=body)
+    assert_openai_error(response, param=param, says=(cap,))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "content", "param", "code"),
+    [
+        (
+            "chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages[0].content[0].text",
+            "invalid_type",
+        ),
+        (
+            "chat/completions",
+            {"messages": [{"role": "user", "content": ["hi"]}]},
+            "messages[0].content[0]",
+            "invalid_type",
+        ),
+        ("chat/completions", HELLO | {"n": 2}, "n", "unsupported_value"),
+        ("completions", {"prompt": "hi", "n": 3}, "n", "unsupported_value"),
+        ("chat/completions", HELLO | {"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+        ("chat/completions", HELLO | {"temperature": 3}, "temperature", None),
+        ("chat/completions", HELLO | {"top_p": -1}, "top_p", None),
+        (
+            "chat/completions",
+            HELLO | {"response_format": {"type": "xml"}},
+            "response_format.type",
+            "invalid_value",
+        ),
+        (
+            "chat/completions",
+            HELLO
+            | {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": {"maxItems": -1}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "invalid_json_schema",
+        ),
+        (
+            "chat/completions",
+            HELLO | {"response_format": {"type": "json_schema", "json_schema": {}}},
+            "response_format.json_schema.name",
+            "missing_required_parameter",
+        ),
+        ("embeddings", {"input": "hi", "encoding_format": "hex"}, "encoding_format", None),
+        ("embeddings", {"input": [-1, 2]}, "input", None),
+        (
+            "chat/completions",
+            {"messages": [{"content": "hi"}]},
+            "messages[0].role",
+            "missing_required_parameter",
+        ),
+    ],
+    ids=[
+        "text-part-not-a-string", "part-not-an-object", "chat-n", "completions-n",
+        "tool_choice", "temperature", "top_p", "response_format-type",
+        "response_format-schema", "response_format-name", "encoding_format", "negative-token",
+        "nested-missing-field",
+    ],
+)  # fmt: skip
+async def test_invalid_values_get_400_with_openai_error_body(
+    url: str, path: str, content: dict[str, Any], param: str, code: str | None
+) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/{path}", json=content)
+    assert_openai_error(response, param=param, code=code)
+
+
+@pytest.mark.anyio
+async def test_json_nested_too_deeply_to_parse_gets_400(url: str) -> None:
+    depth = 100_000
+    nested = b"[" * depth + b"]" * depth
+    content = b'{"messages": [{"role": "user", "content": ' + nested + b"}]}"
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/chat/completions", content=content)
+    assert_openai_error(response, param=None, code="invalid_json", says=("nested",))
+
+
+class Place(msgspec.Struct):
+    city: str
+    days: int = 1
+
+
+class Trip(msgspec.Struct):
+    places: list[Place]
+    note: str | None = None
+
+
+@pytest.mark.anyio
+async def test_valid_response_format_and_msgspec_schemas_are_accepted(url: str) -> None:
+    schema = msgspec.json.schema(Trip)  # $defs, $ref, anyOf with null, defaults
+    tool = {"type": "function", "function": {"name": "plan", "parameters": schema}}
+    body = HELLO | {
+        "tools": [tool],
+        "tool_choice": "required",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+    }
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    call = response.json()["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "plan"
+    assert isinstance(json.loads(call["function"]["arguments"]), dict)
+
+
+@pytest.mark.anyio
+async def test_gzip_and_deflate_bodies_are_read_and_broken_ones_refused(url: str) -> None:
+    raw = json.dumps(HELLO).encode()
+    health = url.removesuffix("/v1") + "/health"
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def post(content: bytes, encoding: str) -> httpx.Response:
+            headers = {"content-encoding": encoding, "content-type": "application/json"}
+            return await client.post(f"{url}/chat/completions", content=content, headers=headers)
+
+        assert (await post(gzip.compress(raw), "gzip")).status_code == 200
+        assert (await post(zlib.compress(raw), "deflate")).status_code == 200
+        # A deflate body cut short: aiohttp's own decoder would wait for its end forever.
+        cut = await post(zlib.compress(raw)[:5], "deflate")
+        assert_openai_error(cut, param=None, says=("deflate", "cut short"))
+        not_gzip = await post(raw, "gzip")
+        assert_openai_error(not_gzip, param=None, says=("gzip",))
+        brotli = await post(raw, "br")
+        assert_openai_error(brotli, param=None, status=415, says=("'br'",))
+        assert (await client.get(health)).json() == {"status": "ok"}
+
+
+@pytest.mark.anyio
+async def test_a_long_answer_due_at_once_streams_whole() -> None:
+    # 3000 tokens due at the same instant: sent in several writes, none lost.
+    async with (
+        serve_in_thread_async(replace(FAST, output_tokens=3000)) as base,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        events = await stream_chat(client, base, HELLO)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    tokens = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([t for t in tokens if t]) == 3000
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.anyio
+async def test_large_embeddings_computed_off_the_loop_match_small_ones(url: str) -> None:
+    texts = [f"text {i}" for i in range(INLINE_EMBEDDING_VALUES // 256 + 4)]
+    async with httpx.AsyncClient(timeout=60) as client:
+        large = await client.post(f"{url}/embeddings", json={"input": texts, "dimensions": 256})
+        as_base64 = await client.post(
+            f"{url}/embeddings",
+            json={"input": texts, "dimensions": 256, "encoding_format": "base64"},
+        )
+        one = await client.post(f"{url}/embeddings", json={"input": texts[-1], "dimensions": 256})
+    assert len(texts) * 256 > INLINE_EMBEDDING_VALUES
+    vectors = [item["embedding"] for item in large.json()["data"]]
+    assert len(vectors) == len(texts)
+    assert vectors[-1] == one.json()["data"][0]["embedding"]
+    raw = base64.b64decode(as_base64.json()["data"][-1]["embedding"])
+    assert struct.unpack("<256f", raw) == pytest.approx(vectors[-1], abs=1e-6)

@@ -10,8 +10,12 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import hypothesis
+import jsonschema
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trio.testing import MockClock
 
 from limelight.errors import (
@@ -24,6 +28,12 @@ from limelight.errors import (
 )
 from limelight.providers import Provider
 from limelight.providers._simulated import (
+    INLINE_EMBEDDING_VALUES,
+    MAX_ARGUMENTS_LENGTH,
+    MAX_EMBEDDING_DIMENSIONS,
+    MAX_OUTPUT_TOKENS,
+    MAX_SCHEMA_ARRAY_ITEMS,
+    MAX_SCHEMA_STRING_LENGTH,
     FixedLength,
     LogNormalLength,
     Outcome,
@@ -31,6 +41,8 @@ from limelight.providers._simulated import (
     Simulated,
     SimulatedConfig,
     UniformLength,
+    check_request,
+    embed_text,
     estimate_prompt_tokens,
     parse_output_length,
 )
@@ -299,6 +311,12 @@ def test_parse_output_length() -> None:
         {"max_concurrency": 0},
         {"models": ()},
         {"embedding_dimensions": 0},
+        {"embedding_dimensions": MAX_EMBEDDING_DIMENSIONS + 1},
+        {"output_tokens": MAX_OUTPUT_TOKENS + 1},
+        {"output_tokens": UniformLength(low=1, high=MAX_OUTPUT_TOKENS + 1)},
+        {"output_tokens": LogNormalLength(mean=math.inf, sd=1)},
+        {"output_tokens": LogNormalLength(mean=math.nan, sd=1)},
+        {"output_tokens": LogNormalLength(mean=10, sd=math.nan)},
     ],
 )
 def test_invalid_config_is_refused(kwargs: dict[str, Any]) -> None:
@@ -568,3 +586,221 @@ async def test_delays_and_quota_refill_follow_the_event_loops_clock() -> None:
     assert info.value.retry_after == pytest.approx(1.0)
     await anyio.sleep(1.0)
     assert (await provider.complete(chat(max_tokens=1))).finish_reason == "length"
+
+
+# -- What the engine refuses (the in-process provider and the server alike) --------------
+
+
+def test_a_long_tail_is_cut_at_the_output_cap() -> None:
+    # Lengths this large overflowed (or asked for more tokens than memory holds) before.
+    engine = SimEngine(
+        msgspec.structs.replace(FAST, output_tokens=LogNormalLength(mean=1e300, sd=1e300))
+    )
+    lengths = {len(engine.plan(chat()).tokens) for _ in range(3)}
+    assert lengths == {MAX_OUTPUT_TOKENS}
+
+
+def tool_with(parameters: dict[str, Any]) -> ToolSpec:
+    return ToolSpec(name="f", parameters=parameters)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("request_", "param", "says"),
+    [
+        (
+            chat(tools=[tool_with({"type": "object", "required": 5})], tool_choice="required"),
+            "tools[0].function.parameters",
+            "'required' must be an array of strings",
+        ),
+        (
+            chat(
+                tools=[tool_with({"properties": {"x": {"minLength": 10**9}}})],
+                tool_choice="required",
+            ),
+            "tools[0].function.parameters",
+            "MAX_SCHEMA_STRING_LENGTH",
+        ),
+        (
+            # In-process requests can hold what JSON cannot: refused, not crashed on.
+            chat(tools=[tool_with({"properties": {"x": {"maximum": math.inf}}})]),
+            "tools[0].function.parameters",
+            "not a JSON number",
+        ),
+        (
+            chat(tools=[tool_with({"enum": ({1, 2},)})]),
+            "tools[0].function.parameters",
+            "not JSON",
+        ),
+        (chat(max_tokens=MAX_OUTPUT_TOKENS + 1), "max_tokens", "MAX_OUTPUT_TOKENS"),
+        (
+            chat(
+                response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": 3}}
+            ),
+            "response_format.json_schema.schema",
+            "a schema must be an object or a boolean",
+        ),
+    ],
+    ids=[
+        "required-5",
+        "minLength-1e9",
+        "infinite-maximum",
+        "a-set",
+        "max_tokens",
+        "response_format",
+    ],
+)
+async def test_bad_requests_are_refused_in_process(
+    request_: CompletionRequest, param: str, says: str
+) -> None:
+    with pytest.raises(BadRequest) as info:
+        await Simulated(FAST).complete(request_)
+    assert info.value.status_code == 400
+    assert info.value.body is not None
+    assert info.value.body["error"]["param"] == param
+    assert says in info.value.body["error"]["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("dimensions", "says"),
+    [(-3, ">= 1"), (0, ">= 1"), (MAX_EMBEDDING_DIMENSIONS + 1, "MAX_EMBEDDING_DIMENSIONS")],
+)
+async def test_embedding_dimensions_out_of_range_are_refused_in_process(
+    dimensions: int, says: str
+) -> None:
+    # -3 gave empty vectors and 0 the default length before.
+    with pytest.raises(BadRequest) as info:
+        await Simulated(FAST).embed(EmbeddingRequest(input=["cat"], dimensions=dimensions))
+    assert info.value.body is not None
+    assert info.value.body["error"]["param"] == "dimensions"
+    assert says in info.value.body["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_large_embeddings_are_computed_in_a_worker_thread_and_match() -> None:
+    texts = [f"text {i}" for i in range(INLINE_EMBEDDING_VALUES // 64 + 1)]
+    result = await Simulated(FAST).embed(EmbeddingRequest(input=texts, dimensions=64))
+    assert len(texts) * 64 > INLINE_EMBEDDING_VALUES
+    assert result.embeddings == [embed_text(text, 64) for text in texts]
+
+
+def test_generated_arguments_honour_a_min_length_above_64() -> None:
+    # Strings were cut at 64 characters whatever their minLength.
+    engine = SimEngine(FAST)
+    schema = {"type": "object", "properties": {"x": {"type": "string", "minLength": 300}}}
+    plan = engine.plan(
+        chat(tools=[tool_with(schema | {"required": ["x"]})], tool_choice="required")
+    )
+    assert len(json.loads(plan.tool_calls[0].arguments)["x"]) >= 300
+
+
+# Schemas the generator is meant to satisfy: types, bounds (consistent ones), enums, consts,
+# nested objects and arrays, anyOf; sizes now and then beyond the caps.
+SIZES = st.integers(min_value=0, max_value=12) | st.sampled_from(
+    [200, MAX_SCHEMA_ARRAY_ITEMS, MAX_SCHEMA_ARRAY_ITEMS + 1, MAX_SCHEMA_STRING_LENGTH]
+)
+
+
+@st.composite
+def string_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": draw(st.sampled_from(["string", ["string", "null"]]))}
+    low = draw(st.none() | SIZES)
+    if low is not None:
+        schema["minLength"] = low
+    if draw(st.booleans()):
+        schema["maxLength"] = (low or 0) + draw(st.integers(min_value=0, max_value=20))
+    return schema
+
+
+@st.composite
+def integer_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    low, high = sorted(draw(st.lists(st.integers(), min_size=2, max_size=2)))
+    schema: dict[str, Any] = {"type": "integer"}
+    lower = draw(st.sampled_from([None, "minimum", "exclusiveMinimum"]))
+    if lower is not None:
+        schema[lower] = low - 1 if lower == "exclusiveMinimum" else low
+    upper = draw(st.sampled_from([None, "maximum", "exclusiveMaximum"]))
+    if upper is not None:
+        schema[upper] = high + 1 if upper == "exclusiveMaximum" else high
+    return schema
+
+
+@st.composite
+def number_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    finite = st.floats(min_value=-1e300, max_value=1e300)
+    low, high = sorted(draw(st.lists(finite, min_size=2, max_size=2)))
+    schema: dict[str, Any] = {"type": "number"}
+    if draw(st.booleans()):
+        schema["minimum"] = low
+    if draw(st.booleans()):
+        schema["maximum"] = high
+    return schema
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)  # fmt: skip
+LEAF_SCHEMAS = (
+    string_schemas()
+    | integer_schemas()
+    | number_schemas()
+    | st.sampled_from([{"type": "boolean"}, {"type": "null"}, {}])
+    | st.builds(lambda values: {"enum": values}, st.lists(JSON_VALUES, min_size=1, max_size=4))
+    | st.builds(lambda value: {"const": value}, JSON_VALUES)
+)
+
+
+@st.composite
+def array_schemas(draw: st.DrawFn, items: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": draw(items)}
+    low = draw(st.none() | SIZES)
+    if low is not None:
+        schema["minItems"] = low
+    if draw(st.booleans()):
+        schema["maxItems"] = (low or 0) + draw(st.integers(min_value=0, max_value=5))
+    return schema
+
+
+@st.composite
+def object_schemas(draw: st.DrawFn, values: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    properties = draw(st.dictionaries(st.text(max_size=6), values, max_size=4))
+    required = (
+        draw(st.lists(st.sampled_from(sorted(properties)), unique=True)) if properties else []
+    )
+    return {"type": "object", "properties": properties, "required": required}
+
+
+SCHEMAS = st.recursive(
+    LEAF_SCHEMAS,
+    lambda inner: (
+        array_schemas(inner)
+        | object_schemas(inner)
+        | st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3))
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schema=SCHEMAS, seed=st.integers(min_value=0, max_value=2**32))
+def test_generated_arguments_are_valid_and_within_the_cap_or_the_schema_is_refused(
+    schema: dict[str, Any], seed: int
+) -> None:
+    parameters = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    request = chat(tools=[tool_with(parameters)], tool_choice="required")
+    refusal = check_request(request, embedding_dimensions=FAST.embedding_dimensions)
+    hypothesis.event("refused" if refusal is not None else "generated")
+    if refusal is not None:
+        # Only a cap refuses a schema built right, and the message names it.
+        assert "(MAX_" in refusal["error"]["message"]
+        return
+    plan = SimEngine(msgspec.structs.replace(FAST, seed=seed)).plan(request)
+    arguments = plan.tool_calls[0].arguments
+    assert len(arguments.encode()) <= MAX_ARGUMENTS_LENGTH
+    jsonschema.Draft202012Validator(parameters).validate(json.loads(arguments))
