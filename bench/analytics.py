@@ -1,7 +1,10 @@
 """Analytics benchmark: the cost of ``log_event`` on the producer's side (async code and
 threads), the cost of building an event, and sustained events/s to a null sink and to
 SQLite, side by side with a queue-thread shipper in the style of today's analytics clients
-(``queue.Queue`` + a consumer thread + ``json.dumps`` per batch), in the same run.
+(``queue.Queue`` + a consumer thread + ``json.dumps`` per batch), in the same run. Every
+limelight event goes through the write-ahead spool (group commit) before a sink sees it;
+the null-sink run is repeated with ``fsync="always"``, and the commit latency (how long an
+accepted event waits until it is on disk) is measured for both settings.
 
     python bench/analytics.py            # full run (medians of 5)
     python bench/analytics.py --quick    # CI smoke run: small counts, 1 repeat
@@ -255,14 +258,18 @@ def build_cost(n: int) -> dict[str, float]:
 # -- sustained -------------------------------------------------------------------------------
 
 
-async def sustained_limelight(n: int, sink_kind: str, tmp: Path) -> float:
+async def sustained_limelight(n: int, sink_kind: str, tmp: Path, fsync: str = "never") -> float:
     """events/s from the first log_event to the end of the flush, producer and shipper on
     the same event loop (the producer yields every CHUNK events)."""
     events = build_events(n)
     sink: Any = NullSink() if sink_kind == "null" else SQLiteSink(tmp / f"ll-{time.time_ns()}.db")
     async with Runtime() as rt:
         shipper = await AnalyticsShipper.start(
-            rt, [sink], spool_dir=tmp / f"spool-{time.time_ns()}", max_queue_size=10 * n
+            rt,
+            [sink],
+            spool_dir=tmp / f"spool-{time.time_ns()}",
+            max_queue_size=10 * n,
+            fsync=fsync,
         )
         t0 = time.perf_counter()
         log = shipper.log_event
@@ -292,6 +299,63 @@ def sustained_peer(n: int, sink_kind: str, tmp: Path) -> float:
     return rate
 
 
+def commit_latency(seconds: float, rate: float, tmp: Path, fsync: str) -> dict[str, float]:
+    """How long an accepted event waits until it is on disk (the commit window): events
+    logged at a steady ``rate`` from a plain thread through ``analytics.initialize()`` (null
+    sink), the spooled count polled every 0.5 ms from another thread. Milliseconds from the
+    moment a chunk of 50 was accepted to the first poll that saw it spooled (an upper bound:
+    the count moves after the write, once the shipper's loop has taken it in)."""
+    n = int(seconds * rate)
+    events = build_events(n)
+    sink = NullSink()
+    cfg = analytics.AnalyticsConfig(spool_dir=str(tmp / f"spool-lat-{time.time_ns()}"), fsync=fsync)
+    client = analytics.initialize(config=cfg, sinks=[sink], handle_signals=False)
+    polls: list[tuple[float, int]] = []
+    running = True
+
+    def poll() -> None:
+        last = -1
+        while running:
+            spooled = client.statistics().spooled
+            if spooled != last:
+                polls.append((time.perf_counter(), spooled))
+                last = spooled
+            time.sleep(0.0005)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    accepted: list[tuple[int, float]] = []
+    step = 50
+    start = time.perf_counter()
+    for first in range(0, n, step):
+        for event in events[first : first + step]:
+            client.log_event(event)
+        accepted.append((min(first + step, n), time.perf_counter()))
+        lag = start + (first + step) / rate - time.perf_counter()
+        if lag > 0:
+            time.sleep(lag)
+    deadline = time.perf_counter() + 30
+    while client.statistics().spooled < n and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.005)
+    running = False
+    poller.join()
+    analytics.shutdown(30)
+    lost("limelight commit latency", n, sink.events)
+    latencies = []
+    i = 0
+    for end, at in accepted:
+        while i < len(polls) and polls[i][1] < end:
+            i += 1
+        latencies.append((polls[i][0] - at) * 1000)
+    latencies.sort()
+    return {
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "max_ms": latencies[-1],
+    }
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -319,7 +383,10 @@ def main() -> None:
         "hot_threads": [],
         "build": [],
         "null": [],
+        "null_fsync": [],
         "sqlite": [],
+        "commit_never": [],
+        "commit_always": [],
     }
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
@@ -335,6 +402,17 @@ def main() -> None:
                     "queue_thread": sustained_peer(n_null, "null", tmp),
                 }
             )
+            rows["null_fsync"].append(
+                {
+                    "limelight": anyio.run(
+                        sustained_limelight, n_null, "null", tmp, "always", backend=args.backend
+                    )
+                }
+            )
+            for fsync in ("never", "always"):
+                rows[f"commit_{fsync}"].append(
+                    commit_latency(1.0 if args.quick else 4.0, 20_000, tmp, fsync)
+                )
             rows["sqlite"].append(
                 {
                     "limelight": anyio.run(
@@ -352,7 +430,8 @@ def main() -> None:
         return f"{a / b:.2f}x"
 
     ha, ht, bc = results["hot_async"], results["hot_threads"], results["build"]
-    nu, sq = results["null"], results["sqlite"]
+    nu, sq, nf = results["null"], results["sqlite"], results["null_fsync"]
+    cn, ca = results["commit_never"], results["commit_always"]
     print(f"analytics benchmark ({args.backend}, medians of {runs}; zero loss checked)")
     print(f"{'measure':<44} {'limelight':>14} {'peer':>14} {'vs.':>8}")
     lines = [
@@ -364,6 +443,11 @@ def main() -> None:
     ]
     for label, ours, theirs in lines:
         print(f"{label:<44} {ours:>14,.0f} {theirs:>14,.0f} {ratio(ours, theirs):>8}")
+    print(f"{'sustained to a null sink, fsync=always (ev/s)':<44} {nf['limelight']:>14,.0f}")
+    for name, c in (("never", cn), ("always", ca)):
+        label = f"commit latency fsync={name} (ms p50/p99/max)"
+        figures = f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} / {c['max_ms']:.1f}"
+        print(f"{label:<44} {figures:>14}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"analytics-{args.backend}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(results, indent=2))

@@ -21,10 +21,12 @@ import atexit
 import contextlib
 import math
 import os
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -36,6 +38,7 @@ from ._tracking import track_llm_call as track_llm_call
 from ._tracking import track_tool_use as track_tool_use
 from .actors._shipper import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_COMMIT_INTERVAL,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
@@ -60,10 +63,12 @@ __all__ = [
     "get_client",
     "initialize",
     "initialize_in",
+    "install_signal_handlers",
     "shutdown",
     "track_agent_step",
     "track_llm_call",
     "track_tool_use",
+    "uninstall_signal_handlers",
 ]
 
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 5.0
@@ -79,6 +84,14 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar batch_size: most events per batch (``LIMELIGHT_BATCH_SIZE``).
     :ivar max_batch_bytes: most JSON bytes per batch (``LIMELIGHT_MAX_BATCH_BYTES``).
     :ivar flush_interval: seconds an incomplete batch may wait (``LIMELIGHT_FLUSH_INTERVAL``).
+    :ivar commit_interval: seconds between group commits to the spool
+        (``LIMELIGHT_COMMIT_INTERVAL``, default 0.05): an event accepted more than this long
+        ago (plus the few milliseconds one commit takes) is on disk and survives the process
+        being killed.
+    :ivar fsync: ``"never"`` (default: commits reach the OS page cache, which survives the
+        process being killed but not a power cut or a kernel crash) or ``"always"`` (each
+        group commit is fsync'd, so it survives those too; one fsync per commit)
+        (``LIMELIGHT_SPOOL_FSYNC``).
     :ivar max_retries: retries per batch and sink before it is spooled
         (``LIMELIGHT_MAX_RETRIES``).
     :ivar max_queue_size: events held in memory; beyond, they go to the spool
@@ -101,6 +114,8 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = DEFAULT_BATCH_SIZE
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
+    commit_interval: float = DEFAULT_COMMIT_INTERVAL
+    fsync: str = "never"
     max_retries: int = DEFAULT_MAX_RETRIES
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     spool_dir: str | None = None
@@ -118,7 +133,7 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"AnalyticsConfig.max_retries must be an integer >= 0, got {self.max_retries!r}"
             )
-        for name in ("flush_interval", "sink_timeout", "shutdown_timeout"):
+        for name in ("flush_interval", "commit_interval", "sink_timeout", "shutdown_timeout"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -129,6 +144,15 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError(
                     f"AnalyticsConfig.{name} must be a finite number > 0 seconds, got {value!r}"
                 )
+        if self.commit_interval > 10:
+            raise ConfigError(
+                f"AnalyticsConfig.commit_interval must be at most 10 seconds, got "
+                f"{self.commit_interval!r}"
+            )
+        if self.fsync not in _FSYNC:
+            raise ConfigError(
+                f"AnalyticsConfig.fsync must be 'never' or 'always', got {self.fsync!r}"
+            )
         if self.backend not in _LOOPS:
             raise ConfigError(
                 f"AnalyticsConfig.backend must be 'asyncio' or 'trio', got {self.backend!r}"
@@ -200,6 +224,8 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
             "batch_size": self.batch_size,
             "max_batch_bytes": self.max_batch_bytes,
             "flush_interval": self.flush_interval,
+            "commit_interval": self.commit_interval,
+            "fsync": self.fsync,
             "max_retries": self.max_retries,
             "max_queue_size": self.max_queue_size,
             "spool_dir": self.spool_dir,
@@ -210,6 +236,7 @@ class AnalyticsConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _LOOPS: Final = ("asyncio", "trio")
+_FSYNC: Final = ("never", "always")
 #: Read for ``backend`` only when it names an event loop (see :class:`AnalyticsConfig`).
 _LEGACY_LOOP_VAR: Final = "LIMELIGHT_BACKEND"
 
@@ -234,7 +261,7 @@ def _str(raw: str) -> str:
     return raw
 
 
-def _loop(raw: str) -> str:
+def _lower(raw: str) -> str:
     return raw.lower()
 
 
@@ -244,13 +271,15 @@ _ENV: Final[dict[str, tuple[str, Callable[[str], Any], str]]] = {
     "LIMELIGHT_BATCH_SIZE": ("batch_size", int, "a whole number"),
     "LIMELIGHT_MAX_BATCH_BYTES": ("max_batch_bytes", int, "a whole number of bytes"),
     "LIMELIGHT_FLUSH_INTERVAL": ("flush_interval", float, "a number of seconds"),
+    "LIMELIGHT_COMMIT_INTERVAL": ("commit_interval", float, "a number of seconds"),
+    "LIMELIGHT_SPOOL_FSYNC": ("fsync", _lower, "'never' or 'always'"),
     "LIMELIGHT_MAX_RETRIES": ("max_retries", int, "a whole number"),
     "LIMELIGHT_MAX_QUEUE_SIZE": ("max_queue_size", int, "a whole number"),
     "LIMELIGHT_SPOOL_DIR": ("spool_dir", _str, "a folder"),
     "LIMELIGHT_DB_PATH": ("db_path", _str, "a file path"),
     "LIMELIGHT_SINK_TIMEOUT": ("sink_timeout", float, "a number of seconds"),
     "LIMELIGHT_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float, "a number of seconds"),
-    "LIMELIGHT_ANALYTICS_LOOP": ("backend", _loop, "'asyncio' or 'trio'"),
+    "LIMELIGHT_ANALYTICS_LOOP": ("backend", _lower, "'asyncio' or 'trio'"),
 }
 
 
@@ -494,6 +523,8 @@ def initialize(
     api_key: str | None = None,
     config: AnalyticsConfig | None = None,
     sinks: Sequence[Sink] | None = None,
+    *,
+    handle_signals: bool = True,
 ) -> AnalyticsClient:
     """Start recording: a shipper on a background event loop, delivering to ``sinks``
     (default: SQLite, plus HTTP when ``config.endpoint`` is set) and the process-wide client
@@ -501,6 +532,13 @@ def initialize(
 
     :param api_key: overrides ``config.api_key``.
     :param config: default :meth:`AnalyticsConfig.from_env`.
+    :param handle_signals: when called from the main thread, install
+        :func:`install_signal_handlers` for SIGTERM, so that a ``docker stop`` or a
+        Kubernetes pod's end loses nothing (Python's default SIGTERM ends the process
+        without running the exit hook); :func:`shutdown` puts the previous handler back.
+        SIGINT needs none: Python's ``KeyboardInterrupt`` ends the program through the exit
+        hook, which delivers; and leaving it alone lets ``asyncio.run`` and ``trio.run``
+        install their own Ctrl-C handling.
     """
     global _client
     config = config if config is not None else AnalyticsConfig.from_env()
@@ -523,7 +561,11 @@ def initialize(
             old.shutdown()
         background.start()
         _client = AnalyticsClient(shipper, config, background=background, sink_factory=factory)
-        return _client
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        global _handlers_from_initialize
+        installed = install_signal_handlers((signal.SIGTERM,))
+        _handlers_from_initialize = installed or _handlers_from_initialize
+    return _client
 
 
 async def initialize_in(
@@ -552,13 +594,99 @@ async def initialize_in(
 
 def shutdown(timeout: float | None = None) -> bool:
     """Shut the process-wide client down (see :meth:`AnalyticsClient.shutdown`); True if
-    everything was delivered. Does nothing when not initialized."""
-    global _client
+    everything was delivered. Does nothing when not initialized. Signal handlers that
+    :func:`initialize` installed are removed (from the main thread)."""
+    global _client, _handlers_from_initialize
     with _lock:
         client, _client = _client, None
+    if _handlers_from_initialize and threading.current_thread() is threading.main_thread():
+        _handlers_from_initialize = False
+        uninstall_signal_handlers()
     if client is None:
         return True
     return client.shutdown(timeout)
+
+
+# -- signals ---------------------------------------------------------------------------
+
+#: The handlers ours replaced, by signal number.
+_previous: dict[int, Any] = {}
+_handlers_from_initialize = False
+
+
+def install_signal_handlers(
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> bool:
+    """Make SIGTERM and SIGINT (``docker stop``, Kubernetes, Ctrl-C) lose no analytics event.
+
+    On such a signal, the handler first commits every accepted event to the spool (a few
+    milliseconds). Then, if the signal would have ended the process (its previous disposition
+    was the default), it shuts analytics down (delivering within ``shutdown_timeout``; what
+    is left stays in the spool for the next start) and ends the process by the same signal,
+    as it would have ended, so its exit status is unchanged. Otherwise it calls the previous
+    handler (Python's SIGINT handler raises ``KeyboardInterrupt``; the exit hook then
+    delivers as usual). A signal someone chose to ignore is left alone. It acts for the
+    client of :func:`initialize`; with :func:`initialize_in` the events of the last commit
+    window stay in the spool and are sent by the next start.
+
+    Install them once the event loop runs (inside ``asyncio.run`` / ``trio.run``): then the
+    loop's own SIGINT handling (cancelling the main task, trio's ``KeyboardInterrupt`` at a
+    checkpoint) is the previous handler, and it still runs. Installed before, the loop sees a
+    handler that is not Python's default and does not install its own.
+
+    Idempotent. Call it from the main thread (Python only runs signal handlers there).
+    Returns True if it installed a handler now.
+
+    :raises ConfigError: called from another thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise ConfigError(
+            "install_signal_handlers() must be called from the main thread (Python runs "
+            "signal handlers there only)"
+        )
+    installed = False
+    for sig in signals:
+        current = signal.getsignal(sig)
+        if current is _on_signal or current == signal.SIG_IGN:
+            continue
+        _previous[int(sig)] = current
+        signal.signal(sig, _on_signal)
+        installed = True
+    return installed
+
+
+def uninstall_signal_handlers() -> None:
+    """Put back the handlers :func:`install_signal_handlers` replaced (where ours is still
+    the one installed). From the main thread."""
+    for signum, previous in list(_previous.items()):
+        if signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        del _previous[signum]
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    previous = _previous.get(signum, signal.SIG_DFL)
+    terminates = previous is None or previous == signal.SIG_DFL
+    client = _client
+    if client is not None and not client.closed and client._background is not None:
+        try:
+            if terminates:
+                client.shutdown()
+            else:
+                client.shipper.commit_threadsafe(client.config.shutdown_timeout)
+        except Exception as exc:  # never stand between the process and its signal
+            import structlog
+
+            structlog.get_logger("limelight").error(
+                "analytics could not flush on a signal; what is not on disk is lost",
+                signal=signal.Signals(signum).name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+    if callable(previous):
+        previous(signum, frame)
+    elif terminates:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _at_exit() -> None:

@@ -182,3 +182,24 @@ async def test_limelights_own_home_is_narrowed_but_limelight_home_is_the_users(
         await other.aclose()
     assert_private([chosen / "events.db"], [])
     assert mode(chosen) == 0o755  # a folder the user named is theirs
+
+
+def test_the_analytics_spool_its_segments_and_its_folders_are_private(
+    users_folder: Path,
+) -> None:
+    from limelight.actors._spool import Spool
+
+    spool = Spool(users_folder / "spool")
+    seg = spool.create(["sqlite"], "live")
+    spool.append(seg, b'{"not": "read here"}\n')
+    spool.seal(seg)
+    spool.dead_letter("sqlite", events(1), "rejected by the test")
+    spool.release()
+    wal = users_folder / "spool" / "wal"
+    segments = sorted(wal.glob("*.log"))
+    assert len(segments) == 1
+    dead = users_folder / "spool" / "dead-letter"
+    assert_private(
+        [*segments, dead / "sqlite.jsonl"], [users_folder / "spool", wal, wal / "owners", dead]
+    )
+    assert mode(users_folder) == 0o755

@@ -11,6 +11,7 @@ from typing import IO
 
 import anyio.to_thread
 
+from .._files import make_private_dirs, open_private
 from ..errors import SinkUnavailable
 from ..schemas._events import Event, decode_event, encode_event
 
@@ -63,8 +64,8 @@ class JSONLSink:
         with self._lock:
             try:
                 if self._file is None or self._pid != os.getpid():
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = open(self.path, "ab")  # noqa: SIM115 (kept open across batches)
+                    make_private_dirs(self.path.parent)
+                    self._file = open_private(self.path, "ab")  # 0600; kept open across batches
                     self._pid = os.getpid()
                 file = self._file
                 start = file.tell()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
+from .._files import create_private_sqlite
 from ..errors import SinkRejected, SinkUnavailable
 from ..schemas._events import (
     AgentPlanningPayload,
@@ -176,14 +178,14 @@ def connect(path: Path | str, *, timeout: float = 5.0) -> sqlite3.Connection:
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite(path)  # 0600, and so its -wal and -shm; its folder 0700
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         raise SinkUnavailable(
             f"cannot open the events database {path}: {exc}", sink="sqlite"
         ) from exc
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(conn, timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
         _check_version(conn, path)
         conn.executescript(_SCHEMA)
@@ -194,6 +196,23 @@ def connect(path: Path | str, *, timeout: float = 5.0) -> sqlite3.Connection:
             raise _translate(exc, path, "open") from exc
         raise
     return conn
+
+
+def _enter_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the file: SQLite
+    answers "database is locked" to this pragma at once, without its busy handler, when two
+    connections open a new database together."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _translate(exc: sqlite3.Error, path: Path, action: str) -> SinkUnavailable | SinkRejected:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,8 @@ class _Base:
         self.port = 0
         self.requests = 0
         self.statuses: list[int] = []
+        #: time.monotonic() of every answer, in order (with ``statuses``).
+        self.times: list[float] = []
         self.errors: list[BaseException | None] = []
         self.plan: collections.deque[Fail] = collections.deque()
         self.fail_every: tuple[int, Fail] | None = None
@@ -161,6 +164,7 @@ class _Base:
     def _record(self, status: int) -> None:
         with self.lock:
             self.statuses.append(status)
+            self.times.append(time.monotonic())
 
     def accept(
         self, path: str, headers: dict[str, str], body: bytes

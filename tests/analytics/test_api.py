@@ -37,6 +37,8 @@ def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
         "LIMELIGHT_BATCH_SIZE": "250",
         "LIMELIGHT_MAX_BATCH_BYTES": "65536",
         "LIMELIGHT_FLUSH_INTERVAL": "0.5",
+        "LIMELIGHT_COMMIT_INTERVAL": "0.02",
+        "LIMELIGHT_SPOOL_FSYNC": "Always",
         "LIMELIGHT_MAX_RETRIES": "7",
         "LIMELIGHT_MAX_QUEUE_SIZE": "5000",
         "LIMELIGHT_SPOOL_DIR": str(tmp_path / "spool-here"),
@@ -54,6 +56,8 @@ def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
         batch_size=250,
         max_batch_bytes=65536,
         flush_interval=0.5,
+        commit_interval=0.02,
+        fsync="always",
         max_retries=7,
         max_queue_size=5000,
         spool_dir=str(tmp_path / "spool-here"),
@@ -63,6 +67,8 @@ def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
         backend="trio",
     )
     assert cfg.shipper_options()["stop_timeout"] == 12.0
+    assert cfg.shipper_options()["commit_interval"] == 0.02
+    assert cfg.shipper_options()["fsync"] == "always"
     # Unset (or blank) variables keep the defaults; overrides win.
     assert AnalyticsConfig.from_env({}) == AnalyticsConfig()
     assert AnalyticsConfig.from_env(dict.fromkeys(env, " ")) == AnalyticsConfig()
@@ -131,6 +137,9 @@ BAD_VALUES = [
     ("LIMELIGHT_FLUSH_INTERVAL", "-1", "flush_interval must be a finite number > 0"),
     ("LIMELIGHT_FLUSH_INTERVAL", "soon", "='soon' is not a number of seconds"),
     ("LIMELIGHT_FLUSH_INTERVAL", "nan", "flush_interval must be a finite number > 0"),
+    ("LIMELIGHT_COMMIT_INTERVAL", "0", "commit_interval must be a finite number > 0"),
+    ("LIMELIGHT_COMMIT_INTERVAL", "60", "commit_interval must be at most 10 seconds"),
+    ("LIMELIGHT_SPOOL_FSYNC", "sometimes", "fsync must be 'never' or 'always'"),
     ("LIMELIGHT_MAX_RETRIES", "1.5", "='1.5' is not a whole number"),
     ("LIMELIGHT_MAX_RETRIES", "-1", "max_retries must be an integer >= 0"),
     ("LIMELIGHT_MAX_QUEUE_SIZE", "-3", "max_queue_size must be an integer >= 1"),
@@ -320,3 +329,67 @@ def test_readme_analytics_example_runs_as_printed(tmp_path: Path) -> None:
     ).stdout
     assert out.strip() == "True 11"
     assert len(read_events(tmp_path / "events.db")) == 11
+
+
+def test_initialize_installs_a_sigterm_handler_and_shutdown_takes_it_off(tmp_path: Path) -> None:
+    import signal
+
+    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    analytics.initialize(config=config(tmp_path), sinks=[MemorySink()])
+    assert signal.getsignal(signal.SIGTERM) is analytics._on_signal
+    assert signal.getsignal(signal.SIGINT) is interrupt  # left to Python and the event loops
+    assert analytics.shutdown(5)
+    assert signal.getsignal(signal.SIGTERM) == term
+    analytics.initialize(config=config(tmp_path), sinks=[MemorySink()], handle_signals=False)
+    assert signal.getsignal(signal.SIGTERM) == term
+    # From another thread none is installed (Python runs handlers in the main thread only).
+    analytics.shutdown(5)
+    errors: list[BaseException] = []
+
+    def from_a_thread() -> None:
+        analytics.initialize(config=config(tmp_path), sinks=[MemorySink()])
+        try:
+            analytics.install_signal_handlers()
+        except ConfigError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=from_a_thread)
+    thread.start()
+    thread.join()
+    assert signal.getsignal(signal.SIGTERM) == term
+    assert len(errors) == 1
+    assert "main thread" in str(errors[0])
+
+
+def test_a_signal_handler_commits_then_calls_the_handler_it_replaced(tmp_path: Path) -> None:
+    """With a Python handler already there (an app's own), the process is not ended: the
+    events accepted so far are made durable, then that handler runs."""
+    import os
+    import signal
+
+    seen: list[tuple[int, int]] = []
+    client = analytics.initialize(
+        config=AnalyticsConfig(
+            spool_dir=str(tmp_path / "spool"), commit_interval=10.0, flush_interval=60.0
+        ),
+        sinks=[MemorySink()],
+        handle_signals=False,
+    )
+
+    def previous(signum: int, frame: object) -> None:
+        seen.append((signum, client.statistics().spooled))
+
+    old = signal.signal(signal.SIGUSR1, previous)
+    try:
+        assert client.flush(5)  # the first commit cycle is behind us: the next is in 10 s
+        for i in range(5):
+            client.log_event(Event.create_user_input(f"s{i}"))
+        assert client.statistics().spooled == 0  # still in memory
+        assert analytics.install_signal_handlers((signal.SIGUSR1,))
+        assert not analytics.install_signal_handlers((signal.SIGUSR1,))  # once
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert seen == [(signal.SIGUSR1, 5)]  # on disk before the app's handler ran
+        analytics.uninstall_signal_handlers()
+        assert signal.getsignal(signal.SIGUSR1) is previous
+    finally:
+        signal.signal(signal.SIGUSR1, old)

@@ -1,8 +1,10 @@
-"""The AnalyticsShipper actor: batching, retries, dead letters, the durable spool (overflow,
-sink down, shutdown deadline), replay without duplicates, producers on threads and tasks.
+"""The AnalyticsShipper actor: batching, retries, dead letters, the write-ahead spool (a sink
+down, a lagging sink read back from disk, the shutdown deadline, overflow), replay without
+duplicates, producers on threads and tasks.
 
 Sinks here are the real MemorySink (which can be told to fail or hang) and SQLiteSink; the
-HTTP kill-the-sink tests are in test_shipper_http.py."""
+HTTP kill-the-sink tests are in test_shipper_http.py, the process-kill and disk tests in
+test_durability.py."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import anyio.lowlevel
 import pytest
 
 from limelight.actors._shipper import AnalyticsShipper, ShipperStatistics
-from limelight.actors._spool import ALL_SINKS, DEAD_LETTER, Spool
+from limelight.actors._spool import DEAD_LETTER, Spool
 from limelight.errors import ConfigError, SinkRejected, SinkUnavailable
 from limelight.runtime import Runtime
 from limelight.schemas import Event
@@ -41,10 +43,9 @@ def ids(events: list[Event]) -> set[uuid.UUID]:
 
 
 def spooled_events(directory: Path) -> list[Event]:
+    """Every event in the spool's segment files (any owner; repeats kept)."""
     spool = Spool(directory)
-    return [
-        e for key in spool.sink_keys() for path in spool.segments(key) for e in spool.read(path)
-    ]
+    return [e for path in spool.segment_files() for e in spool.read_file(path)]
 
 
 class CountingSink(MemorySink):
@@ -73,8 +74,8 @@ async def test_delivers_every_event_in_batches_of_at_most_batch_size(tmp_path: P
     assert [e.event_id for e in sink.events] == [e.event_id for e in events]  # in order
     assert max(sink.sizes) <= 100
     assert sum(sink.sizes) == 1050
-    assert stats.queued == stats.sent == 1050
-    assert (stats.failed, stats.spooled, stats.dropped, stats.lost) == (0, 0, 0, 0)
+    assert stats.queued == stats.sent == stats.spooled == 1050  # every one went to disk first
+    assert (stats.failed, stats.dropped, stats.lost, stats.pending) == (0, 0, 0, 0)
     assert stats.batches == len(sink.sizes)
     assert stats.success_rate == 1.0
     assert stats.queue_depth == 0
@@ -123,8 +124,8 @@ async def test_retryable_failures_are_retried_then_delivered_once(tmp_path: Path
     assert sink.duplicates == 0
     assert sink.attempts == 3
     assert stats.retried == 2
-    assert stats.spooled == 0
-    assert stats.sent == 50
+    assert stats.spooled == stats.sent == 50
+    assert stats.pending == 0
 
 
 async def test_a_rejected_batch_is_dead_lettered_not_retried(tmp_path: Path) -> None:
@@ -137,6 +138,8 @@ async def test_a_rejected_batch_is_dead_lettered_not_retried(tmp_path: Path) -> 
             shipper.log_event(event)
         assert not await shipper.flush(10)  # not all delivered
         stats = shipper.statistics()
+        assert stats.pending == 0  # settled: kept as a dead letter, not retried
+        assert await shipper.shutdown(5)  # nothing failed since that flush said so
     assert sink.attempts == 1
     assert sink.events == []
     assert stats.failed == 10
@@ -144,10 +147,12 @@ async def test_a_rejected_batch_is_dead_lettered_not_retried(tmp_path: Path) -> 
     letter = (tmp_path / DEAD_LETTER / "memory.jsonl").read_bytes().splitlines()
     assert b"400: bad data" in letter[0]
     assert len(letter) == 11  # a header line, then the events
-    assert spooled_events(tmp_path) == []  # never replayed
+    assert spooled_events(tmp_path) == []  # settled: deleted from the spool, never replayed
 
 
-async def test_sink_down_past_retries_spools_then_replays_when_back(tmp_path: Path) -> None:
+async def test_sink_down_past_retries_waits_in_the_spool_then_is_sent_when_back(
+    tmp_path: Path,
+) -> None:
     sink = MemorySink()
     sink.fail(SinkUnavailable("connection refused"))
     events = make_events(300)
@@ -157,10 +162,11 @@ async def test_sink_down_past_retries_spools_then_replays_when_back(tmp_path: Pa
         )
         for event in events:
             shipper.log_event(event)
-        assert not await shipper.flush(10)  # could not deliver: spooled
+        assert not await shipper.flush(10)  # the sink gave up for now: not delivered
         assert not shipper.is_healthy()
         stats = shipper.statistics()
-        assert stats.spooled == 300
+        assert stats.spooled == stats.pending == 300
+        assert stats.sent == 0
         assert ids(spooled_events(tmp_path)) == ids(events)
         sink.recover()
         later = make_events(5, "later")
@@ -173,41 +179,68 @@ async def test_sink_down_past_retries_spools_then_replays_when_back(tmp_path: Pa
         stats = shipper.statistics()
     assert ids(sink.events) == ids(events) | ids(later)
     assert sink.duplicates == 0
-    # The later ones may have found the sink still skipped (spooled) or back (sent).
-    assert 300 <= stats.replayed <= 305
-    assert spooled_events(tmp_path) == []
+    assert stats.sent == 305
+    assert stats.pending == 0
+    assert spooled_events(tmp_path) == []  # every sink confirmed them: deleted
 
 
-async def test_overflow_is_counted_spooled_and_sent_on_next_start(tmp_path: Path) -> None:
+async def test_a_lagging_sink_reads_back_from_disk_what_memory_let_go(tmp_path: Path) -> None:
+    """Memory keeps at most ``max_queue_size`` committed events; a sink that is down longer
+    gets the older ones read back from the spool, once each."""
+    sink = MemorySink()
+    sink.fail(SinkUnavailable("connection refused"))
+    events = make_events(300)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, max_queue_size=100, max_retries=0, **FAST
+        )
+        for step in range(3):  # at most the bound at a time: nothing overflows
+            for event in events[step * 100 : (step + 1) * 100]:
+                shipper.log_event(event)
+            with anyio.fail_after(10):
+                while shipper.statistics().spooled < (step + 1) * 100:
+                    await anyio.sleep(0.01)
+        assert shipper.statistics().dropped == 0
+        sink.recover()
+        with anyio.fail_after(20):
+            while len(sink.events) < 300:
+                await anyio.sleep(0.02)
+        assert await shipper.shutdown(5)
+        stats = shipper.statistics()
+    assert [e.event_id for e in sink.events] == [e.event_id for e in events]  # in order
+    assert sink.duplicates == 0
+    assert stats.replayed >= 200  # at least the 200 that memory let go came from disk
+    assert stats.sent == 300
+
+
+async def test_overflow_is_counted_written_to_disk_and_delivered(tmp_path: Path) -> None:
     sink = CountingSink()
     events = make_events(250)
-    # Not started yet: nothing drains the queue, so 100 fit and 150 overflow.
-    first = AnalyticsShipper([sink], spool_dir=tmp_path, max_queue_size=100, **FAST)
+    # Not started yet: nothing commits the queue, so 100 fit and 150 overflow to disk.
+    first = AnalyticsShipper([sink], spool_dir=tmp_path, max_queue_size=100, batch_size=40, **FAST)
     for event in events:
         first.log_event(event)  # never blocks, never raises
     stats = first.statistics()
     assert (stats.queued, stats.dropped, stats.queue_depth) == (100, 150, 100)
-    assert stats.spooled == 150
-    first.spool.seal()
+    assert stats.spooled == 150  # on disk already
     assert ids(spooled_events(tmp_path)) == ids(events[100:])
     async with Runtime() as rt:
         await rt.spawn(first, name="first")
-        assert await first.flush(10)
-        await first.shutdown(5)
-    assert ids(sink.events) == ids(events[:100])
-    # The next start sends the overflow (in batches of its batch_size).
-    writes_before = len(sink.sizes)
-    async with Runtime() as rt:
-        second = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, batch_size=40, **FAST)
-        with anyio.fail_after(20):
-            while len(sink.events) < 250:
-                await anyio.sleep(0.02)
-        await second.shutdown(5)
-        assert second.statistics().replayed == 150
-    assert max(sink.sizes[writes_before:]) <= 40
+        assert await first.flush(10)  # the overflow included: it was accepted before
+        stats = first.statistics()
+        assert await first.shutdown(5)
+    assert max(sink.sizes) <= 40
     assert ids(sink.events) == ids(events)
     assert sink.duplicates == 0
+    assert stats.replayed == 150  # read back from disk
+    assert stats.spooled == 250
     assert spooled_events(tmp_path) == []
+    # The next start finds nothing left to send.
+    async with Runtime() as rt:
+        second = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
+        assert await second.shutdown(5)
+        assert second.statistics().replayed == 0
+    assert sink.duplicates == 0
 
 
 async def test_shutdown_is_bounded_while_the_sink_hangs_and_the_rest_is_resent(
@@ -223,16 +256,17 @@ async def test_shutdown_is_bounded_while_the_sink_hangs_and_the_rest_is_resent(
         for event in events:
             shipper.log_event(event)
         await anyio.sleep(0.05)  # a write is hanging now
-        with anyio.fail_after(10):  # bounded: the 0.3 s deadline plus spooling
+        with anyio.fail_after(10):  # bounded: the 0.3 s deadline plus closing the spool
             assert not await shipper.shutdown(0.3)
         assert shipper.closed
         stats = shipper.statistics()
-        assert stats.spooled == 500
+        assert stats.spooled == stats.pending == 500
         assert stats.queue_depth == 0
         # Events logged after shutdown are not lost either: they go to the spool.
         extra = Event.create_user_input("after shutdown")
         shipper.log_event(extra)
-        shipper.spool.seal()
+        assert shipper.statistics().spooled == 501
+        shipper.spool.release()  # as the process exiting would: the next start adopts it
     assert sink.events == []
     assert ids(spooled_events(tmp_path)) == ids(events) | {extra.event_id}
     sink.recover()
@@ -258,21 +292,14 @@ async def test_flush_is_bounded_while_the_sink_hangs(tmp_path: Path) -> None:
             shipper.log_event(event)
         with anyio.fail_after(10):
             assert not await shipper.flush(0.2)
-        assert shipper.statistics().spooled == 20
-        sink.recover()
+        stats = shipper.statistics()
+        assert stats.spooled == stats.pending == 20  # durable, not delivered
+        assert Counter(e.event_id for e in spooled_events(tmp_path)) == Counter(
+            e.event_id for e in events
+        )
+        sink.recover()  # the hanging write goes through now
+        assert await shipper.flush(5)
         assert await shipper.shutdown(5)
-    # Each event is in exactly one place: delivered (a replay may have begun once the sink
-    # was back) or still in the spool; none in both, none twice.
-    placed = [e.event_id for e in spooled_events(tmp_path)] + [e.event_id for e in sink.events]
-    assert Counter(placed) == Counter(e.event_id for e in events)
-    assert sink.duplicates == 0
-    # The next start sends what is left, and then every event was delivered exactly once.
-    async with Runtime() as rt:
-        again = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
-        with anyio.fail_after(20):
-            while len(sink.events) < 20:
-                await anyio.sleep(0.02)
-        assert await again.shutdown(5)
     assert Counter(e.event_id for e in sink.events) == Counter(e.event_id for e in events)
     assert sink.duplicates == 0
     assert spooled_events(tmp_path) == []
@@ -398,62 +425,38 @@ def test_bad_options_raise_config_error(tmp_path: Path) -> None:
         AnalyticsShipper([MemorySink()], spool_dir=tmp_path, batch_size=0)
     with pytest.raises(ConfigError, match="max_queue_size"):
         AnalyticsShipper([MemorySink()], spool_dir=tmp_path, max_queue_size=0)
+    with pytest.raises(ConfigError, match="commit_interval"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, commit_interval=0)
+    with pytest.raises(ConfigError, match="fsync"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, fsync="sometimes")
 
 
 def test_two_sinks_with_one_name_get_their_own_spool_keys(tmp_path: Path) -> None:
     shipper = AnalyticsShipper([MemorySink(), MemorySink()], spool_dir=tmp_path)
     assert [s.key for s in shipper._sinks] == ["memory", "memory-2"]
-    assert ALL_SINKS not in {s.key for s in shipper._sinks}
-
-
-def test_a_torn_spool_line_is_skipped_and_counted(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    events = make_events(3)
-    spool.write_segment("memory", events)
-    [path] = spool.segments("memory")
-    with path.open("ab") as f:
-        f.write(b'{"event_type": "user_in')  # a crash mid-write
-    assert ids(spool.read(path)) == ids(events)
-    assert spool.corrupt == 1
-
-
-def test_segments_of_a_dead_writer_are_recovered(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    folder = tmp_path / "memory"
-    folder.mkdir()
-    dead_pid = 2**22 + 12345  # above pid_max: no such process
-    orphan = folder / f"{1:020d}-{dead_pid}-1.open"
-    orphan.write_bytes(b"")
-    claimed = folder / f"{2:020d}-{dead_pid}-2.jsonl.claimed-{dead_pid}"
-    claimed.write_bytes(b"")
-    assert spool.recover() == 2
-    assert [p.name for p in spool.segments("memory")] == [
-        f"{1:020d}-{dead_pid}-1.jsonl",
-        f"{2:020d}-{dead_pid}-2.jsonl",
-    ]
 
 
 async def test_a_crash_is_restarted_by_the_supervisor_and_the_batch_in_flight_kept(
     tmp_path: Path,
 ) -> None:
-    """A bug inside the shipper is simulated by making its batch splitting raise once (the
-    only patched part): the actor crashes, its supervisor restarts it, and the batch that
-    was in flight is delivered after the restart."""
+    """A bug inside the shipper is simulated by making its batch picking raise once (the
+    only patched part): the actor crashes, its supervisor restarts it, and the events that
+    were waiting are delivered after the restart."""
     sink = MemorySink()
     events = make_events(40)
     async with Runtime() as rt:
         shipper = await AnalyticsShipper.start(rt, [sink], spool_dir=tmp_path, **FAST)
-        real_split = shipper._split
+        real_next = shipper._next_batch
         calls = 0
 
-        def split_once_broken(batch: list[Event]) -> list[list[Event]]:
+        def next_once_broken(state: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("a bug in the shipper")
-            return real_split(batch)
+            return real_next(state)
 
-        shipper._split = split_once_broken  # type: ignore[method-assign]
+        shipper._next_batch = next_once_broken  # type: ignore[method-assign]
         for event in events:
             shipper.log_event(event)
         assert await shipper.flush(10)
@@ -465,21 +468,31 @@ async def test_a_crash_is_restarted_by_the_supervisor_and_the_batch_in_flight_ke
     assert ids(sink.events) == ids(events)
 
 
-def test_segments_left_by_an_earlier_process_with_our_pid_are_recovered(tmp_path: Path) -> None:
-    """In a container every run may have the same pid: a file with our pid that this
-    process did not make is an orphan too; our own open segment is not."""
-    import os
+async def test_an_old_layout_spool_file_is_adopted_and_delivered(tmp_path: Path) -> None:
+    """Files of the spool before the write-ahead log (``<sink>/*.jsonl``, ``_all/*.jsonl``)
+    are adopted at start: per-sink ones go to that sink only."""
+    from limelight.schemas import encode_event
 
-    spool = Spool(tmp_path)
-    events = make_events(2)
-    spool.append("memory", events[0])  # ours, still open
-    folder = tmp_path / "memory"
-    earlier = folder / f"{1:020d}-{os.getpid()}-99.open"
-    earlier.write_bytes(b"")
-    assert spool.recover() == 1
-    assert [p.name for p in spool.segments("memory")] == [earlier.with_suffix(".jsonl").name]
-    spool.seal()
-    assert len(spool.segments("memory")) == 2
+    one, both = make_events(3, "one"), make_events(2, "both")
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "00000000000000000001-1-1.jsonl").write_bytes(
+        b"".join(encode_event(e) + b"\n" for e in one)
+    )
+    (tmp_path / "_all").mkdir()
+    (tmp_path / "_all" / "00000000000000000002-1-1.jsonl").write_bytes(
+        b"".join(encode_event(e) + b"\n" for e in both) + b'{"torn'
+    )
+    first, second = MemorySink(), MemorySink(name="other")
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(rt, [first, second], spool_dir=tmp_path, **FAST)
+        with anyio.fail_after(20):
+            while len(first.events) < 5 or len(second.events) < 2:
+                await anyio.sleep(0.02)
+        assert await shipper.shutdown(5)
+    assert ids(first.events) == ids(one) | ids(both)
+    assert ids(second.events) == ids(both)
+    assert list((tmp_path / "memory").iterdir()) == []
+    assert spooled_events(tmp_path) == []
 
 
 class TimedSink(MemorySink):
@@ -534,3 +547,50 @@ async def test_retry_after_is_honoured_and_backoff_grows_with_jitter(tmp_path: P
             assert base * 0.5 - 1e-6 <= gap <= base + 0.05
         assert shipper.statistics().retried == 4
         await shipper.shutdown(5)
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("trio", {"clock": _mock_clock()}))])
+async def test_retry_after_zero_does_not_turn_backoff_off(tmp_path: Path) -> None:
+    """On trio's MockClock: a sink that answers "retry after 0 s" each time still gets
+    backed-off retries (a server may lengthen the wait, never shorten it), not a burst."""
+    sink = TimedSink()
+    sink.fail(SinkUnavailable("503", retry_after=0.0), times=3)
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt,
+            [sink],
+            spool_dir=tmp_path,
+            flush_interval=0.01,
+            retry_initial_delay=1.0,
+            retry_max_delay=60.0,
+            max_retries=5,
+        )
+        shipper.log_event(Event.create_user_input("a"))
+        with anyio.fail_after(100):
+            while not sink.events:
+                await anyio.sleep(0.01)
+        gaps = [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)]
+        assert len(gaps) == 3
+        for n, gap in enumerate(gaps):
+            assert gap >= 1.0 * 2**n * 0.5 - 1e-6  # the backoff, jitter included
+        assert shipper.statistics().retried == 3
+        await shipper.shutdown(5)
+
+
+async def test_a_flush_does_not_wait_for_the_batch_interval(tmp_path: Path) -> None:
+    """An incomplete batch may wait ``flush_interval`` (a minute here), but not when a
+    flush asks for it: the flush ends as soon as the events are delivered."""
+    sink = MemorySink()
+    async with Runtime() as rt:
+        shipper = await AnalyticsShipper.start(
+            rt, [sink], spool_dir=tmp_path, batch_size=1000, flush_interval=60.0
+        )
+        for n in range(3):
+            event = Event.create_user_input(f"lonely {n}")
+            shipper.log_event(event)
+            with anyio.fail_after(10):  # committed by the timer, before the flush asks
+                while shipper.statistics().spooled < n + 1:
+                    await anyio.sleep(0.01)
+            assert await shipper.flush(5)
+            assert event.event_id in ids(sink.events)
+        assert await shipper.shutdown(5)

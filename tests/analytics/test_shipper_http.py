@@ -131,3 +131,31 @@ async def test_shutdown_while_the_endpoint_hangs_is_bounded_and_resent_next_star
         # A request that hung may have been stored after its client gave up: the endpoint
         # dedupes by event_id, so each event is stored exactly once.
         assert ids(server.events) == ids(events)
+
+
+async def test_retry_after_zero_gets_backed_off_retries_not_a_burst(tmp_path: Path) -> None:
+    """An endpoint answering 503 with ``Retry-After: 0`` three times: each retry still waits
+    at least its backoff (a server may lengthen the wait, never shorten it)."""
+    with ingest_server() as server:
+        sink = HTTPSink(server.url, timeout=2.0)
+        async with Runtime() as rt:
+            shipper = await AnalyticsShipper.start(
+                rt,
+                [sink],
+                spool_dir=tmp_path,
+                flush_interval=0.02,
+                retry_initial_delay=0.1,
+                retry_max_delay=5.0,
+                max_retries=5,
+            )
+            server.fail_next(*[Fail(503, retry_after=0) for _ in range(3)])
+            event = Event.create_user_input("once")
+            shipper.log_event(event)
+            assert await shipper.flush(20)
+            assert await shipper.shutdown(5)
+            await sink.aclose()
+        assert server.statuses == [503, 503, 503, 200]
+        gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+        for n, gap in enumerate(gaps):
+            assert gap >= 0.1 * 2**n * 0.5  # the backoff before retry n + 1, jitter included
+        assert ids(server.events) == {event.event_id}
