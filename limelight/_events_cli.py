@@ -129,6 +129,16 @@ def print_summary(summary: EventsSummary, *, file: IO[str] | None = None) -> Non
         console.print(table)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``limelight events`` options to ``parser``."""
     parser.add_argument(
@@ -140,18 +150,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", metavar="RUN_ID", help="only this run's events")
     parser.add_argument(
-        "--runs", type=int, default=DEFAULT_RUNS, help="latest runs to list (%(default)s)"
+        "--runs", type=_count, default=DEFAULT_RUNS, help="latest runs to list (%(default)s)"
     )
     parser.add_argument(
-        "--errors", type=int, default=DEFAULT_ERRORS, help="latest errors to list (%(default)s)"
+        "--errors", type=_count, default=DEFAULT_ERRORS, help="latest errors to list (%(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _unknown_run(args: argparse.Namespace, summary: EventsSummary) -> str:
+    """What to say about ``--run`` naming a run the database does not hold."""
+    latest = summarize(args.db, runs=3, errors=0)
+    listed = ", ".join(run.run_id for run in latest.runs if run.run_id)
+    known = f" (latest: {listed})" if listed else " (it holds no runs)"
+    return (
+        f"no run {args.run!r} in {summary.db}{known}: `limelight events --db {summary.db}` "
+        "lists the runs"
+    )
+
+
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``limelight events``: 0 on success, 1 when the database cannot be read."""
+    """Run ``limelight events``: 0 on success, 1 when the database cannot be read, 2 when
+    ``--run`` names a run it does not hold."""
     try:
         summary = summarize(args.db, run_id=args.run, runs=args.runs, errors=args.errors)
+        if args.run is not None and not summary.total_events:
+            print(f"limelight events: {_unknown_run(args, summary)}", file=sys.stderr)
+            return 2
     except ConfigError as exc:
         print(f"limelight events: {exc}", file=sys.stderr)
         return 1

@@ -1,15 +1,31 @@
-"""The ``limelight`` command."""
+"""The ``limelight`` command.
+
+A command given bad input says what was wrong in one line on stderr and exits with 2;
+``demo`` and ``bench`` exit with 130 after Ctrl-C (``sim`` stops cleanly, with 0).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ._version import __version__
 
+#: The ports ``limelight sim --port`` takes (0: any free one).
+_PORTS = range(65536)
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors said in one line: what was wrong, where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and the parser of each command by name."""
+    parser = _Parser(
         prog="limelight", description="An actor-based concurrent runtime for LLM agents."
     )
     parser.add_argument("--version", action="version", version=f"limelight {__version__}")
@@ -38,17 +54,21 @@ def _build_parser() -> argparse.ArgumentParser:
     from .harness._cli import add_arguments as add_bench_arguments
 
     add_bench_arguments(bench)
-    return parser
+    return parser, {"demo": demo, "sim": sim, "events": events, "bench": bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    parser, commands = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_from_args as run_demo
 
         return run_demo(args)
     if args.command == "sim":
+        if args.port not in _PORTS:
+            commands["sim"].error(
+                f"argument --port: expected a port from 0 (any free one) to 65535, got {args.port}"
+            )
         from .providers._sim_server import run_from_args
 
         return run_from_args(args)

@@ -165,3 +165,39 @@ def test_the_default_path_is_limelight_home(db: Path) -> None:
     )
     assert "(run run-0)" in done.stdout
     assert "4 events in 1 runs" in done.stdout
+
+
+def test_an_unknown_run_is_said_to_be_unknown(db: Path) -> None:
+    for extra in ([], ["--json"]):
+        command = ["events", "--db", str(db), "--run", "nosuchrun", *extra]
+        out = subprocess.run(
+            [sys.executable, "-m", "limelight", *command],
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+        assert out.returncode == 2
+        assert out.stdout == ""
+        assert "Traceback" not in out.stderr
+        assert out.stderr.splitlines() == [
+            f"limelight events: no run 'nosuchrun' in {db} (latest: run-2, run-1, run-0): "
+            f"`limelight events --db {db}` lists the runs"
+        ]
+
+
+def test_an_unknown_run_in_an_empty_store(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    write(path, [])
+    out = subprocess.run(
+        [sys.executable, "-m", "limelight", "events", "--db", str(path), "--run", "r"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"limelight events: no run 'r' in {path} (it holds no runs): "
+        f"`limelight events --db {path}` lists the runs"
+    ]

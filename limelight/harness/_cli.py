@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import anyio
 
-from ..errors import ConfigError, LimelightError
+from .._files import make_private_dirs, open_private
+from ..errors import ConfigError, LimelightError, MissingExtra
 from ._config import (
     BenchConfig,
     ClosedLoop,
@@ -25,12 +29,13 @@ from ._config import (
     SimTarget,
     Target,
     Workload,
+    parse_length,
 )
 from ._metrics import Distribution, Summary, parse_slos
 from ._report import load_records, load_result, render_html, write_result
 from ._runner import BenchResult, Progress, SweepPoint, SweepResult, run, sweep
 
-__all__ = ["add_arguments", "run_from_args"]
+__all__ = ["add_arguments", "check_backend", "check_writable", "run_from_args"]
 
 T = TypeVar("T")
 _REFRESH = 0.5
@@ -181,11 +186,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("--open", action="store_true", help="open it in a browser")
 
 
+def check_backend(backend: str) -> None:
+    """Check that the event loop ``backend`` names can run (trio is an optional dependency).
+
+    :raises MissingExtra: trio is asked for and cannot be imported.
+    """
+    if backend == "trio":
+        try:
+            importlib.import_module("trio")
+        except ImportError as exc:
+            raise MissingExtra("--backend trio", missing="trio", extra="trio") from exc
+
+
+def check_writable(path: Path, *, flag: str, given: str | Path | None = None) -> None:
+    """Check that a file can be written at ``path`` (its directory is created if need be),
+    before a run whose results would go there.
+
+    :param flag: the option that gave the path, named in the error.
+    :param given: what the option said, when ``path`` was made from it (default: ``path``).
+    :raises ConfigError: it cannot be written.
+    """
+    said = f"{flag} {given if given is not None else path}"
+    if path.is_dir():
+        raise ConfigError(f"{said}: {path} is a directory; give a file path")
+    try:
+        make_private_dirs(path.parent)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"{said}: cannot write {path} ({reason}); give a path in a writable directory"
+        ) from None
+
+
+def _output_base(args: argparse.Namespace, kind: str, *, records: bool) -> Path:
+    """The base path of the result files (as :func:`write_result` takes it), checked to be
+    writable before the run, so that a run's results are not lost at its end."""
+    base = Path(args.output) if args.output else _default_output(kind)
+    if base.suffix in (".json", ".html"):
+        base = base.with_suffix("")
+    files = [base.with_suffix(".json"), base.with_suffix(".html")]
+    if records:
+        files.append(base.parent / (base.name + ".records.jsonl"))
+    for path in files:
+        if args.output:
+            check_writable(path, flag="-o", given=args.output)
+        else:
+            check_writable(path, flag="the default output (-o to change it)")
+    return base
+
+
+def _write(result: BenchResult | SweepResult, base: Path) -> dict[str, Path] | None:
+    """Write the result files; ``None`` (after saying so on stderr) when that failed."""
+    try:
+        return write_result(result, base)
+    except OSError as exc:
+        print(
+            f"limelight bench: the result files could not be written at {base}: {exc}; only "
+            "the output above is left",
+            file=sys.stderr,
+        )
+        return None
+
+
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The :class:`BenchConfig` the parsed options describe.
 
     :raises ConfigError: an option's value is invalid.
     """
+    parse_length(args.prompt_tokens, what="--prompt-tokens")
+    parse_length(args.output_tokens, what="--output-tokens")
     load: Load
     if args.rate is not None:
         if args.arrival == "constant":
@@ -303,7 +376,13 @@ async def _with_progress(
                     await anyio.sleep(_REFRESH)
 
             tg.start_soon(refresh)
-            result.append(await work(progress))
+            try:
+                result.append(await work(progress))
+            except BaseException:
+                # A run that failed (or was interrupted) leaves its one line of error on
+                # stderr, not the display beside it.
+                live.transient = True
+                raise
             tg.cancel_scope.cancel()
         show()  # the final counts, not those of the last tick
     return result[0]
@@ -391,6 +470,8 @@ def _default_output(kind: str) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    check_backend(args.backend)
+    base = _output_base(args, config.workload.kind, records=True)
     label = f"bench {config.workload.kind}"
 
     async def main() -> BenchResult:
@@ -399,10 +480,12 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     result = anyio.run(main, backend=args.backend)
-    paths = write_result(result, args.output or _default_output(config.workload.kind))
     print_summary(
         result.summary, title=f"limelight bench: {config.workload.kind} on {result.target}"
     )
+    paths = _write(result, base)
+    if paths is None:
+        return 1
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     if args.open:
@@ -410,8 +493,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sweep(args: argparse.Namespace, config: BenchConfig) -> None:
+    """Check the sweep's own options before anything starts.
+
+    :raises ConfigError: one is invalid.
+    """
+    if not config.slos:
+        raise ConfigError("a sweep needs SLOs to meet: give --slo, such as --slo ttft:500")
+    rates = [*(args.rates or ()), args.start, args.max_rate]
+    if not all(0 < rate < math.inf for rate in rates):
+        raise ConfigError(
+            "rates (--rates, --start, --max-rate) must be finite numbers > 0 (requests per "
+            f"second), got {', '.join(f'{rate:g}' for rate in rates)}"
+        )
+    if args.steps < 0:
+        raise ConfigError(f"--steps must be 0 or more, got {args.steps}")
+    if not 0 < args.min_attainment <= 1:
+        raise ConfigError(f"--min-attainment must be within (0, 1], got {args.min_attainment}")
+
+
 def _sweep(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    _check_sweep(args, config)
+    check_backend(args.backend)
+    base = _output_base(args, "sweep", records=False)
 
     def show(point: SweepPoint) -> None:
         s = point.summary
@@ -441,9 +546,11 @@ def _sweep(args: argparse.Namespace) -> int:
         )
 
     result = anyio.run(main, backend=args.backend)
-    paths = write_result(result, args.output or _default_output("sweep"))
     best = "none" if result.best_rate is None else f"{result.best_rate:g} req/s"
     print(f"highest rate meeting the SLOs: {best}")
+    paths = _write(result, base)
+    if paths is None:
+        return 1
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     if args.open:
@@ -516,7 +623,9 @@ def _report(args: argparse.Namespace) -> int:
     result = load_result(args.result)
     records = load_records(args.result, result) if isinstance(result, BenchResult) else []
     out = Path(args.output) if args.output else Path(args.result).with_suffix(".html")
-    out.write_text(render_html(result, records), encoding="utf-8")
+    check_writable(out, flag="-o" if args.output else "the report")
+    with open_private(out, "wb") as file:
+        file.write(render_html(result, records).encode())
     print(f"html: {out}")
     if args.open:
         _open_report(out)
@@ -542,9 +651,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
             inner = inner.exceptions[0]
         if isinstance(inner, LimelightError):
-            print(f"limelight bench: {inner}", file=sys.stderr)
+            print(f"limelight bench: {' '.join(str(inner).split())}", file=sys.stderr)
             return 2
-        if isinstance(inner, KeyboardInterrupt):
+        interrupted = isinstance(exc, BaseExceptionGroup) and exc.split(KeyboardInterrupt)[0]
+        if isinstance(inner, KeyboardInterrupt) or interrupted:
             print("limelight bench: interrupted", file=sys.stderr)
             return 130
         raise

@@ -11,7 +11,12 @@ from typing import Any, Final, Literal
 import msgspec
 
 from ..errors import ConfigError
-from ..providers._simulated import OutputLength, parse_output_length
+from ..providers._simulated import (
+    FixedLength,
+    OutputLength,
+    UniformLength,
+    parse_output_length,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -35,13 +40,35 @@ DEFAULT_SWEEP_STEPS: Final = 3
 WorkloadKind = Literal["chat", "stream", "multiturn", "agent"]
 
 
-def parse_length(text: str | int) -> OutputLength:
+def parse_length(text: str | int, *, what: str = "token length") -> OutputLength:
     """A token-length distribution: ``64`` (fixed), ``32-128`` (uniform) or
     ``lognormal:200:80``, as ``limelight sim --output-tokens`` takes it.
 
-    :raises ConfigError: the text is none of these.
+    :param what: what the length is of, named in the error (``--prompt-tokens``...).
+    :raises ConfigError: the text is none of these, or describes no possible length (no
+        token, an empty range, a mean <= 0).
     """
-    return parse_output_length(str(text))
+    try:
+        length = parse_output_length(str(text))
+    except ConfigError:
+        raise ConfigError(
+            f"{what} {str(text)!r} not understood: expected N, LOW-HIGH or lognormal:MEAN:SD, "
+            "such as 64, 32-128 or lognormal:200:80"
+        ) from None
+    if isinstance(length, FixedLength):
+        if length.tokens < 1:
+            raise ConfigError(f"{what} {str(text)!r}: give at least 1 token")
+    elif isinstance(length, UniformLength):
+        if not 1 <= length.low <= length.high:
+            raise ConfigError(
+                f"{what} {str(text)!r}: LOW-HIGH needs 1 <= LOW <= HIGH, such as 32-128"
+            )
+    elif not (0 < length.mean < math.inf and 0 <= length.sd < math.inf):
+        raise ConfigError(
+            f"{what} {str(text)!r}: lognormal:MEAN:SD needs MEAN > 0 and SD >= 0, such as "
+            "lognormal:200:80"
+        )
+    return length
 
 
 class SimTarget(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,8 +153,8 @@ class Workload(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        parse_length(self.prompt_tokens)
-        parse_length(self.output_tokens)
+        parse_length(self.prompt_tokens, what="prompt_tokens")
+        parse_length(self.output_tokens, what="output_tokens")
         if self.turns < 1 or self.max_turns < 1 or self.tools < 0:
             raise ConfigError("turns and max_turns must be >= 1 and tools >= 0")
         if self.tool_latency < 0 or self.tool_latency_jitter < 0:

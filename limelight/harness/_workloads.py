@@ -57,6 +57,11 @@ def load_prompts(path: str) -> list[Prompt]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the prompts file {path!r}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the prompts file {path!r} is not UTF-8 text (byte {exc.start}: {exc.reason}): "
+            "save it as UTF-8 JSONL"
+        ) from exc
     decoder = msgspec.json.Decoder(_PromptLine)
     prompts: list[Prompt] = []
     for number, line in enumerate(text.splitlines(), 1):

@@ -170,6 +170,52 @@ def test_bad_input_is_a_clear_error() -> None:
     assert "cannot read the result file" in out.stderr
 
 
+def test_report_output_path_is_checked(stream_run: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # a file where the report's directory should be
+    html = blocker / "report.html"
+    out = _bench("report", str(stream_run), "-o", str(html))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"limelight bench: -o {html}: cannot write {html} (Not a directory); give a path in "
+        "a writable directory"
+    ]
+
+
+def test_a_run_whose_results_cannot_be_written_keeps_its_summary(tmp_path: Path) -> None:
+    # The output directory is checked before the run; if it goes away during the run, the
+    # summary is printed all the same, and the failure said in one line (status 1).
+    base = tmp_path / "gone" / "out"
+    script = (
+        "import shutil, sys\n"
+        "from limelight.cli import main\n"
+        "import limelight.harness._cli as cli\n"
+        "run = cli.run\n"
+        "async def run_then_remove(config, **kw):\n"
+        "    result = await run(config, **kw)\n"
+        f"    shutil.rmtree({str(base.parent)!r})\n"
+        f"    open({str(base.parent)!r}, 'w').close()\n"
+        "    return result\n"
+        "cli.run = run_then_remove\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    command = ["bench", "run", "--requests", "2", "--no-progress", *FAST_SIM, "-o", str(base)]
+    out = subprocess.run(
+        [sys.executable, "-c", script, *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "TTFT (ms)" in out.stdout  # the summary
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"limelight bench: the result files could not be written at {base}")
+
+
 def test_backend_options_reach_the_resolver(tmp_path: Path) -> None:
     if importlib.util.find_spec("litellm") is None:  # the CLI imports it, not this process
         pytest.skip("pip install 'limelight[litellm]'")
