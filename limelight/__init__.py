@@ -1,4 +1,56 @@
-"""limelight: an actor-based concurrent runtime for LLM agents, on anyio (asyncio and trio)."""
+"""limelight: an actor-based concurrent runtime for LLM agents, on anyio (asyncio and trio).
+
+The package is built in layers. A module imports only from the layers below its own, never
+from above, and never reaches one through ``sys.modules``: the import-linter contracts in
+pyproject.toml check this (``lint-imports``), and so does ``tests/test_layers.py``. From the
+bottom:
+
+``runtime``
+    The actor kernel: actors, refs, mailboxes, supervision, retries, the blocking portal.
+    It knows nothing about LLMs and imports nothing else of limelight.
+
+``_secrets``, ``_version``, ``errors``, ``_lazy``
+    Leaf helpers (redacting keys, the version), then the one error hierarchy (which
+    re-exports the kernel's errors), then the lazy attributes of the packages' ``__init__``.
+
+``schemas``
+    The msgspec Structs of every message that crosses an actor boundary or a wire: requests,
+    results, stream events, analytics events, the OpenAI wire format.
+
+Pure cores: ``_models``, ``_httpx``, ``_token_bucket``, ``_instrument``, then ``_usage``,
+``_tracking``, ``_streaming``, ``_jsonout``, ``_files``
+    One per feature, with no actors and no backends, each testable alone: model profiles
+    and prices, the HTTP connection pools, the token bucket, the usage tracker, the tracking
+    decorators, ... ``_instrument`` is the one plug-in point for instrumentation:
+    ``analytics.initialize()`` registers its client and attempt hook there, and the actors
+    and decorators record through it without importing ``analytics``.
+
+``providers``, ``sinks``
+    Backends a provider worker drives (OpenAI-compatible, LiteLLM, local models, scripted,
+    the simulator) and where analytics events go (SQLite, JSONL, HTTP, OTLP): plain async
+    classes over the cores. Neither imports the other.
+
+``actors``
+    The supervised actors: provider pools and workers, the rate limiter, agents, tool
+    executors, the analytics shipper. Lifecycle, messages and supervision; the logic they
+    wrap lives in the cores. (Some cores still live here: ``actors/_conversation``,
+    ``_tools``, ``_buckets``, ``_spool``.)
+
+Public modules over one feature: ``analytics``, ``agents``, ``tools``, ``models``,
+``conversation``, ``usage``, ``streaming``
+    Each re-exports, or wraps in an API, its core or actors; none imports another.
+
+Facades: ``roles``, ``client``, ``cache``, ``batch``, ``testing``; above them ``harness``
+and ``integrations``
+    The role router, the sync client, caching, batches and test doubles, then the benchmark
+    harness and the hooks for other frameworks, composed from everything below.
+
+``cli``, ``__main__``
+    The ``limelight`` command, one module per subcommand, on top of everything.
+
+Implementation lives in private ``_x`` modules; public modules and package ``__init__`` files
+re-export it.
+"""
 
 from ._version import __version__ as __version__
 from .actors import Agent as Agent

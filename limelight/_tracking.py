@@ -1,7 +1,9 @@
 """Decorators and the :class:`Tracker` context manager: record LLM calls, tool uses and agent
 steps (inputs, outputs, latency, errors) as analytics events, linked into a tree by
 ``parent_event_id``. Without an initialized client they cost a function call and record
-nothing; the user's exceptions always propagate unchanged.
+nothing; the user's exceptions always propagate unchanged. The client is the recorder that
+``analytics.initialize()`` registers in :mod:`limelight._instrument` (this module never
+imports :mod:`limelight.analytics`, which re-exports it).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 
+from . import _instrument
 from .schemas._events import Event
 
 if TYPE_CHECKING:
-    from .analytics import AnalyticsClient
+    from ._instrument import Recorder
 
 __all__ = ["LLMCallRecord", "ToolCallRecord", "Tracker", "track_agent_step", "track_llm_call"]
 
@@ -35,18 +38,10 @@ _MAX_ITEMS = 50
 _MAX_DEPTH = 4
 
 
-_analytics: Any = None
-
-
-def _client() -> AnalyticsClient | None:
-    global _analytics
-    module = _analytics
-    if module is None:
-        from . import analytics as module
-
-        _analytics = module
-    client: AnalyticsClient | None = module._client
-    return client
+def _client() -> Recorder | None:
+    """The analytics client that ``analytics.initialize()`` registered, or None."""
+    active = _instrument.active
+    return None if active is None else active.recorder
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -134,7 +129,7 @@ def _usage_of(result: Any) -> tuple[int, int, float | None, str | None, str | No
 
 def _wrap(
     func: Callable[P, Any],
-    begin: Callable[[AnalyticsClient, tuple[Any, ...], dict[str, Any]], Any],
+    begin: Callable[[Recorder, tuple[Any, ...], dict[str, Any]], Any],
 ) -> Callable[P, Any]:
     """``func`` (sync or async) run inside the record that ``begin`` opens (an object with
     ``enter()``, ``succeed(result)``, ``fail(exc)`` and ``exit()``)."""
@@ -182,7 +177,7 @@ def _wrap(
 class _Record:
     """An open record: its start event is the parent of whatever happens inside it."""
 
-    def __init__(self, client: AnalyticsClient | None, start: Event) -> None:
+    def __init__(self, client: Recorder | None, start: Event) -> None:
         self.client = client
         self.start = start
         self.event_id = start.event_id
@@ -264,7 +259,7 @@ class LLMCallRecord(_Record):
     """An LLM call being recorded: call :meth:`record` with the answer (or its numbers)
     before the block ends; the ``llm_response`` event is emitted when it ends."""
 
-    def __init__(self, client: AnalyticsClient | None, start: Event, model: str, provider: str):
+    def __init__(self, client: Recorder | None, start: Event, model: str, provider: str):
         super().__init__(client, start)
         self.model = model
         self.provider = provider
@@ -315,7 +310,7 @@ class ToolCallRecord(_Record):
     """A tool call being recorded: call :meth:`record` with its result; the
     ``tool_response`` event is emitted when the block ends."""
 
-    def __init__(self, client: AnalyticsClient | None, start: Event, name: str):
+    def __init__(self, client: Recorder | None, start: Event, name: str):
         super().__init__(client, start)
         self.name = name
 
@@ -346,7 +341,7 @@ class ToolCallRecord(_Record):
 
 
 class _StepRecord(_Record):
-    def __init__(self, client: AnalyticsClient, start: Event, step: str, arguments: Any):
+    def __init__(self, client: Recorder, start: Event, step: str, arguments: Any):
         super().__init__(client, start)
         self.step = step
         self.arguments = arguments
@@ -384,7 +379,7 @@ def track_llm_call(model: str, provider: str = "") -> Callable[[Callable[P, R]],
     text), or an ``error`` event (the exception is re-raised unchanged)."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        def begin(client: AnalyticsClient, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def begin(client: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = _llm_request(model, provider, kwargs.get("messages"), _links())
             return LLMCallRecord(client, start, model, provider)
 
@@ -401,7 +396,7 @@ def track_tool_use(
     ``is_error`` and an ``error`` event; the exception is re-raised unchanged)."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        def begin(client: AnalyticsClient, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def begin(client: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             start = Event.create_tool_call(
                 name, _arguments(func, args, kwargs), tool_type=tool_type, **_links()
             )
@@ -418,7 +413,7 @@ def track_agent_step(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     ``function_execution`` event with arguments, result, error and duration."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
-        def begin(client: AnalyticsClient, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def begin(client: Recorder, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             arguments = _arguments(func, args, kwargs)
             start = Event.create_agent_reasoning(
                 step, f"step {step} started", metadata={"agent_step": step}, **_links()
@@ -441,7 +436,8 @@ class Tracker:
                 call.record(input_tokens=12, output_tokens=3, content="4")
             t.log_agent_response("4", parent_event_id=question)
 
-    :param client: default: the process-wide client (nothing is recorded when there is none).
+    :param client: an :class:`~limelight.analytics.AnalyticsClient`; default: the
+        process-wide client (nothing is recorded when there is none).
     """
 
     def __init__(
@@ -451,7 +447,7 @@ class Tracker:
         run_id: str | None = None,
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        client: AnalyticsClient | None = None,
+        client: Recorder | None = None,
     ) -> None:
         self.user_id = user_id
         self.run_id = run_id or uuid.uuid4().hex
@@ -461,7 +457,7 @@ class Tracker:
         self._token: Token[tuple[str | None, str | None]] | None = None
 
     @property
-    def client(self) -> AnalyticsClient | None:
+    def client(self) -> Recorder | None:
         return self._client if self._client is not None else _client()
 
     def _links(self, parent_event_id: uuid.UUID | None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The process-wide usage tracker and the price lookup behind :mod:`limelight.usage`."""
+"""The process-wide usage tracker and the limits behind :mod:`limelight.usage`; prices come
+from :mod:`limelight._models` (re-exported here for the code that priced calls through this
+module)."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -10,6 +11,10 @@ from typing import Any, Final
 
 import msgspec
 
+from ._models import Price as Price
+from ._models import clear_price_cache as clear_price_cache
+from ._models import cost_of as cost_of
+from ._models import model_price as model_price
 from .errors import ConfigError
 from .schemas import Usage
 
@@ -19,142 +24,6 @@ current_usage_run: ContextVar[str | None] = ContextVar("limelight_usage_run", de
 
 #: The bucket of calls made without a role (the sync client's, for one).
 DEFAULT_ROLE: Final = "default"
-
-
-# --------------------------------------------------------------------------------------
-# Prices
-
-
-class Price(msgspec.Struct, frozen=True, kw_only=True):
-    """USD per million tokens of one model, and where the figures come from.
-
-    :ivar cached_input: the price of prompt tokens read from the provider's cache, when the
-        source knows it (else cached tokens cost ``input``).
-    :ivar source: ``"profile"`` (a registered :class:`~limelight.models.ModelProfile`),
-        ``"genai-prices"`` or ``"litellm"``.
-    """
-
-    input: float
-    output: float
-    cached_input: float | None = None
-    source: str = ""
-
-    def cost(self, usage: Usage, cached_tokens: int = 0) -> float:
-        """The price of ``usage`` in USD; ``cached_tokens`` of its prompt tokens were cache
-        reads."""
-        cached = min(max(cached_tokens, 0), usage.prompt_tokens)
-        cached_price = self.input if self.cached_input is None else self.cached_input
-        return (
-            (usage.prompt_tokens - cached) * self.input
-            + cached * cached_price
-            + usage.completion_tokens * self.output
-        ) / 1_000_000
-
-
-def _names(model: str) -> list[tuple[str | None, str]]:
-    """``(provider, model)`` pairs to look ``model`` up by: as given, then the part after a
-    LiteLLM-style ``provider/`` prefix, with and without that provider."""
-    pairs: list[tuple[str | None, str]] = [(None, model)]
-    if "/" in model:
-        provider, _, rest = model.partition("/")
-        pairs += [(provider, rest), (None, model.rsplit("/", 1)[1])]
-    return pairs
-
-
-def _from_profiles(model: str) -> Price | None:
-    """A profile registered with both prices under this name, or under the longest
-    registered name prefixing it (``house-model`` for ``house-model-v2``, as
-    :func:`~limelight.models.get_model_profile` matches dated variants): the user's word
-    comes first (the test doubles, a user's own fine-tune)."""
-    from .actors._models import _registered_price
-
-    profile = _registered_price(model)
-    if profile is None or profile.input_price is None or profile.output_price is None:
-        return None
-    return Price(input=profile.input_price, output=profile.output_price, source="profile")
-
-
-def _from_genai_prices(model: str) -> Price | None:
-    try:
-        from genai_prices import Usage as PriceUsage
-        from genai_prices import calc_price
-    except ImportError:
-        return None
-    million = 1_000_000
-    for provider, name in _names(model):
-        try:
-            calc = calc_price(
-                PriceUsage(input_tokens=million, output_tokens=million, cache_read_tokens=0),
-                name,
-                provider_id=provider,
-            )
-        except (LookupError, ValueError):
-            continue
-        cached: float | None = None
-        try:
-            half = calc_price(
-                PriceUsage(input_tokens=million, cache_read_tokens=million, output_tokens=0),
-                name,
-                provider_id=provider,
-            )
-            cached = float(half.input_price)
-        except (LookupError, ValueError):
-            cached = None
-        return Price(
-            input=float(calc.input_price),
-            output=float(calc.output_price),
-            cached_input=cached,
-            source="genai-prices",
-        )
-    return None
-
-
-def _from_litellm(model: str) -> Price | None:
-    from .actors._models import litellm_cost_map
-
-    cost_map = litellm_cost_map()
-    for name in dict.fromkeys([model, *(n for _, n in _names(model))]):
-        entry = cost_map.get(name)
-        if not isinstance(entry, dict):
-            continue
-        inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-        if not isinstance(inp, (int, float)) or not isinstance(out, (int, float)):
-            continue
-        cached = entry.get("cache_read_input_token_cost")
-        return Price(
-            input=float(inp) * 1_000_000,
-            output=float(out) * 1_000_000,
-            cached_input=float(cached) * 1_000_000 if isinstance(cached, (int, float)) else None,
-            source="litellm",
-        )
-    return None
-
-
-# Cached: the price lists do not change while the process runs (profiles are not cached,
-# so a profile registered later is seen at once).
-@functools.lru_cache(maxsize=512)
-def _lookup(model: str) -> Price | None:
-    return _from_genai_prices(model) or _from_litellm(model)
-
-
-def model_price(model: str) -> Price | None:
-    """The price of ``model``: from a registered profile with prices, else genai-prices (a
-    maintained price list, with cache-read prices), else LiteLLM's cost map; ``None`` when
-    no source knows it (local models)."""
-    if not model:
-        return None
-    return _from_profiles(model) or _lookup(model)
-
-
-def clear_price_cache() -> None:
-    """Forget prices looked up in the price lists (after updating them)."""
-    _lookup.cache_clear()
-
-
-def cost_of(usage: Usage, model: str, *, cached_tokens: int = 0) -> float | None:
-    """The price of ``usage`` of ``model`` in USD, ``None`` when the price is unknown."""
-    price = model_price(model)
-    return None if price is None else price.cost(usage, cached_tokens)
 
 
 # --------------------------------------------------------------------------------------

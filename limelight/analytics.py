@@ -13,6 +13,9 @@
 The client runs an :class:`~limelight.actors.AnalyticsShipper` on its own event loop in a
 background thread, so it works the same from plain threads, asyncio and trio. Inside your own
 :class:`~limelight.runtime.Runtime`, :func:`initialize_in` spawns the shipper there instead.
+While a client is initialized it is registered, with its attempt hook, in
+:mod:`limelight._instrument`: that is how agents, tool executors and provider workers record
+events without importing this module.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
+from . import _instrument
 from ._tracking import Tracker as Tracker
 from ._tracking import track_agent_step as track_agent_step
 from ._tracking import track_llm_call as track_llm_call
 from ._tracking import track_tool_use as track_tool_use
+from .actors._analytics_hook import AnalyticsHook
 from .actors._shipper import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_COMMIT_INTERVAL,
@@ -468,9 +473,8 @@ class AnalyticsClient:
         return await self.shipper.shutdown(timeout)
 
     def _forget(self) -> None:
-        global _client
         if _client is self:
-            _client = None
+            _set_client(None)
 
     @property
     def closed(self) -> bool:
@@ -498,6 +502,21 @@ class AnalyticsClient:
 
 _client: AnalyticsClient | None = None
 _lock = threading.Lock()
+#: Records every provider attempt on the client registered at the time of the attempt.
+_ATTEMPT_HOOK: Final = AnalyticsHook()
+
+
+def _set_client(client: AnalyticsClient | None) -> AnalyticsClient | None:
+    """Make ``client`` the process-wide client and register it, with the attempt hook, as the
+    instrumentation the lower layers record to (``None``: unregister). Returns the client it
+    replaced."""
+    global _client
+    old, _client = _client, client
+    if client is None:
+        _instrument.unregister()
+    else:
+        _instrument.register(_instrument.Instrumentation(client, (_ATTEMPT_HOOK,)))
+    return old
 
 
 def current() -> AnalyticsClient | None:
@@ -540,7 +559,6 @@ def initialize(
         hook, which delivers; and leaving it alone lets ``asyncio.run`` and ``trio.run``
         install their own Ctrl-C handling.
     """
-    global _client
     config = config if config is not None else AnalyticsConfig.from_env()
     if api_key is not None:
         config = msgspec.structs.replace(config, api_key=api_key)
@@ -556,16 +574,17 @@ def initialize(
     shipper = AnalyticsShipper(chosen, **config.shipper_options())
     background = _Background(shipper, config.backend)
     with _lock:
-        old, _client = _client, None
+        old = _set_client(None)
         if old is not None:
             old.shutdown()
         background.start()
-        _client = AnalyticsClient(shipper, config, background=background, sink_factory=factory)
+        client = AnalyticsClient(shipper, config, background=background, sink_factory=factory)
+        _set_client(client)
     if handle_signals and threading.current_thread() is threading.main_thread():
         global _handlers_from_initialize
         installed = install_signal_handlers((signal.SIGTERM,))
         _handlers_from_initialize = installed or _handlers_from_initialize
-    return _client
+    return client
 
 
 async def initialize_in(
@@ -580,25 +599,25 @@ async def initialize_in(
     ``/<name>``, supervised there, on its event loop). Shut it down with
     ``await client.ashutdown()`` before the runtime exits (or let the runtime's exit deliver
     what it can within ``config.shutdown_timeout`` and spool the rest)."""
-    global _client
     config = config if config is not None else AnalyticsConfig.from_env()
     if api_key is not None:
         config = msgspec.structs.replace(config, api_key=api_key)
     chosen = list(sinks) if sinks is not None else default_sinks(config)
     shipper = await AnalyticsShipper.start(runtime, chosen, name=name, **config.shipper_options())
-    old, _client = _client, AnalyticsClient(shipper, config)
+    client = AnalyticsClient(shipper, config)
+    old = _set_client(client)
     if old is not None:
         await old.ashutdown()
-    return _client
+    return client
 
 
 def shutdown(timeout: float | None = None) -> bool:
     """Shut the process-wide client down (see :meth:`AnalyticsClient.shutdown`); True if
     everything was delivered. Does nothing when not initialized. Signal handlers that
     :func:`initialize` installed are removed (from the main thread)."""
-    global _client, _handlers_from_initialize
+    global _handlers_from_initialize
     with _lock:
-        client, _client = _client, None
+        client = _set_client(None)
     if _handlers_from_initialize and threading.current_thread() is threading.main_thread():
         _handlers_from_initialize = False
         uninstall_signal_handlers()

@@ -16,6 +16,10 @@ fsync'd as it is written: on a rerun, items already done are not run again (thei
 values come back in the report), and failed ones are retried unless ``retry_failed=False``.
 A line cut short by a crash is ignored (and counted). A failure of ``fn`` is an outcome of
 its item, recorded with its error; it never stops the batch.
+
+``fn`` makes its model calls through an agent, a :class:`~limelight.actors.ProviderPool`, the
+role router or the sync client, so each takes the pipeline every model call takes (retries,
+rate limiting, analytics, usage); a batch adds only its concurrency bound and checkpoints.
 """
 
 from __future__ import annotations

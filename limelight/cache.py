@@ -13,6 +13,11 @@ timeouts, streaming). A hit answers with the stored result at no cost: its ``usa
 zero, ``cost`` 0.0 and ``metadata["cache"]`` is ``"hit"``; a streamed hit replays the
 answer as one token event, its tool calls, then DONE. Only complete answers are stored
 (a stream the caller left early is not).
+
+A caching provider is a backend like any other: an agent or a
+:class:`~limelight.actors.ProviderPool` drives it, so each of its calls (a miss, or a hit
+answered at once with zero tokens) takes the pipeline every model call takes: the pool's
+retries, attempt hooks (a rate limiter's, analytics) and usage accounting.
 """
 
 from __future__ import annotations

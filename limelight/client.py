@@ -2,8 +2,11 @@
 OpenAI, the limelight simulator): chat and text completions and the model list, with retries,
 for code that has no event loop.
 
-It drives :class:`~limelight.providers.OpenAICompatible` on a :class:`~limelight.Runtime`
-running in a background thread, through the runtime's blocking portal; so, unlike a
+Its calls take the pipeline every model call takes: a :class:`~limelight.actors.ProviderPool`
+whose workers drive :class:`~limelight.providers.OpenAICompatible`, with the pool's retries,
+attempt hooks (a shared rate limiter's, analytics) and usage accounting. The pool runs on a
+:class:`~limelight.Runtime` in a background thread (or in the runtime of the rate limiter the
+client was given), reached through the runtime's blocking portal; so, unlike a
 ``requests.Session``, one client is safe to share between any number of threads::
 
     from limelight.client import LLM, LLMConfig
@@ -15,15 +18,19 @@ running in a background thread, through the runtime's blocking portal; so, unlik
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
+from ._usage import current_usage_run
+from .actors._provider_worker import DEFAULT_POOL_SIZE, USAGE_RUN_KEY, ProviderPool, limiter_hook
 from .errors import (
     APIError,
     BadResponse,
@@ -38,8 +45,16 @@ from .errors import (
     ProviderTimeout,
     RuntimeNotRunning,
 )
-from .runtime import BackgroundRuntime, RetryPolicy
-from .schemas import Message
+from .runtime import BackgroundRuntime, BlockingRuntime, RetryPolicy
+from .schemas import (
+    CompletionRequest,
+    CompletionResult,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    ModelList,
+    StreamEvent,
+)
 from .schemas._openai import (
     ChatChoice,
     ChatCompletion,
@@ -55,7 +70,9 @@ from .schemas._openai import (
 )
 
 if TYPE_CHECKING:
+    from .actors import RateLimitHook
     from .providers import OpenAICompatible
+    from .runtime import ActorRef
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -144,10 +161,6 @@ class LLMConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --------------------------------------------------------------------------------------
-# The background runtime
-
-
-# --------------------------------------------------------------------------------------
 # Errors and retries
 
 
@@ -215,18 +228,164 @@ def _body(config: LLMConfig, fields: dict[str, Any], kwargs: dict[str, Any]) -> 
 
 
 # --------------------------------------------------------------------------------------
+# The pipeline: the client's backend as a pool's workers drive it
+
+
+def _text_of(content: object) -> str | None:
+    """The text of an OpenAI message ``content`` (a string, or a list of parts)."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or "") for part in content if isinstance(part, Mapping))
+    return str(content)
+
+
+def _hook_message(message: Any) -> Message:
+    """``message`` as the pipeline's hooks read it (the rate limiter's token estimate, the
+    analytics events); the body sent is the caller's own."""
+    if isinstance(message, Message):
+        return message
+    name = message.get("name")
+    return Message(
+        role=message["role"],
+        content=_text_of(message.get("content")),
+        name=name if isinstance(name, str) else None,
+    )
+
+
+class _Exchange:
+    """One call in flight: what to post, the attempts made, the completion that came back."""
+
+    __slots__ = ("attempts", "body", "decoder", "op", "path", "value")
+
+    def __init__(self, op: str, path: str, body: bytes, decoder: msgspec.json.Decoder[Any]):
+        self.op = op
+        self.path = path
+        self.body = body
+        self.decoder = decoder
+        self.attempts = 0
+        self.value: ChatCompletion | TextCompletion | None = None
+
+
+class _ClientBackend:
+    """The :class:`~limelight.providers.Provider` a client's pool drives: each attempt posts
+    the call's own body (so every field of OpenAI's API reaches the server, several choices
+    included), keeps the OpenAI-shaped completion for the caller, and answers the worker with
+    a :class:`CompletionResult` for the hooks and the usage tracker. Failed attempts are
+    logged here, as they happen; the retrying is the pool worker's."""
+
+    name = "openai-compatible"
+
+    def __init__(self, provider: OpenAICompatible, policy: RetryPolicy, log: Any) -> None:
+        self.provider = provider
+        self.model = provider.model
+        self._policy = policy
+        self._log = log
+        #: Calls in flight, by the id of their request (the pool passes it on unchanged).
+        self.calls: dict[int, _Exchange] = {}
+
+    async def complete(self, request: CompletionRequest) -> CompletionResult:
+        call = self.calls[id(request)]
+        call.attempts += 1
+        started = time.perf_counter()
+        try:
+            content = await self.provider.post(call.path, call.body)
+            try:
+                value = call.decoder.decode(content)
+            except msgspec.DecodeError as exc:
+                raise BadResponse(
+                    f"POST {self.provider.base_url}/{call.path} answered with a body that is "
+                    f"not a completion ({exc}): {content[:200]!r}"
+                ) from exc
+        except ProviderError as exc:
+            retry = _should_retry(exc) and call.attempts < self._policy.attempts
+            self._log.warning(
+                "llm.attempt_failed",
+                op=call.op,
+                attempt=call.attempts,
+                error=type(exc).__name__,
+                status_code=getattr(exc, "status_code", None),
+                message=str(exc),
+                retry_in=self._policy.delay_for(call.attempts, exc) if retry else None,
+            )
+            raise
+        call.value = value
+        first = value.choices[0] if value.choices else None
+        text: str | None = None
+        if isinstance(first, ChatChoice):
+            text = _text_of(first.message.content)
+        elif isinstance(first, TextChoice):
+            text = first.text
+        return CompletionResult(
+            content=text,
+            finish_reason=first.finish_reason if first is not None else None,
+            model=value.model or request.model,
+            usage=value.usage.to_usage() if value.usage is not None else None,
+            latency=time.perf_counter() - started,
+            id=value.id or None,
+            provider=self.name,
+            metadata=request.metadata,
+        )
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        raise ConfigError("the sync client does not stream; use limelight.providers for streams")
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        return await self.provider.embed(request)
+
+    async def list_models(self) -> ModelList:
+        return await self.provider.list_models()
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+class _Host:
+    """Where a client's pool runs (its own background runtime, or a rate limiter's runtime)
+    and how its threads reach it. Holds no reference to the client: it is what the client's
+    finalizer closes."""
+
+    def __init__(
+        self, backend: _ClientBackend, own: BackgroundRuntime | None, blocking: BlockingRuntime
+    ) -> None:
+        self.backend = backend
+        self.own = own
+        self.blocking = blocking
+        self.pool: ProviderPool | None = None
+        self.lock = threading.Lock()
+
+    async def _shutdown(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.stop()  # closes the backend
+        else:
+            await self.backend.aclose()
+
+    def close(self) -> None:
+        if self.own is not None:
+            self.own.stop(self._shutdown)
+            return
+        # A limiter's runtime: stop the pool there, unless that runtime is gone already (its
+        # actors, this pool included, stopped with it) or this is its own loop's thread.
+        with contextlib.suppress(RuntimeNotRunning, RuntimeError):
+            self.blocking.call(self._shutdown)
+
+
+# --------------------------------------------------------------------------------------
 # The client
 
 
 class LLM:
     """A synchronous client for one OpenAI-compatible server, safe to share between threads.
 
-    Calls run on a background event loop (one per client) and block the calling thread
+    Calls go through a :class:`~limelight.actors.ProviderPool` (the pipeline every model
+    call takes) on a background event loop (one per client), and block the calling thread
     until their answer comes; any number of threads may call at once, over one connection
     pool. Failed attempts with a status in :data:`RETRY_STATUSES`, a connection error or a
-    timeout are retried ``config.max_retries`` times, ``retry_delay`` seconds apart, doubling,
-    or longer when the server's ``Retry-After`` asks for longer. Token usage goes to the
-    process-wide tracker of :mod:`limelight.usage` (role ``"default"``). Each request and
+    timeout are retried by the pool's workers ``config.max_retries`` times, ``retry_delay``
+    seconds apart, doubling, or longer when the server's ``Retry-After`` asks for longer.
+    Token usage goes to the process-wide tracker of :mod:`limelight.usage` (role
+    ``"default"``), and each attempt to analytics once it is initialized. Each request and
     response is logged at debug level through structlog (``limelight.client``, once the
     program has configured structlog), each failed attempt as a warning; never the key.
 
@@ -234,10 +393,22 @@ class LLM:
     thread; one that is never closed does not keep the program from exiting.
 
     :param config: the settings; ``None`` builds one from ``options``.
+    :param limiter: a :class:`~limelight.actors.RateLimiter` shared with other callers (its
+        reference, or a :class:`~limelight.actors.RateLimitHook` on one): every attempt is
+        admitted by it first. The client's pool then runs in the limiter's runtime instead
+        of a thread of its own, so that runtime must be running while the client is used
+        (from threads other than its event loop's).
     :param options: :class:`LLMConfig` fields, overriding those of ``config``.
     """
 
-    def __init__(self, config: LLMConfig | None = None, /, **options: Any) -> None:
+    def __init__(
+        self,
+        config: LLMConfig | None = None,
+        /,
+        *,
+        limiter: ActorRef | RateLimitHook | None = None,
+        **options: Any,
+    ) -> None:
         if config is None:
             config = LLMConfig(**options)
         elif options:
@@ -267,8 +438,16 @@ class LLM:
         self._lock = threading.Lock()
         self._requests = 0
         self._last: ChatCompletion | TextCompletion | ModelsPage | None = None
-        self._runtime = BackgroundRuntime("limelight-client")
-        self._finalizer = weakref.finalize(self, self._runtime.stop, self._provider.aclose)
+        self._backend = _ClientBackend(self._provider, self._policy, self._log)
+        if limiter is None:
+            own = BackgroundRuntime("limelight-client")
+            self._hooks: tuple[Any, ...] = ()
+            self._host = _Host(self._backend, own, own.blocking)
+        else:
+            hook, runtime = limiter_hook(limiter)
+            self._hooks = (hook,)
+            self._host = _Host(self._backend, None, runtime.blocking)
+        self._finalizer = weakref.finalize(self, self._host.close)
 
     def __repr__(self) -> str:
         return f"LLM({self.config!r})"
@@ -363,7 +542,7 @@ class LLM:
     def reset_session(self) -> None:
         """Drop the pooled connections (the next call opens new ones) and forget the last
         response; the request count is kept."""
-        self._runtime.call(self._provider.aclose)
+        self._host.blocking.call(self._provider.aclose)
         with self._lock:
             self._last = None
         self._debug("llm.session_reset")
@@ -387,7 +566,7 @@ class LLM:
         decoder: msgspec.json.Decoder[C],
         **details: Any,
     ) -> C:
-        """POST a chat or text completion; log it, count its usage, keep it as the last."""
+        """POST a chat or text completion through the pool; log it, keep it as the last."""
         body = _body(self.config, fields, kwargs)
         self._debug(
             "llm.request",
@@ -398,23 +577,84 @@ class LLM:
             **details,
         )
         path = "chat/completions" if op == "chat_completion" else "completions"
-        content = encoder.encode(body)
-        result = self._run(op, lambda: self._post(path, content, decoder))
-        self._finish(op, result, kwargs.get("model"))
+        call = _Exchange(op, path, encoder.encode(body), decoder)
+        model = body.get("model")
+        messages = fields.get("messages")
+        run = current_usage_run.get()
+        request = CompletionRequest(
+            model=model if isinstance(model, str) else self.config.model,
+            messages=[_hook_message(m) for m in messages] if messages else [],
+            prompt=fields.get("prompt"),
+            temperature=body.get("temperature"),
+            max_tokens=body.get("max_tokens"),
+            metadata={} if run is None else {USAGE_RUN_KEY: run},
+        )
+        self._call(op, call, request)
+        assert call.value is not None
+        value: C = call.value  # type: ignore[assignment]
+        self._finish(op, value)
+        return value
+
+    def _pool(self) -> ProviderPool:
+        """The client's pool, started on first use in the host runtime."""
+        host = self._host
+        pool = host.pool
+        if pool is not None:
+            return pool
+        with host.lock:
+            if host.pool is None:
+                host.pool = host.blocking.call(self._start_pool)
+            return host.pool
+
+    async def _start_pool(self) -> ProviderPool:
+        runtime = self._host.blocking.runtime
+        config = self.config
+        return await ProviderPool.start(
+            runtime,
+            self._backend,
+            name=runtime.auto_name("llm-client"),
+            # Clients of one server and model share a deployment (and its quota).
+            deployment=f"{config.model or 'default'}@{_safe_url(config.api_root)}",
+            size=DEFAULT_POOL_SIZE,
+            retry=self._policy,
+            # The transport's timeouts (config.timeout, per phase) bound an attempt, as before.
+            attempt_timeout=math.inf,
+            hooks=self._hooks,
+        )
+
+    def _call(self, op: str, call: _Exchange, request: CompletionRequest) -> CompletionResult:
+        """One completion through the pool; its error becomes :class:`LLMError`."""
+        if self.closed:
+            raise RuntimeNotRunning("this LLM client is closed; create a new one")
+        with self._lock:
+            self._requests += 1
+        started = time.perf_counter()
+        calls = self._backend.calls
+        key = id(request)
+        calls[key] = call
+        try:
+            result: CompletionResult = self._host.blocking.call(self._pool().complete, request)
+        except ProviderError as exc:
+            error = _client_error(exc, call.attempts)
+            self._log.error(
+                "llm.error",
+                op=op,
+                attempts=call.attempts,
+                error=type(error).__name__,
+                status_code=getattr(exc, "status_code", None),
+                message=str(exc),
+            )
+            raise error from exc
+        finally:
+            del calls[key]
+        self._debug(
+            "llm.attempts", op=op, attempts=call.attempts, seconds=time.perf_counter() - started
+        )
         return result
 
-    async def _post(self, path: str, body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-        content = await self._provider.post(path, body)
-        try:
-            return decoder.decode(content)
-        except msgspec.DecodeError as exc:
-            raise BadResponse(
-                f"POST {self._provider.base_url}/{path} answered with a body that is not a "
-                f"completion ({exc}): {content[:200]!r}"
-            ) from exc
-
     def _run(self, op: str, send: Callable[[], Awaitable[T]]) -> T:
-        """Call ``send`` on the loop, retried per policy; errors become :class:`LLMError`."""
+        """Call ``send`` (not a model call: the model list) on the loop, retried per policy;
+        errors become :class:`LLMError`."""
         if self.closed:
             raise RuntimeNotRunning("this LLM client is closed; create a new one")
         with self._lock:
@@ -441,7 +681,7 @@ class LLM:
                 raise
 
         try:
-            result: T = self._runtime.call(self._policy.run, attempt)
+            result: T = self._host.blocking.call(self._policy.run, attempt)
         except ProviderError as exc:
             error = _client_error(exc, attempts)
             self._log.error(
@@ -456,10 +696,10 @@ class LLM:
         self._debug("llm.attempts", op=op, attempts=attempts, seconds=time.perf_counter() - started)
         return result
 
-    def _finish(self, op: str, result: ChatCompletion | TextCompletion, model: object) -> None:
+    def _finish(self, op: str, result: ChatCompletion | TextCompletion) -> None:
         with self._lock:
             self._last = result
-        usage = result.usage.to_usage() if result.usage is not None else None
+        usage = result.usage
         first = result.choices[0] if result.choices else None
         self._debug(
             "llm.response",
@@ -471,8 +711,3 @@ class LLM:
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
         )
-        if usage is not None:
-            from .usage import record_usage
-
-            name = result.model or (model if isinstance(model, str) else "") or self.config.model
-            record_usage(usage, model=name)

@@ -7,11 +7,12 @@ error is built::
 
     LimelightError
     ├── ConfigError (ValueError)             bad argument or configuration
+    │   └── ScriptExhausted                  a Scripted provider ran out of replies
     ├── MissingExtra (ImportError)           an optional dependency is not installed
     ├── RuntimeNotRunning (RuntimeError)     runtime not entered, or already shut down
     ├── DeadlineExceeded (TimeoutError)      work could not finish inside the deadline
     │   └── RateLimitTimeout                 waited for rate-limit capacity past the deadline
-    │                                        (limelight.actors)
+    ├── UsageLimitReached                    a run reached its usage limits (tokens, USD)
     ├── ActorError                           about one actor (.path)
     │   ├── ActorNotFound (LookupError)      no live actor at this path
     │   ├── ActorStopped                     the actor stopped for good
@@ -20,26 +21,30 @@ error is built::
     │   └── ActorCrashed                     handler raised (.cause, also __cause__)
     │       ├── ActorStartFailed             on_start raised
     │       └── RestartIntensityExceeded     a supervisor gave up and escalated
-    └── ProviderError                        an LLM backend call failed (.retry_after)
-        ├── ProviderConnectionError          could not connect, or the connection dropped
-        ├── ProviderTimeout (TimeoutError)   the backend did not answer in time
-        ├── BadResponse                      unparseable body, truncated stream
-        └── APIError                         the server answered with an error (.status_code, .body)
-            ├── BadRequest                   400, 404, 422: fix the request, do not retry
-            ├── AuthenticationError          401, 403: check the API key
-            ├── RateLimited                  429: retry after .retry_after seconds
-            └── ServerError                  408, 409, 5xx: transient, retried
-    ├── LLMError                             the sync client failed (limelight.client)
-    │   ├── LLMConnectionError               (also ProviderConnectionError)
-    │   │   └── LLMTimeout (TimeoutError)    (also ProviderTimeout)
-    │   ├── LLMResponseError                 (also BadResponse)
-    │   └── LLMAPIError                      (also APIError: .status_code, .body)
-    └── JSONOutputError (ValueError)         no valid JSON after every attempt (limelight.roles)
+    ├── ProviderError                        an LLM backend call failed (.retry_after)
+    │   ├── ProviderConnectionError          could not connect, or the connection dropped
+    │   ├── ProviderTimeout (TimeoutError)   the backend did not answer in time
+    │   ├── BadResponse                      unparseable body, truncated stream
+    │   └── APIError                         the server answered an error (.status_code, .body)
+    │       ├── BadRequest                   400, 404, 422: fix the request, do not retry
+    │       ├── AuthenticationError          401, 403: check the API key
+    │       ├── RateLimited                  429: retry after .retry_after seconds
+    │       └── ServerError                  408, 409, 5xx: transient, retried
+    ├── LLMError                             the sync client (limelight.client) failed
+    │   ├── LLMConnectionError (ProviderConnectionError)  could not reach the server
+    │   │   └── LLMTimeout (ProviderTimeout)              no answer within the timeout
+    │   ├── LLMResponseError (BadResponse)                the answer could not be understood
+    │   └── LLMAPIError (APIError)                        an error status (.status_code, .body)
+    ├── JSONOutputError (ValueError)         no valid JSON after every attempt (limelight.roles)
     └── AnalyticsError                       recording or shipping analytics events
         ├── EventDecodeError (ValueError)    bytes that are not valid events
         └── SinkError                        a sink could not store a batch (.sink)
             ├── SinkUnavailable              retryable: down, timeout, 429, 5xx (.retry_after)
             └── SinkRejected                 refused the data, not retried (.status, .body)
+
+Each ``LLM*`` error of the sync client is also the matching :class:`ProviderError` (the class
+in parentheses), so either family of ``except`` clauses catches it. The kernel's errors are
+defined in :mod:`limelight.runtime` (which imports nothing above it) and re-exported here.
 """
 
 from __future__ import annotations
@@ -113,13 +118,16 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
+    "RateLimitTimeout",
     "RateLimited",
     "RestartIntensityExceeded",
     "RuntimeNotRunning",
+    "ScriptExhausted",
     "ServerError",
     "SinkError",
     "SinkRejected",
     "SinkUnavailable",
+    "UsageLimitReached",
     "api_error_for_status",
 ]
 
@@ -232,6 +240,40 @@ def api_error_for_status(status_code: int) -> type[APIError]:
     if 400 <= status_code < 500:
         return BadRequest
     return APIError
+
+
+# --- limits: rate and usage -----------------------------------------------------------------
+
+
+class RateLimitTimeout(DeadlineExceeded):
+    """A call waited for rate-limit capacity until its deadline and left the queue without
+    being sent. Not retried: raise the deployment's quota, send less, give the call a longer
+    timeout, or add a deployment to fail over to."""
+
+
+class UsageLimitReached(LimelightError):
+    """A run reached its :class:`~limelight.usage.UsageLimits` (the message says which)."""
+
+
+# --- testing --------------------------------------------------------------------------------
+
+
+class ScriptExhausted(ConfigError):
+    """A :class:`~limelight.providers.Scripted` provider got more requests than it had
+    scripted replies.
+
+    :ivar scripted: how many replies were scripted.
+    :ivar request_number: the 1-based number of the request that found none.
+    """
+
+    def __init__(self, *, scripted: int, request_number: int) -> None:
+        super().__init__(
+            f"Scripted provider got request #{request_number} but only {scripted} "
+            f"repl{'y was' if scripted == 1 else 'ies were'} scripted: script one reply per "
+            "complete/stream call, or pass a callable that answers every request"
+        )
+        self.scripted = scripted
+        self.request_number = request_number
 
 
 # --- analytics: events and sinks ------------------------------------------------------------

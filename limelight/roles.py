@@ -17,30 +17,50 @@ the role ``"default"``, then ``LIMELIGHT_DEFAULT_<FIELD>`` (``LIMELIGHT_DEFAULT_
 ``LIMELIGHT_DEFAULT_MODEL``...). The model string and backend resolve through
 :func:`limelight.providers.resolve` (``"gpt-4o-mini"`` goes to LiteLLM, ``"mlx:/path"`` to
 MLX...).
+
+Every call goes through a role's :class:`~limelight.actors.ProviderPool` (the pipeline every
+model call takes: attempt hooks, analytics, usage accounting). A role's pool runs on a
+background event loop shared by all roles, or, when the role's settings name a shared rate
+limiter (``set_role_config(role, limiter=...)``), in that limiter's runtime.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import difflib
+import math
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import anyio
+import anyio.to_thread
 import msgspec
 
 from ._jsonout import JSONSpec as JSONSpec
 from ._jsonout import extract_text as extract_text
 from ._jsonout import try_parse_json as try_parse_json
-from .errors import ConfigError, JSONOutputError
+from ._usage import current_usage_run
+from .actors._provider_worker import (
+    DEFAULT_POOL_SIZE,
+    USAGE_RUN_KEY,
+    ProviderPool,
+    is_retryable_provider_error,
+    limiter_hook,
+)
+from .errors import ActorCrashed, ConfigError, JSONOutputError, RuntimeNotRunning
 from .providers import Provider
+from .runtime import RetryPolicy, Runtime, current_runtime
 from .schemas import CompletionRequest, CompletionResult, Message
-from .usage import record_usage
 
 if TYPE_CHECKING:
-    from .runtime import BackgroundRuntime
+    from .actors import RateLimitHook
+    from .runtime import ActorRef, BackgroundRuntime
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_ROLE",
@@ -91,6 +111,11 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         for LiteLLM, ``top_p``, ``seed``, ``responses`` for scripted...).
     :ivar provider: a ready :class:`~limelight.providers.Provider` to use as it is (then
         backend, model and the constructor options are not used); the caller owns it.
+    :ivar limiter: a :class:`~limelight.actors.RateLimiter` shared with other callers (its
+        reference, or a :class:`~limelight.actors.RateLimitHook` on one): every attempt of
+        the role's calls is admitted by it first, as deployment ``role:<role>``. The role's
+        pool then runs in the limiter's runtime, which must be running while the role is
+        called.
     """
 
     backend: str | None = None
@@ -105,6 +130,7 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     timeout: float | None = None
     options: dict[str, Any] = {}
     provider: Any = None
+    limiter: Any = None
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "max_tokens"):
@@ -120,6 +146,15 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
                 f"provider must be a limelight Provider (complete, stream, embed, list_models, "
                 f"aclose), got {type(self.provider).__name__}"
             )
+        if self.limiter is not None:
+            from .actors import RateLimitHook
+            from .runtime import ActorRef
+
+            if not isinstance(self.limiter, (ActorRef, RateLimitHook)):
+                raise ConfigError(
+                    "limiter must be a RateLimiter's reference (await RateLimiter.start(rt)) "
+                    f"or a RateLimitHook on one, got {type(self.limiter).__name__}"
+                )
 
     def __repr__(self) -> str:
         fields = {
@@ -141,15 +176,17 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return RoleConfig(**values)
 
 
-_FIELDS: Final = tuple(f for f in RoleConfig.__struct_fields__ if f not in ("options", "provider"))
+_FIELDS: Final = tuple(
+    f for f in RoleConfig.__struct_fields__ if f not in ("options", "provider", "limiter")
+)
 _INT_FIELDS: Final = frozenset({"max_new_tokens", "max_tokens"})
 _FLOAT_FIELDS: Final = frozenset({"temperature", "timeout"})
 
+#: A role's calls are not retried (its backend may retry on its own, LiteLLM does).
+_ROLE_RETRY: Final = RetryPolicy(attempts=1, retry_on=is_retryable_provider_error)
+
 _lock = threading.RLock()
 _configs: dict[str, RoleConfig] = {}
-#: Providers built for sync calls, per role: (the config they were built from, the
-#: provider, the model name its requests carry).
-_built: dict[str, tuple[RoleConfig, Provider, str]] = {}
 _runtime: BackgroundRuntime | None = None
 
 
@@ -224,11 +261,14 @@ def set_role_config(
     max_tokens: int | None = None,
     timeout: float | None = None,
     provider: Provider | None = None,
+    limiter: ActorRef | RateLimitHook | None = None,
     **options: Any,
 ) -> RoleConfig:
     """Set fields of ``role``'s settings (any role name; ``"default"`` is every role's
     fallback). Fields given replace those set before; the others stay. ``options`` are more
-    keyword arguments for the backend's constructor. See :class:`RoleConfig`.
+    keyword arguments for the backend's constructor. See :class:`RoleConfig`; ``limiter``
+    (a shared :class:`~limelight.actors.RateLimiter`) admits every attempt of the role's
+    calls (``set_role_config("default", limiter=...)``: of every role's).
 
     :returns: the role's settings as set now (before the environment and the default).
     :raises ConfigError: a bad value, such as a backend no factory is registered under.
@@ -248,6 +288,7 @@ def set_role_config(
         max_tokens=max_tokens,
         timeout=timeout,
         provider=provider,
+        limiter=limiter,
         options=options,
     )
     with _lock:
@@ -310,22 +351,23 @@ def set_role_models(
 
 def clear_role_config(role: str | None = None) -> None:
     """Forget what :func:`set_role_config` set for ``role`` (for every role when ``None``);
-    the environment still applies. Providers built for the role are closed."""
+    the environment still applies. The role's pool is stopped (closing the provider built for
+    it)."""
     with _lock:
         if role is None:
             _configs.clear()
-            stale = list(_built.values())
-            _built.clear()
+            stale = list(_pools.values())
+            _pools.clear()
         else:
             role = _check_role(role)
             _configs.pop(role, None)
-            entry = _built.pop(role, None)
+            entry = _pools.pop(role, None)
             stale = [entry] if entry is not None else []
             if role == DEFAULT_ROLE:  # every role may have built on the default
-                stale += list(_built.values())
-                _built.clear()
-    for _, provider, _ in stale:
-        _close_on_runtime(provider)
+                stale += list(_pools.values())
+                _pools.clear()
+    for entry in stale:
+        entry.stop_blocking()
 
 
 def get_role_config(role: str) -> RoleConfig:
@@ -409,27 +451,185 @@ def _shared_runtime() -> BackgroundRuntime:
         return _runtime
 
 
-def _close_on_runtime(provider: Provider) -> None:
-    runtime = _runtime
-    if runtime is not None:
-        runtime.call(provider.aclose)
-
-
 def _shutdown() -> None:
-    """Close the providers built for sync calls, and stop the shared runtime (at exit)."""
+    """Stop the shared runtime, and with it the pools on it (closing the providers built for
+    them), at exit."""
     global _runtime
     with _lock:
         runtime, _runtime = _runtime, None
-        stale = list(_built.values())
-        _built.clear()
     if runtime is None:
         return
+    with contextlib.suppress(RuntimeNotRunning):
+        shared = runtime.blocking.runtime
+        with _lock:
+            for role in [r for r, e in _pools.items() if e.host is shared]:
+                del _pools[role]
+    runtime.stop()
 
-    async def close_all() -> None:
-        for _, provider, _ in stale:
-            await provider.aclose()
 
-    runtime.stop(close_all)
+# --------------------------------------------------------------------------------------
+# The roles' pools
+
+
+class _RolePool:
+    """A role's pool, the settings it was started for, and the runtime it runs in."""
+
+    __slots__ = ("config", "host", "pool", "thread")
+
+    def __init__(self, config: RoleConfig, pool: ProviderPool, host: Runtime) -> None:
+        self.config = config
+        self.pool = pool
+        self.host = host
+        #: The thread of the host's event loop (made on it).
+        self.thread = threading.get_ident()
+
+    def serves(self, config: RoleConfig, host: Runtime) -> bool:
+        return self.config == config and self.host is host and self.pool.supervisor.alive
+
+    def stop_blocking(self) -> None:
+        """Stop the pool from a thread that is not its loop's (if its runtime still runs:
+        else the pool stopped with it)."""
+        with contextlib.suppress(RuntimeNotRunning, RuntimeError):
+            self.host.blocking.call(self.pool.stop)
+
+    async def stop(self) -> None:
+        """Stop the pool, from the event loop of any runtime."""
+        if threading.get_ident() == self.thread:
+            await self.pool.stop()
+        else:
+            await anyio.to_thread.run_sync(self.stop_blocking)
+
+
+#: Each role's pool, started on first call in its runtime and kept until its settings
+#: change.
+_pools: dict[str, _RolePool] = {}
+#: Serializes pool starts per runtime (each lock lives in its runtime's event loop).
+_starting: dict[Runtime, anyio.Lock] = {}
+
+
+def _host(config: RoleConfig) -> Runtime:
+    """The runtime a role with ``config`` has its pool in: its limiter's, or the shared
+    background runtime."""
+    if config.limiter is not None:
+        return limiter_hook(config.limiter)[1]
+    return _shared_runtime().blocking.runtime
+
+
+async def _pool_for(role: str, config: RoleConfig, host: Runtime) -> ProviderPool:
+    """The role's pool, started now if its settings changed since (it fills in the model name
+    of the requests). Runs on ``host``'s event loop."""
+    entry = _pools.get(role)
+    if entry is not None and entry.serves(config, host):
+        return entry.pool
+    with _lock:
+        lock = _starting.get(host)
+        if lock is None or not host.running:
+            for stopped in [r for r in _starting if not r.running]:
+                del _starting[stopped]
+            lock = _starting[host] = anyio.Lock()
+    async with lock:
+        entry = _pools.get(role)
+        if entry is not None and entry.serves(config, host):
+            return entry.pool
+        if config.provider is not None:
+            provider, model, owned = config.provider, config.model or "", False
+        else:
+            # Building may load a local model or import LiteLLM: not on the event loop.
+            provider, model = await anyio.to_thread.run_sync(_build, role, config)
+            owned = True
+        hooks = () if config.limiter is None else (limiter_hook(config.limiter)[0],)
+        pool = await ProviderPool.start(
+            host,
+            provider,
+            name=host.auto_name("role"),
+            deployment=f"role:{role}",
+            model=model,
+            size=DEFAULT_POOL_SIZE,
+            retry=_ROLE_RETRY,
+            # RoleConfig.timeout (each request's) bounds an attempt; none means no bound.
+            attempt_timeout=math.inf,
+            hooks=hooks,
+            close_provider=owned,
+        )
+        with _lock:
+            stale = _pools.get(role)
+            _pools[role] = _RolePool(config, pool, host)
+    if stale is not None:
+        await stale.stop()
+    return pool
+
+
+async def _complete(
+    role: str, config: RoleConfig, host: Runtime, request: CompletionRequest
+) -> CompletionResult:
+    """One call of ``role`` through its pool, on ``host``'s event loop."""
+    pool = await _pool_for(role, config, host)
+    try:
+        return await pool.complete(request)
+    except ActorCrashed as exc:
+        # The backend raised something else than a ProviderError, which crashed the worker
+        # (it restarts): the caller gets the backend's own error, as from a direct call.
+        if isinstance(exc.cause, Exception):
+            raise exc.cause from None
+        raise
+
+
+class _Hop:
+    """A call awaited on another event loop: the scope it runs in there, and whether its
+    caller has left (thread-safe: the two loops run in two threads)."""
+
+    __slots__ = ("cancelled", "lock", "scope")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+
+    def enter(self, scope: anyio.CancelScope) -> bool:
+        with self.lock:
+            self.scope = scope
+            return not self.cancelled
+
+    def leave(self) -> anyio.CancelScope | None:
+        with self.lock:
+            self.cancelled = True
+            return self.scope
+
+
+class _Expired(Exception):
+    """The caller's deadline passed while its call ran on the other loop."""
+
+
+async def _across(host: Runtime, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await func(*args)`` on ``host``'s event loop, from async code on another loop (or
+    outside the runtime): a worker thread waits for it, and the caller's deadline and
+    cancellation reach it there."""
+    deadline = anyio.current_effective_deadline()
+    left = None if deadline == math.inf else max(0.0, deadline - anyio.current_time())
+    hop = _Hop()
+    blocking = host.blocking
+
+    async def there() -> T:
+        with anyio.CancelScope() as scope:
+            if left is not None:
+                scope.deadline = anyio.current_time() + left
+            if not hop.enter(scope):
+                scope.cancel()
+            return await func(*args)
+        raise _Expired
+
+    try:
+        return await anyio.to_thread.run_sync(blocking.call, there, abandon_on_cancel=True)
+    except _Expired:
+        # Our own deadline is due too: wait for it, so that it is our scope that ends the call.
+        await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+        raise
+    except BaseException:
+        scope = hop.leave()
+        if scope is not None:
+            with contextlib.suppress(RuntimeNotRunning, RuntimeError):
+                blocking.call(scope.cancel)
+        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -466,11 +666,12 @@ class RoleLLM:
     ``await llm.acall(messages=[...])``; both return a
     :class:`~limelight.schemas.CompletionResult` and count its usage under the role.
 
-    Sync calls run on a background event loop shared by all roles, where the role's
-    provider is built once and kept (until its settings change); any thread may call.
-    Async calls run in the caller's event loop, on a provider built for the call and closed
-    after it (local models stay loaded: they are cached per process); a ``provider=`` given
-    in the role's settings is used as it is, by both.
+    Both go through the role's :class:`~limelight.actors.ProviderPool`, whose provider is
+    built once and kept (until the role's settings change). The pool runs on a background
+    event loop shared by all roles, or in the runtime of the role's ``limiter``; any thread
+    may call, and async calls (asyncio or trio) wait for the answer without blocking their
+    event loop, their deadline and cancellation reaching the call. A ``provider=`` given in
+    the role's settings is used as it is (and never closed: the caller owns it).
     """
 
     __slots__ = ("role",)
@@ -494,7 +695,6 @@ class RoleLLM:
     def _request(
         self,
         config: RoleConfig,
-        model: str,
         messages: Any,
         prompt: str | None,
         temperature: float | None,
@@ -502,6 +702,8 @@ class RoleLLM:
         response_format: dict[str, Any] | None,
         extra: dict[str, Any],
     ) -> CompletionRequest:
+        """The call's request, naming no model (the role's pool fills it in). Its metadata
+        carries the role and the caller's usage run, under which the pool counts it."""
         limit = max_tokens or config.max_tokens or config.max_new_tokens
         fields: dict[str, Any] = {}
         for name in ("top_p", "stop", "seed", "tools", "tool_choice", "metadata", "timeout"):
@@ -509,9 +711,11 @@ class RoleLLM:
                 fields[name] = extra.pop(name)
         fields.setdefault("timeout", config.timeout)
         metadata = {"role": self.role, **fields.pop("metadata", {})}
+        run = current_usage_run.get()
+        if run is not None:
+            metadata[USAGE_RUN_KEY] = run
         try:
             return CompletionRequest(
-                model=model,
                 messages=_messages(messages, prompt),
                 temperature=temperature if temperature is not None else config.temperature,
                 max_tokens=limit,
@@ -522,15 +726,6 @@ class RoleLLM:
             )
         except (TypeError, msgspec.ValidationError) as exc:
             raise ConfigError(f"a call of role {self.role!r}: {exc}") from exc
-
-    def _record(self, config: RoleConfig, model: str, result: CompletionResult) -> None:
-        if result.usage is not None:
-            record_usage(
-                result.usage,
-                model=result.model or model or config.model or "",
-                role=self.role,
-                cost=result.cost,
-            )
 
     def __call__(
         self,
@@ -554,26 +749,12 @@ class RoleLLM:
             ``metadata``, ``timeout``, or body fields passed to the backend as they are.
         :raises ProviderError: the backend failed (a subclass says how).
         """
-        runtime = _shared_runtime()
         config = self.config
-        with _lock:
-            entry = _built.get(self.role)
-            stale: Provider | None = None
-            if config.provider is not None:
-                provider, model = config.provider, config.model or ""
-            elif entry is not None and entry[0] == config:
-                _, provider, model = entry
-            else:
-                provider, model = _build(self.role, config)
-                _built[self.role] = (config, provider, model)
-                stale = entry[1] if entry is not None else None
-        if stale is not None:
-            runtime.call(stale.aclose)
         request = self._request(
-            config, model, messages, prompt, temperature, max_tokens, response_format, extra
+            config, messages, prompt, temperature, max_tokens, response_format, extra
         )
-        result: CompletionResult = runtime.call(provider.complete, request)
-        self._record(config, model, result)
+        host = _host(config)
+        result: CompletionResult = host.blocking.call(_complete, self.role, config, host, request)
         return result
 
     async def acall(
@@ -586,26 +767,16 @@ class RoleLLM:
         response_format: dict[str, Any] | None = None,
         **extra: Any,
     ) -> CompletionResult:
-        """:meth:`__call__` for async code (asyncio or trio), in the caller's event loop."""
+        """:meth:`__call__` for async code (asyncio or trio); the caller's deadline and
+        cancellation reach the call."""
         config = self.config
-        if config.provider is not None:
-            provider, model, owned = config.provider, config.model or "", False
-        else:
-            provider, model = _build(self.role, config)
-            owned = True
-        try:
-            request = self._request(
-                config, model, messages, prompt, temperature, max_tokens, response_format, extra
-            )
-            result: CompletionResult = await provider.complete(request)
-        finally:
-            if owned:
-                import anyio
-
-                with anyio.CancelScope(shield=True):
-                    await provider.aclose()
-        self._record(config, model, result)
-        return result
+        request = self._request(
+            config, messages, prompt, temperature, max_tokens, response_format, extra
+        )
+        host = _host(config)
+        if current_runtime() is host:
+            return await _complete(self.role, config, host, request)
+        return await _across(host, _complete, self.role, config, host, request)
 
 
 # --------------------------------------------------------------------------------------

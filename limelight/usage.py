@@ -17,17 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
+from ._models import Price as Price
+from ._models import clear_price_cache as clear_price_cache
+from ._models import cost_of as cost_of
+from ._models import model_price as model_price
 from ._usage import DEFAULT_ROLE as DEFAULT_ROLE
 from ._usage import TRACKER, usage_table
-from ._usage import Price as Price
 from ._usage import Totals as Totals
 from ._usage import UsageLimits as UsageLimits
 from ._usage import UsageSummary as UsageSummary
 from ._usage import check_limits as check_limits
-from ._usage import clear_price_cache as clear_price_cache
-from ._usage import cost_of as cost_of
 from ._usage import current_usage_run as _current_run
-from ._usage import model_price as model_price
 from .schemas import Usage
 
 __all__ = [

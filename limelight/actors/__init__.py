@@ -2,8 +2,9 @@
 shipper. Each is an Actor of :mod:`limelight.runtime`. The shipper and the analytics hook load
 on first use (``import limelight`` does not need them)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes as _lazy_attributes
 from ._agent import Agent as Agent
 from ._agent import AgentConfig as AgentConfig
 from ._agent import AgentResult as AgentResult
@@ -44,20 +45,13 @@ if TYPE_CHECKING:
     from ._shipper import AnalyticsShipper as AnalyticsShipper
     from ._shipper import ShipperStatistics as ShipperStatistics
 
-_LAZY = {
-    "AnalyticsHook": "._analytics_hook",
-    "AnalyticsShipper": "._shipper",
-    "ShipperStatistics": "._shipper",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        "._analytics_hook": ["AnalyticsHook"],
+        "._shipper": ["AnalyticsShipper", "ShipperStatistics"],
+    },
+)
 
 
 __all__ = [

@@ -16,15 +16,15 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._usage import TRACKER, UsageLimits, check_limits, cost_of, current_usage_run
+from .._usage import UsageLimits, check_limits, cost_of, current_usage_run
 from ..errors import (
     ActorError,
     BadResponse,
     ConfigError,
     DeadlineExceeded,
-    LimelightError,
     ProviderError,
 )
+from ..errors import UsageLimitReached as UsageLimitReached
 from ..providers._base import Provider
 from ..runtime import Actor, ActorRef, Context, Runtime, current_runtime
 from ..schemas import (
@@ -38,11 +38,12 @@ from ..schemas import (
 )
 from ._conversation import Conversation, Truncation
 from ._provider_worker import (
+    DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_PROVIDER_RETRY,
+    USAGE_RUN_KEY,
     AttemptHook,
     ModelGroup,
     ProviderPool,
-    _PoolActor,
 )
 from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
 from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry
@@ -353,6 +354,8 @@ class Agent(Actor):
         self.name = name
         self.system = system
         self.model_name = model_name or _model_name(model)
+        # The request metadata of a run with no analytics trace and no usage run: built once.
+        self._metadata = {"role": name}
         self._runtime = runtime
         self._hooks = tuple(hooks)
         self._tools = list(tools)
@@ -386,17 +389,16 @@ class Agent(Actor):
         if isinstance(self.model, (ProviderPool, ModelGroup)):
             self._pool = self.model
         else:
-            options = {
-                "deployment": f"{ctx.path}/provider",
-                "retry": DEFAULT_PROVIDER_RETRY,
-                "attempt_timeout": self.config.request_timeout or 120.0,
-                "hooks": self._hooks,
-            }
-            supervisor = await ctx.spawn(
-                _PoolActor(self.model, self.config.pool_size, options), name="provider"
+            # The agent's own pool, its child at <path>/provider (also the deployment's name).
+            self._pool = await ProviderPool.start(
+                ctx,
+                self.model,
+                name="provider",
+                size=self.config.pool_size,
+                retry=DEFAULT_PROVIDER_RETRY,
+                attempt_timeout=self.config.request_timeout or DEFAULT_ATTEMPT_TIMEOUT,
+                hooks=self._hooks,
             )
-            workers = await supervisor.ask("workers")
-            self._pool = ProviderPool(f"{ctx.path}/provider", supervisor, workers, "")
         registry = ToolRegistry(
             (t for t in self._tools if not isinstance(t, AgentTool)),
             timeout=self.config.tool_timeout,
@@ -490,13 +492,16 @@ class Agent(Actor):
         self._cancel_requested = False
         recorded: AgentResult | None = None
         status: AgentStatus = "max_turns"
-        metadata: dict[str, str] = {}
-        if trace is not None:
-            metadata = {
-                "run_id": trace.run_id,
-                "parent_event_id": str(trace.parent),
-                "role": self.name,
-            }
+        # The labels every call of the run carries: the pool's worker counts the call's usage
+        # under the role and usage run, analytics links its events into the run's tree.
+        metadata = self._metadata
+        if trace is not None or usage_run is not None:
+            metadata = {"role": self.name}
+            if trace is not None:
+                metadata["run_id"] = trace.run_id
+                metadata["parent_event_id"] = str(trace.parent)
+            if usage_run is not None:
+                metadata[USAGE_RUN_KEY] = usage_run
         with anyio.CancelScope(deadline=deadline) as scope:
             self._scope = scope
             try:
@@ -517,7 +522,7 @@ class Agent(Actor):
                         result = await self._stream_turn(request, events)
                     if result.usage is not None:
                         run.usage = run.usage + result.usage
-                    run.cost = self._add_cost(run.cost, result, usage_run)
+                    run.cost = self._add_cost(run.cost, result)
                     conversation.add_assistant(result.content, tool_calls=result.tool_calls)
                     if result.content:
                         run.content = result.content
@@ -605,28 +610,15 @@ class Agent(Actor):
             _record_result(run.trace, self.name, result, time.perf_counter() - run.started)
         return result
 
-    def _add_cost(
-        self, cost: float | None, result: CompletionResult, usage_run: str | None
-    ) -> float | None:
-        """The run's cost with this call's added (``None`` once a price is unknown); the
-        call is counted in the process-wide usage tracker under this agent's name (and
-        under the caller's ``usage_run``, if any)."""
-        model = result.model or self.model_name
+    def _add_cost(self, cost: float | None, result: CompletionResult) -> float | None:
+        """The run's cost with this call's added (``None`` once a price is unknown). The call
+        itself was counted in the process-wide usage tracker by the pool's worker."""
         call_cost = result.cost
         usage = result.usage
-        if usage is not None:
-            if TRACKER.enabled:
-                # Prices what the provider left unpriced, once.
-                call_cost = TRACKER.record(
-                    usage,
-                    model=model,
-                    role=self.name,
-                    run_id=usage_run,
-                    cost=call_cost,
-                    cached_tokens=usage.cached_tokens,
-                )
-            elif call_cost is None:
-                call_cost = cost_of(usage, model, cached_tokens=usage.cached_tokens)
+        if call_cost is None and usage is not None:
+            call_cost = cost_of(
+                usage, result.model or self.model_name, cached_tokens=usage.cached_tokens
+            )
         return None if cost is None or call_cost is None else cost + call_cost
 
     async def _stream_turn(
@@ -920,10 +912,6 @@ async def _emit(events: MemoryObjectSendStream[StreamEvent], event: StreamEvent)
         await events.send(event)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         raise _ConsumerGone from None
-
-
-class UsageLimitReached(LimelightError):
-    """A run reached its :class:`~limelight.usage.UsageLimits` (the message says which)."""
 
 
 def _tool_result_event(result: ToolResult) -> StreamEvent:

@@ -1,6 +1,9 @@
 """The provider workers' analytics: an :class:`AttemptHook` that records every attempt of
 every LLM call as ``llm_request`` / ``llm_response`` (or ``error``) events on the process-wide
-analytics client, when there is one. It never waits and never raises."""
+analytics client, when there is one. It never waits and never raises.
+
+``analytics.initialize()`` registers one in :mod:`limelight._instrument`, which every provider
+worker consults; this module imports the worker's types, never the other way round."""
 
 from __future__ import annotations
 
@@ -9,14 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._usage import cost_of
+from .._models import cost_of
 from ..schemas import CompletionResult
 from ..schemas._events import Event
 from ._provider_worker import Attempt
 from ._tracing import analytics_client, parse_event_id
 
 if TYPE_CHECKING:
-    from ..analytics import AnalyticsClient
+    from .._instrument import Recorder
 
 __all__ = ["AnalyticsHook"]
 
@@ -32,16 +35,16 @@ class AnalyticsHook:
 
     :param provider: the provider name to record (default: the result's ``provider``, else
         the deployment's name).
-    :param client: a fixed client; default: :func:`limelight.analytics.current` at each call,
-        so a hook installed before ``initialize()`` starts recording once it is called.
+    :param client: a fixed client (an :class:`~limelight.analytics.AnalyticsClient`);
+        default: the one registered by :func:`limelight.analytics.initialize`, looked up at
+        each call, so a hook installed before ``initialize()`` starts recording once it is
+        called.
     """
 
-    def __init__(
-        self, *, provider: str | None = None, client: AnalyticsClient | None = None
-    ) -> None:
+    def __init__(self, *, provider: str | None = None, client: Recorder | None = None) -> None:
         self.provider = provider
         self._fixed = client
-        self._client: Callable[[], AnalyticsClient | None] = (
+        self._client: Callable[[], Recorder | None] = (
             (lambda: client) if client is not None else analytics_client
         )
 

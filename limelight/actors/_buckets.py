@@ -1,10 +1,9 @@
-"""The rate limiter's arithmetic: refilling buckets, one deployment's budget and its queue of
-waiters. Pure: every method takes the current time, nothing waits, nothing reads a clock,
-so property tests drive it with any clock; :class:`~limelight.actors.RateLimiter` does
-the waiting.
+"""The rate limiter's arithmetic: one deployment's budget and its queue of waiters. Pure:
+every method takes the current time, nothing waits, nothing reads a clock, so property tests
+drive it with any clock; :class:`~limelight.actors.RateLimiter` does the waiting.
 
-A quota is modelled as OpenAI documents and the simulator enforces it: a bucket holding
-``limit`` units that refills continuously at ``limit / 60`` per second, starting full.
+A quota is the bucket the simulator enforces too (:class:`~limelight._token_bucket.Bucket`,
+OpenAI's continuously refilling bucket).
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from typing import Final
 
 import msgspec
 
+from .._token_bucket import Bucket
 from ..errors import ConfigError
-from ..runtime._retry import pushback
+from ..runtime._retry import RetryPolicy, pushback
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -42,6 +42,9 @@ __all__ = [
 #: 429 in a row, up to :data:`DEFAULT_MAX_BACKOFF`.
 DEFAULT_BACKOFF: Final = 1.0
 DEFAULT_MAX_BACKOFF: Final = 60.0
+_PAUSE: Final = RetryPolicy(
+    initial_delay=DEFAULT_BACKOFF, max_delay=DEFAULT_MAX_BACKOFF, multiplier=2.0, jitter=0.0
+)
 #: The shortest pause after a 429 that named a delay: ``Retry-After: 0`` (or a few
 #: milliseconds) must not let every queued call rush a server that has just refused one.
 MIN_PAUSE: Final = 0.25
@@ -60,8 +63,6 @@ DEFAULT_PROMOTE_AFTER: Final = 10.0
 #: include (or miss) them.
 DEFAULT_SEND_DELAY: Final = 1.0
 
-# Refill arithmetic can land a hair below an integer it should have reached.
-_EPSILON: Final = 1e-9
 _UNITS: Final = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
 
@@ -125,123 +126,6 @@ class DeploymentLimits(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(
                 f"default_output_tokens must be >= 0, got {self.default_output_tokens}"
             )
-
-
-class Bucket:
-    """``limit`` units refilling continuously at ``limit / 60`` per second, starting full.
-
-    The level may go below zero: a call that used more than it reserved leaves a debt that
-    later refills pay. It never goes above ``limit``: refunds are capped there.
-
-    :ivar consumed: units taken minus units given back, over the bucket's life.
-    """
-
-    __slots__ = (
-        "_level",
-        "_updated",
-        "consumed",
-        "corrections",
-        "limit",
-        "rate",
-        "send_delay",
-        "started",
-    )
-
-    def __init__(self, limit: float, *, now: float, send_delay: float = 0.0) -> None:
-        if limit < 1:
-            raise ConfigError(f"a bucket's limit must be at least 1, got {limit}")
-        if send_delay < 0:
-            raise ConfigError(f"send_delay must be >= 0, got {send_delay}")
-        self.send_delay = send_delay
-        self.limit = float(limit)
-        self.rate = self.limit / 60.0
-        self._level = self.limit
-        self._updated = now
-        self.started = now
-        self.consumed = 0.0
-        #: The sum of every change to the level that is neither a reservation nor a refill
-        #: (refunds, charges, adopted headers): how an adopted header discounts what was
-        #: already corrected since the reservation it reports on.
-        self.corrections = 0.0
-
-    def _refill(self, now: float) -> None:
-        if now > self._updated:
-            self._level = min(self.limit, self._level + (now - self._updated) * self.rate)
-            self._updated = now
-
-    def level(self, now: float) -> float:
-        """Units available at ``now`` (negative while in debt)."""
-        self._refill(now)
-        return self._level
-
-    def can_take(self, amount: float, now: float) -> bool:
-        return self.level(now) + _EPSILON >= amount
-
-    def wait_time(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` units are there (0 when they are now)."""
-        missing = amount - self.level(now)
-        return 0.0 if missing <= _EPSILON else missing / self.rate
-
-    def take(self, amount: float, now: float) -> None:
-        """Remove ``amount`` units (a reservation; the caller checked :meth:`can_take`).
-
-        Taken from a bucket within :attr:`send_delay` of refill of full, the refill pauses
-        for :attr:`send_delay`: the server's bucket, still full until the call reaches it,
-        gains nothing meanwhile either."""
-        self._refill(now)
-        if self.send_delay and self._level >= self.limit - self.send_delay * self.rate:
-            self._updated = max(self._updated, now + self.send_delay)
-        self._level -= amount
-        self.consumed += amount
-
-    def end_hold(self, now: float) -> None:
-        """An answer came: the server has seen a call, so the refill held back by
-        :meth:`take` resumes now."""
-        if self._updated > now:
-            self._updated = now
-
-    def charge(self, amount: float, now: float) -> None:
-        """Remove ``amount`` more units after the fact; the level may go into debt (down to
-        ``-limit``)."""
-        self._refill(now)
-        before = self._level
-        self._level = max(-self.limit, self._level - amount)
-        self.consumed += before - self._level
-        self.corrections -= before - self._level
-
-    def give(self, amount: float, now: float) -> float:
-        """Give back ``amount`` units, never beyond ``limit``; returns what was given."""
-        self._refill(now)
-        given = max(0.0, min(amount, self.limit - self._level))
-        self._level += given
-        self.consumed -= given
-        self.corrections += given
-        return given
-
-    def adjust(self, delta: float, now: float) -> None:
-        """Move the level by ``delta`` (a correction from the server's headers), within
-        ``[-limit, limit]``."""
-        self._refill(now)
-        before = self._level
-        self._level = min(self.limit, max(-self.limit, self._level + delta))
-        self.corrections += self._level - before
-
-    def set_limit(self, limit: float, now: float) -> None:
-        """Follow a changed quota: the refill rate changes, and a lowered limit caps the
-        level at once."""
-        if limit < 1:
-            return
-        self._refill(now)
-        self.limit = float(limit)
-        self.rate = self.limit / 60.0
-        if self._level > self.limit:
-            self.corrections += self.limit - self._level
-            self._level = self.limit
-
-    def capacity(self, now: float) -> float:
-        """Units the quota offered from the start up to ``now``: the first full bucket plus
-        the refill since (the theoretical maximum that utilisation is measured against)."""
-        return self.limit + max(0.0, now - self.started) * self.rate
 
 
 @dataclass(slots=True)
@@ -560,7 +444,7 @@ class Budget:
         if headers:
             self.adopt_headers(headers, now, reservation=None)
         if retry_after is None:
-            pause = min(DEFAULT_MAX_BACKOFF, DEFAULT_BACKOFF * 2 ** (self._consecutive_429 - 1))
+            pause = _PAUSE.backoff(self._consecutive_429)
         else:
             pause = pushback(retry_after, MIN_PAUSE)
         self.paused_until = max(self.paused_until, now + pause)

@@ -5,24 +5,28 @@ A deployment (one backend + model + key) runs as a supervised pool actor whose c
 pool). The caller-side :class:`ProviderPool` hands each request to an idle worker directly,
 one hop, with backpressure when all are busy. A worker retries per its :class:`RetryPolicy`
 inside the request's deadline, with a cancel scope per attempt, and calls its hooks around
-every attempt (the rate limiter and analytics attach there). :class:`ModelGroup` fails over
-between deployments of the same model.
+every attempt (the rate limiter and analytics attach there), and counts the usage of every
+answer in the process-wide usage tracker. :class:`ModelGroup` fails over between deployments
+of the same model.
+
+This is the one path every model call takes: agents, the role router, the sync client, batches
+and the benchmark harness all call through a :class:`ProviderPool`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import anyio
 import msgspec
 
+from .. import _instrument
+from .._usage import TRACKER
 from ..errors import (
     AskTimeout,
     BadRequest,
@@ -32,6 +36,7 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RuntimeNotRunning,
 )
 from ..providers._base import Provider
 from ..runtime import (
@@ -47,6 +52,9 @@ from ..runtime import (
 from ..runtime._retry import pushback
 from ..schemas import CompletionRequest, CompletionResult, StreamEvent, StreamEventType
 
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimitHook
+
 __all__ = [
     "DEFAULT_ATTEMPT_TIMEOUT",
     "DEFAULT_POOL_SIZE",
@@ -54,11 +62,14 @@ __all__ = [
     "Attempt",
     "AttemptHook",
     "Complete",
+    "ListWorkers",
     "ModelGroup",
     "ProviderPool",
     "ProviderWorker",
     "Stream",
+    "USAGE_RUN_KEY",
     "is_retryable_provider_error",
+    "limiter_hook",
 ]
 
 DEFAULT_POOL_SIZE: Final = 64
@@ -67,6 +78,9 @@ DEFAULT_ATTEMPT_TIMEOUT: Final = 120.0
 DEFAULT_COOLDOWN: Final = 5.0
 #: The shortest such skip after a 429 that named one: ``Retry-After: 0`` still cools down.
 MIN_COOLDOWN: Final = 1.0
+#: The request ``metadata`` key naming the :func:`~limelight.usage.usage_run` a call counts
+#: under (the role is the ``role`` key).
+USAGE_RUN_KEY: Final = "usage_run"
 
 
 def is_retryable_provider_error(exc: BaseException) -> bool:
@@ -92,6 +106,10 @@ class Stream(msgspec.Struct, frozen=True, kw_only=True):
     """Ask a worker for a stream of :class:`StreamEvent`."""
 
     request: CompletionRequest
+
+
+class ListWorkers(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask a pool's supervisor for the references of its live workers, in start order."""
 
 
 @dataclass(slots=True)
@@ -178,7 +196,9 @@ class ProviderWorker(Actor):
             # The common path, without the bookkeeping hooks need.
             timeout = self._timeout_for(request)
             with anyio.move_on_after(timeout):
-                return await self.provider.complete(request)
+                answer = await self.provider.complete(request)
+                _count_usage(request, answer)
+                return answer
             raise ProviderTimeout(
                 f"{self.deployment}: no answer within the attempt timeout of {timeout} s"
             )
@@ -206,15 +226,18 @@ class ProviderWorker(Actor):
                 await self._after(attempt, hooks, result, error)
         if error is not None:
             raise error
+        assert result is not None
+        _count_usage(request, result)
         return result
 
     def _active_hooks(self) -> tuple[AttemptHook, ...]:
-        """The worker's hooks, and the analytics hook while analytics is initialized (looked
-        up per attempt, so calls record events from the moment ``initialize()`` runs)."""
-        analytics = sys.modules.get("limelight.analytics")
-        if analytics is None or analytics.current() is None:
+        """The worker's hooks, then those of the registered instrumentation (analytics
+        registers its hook there on ``initialize()``), looked up per attempt so that calls
+        record events from the moment it runs."""
+        active = _instrument.active
+        if active is None:
             return self.hooks
-        return (*self.hooks, _analytics_hook())
+        return (*self.hooks, *active.attempt_hooks)
 
     async def _before(self, attempt: Attempt, hooks: tuple[AttemptHook, ...]) -> None:
         """Every hook's ``before``, in order. If one raises (or the call is cancelled), the
@@ -245,7 +268,8 @@ class ProviderWorker(Actor):
 
     async def _stream(self, request: CompletionRequest) -> AsyncIterator[Any]:
         """Stream with retries as long as nothing has been yielded yet: once tokens reached
-        the caller, a failure ends the stream with the error (a retry would repeat them)."""
+        the caller, a failure ends the stream with the error (a retry would repeat them).
+        Whether and when to retry is the policy's decision, as for a completion."""
         number = 0
         while True:
             number += 1
@@ -265,23 +289,18 @@ class ProviderWorker(Actor):
                 return
             yielded = False
             result: CompletionResult | None = None
-            error: BaseException | None = None
+            error: Exception | None = None
             events = self.provider.stream(request)
             timed = _with_first_token_timeout(events, self._timeout_for(request), self.deployment)
             try:
                 async for event in timed:
-                    if event.type is StreamEventType.DONE:
+                    if event.type is StreamEventType.DONE and event.result is not None:
                         result = event.result
+                        _count_usage(request, result)
                     yielded = True
                     yield event
-                return
             except Exception as exc:
                 error = exc
-                if yielded or not isinstance(exc, ProviderError):
-                    if isinstance(exc, LimelightError):
-                        yield exc
-                        return
-                    raise
             finally:
                 # Both generators are closed here, not when collected: a caller that leaves
                 # early would otherwise leave them to the garbage collector (trio warns).
@@ -291,21 +310,37 @@ class ProviderWorker(Actor):
                     await aclose()
                 if hooks:
                     await self._after(attempt, hooks, result, error)
-            assert isinstance(error, Exception)
-            try:
-                # The same decision as a completion's: the policy's delay (a server's delay
-                # lengthens the backoff, never shortens it), never sleeping past the deadline.
-                await self.retry.wait_to_retry(number, error)
-            except LimelightError as exc:
-                yield exc
+            if error is None:
                 return
+            if not yielded:
+                try:
+                    # The policy's delay (a server's delay lengthens the backoff, never
+                    # shortens it), never sleeping past the deadline; or its refusal.
+                    await self.retry.wait_to_retry(number, error)
+                    continue
+                except Exception as exc:
+                    error = exc
+            if isinstance(error, LimelightError):
+                yield error
+                return
+            raise error
 
 
-@functools.cache
-def _analytics_hook() -> AttemptHook:
-    from ._analytics_hook import AnalyticsHook
-
-    return AnalyticsHook()
+def _count_usage(request: CompletionRequest, result: CompletionResult) -> None:
+    """Count an answer in the process-wide usage tracker, under the ``role`` and the usage
+    run (:data:`USAGE_RUN_KEY`) its request's metadata names."""
+    usage = result.usage
+    if usage is None or not TRACKER.enabled:
+        return
+    metadata = request.metadata
+    TRACKER.record(
+        usage,
+        model=result.model or request.model,
+        role=metadata.get("role"),
+        run_id=metadata.get(USAGE_RUN_KEY),
+        cost=result.cost,
+        cached_tokens=usage.cached_tokens,
+    )
 
 
 async def _with_first_token_timeout(
@@ -326,12 +361,21 @@ async def _with_first_token_timeout(
 
 
 class _PoolActor(Actor):
-    """The deployment's supervisor: starts the workers, closes the backend when stopped."""
+    """The deployment's supervisor: starts the workers, closes the backend when stopped
+    (unless its owner keeps it)."""
 
-    def __init__(self, provider: Provider, size: int, worker_options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        size: int,
+        worker_options: dict[str, Any],
+        *,
+        close_provider: bool = True,
+    ) -> None:
         self.provider = provider
         self.size = size
         self.worker_options = worker_options
+        self.close_provider = close_provider
 
     async def on_start(self, ctx: Context) -> None:
         for i in range(1, self.size + 1):
@@ -342,12 +386,14 @@ class _PoolActor(Actor):
             )
 
     async def handle(self, message: Any, ctx: Context) -> Any:
-        if message == "workers":
-            return ctx.children
+        match message:
+            case ListWorkers():
+                return ctx.children
         raise TypeError(f"provider pool got an unexpected message {message!r}")
 
     async def on_stop(self, ctx: Context) -> None:
-        await self.provider.aclose()
+        if self.close_provider:
+            await self.provider.aclose()
 
 
 class ProviderPool:
@@ -379,46 +425,60 @@ class ProviderPool:
     @classmethod
     async def start(
         cls,
-        runtime: Runtime,
+        host: Runtime | Context,
         provider: Provider,
         *,
         name: str,
+        deployment: str | None = None,
         model: str = "",
         size: int = DEFAULT_POOL_SIZE,
         retry: RetryPolicy = DEFAULT_PROVIDER_RETRY,
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
         hooks: Sequence[AttemptHook] = (),
         supervision: Supervision | None = None,
+        close_provider: bool = True,
     ) -> ProviderPool:
-        """Spawn the deployment's supervisor and ``size`` workers under the runtime, at
-        ``/<name>``.
+        """Spawn the deployment's supervisor and ``size`` workers: under the runtime, at
+        ``/<name>``, or as a child of the actor whose context ``host`` is (an agent's pool).
 
+        :param deployment: the deployment's name, as hooks see it (the rate limiter's quotas
+            are per deployment); default ``name`` under a runtime, the pool's path under an
+            actor.
         :param model: the model this deployment serves, filled into requests that name none.
         :param attempt_timeout: seconds allowed for one attempt (for a stream: between two
             events); a request's own ``timeout`` overrides it.
+        :param close_provider: close ``provider`` when the pool stops (``False`` when its
+            owner closes it).
         """
         if size < 1:
             raise ConfigError(f"pool size must be >= 1, got {size}")
         if attempt_timeout <= 0:
             raise ConfigError(f"attempt_timeout must be > 0, got {attempt_timeout}")
+        if deployment is None:
+            deployment = name if isinstance(host, Runtime) else f"{host.path}/{name}"
         options = {
-            "deployment": name,
+            "deployment": deployment,
             "retry": retry,
             "attempt_timeout": attempt_timeout,
             "hooks": tuple(hooks),
         }
-        supervisor = await runtime.spawn(
-            _PoolActor(provider, size, options),
+        supervisor = await host.spawn(
+            _PoolActor(provider, size, options, close_provider=close_provider),
             name=name,
             supervision=supervision
             or Supervision(strategy=Strategy.ONE_FOR_ONE, max_restarts=size * 3, within=10.0),
         )
-        workers = await supervisor.ask("workers")
-        return cls(name, supervisor, workers, model)
+        workers = await supervisor.ask(ListWorkers())
+        return cls(deployment, supervisor, workers, model)
 
     @property
     def size(self) -> int:
         return len(self._workers)
+
+    @property
+    def workers(self) -> tuple[ActorRef, ...]:
+        """The workers' references, in start order."""
+        return self._workers
 
     def idle(self) -> int:
         """Workers free right now."""
@@ -530,6 +590,37 @@ class ProviderPool:
     async def stop(self) -> None:
         """Stop the workers and close the backend."""
         await self.supervisor.stop()
+
+
+def limiter_hook(limiter: ActorRef | RateLimitHook) -> tuple[AttemptHook, Runtime]:
+    """The attempt hook through which a pool uses ``limiter`` (a
+    :class:`~limelight.actors.RateLimiter`'s reference, or a
+    :class:`~limelight.actors.RateLimitHook` on one), and the runtime the limiter runs in.
+    A pool using the limiter must run in that runtime too: an actor's mailbox belongs to its
+    runtime's event loop. For the facades that take ``limiter=`` (the role router, the sync
+    client, the benchmark harness).
+
+    :raises ConfigError: ``limiter`` is neither.
+    :raises RuntimeNotRunning: the limiter's runtime has stopped.
+    """
+    from ._ratelimit import RateLimitHook
+
+    if isinstance(limiter, RateLimitHook):
+        hook, ref = limiter, limiter.limiter
+    elif isinstance(limiter, ActorRef):
+        hook, ref = RateLimitHook(limiter), limiter
+    else:
+        raise ConfigError(
+            "limiter= takes a RateLimiter's reference (await RateLimiter.start(runtime)) or a "
+            f"RateLimitHook on one, got {type(limiter).__name__}"
+        )
+    # ActorRef has no public accessor for its runtime; the cell is the kernel's record of it.
+    runtime: Runtime = ref._cell.runtime
+    if not runtime.running or not ref.alive:
+        raise RuntimeNotRunning(
+            f"the rate limiter {ref.path} has stopped (or its runtime has): start a new one"
+        )
+    return hook, runtime
 
 
 def _deadline_after(timeout: float | None) -> float:

@@ -45,7 +45,8 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from ..errors import ActorStopped, ConfigError, DeadlineExceeded, ProviderError, RateLimited
+from ..errors import ActorStopped, ConfigError, ProviderError, RateLimited
+from ..errors import RateLimitTimeout as RateLimitTimeout
 from ..runtime import Actor, ActorRef, Context, Runtime
 from ..runtime._errors import ActorError
 from ..schemas import CompletionRequest, CompletionResult
@@ -84,12 +85,6 @@ _ENV_FIELDS: Final = {
     "REFUND_UNUSED": "refund_unused",
     "DEFAULT_OUTPUT_TOKENS": "default_output_tokens",
 }
-
-
-class RateLimitTimeout(DeadlineExceeded):
-    """A call waited for rate-limit capacity until its deadline and left the queue without
-    being sent. Not retried: raise the deployment's quota, send less, give the call a longer
-    timeout, or add a deployment to fail over to."""
 
 
 def env_key(deployment: str) -> str:

@@ -39,7 +39,7 @@ import structlog
 
 from ..errors import ConfigError, SinkRejected, SinkUnavailable
 from ..runtime import Actor, Context
-from ..runtime._retry import pushback
+from ..runtime._retry import RetryPolicy
 from ..schemas._events import Event, encode_event
 from ._spool import (
     DEFAULT_MAX_SEGMENT_BYTES,
@@ -375,6 +375,8 @@ class AnalyticsShipper(Actor):
             raise ConfigError("sink_timeout and stop_timeout must be > 0 seconds")
         if not recover_interval > 0:
             raise ConfigError(f"recover_interval must be > 0 seconds, got {recover_interval}")
+        if retry_initial_delay < 0 or retry_max_delay < 0:
+            raise ConfigError("retry_initial_delay and retry_max_delay must be >= 0 seconds")
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
         self.flush_interval = flush_interval
@@ -392,7 +394,18 @@ class AnalyticsShipper(Actor):
             fsync=fsync,
             max_segment_bytes=max_segment_bytes,
         )
-        self._rng = rng or random.Random()
+        # A batch's retries; then, once they are spent, how long the sink is skipped.
+        self._retry = RetryPolicy(
+            attempts=max_retries + 1,
+            initial_delay=retry_initial_delay,
+            max_delay=retry_max_delay,
+            multiplier=2.0,
+            jitter=0.5,
+            rng=rng or random.Random(),
+        )
+        self._cooldown = RetryPolicy(
+            initial_delay=retry_initial_delay, max_delay=MAX_COOLDOWN, multiplier=2.0, jitter=0.0
+        )
         keys: set[str] = set()
         self._sinks: list[_SinkState] = []
         for sink in sinks:
@@ -1474,13 +1487,10 @@ class AnalyticsShipper(Actor):
                     self._log.info("a sink took a batch again", sink=state.key)
                 return _DELIVERED
             retries += 1
-            backoff = min(self.retry_max_delay, self.retry_initial_delay * 2 ** (retries - 1))
-            delay = pushback(server, backoff * (1.0 - 0.5 * self._rng.random()))
+            delay = self._retry.delay(retries, server)
             if retries > self.max_retries or delay > self.retry_max_delay:
                 state.failures += 1
-                cooldown = min(
-                    MAX_COOLDOWN, self.retry_initial_delay * 2 ** (state.failures + retries)
-                )
+                cooldown = self._cooldown.backoff(state.failures + retries + 1)
                 state.down_until = time.monotonic() + max(cooldown, server or 0.0)
                 self._log.warning(
                     "sink failed after retries; its events wait in the spool",

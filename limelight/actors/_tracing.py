@@ -1,29 +1,29 @@
 """The automatic analytics of agents and tool executors: which run an event belongs to, and
 which event is its parent, so that a run's events form its agent tree.
 
-Nothing here costs more than a dictionary lookup while analytics is not initialized: the
-analytics module is looked up in ``sys.modules`` (never imported from here), and its client
-asked for only when the module is loaded.
+Events go to the recorder registered in :mod:`limelight._instrument` (the analytics client,
+which ``analytics.initialize()`` registers); while none is, asking costs one attribute read.
 """
 
 from __future__ import annotations
 
-import sys
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
+
+from .. import _instrument
 
 if TYPE_CHECKING:
     import uuid
 
-    from ..analytics import AnalyticsClient
+    from .._instrument import Recorder
 
 __all__ = ["Trace", "analytics_client", "current_trace", "parse_event_id"]
 
 
 class Trace(NamedTuple):
-    """Where new events go and hang: the client, the run, the parent event."""
+    """Where new events go and hang: the recorder, the run, the parent event."""
 
-    client: AnalyticsClient
+    client: Recorder
     run_id: str
     parent: uuid.UUID
 
@@ -33,13 +33,10 @@ class Trace(NamedTuple):
 current_trace: ContextVar[Trace | None] = ContextVar("limelight_trace", default=None)
 
 
-def analytics_client() -> AnalyticsClient | None:
-    """The initialized analytics client, or None."""
-    analytics = sys.modules.get("limelight.analytics")
-    if analytics is None:
-        return None
-    client: AnalyticsClient | None = analytics.current()
-    return client
+def analytics_client() -> Recorder | None:
+    """The registered recorder (the initialized analytics client), or None."""
+    active = _instrument.active
+    return None if active is None else active.recorder
 
 
 def parse_event_id(value: str | None) -> uuid.UUID | None:

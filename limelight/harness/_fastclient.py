@@ -21,38 +21,13 @@ import msgspec
 
 from ..errors import ConfigError
 from ..schemas import Message
+from ..schemas._openai import ChatBody, CompletionUsage, StreamOptions, encoder, usage_only_decoder
 
 __all__ = ["FastHTTP", "Outcome"]
 
 _END: Final = b"\r\n\r\n"
 _CONTENT: Final = b'"content":"'
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _WithUsage(msgspec.Struct):
-    usage: _Usage | None = None
-
-
-class _StreamOptions(msgspec.Struct):
-    include_usage: bool = True
-
-
-class _Body(msgspec.Struct, omit_defaults=True):
-    model: str
-    messages: list[Message]
-    max_tokens: int | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    ignore_eos: bool | None = None
-
-
-_usage_decoder = msgspec.json.Decoder(_WithUsage)
-_encoder = msgspec.json.Encoder()
-_STREAM_OPTIONS: Final = _StreamOptions()
+_STREAM_OPTIONS: Final = StreamOptions(include_usage=True)
 
 
 def _error_name(status: int) -> str:
@@ -74,7 +49,7 @@ class Outcome:
         self.first: float | None = None
         self.gaps: list[float] = []
         self.chunks = 0
-        self.usage: _Usage | None = None
+        self.usage: CompletionUsage | None = None
         self.error: str | None = None
         self.error_message: str | None = None
         self.end = 0.0
@@ -220,7 +195,7 @@ class _Connection(asyncio.Protocol):
                 continue
             # Every chunk is validated (msgspec skips the fields it does not need, fast);
             # only the usage is kept.
-            usage = _usage_decoder.decode(payload).usage
+            usage = usage_only_decoder.decode(payload).usage
             if usage is not None:
                 outcome.usage = usage
             at = payload.find(_CONTENT)
@@ -241,7 +216,7 @@ class _Connection(asyncio.Protocol):
             self._fail(_error_name(self._status), f"HTTP {self._status}: {text}")
             return
         if not self._streamed:
-            outcome.usage = _usage_decoder.decode(bytes(self._sse)).usage
+            outcome.usage = usage_only_decoder.decode(bytes(self._sse)).usage
         elif not self._done_marker:
             self._fail("BadResponse", "the stream ended without its [DONE] marker")
             return
@@ -282,8 +257,8 @@ class FastHTTP:
         ignore_eos: bool = False,
     ) -> bytes:
         """The request body, encoded once per request."""
-        return _encoder.encode(
-            _Body(
+        return encoder.encode(
+            ChatBody(
                 model=model,
                 messages=messages,
                 max_tokens=max_tokens,

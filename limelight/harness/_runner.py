@@ -4,8 +4,11 @@ records every request, and summarizes.
 Open loops compute each send time from the start of the run (never "sleep the gap after the
 last send", which drifts), start each request at its time, and record the intended and the
 actual send time: a client that cannot keep up shows as send lag, and the summary flags it.
-Requests go straight to the provider's streaming API: one task per request, timestamps taken
-with ``time.perf_counter`` as chunks arrive, nothing else on the hot path.
+Requests go through the lean HTTP client (``client="auto"``), or through a
+:class:`~limelight.actors.ProviderPool` to the provider's streaming API (provider mode: the
+pipeline every model call takes, with its attempt hooks, a shared rate limiter's included,
+but no retries: a benchmark counts failures): one task per request, timestamps taken with
+``time.perf_counter`` as chunks arrive.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import gc
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -49,6 +52,10 @@ from ._workloads import (
     load_agent_factory,
     load_prompts,
 )
+
+if TYPE_CHECKING:
+    from ..actors import AttemptHook, RateLimitHook
+    from ..runtime import ActorRef, Runtime
 
 __all__ = [
     "BenchResult",
@@ -318,17 +325,18 @@ class _Engine:
         timing = _Timing(keep_text=keep)
         error: Exception | None = None
         sent = time.perf_counter()
+        pool = self.pool
         try:
             with anyio.fail_after(self.config.timeout):
                 if self.stream:
-                    events = self.provider.stream(request)
+                    events = pool.stream(request)
                     try:
                         async for event in events:
                             timing.observe(event)
                     finally:
                         await events.aclose()
                 else:
-                    result = await self.provider.complete(request)
+                    result = await pool.complete(request)
                     timing.usage = result.usage
                     timing.text.append(result.content or "")
         except Exception as exc:  # counted by type: a benchmark reports failures, never hides them
@@ -605,7 +613,11 @@ def _offered_rate(load: Load) -> float | None:
 
 
 async def run_on(
-    config: BenchConfig, target: OpenTarget, *, progress: Progress | None = None
+    config: BenchConfig,
+    target: OpenTarget,
+    *,
+    progress: Progress | None = None,
+    limiter: ActorRef | RateLimitHook | None = None,
 ) -> BenchResult:
     """Run ``config`` against an opened ``target`` (see :func:`run`)."""
     progress = progress if progress is not None else Progress()
@@ -620,7 +632,10 @@ async def run_on(
     )
     engine = _Engine(config, target, progress, PromptSource(workload, file_prompts))
     await _check_target(target, config)
-    client = f"limelight {type(target.provider).__name__}.stream (one task per request)"
+    client = (
+        f"limelight ProviderPool over {type(target.provider).__name__}.stream "
+        "(one task per request)"
+    )
     if _use_fast_client(config, target):
         from ._fastclient import FastHTTP
 
@@ -631,9 +646,11 @@ async def run_on(
     try:
         with _collector_tuned():
             if workload.kind == "agent":
-                await _drive_agents(engine, config, workload)
-            else:
+                await _drive_agents(engine, config, workload, limiter)
+            elif engine.fast is not None:
                 await engine.drive(config.load)
+            else:
+                await _drive_through_pool(engine, config, limiter)
     finally:
         if engine.fast is not None:
             with anyio.CancelScope(shield=True):
@@ -705,30 +722,108 @@ async def _check_target(target: OpenTarget, config: BenchConfig) -> None:
         ) from exc
 
 
-async def _drive_agents(engine: _Engine, config: BenchConfig, workload: Workload) -> None:
+def _pool_host(
+    limiter: ActorRef | RateLimitHook | None,
+) -> tuple[Runtime | None, tuple[AttemptHook, ...]]:
+    """The runtime the run's pool must live in (the limiter's; ``None``: a runtime of the
+    run's own) and the hooks it takes."""
+    if limiter is None:
+        return None, ()
+    from ..actors._provider_worker import limiter_hook
+    from ..runtime import current_runtime
+
+    hook, host = limiter_hook(limiter)
+    if current_runtime() is not host:
+        raise ConfigError(
+            "a benchmark run sharing a rate limiter must run inside the limiter's runtime "
+            "(in its `async with Runtime()` block), where its provider pool is started"
+        )
+    return host, (hook,)
+
+
+def _pool_size(config: BenchConfig) -> int:
+    return config.load.concurrency if isinstance(config.load, ClosedLoop) else config.pool_size
+
+
+async def _drive_through_pool(
+    engine: _Engine, config: BenchConfig, limiter: ActorRef | RateLimitHook | None
+) -> None:
+    """Provider mode: every request goes through a provider pool, one attempt each (a
+    benchmark counts failures rather than retrying them)."""
+    from ..actors import ProviderPool
+    from ..runtime import RetryPolicy, Runtime
+
+    host, hooks = _pool_host(limiter)
+    async with contextlib.AsyncExitStack() as stack:
+        if host is None:
+            host = await stack.enter_async_context(Runtime())
+        engine.pool = await ProviderPool.start(
+            host,
+            engine.provider,
+            name=host.auto_name("bench"),
+            deployment="bench",
+            model=engine.target.model,
+            size=_pool_size(config),
+            retry=RetryPolicy(attempts=1),
+            # The run's own timeout (config.timeout) bounds each request.
+            attempt_timeout=math.inf,
+            hooks=hooks,
+            close_provider=False,  # the target's: closed when the target is
+        )
+        stack.push_async_callback(engine.pool.stop)
+        await engine.drive(config.load)
+
+
+async def _drive_agents(
+    engine: _Engine,
+    config: BenchConfig,
+    workload: Workload,
+    limiter: ActorRef | RateLimitHook | None = None,
+) -> None:
     from ..actors import ProviderPool
     from ..runtime import Runtime
 
     if workload.agent_factory:
         engine.factory = load_agent_factory(workload.agent_factory)
-    size = config.load.concurrency if isinstance(config.load, ClosedLoop) else config.pool_size
+    host, hooks = _pool_host(limiter)
     async with Runtime() as rt:
         engine.runtime = rt
         engine.pool = await ProviderPool.start(
-            rt, _TimedProvider(engine), name="model", model=engine.target.model, size=size
+            host or rt,
+            _TimedProvider(engine),
+            name="model" if host is None else host.auto_name("model"),
+            deployment="model",
+            model=engine.target.model,
+            size=_pool_size(config),
+            hooks=hooks,
         )
-        await engine.drive(config.load)
+        try:
+            await engine.drive(config.load)
+        finally:
+            if host is not None:  # a pool in the limiter's runtime outlives ours: stop it
+                with anyio.CancelScope(shield=True):
+                    await engine.pool.stop()
 
 
-async def run(config: BenchConfig, *, progress: Progress | None = None) -> BenchResult:
+async def run(
+    config: BenchConfig,
+    *,
+    progress: Progress | None = None,
+    limiter: ActorRef | RateLimitHook | None = None,
+) -> BenchResult:
     """Run one benchmark: open the target (starting the simulator if it is one), send the
     workload under the load, and summarize. Works on asyncio and trio.
 
     :param progress: counters updated live, for a progress display.
+    :param limiter: a :class:`~limelight.actors.RateLimiter` shared with other callers (its
+        reference, or a :class:`~limelight.actors.RateLimitHook` on one) that admits every
+        model call of the run (provider mode and agent workloads, which go through a provider
+        pool; the lean HTTP client does not); the run must then happen inside the limiter's
+        runtime.
     :raises ConfigError: the configuration or the target is unusable.
     """
     async with open_target(config.target) as target:
-        return await run_on(config, target, progress=progress)
+        return await run_on(config, target, progress=progress, limiter=limiter)
 
 
 async def sweep(

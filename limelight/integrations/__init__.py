@@ -4,8 +4,9 @@ access, so ``import limelight.integrations`` pulls in none of them."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
     from .langchain import LimelightCallbackHandler as LimelightCallbackHandler
@@ -22,32 +23,17 @@ __all__ = [
     "track_genai",
 ]
 
-_LAZY = {
-    "LimelightCallbackHandler": ".langchain",
-    "LimelightLiteLLMLogger": ".litellm",
-    "disable_litellm_analytics": ".litellm",
-    "enable_litellm_analytics": ".litellm",
-    "track_genai": ".vertex",
-}
-
-#: The extra that installs what each module needs.
-_EXTRAS = {".langchain": "integrations", ".litellm": "litellm", ".vertex": "integrations"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        loaded = importlib.import_module(module, __name__)
-    except ImportError as exc:
-        if (exc.name or "").startswith("limelight"):
-            raise
-        from ..errors import MissingExtra
-
-        raise MissingExtra(
-            f"limelight.integrations.{name}", missing=exc.name, extra=_EXTRAS[module]
-        ) from exc
-    value = getattr(loaded, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        ".langchain": ["LimelightCallbackHandler"],
+        ".litellm": [
+            "LimelightLiteLLMLogger",
+            "disable_litellm_analytics",
+            "enable_litellm_analytics",
+        ],
+        ".vertex": ["track_genai"],
+    },
+    # Each module needs its framework.
+    extras={".langchain": "integrations", ".litellm": "litellm", ".vertex": "integrations"},
+)

@@ -3,9 +3,9 @@ access, so ``from limelight.providers import Scripted`` needs no HTTP stack inst
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes as _lazy_attributes
 from ._base import Provider as Provider
 
 if TYPE_CHECKING:
@@ -54,53 +54,36 @@ __all__ = [
     "serve_in_thread_async",
 ]
 
-_LAZY = {
-    "LiteLLM": "._litellm",
-    "MLX": "._mlx",
-    "Transformers": "._transformers",
-    "BackendFactory": "._resolve",
-    "Resolved": "._resolve",
-    "backend_names": "._resolve",
-    "register_backend": "._resolve",
-    "resolve": "._resolve",
-    "resolve_backend": "._resolve",
-    "OpenAICompatible": "._openai_compat",
-    "Reply": "._scripted",
-    "Scripted": "._scripted",
-    "ScriptExhausted": "._scripted",
-    "serve_in_thread": "._sim_server",
-    "serve_in_thread_async": "._sim_server",
-    "FixedLength": "._simulated",
-    "LogNormalLength": "._simulated",
-    "Simulated": "._simulated",
-    "SimulatedConfig": "._simulated",
-    "UniformLength": "._simulated",
-}
-
-
-#: The extra that installs what a lazily loaded module needs.
-_EXTRAS = {
-    "._openai_compat": "http",
-    "._sim_server": "sim",
-    "._litellm": "litellm",
-    "._mlx": "mlx",
-    "._transformers": "transformers",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        loaded = importlib.import_module(module, __name__)
-    except ImportError as exc:
-        extra = _EXTRAS.get(module)
-        if extra is None or (exc.name or "").startswith("limelight"):
-            raise
-        from ..errors import MissingExtra
-
-        raise MissingExtra(f"limelight.providers.{name}", missing=exc.name, extra=extra) from exc
-    value = getattr(loaded, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        "._litellm": ["LiteLLM"],
+        "._mlx": ["MLX"],
+        "._transformers": ["Transformers"],
+        "._resolve": [
+            "BackendFactory",
+            "Resolved",
+            "backend_names",
+            "register_backend",
+            "resolve",
+            "resolve_backend",
+        ],
+        "._openai_compat": ["OpenAICompatible"],
+        "._scripted": ["Reply", "Scripted", "ScriptExhausted"],
+        "._sim_server": ["serve_in_thread", "serve_in_thread_async"],
+        "._simulated": [
+            "FixedLength",
+            "LogNormalLength",
+            "Simulated",
+            "SimulatedConfig",
+            "UniformLength",
+        ],
+    },
+    extras={
+        "._openai_compat": "http",
+        "._sim_server": "sim",
+        "._litellm": "litellm",
+        "._mlx": "mlx",
+        "._transformers": "transformers",
+    },
+)

@@ -5,7 +5,9 @@ embeddings and the model list, over one connection pool per event loop.
 
 from __future__ import annotations
 
+import base64
 import functools
+import struct
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 import msgspec
+from msgspec import UNSET
 
 from .._version import __version__
 from ..errors import BadResponse, ConfigError
@@ -26,12 +29,19 @@ from ..schemas import (
     ModelList,
     StreamEvent,
     ToolCall,
-    ToolSpec,
     Usage,
 )
 from ..schemas._openai import (
+    ChatBody,
     ChatMessage,
+    ChatToolCall,
     CompletionUsage,
+    EmbeddingBody,
+    FunctionCall,
+    RequestMessage,
+    StreamOptions,
+    TextBody,
+    Tool,
     chat_completion_decoder,
     embedding_list_decoder,
     encoder,
@@ -57,85 +67,46 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatible"]
 
 
-# Request bodies. Fields left at their default are not sent, so a server applies its own.
-class _WireFunction(msgspec.Struct, frozen=True):
-    name: str
-    arguments: str
+_INCLUDE_USAGE = StreamOptions(include_usage=True)
 
 
-class _WireToolCall(msgspec.Struct, frozen=True):
-    id: str
-    function: _WireFunction
-    type: str = "function"  # required by OpenAI, so always sent
-
-
-class _WireToolCallMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    role: str
-    content: str | None  # no default: sent as null, which chat templates expect
-    tool_calls: list[_WireToolCall]
-    name: str | None = None
-
-
-class _WireTool(msgspec.Struct, frozen=True):
-    function: ToolSpec
-    type: str = "function"
-
-
-class _StreamOptions(msgspec.Struct, frozen=True):
-    include_usage: bool = True
-
-
-_INCLUDE_USAGE = _StreamOptions()
-
-
-class _ChatBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    model: str = ""
-    messages: Sequence[Message | _WireToolCallMessage]
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    tools: list[_WireTool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-
-
-class _TextBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    model: str = ""
-    prompt: str
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-
-
-def _wire_message(message: Message) -> Message | _WireToolCallMessage:
+def _wire_message(message: Message) -> Message | RequestMessage:
+    """``message`` as OpenAI's request message: a :class:`Message` already is one, unless it
+    holds tool calls, which OpenAI shapes otherwise."""
     if not message.tool_calls:
         return message
-    return _WireToolCallMessage(
+    return RequestMessage(
         role=message.role,
-        content=message.content,
+        content=message.content,  # null when there is none: chat templates expect the key
         name=message.name,
         tool_calls=[
-            _WireToolCall(id=c.id, function=_WireFunction(name=c.name, arguments=c.arguments))
+            ChatToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
             for c in message.tool_calls
         ],
     )
 
 
-def _encode(body: _ChatBody | _TextBody, extra: dict[str, Any]) -> bytes:
+def _encode(body: ChatBody[Message | RequestMessage] | TextBody, extra: dict[str, Any]) -> bytes:
     if not extra:
         return encoder.encode(body)
     # Backend-specific parameters win over ours, as the caller asked for them explicitly.
     merged = msgspec.to_builtins(body)
     merged.update(extra)
     return encoder.encode(merged)
+
+
+def _floats(embedding: list[float] | str) -> list[float]:
+    """An embedding as floats: a string is base64 of little-endian float32s, as servers send
+    when asked for ``encoding_format="base64"`` (some do unasked).
+
+    :raises ValueError: the string is not base64 of float32s.
+    """
+    if isinstance(embedding, list):
+        return embedding
+    raw = base64.b64decode(embedding, validate=True)
+    if len(raw) % 4:
+        raise ValueError(f"{len(raw)} bytes of base64 are not float32s")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
 def _usage(usage: CompletionUsage | None) -> Usage | None:
@@ -348,27 +319,28 @@ class OpenAICompatible:
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Embed ``request.input``, one vector per string, in input order."""
-        if not request.model and self.model:
-            request = msgspec.structs.replace(request, model=self.model)
+        model = request.model or self.model
+        body = EmbeddingBody(input=request.input, model=model, dimensions=request.dimensions)
         url = self._embeddings_url
         _, content = await self._exchange(
-            "POST", url, self._post_headers, encoder.encode(request), None
+            "POST", url, self._post_headers, encoder.encode(body), None
         )
         try:
             page = embedding_list_decoder.decode(content)
-        except msgspec.DecodeError as exc:
+            data = sorted(page.data, key=lambda d: d.index)
+            embeddings = [_floats(d.embedding) for d in data]
+        except (msgspec.DecodeError, ValueError) as exc:
             raise BadResponse(
                 f"POST {url} answered with a body that is not an embedding list ({exc}): "
                 f"{content[:200]!r}"
             ) from exc
-        if len(page.data) != len(request.input):
+        if len(embeddings) != len(request.input):
             raise BadResponse(
-                f"POST {url} returned {len(page.data)} embeddings for {len(request.input)} inputs"
+                f"POST {url} returned {len(embeddings)} embeddings for {len(request.input)} inputs"
             )
-        data = sorted(page.data, key=lambda d: d.index)
         return EmbeddingResult(
-            embeddings=[d.embedding for d in data],
-            model=page.model or request.model,
+            embeddings=embeddings,
+            model=page.model or model,
             usage=_usage(page.usage),
         )
 
@@ -408,10 +380,10 @@ class OpenAICompatible:
         model = request.model or self.model
         stream_options = _INCLUDE_USAGE if stream else None
         if request.messages:
-            messages: Sequence[Message | _WireToolCallMessage] = request.messages
+            messages: Sequence[Message | RequestMessage] = request.messages
             if any(m.tool_calls for m in request.messages):
                 messages = [_wire_message(m) for m in request.messages]
-            chat = _ChatBody(
+            chat = ChatBody(
                 model=model,
                 messages=messages,
                 temperature=request.temperature,
@@ -419,7 +391,7 @@ class OpenAICompatible:
                 max_tokens=request.max_tokens,
                 stop=request.stop,
                 seed=request.seed,
-                tools=[_WireTool(t) for t in request.tools] if request.tools else None,
+                tools=[Tool(function=t) for t in request.tools] if request.tools else None,
                 tool_choice=request.tool_choice,
                 response_format=request.response_format,
                 stream=stream,
@@ -427,12 +399,12 @@ class OpenAICompatible:
             )
             return self._chat_url, _encode(chat, request.extra)
         if request.prompt is not None:
-            text = _TextBody(
+            text = TextBody(
                 model=model,
                 prompt=request.prompt,
                 temperature=request.temperature,
                 top_p=request.top_p,
-                max_tokens=request.max_tokens,
+                max_tokens=UNSET if request.max_tokens is None else request.max_tokens,
                 stop=request.stop,
                 seed=request.seed,
                 stream=stream,

@@ -14,6 +14,7 @@ import anyio.lowlevel
 import msgspec
 
 from ..errors import ConfigError
+from ..errors import ScriptExhausted as ScriptExhausted
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -69,23 +70,6 @@ ScriptItem: TypeAlias = str | CompletionResult | ToolCall | Sequence[ToolCall] |
 Script: TypeAlias = (
     Sequence[ScriptItem] | Callable[[CompletionRequest], ScriptItem | Awaitable[ScriptItem]]
 )
-
-
-class ScriptExhausted(ConfigError):
-    """A :class:`Scripted` provider got more requests than it had scripted replies.
-
-    :ivar scripted: how many replies were scripted.
-    :ivar request_number: the 1-based number of the request that found none.
-    """
-
-    def __init__(self, *, scripted: int, request_number: int) -> None:
-        super().__init__(
-            f"Scripted provider got request #{request_number} but only {scripted} "
-            f"repl{'y was' if scripted == 1 else 'ies were'} scripted: script one reply per "
-            "complete/stream call, or pass a callable that answers every request"
-        )
-        self.scripted = scripted
-        self.request_number = request_number
 
 
 _TOKEN = re.compile(r"\s*\S+|\s+")

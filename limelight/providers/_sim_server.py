@@ -1,7 +1,8 @@
 """``limelight sim``: the simulated provider served as an OpenAI-compatible HTTP server.
 
 A thin wire layer (aiohttp) over :class:`~limelight.providers._simulated.SimEngine`: it turns
-OpenAI request bodies into requests, and plays each :class:`Plan` as OpenAI's JSON or SSE.
+OpenAI request bodies into requests, and plays each :class:`Plan` as OpenAI's JSON or SSE. The
+bodies are :mod:`limelight.schemas._openai`'s, the wire model the clients use too.
 """
 
 from __future__ import annotations
@@ -20,9 +21,39 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from ..errors import ConfigError
-from ..schemas import CompletionRequest, EmbeddingRequest, Message, ToolCall, ToolSpec
+from ..schemas import CompletionRequest, EmbeddingRequest, Message, ModelInfo, ToolCall
+from ..schemas._openai import (
+    OMIT,
+    ChatBody,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    ChatToolCall,
+    ChunkChoice,
+    CompletionUsage,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    EmbeddingBody,
+    EmbeddingData,
+    EmbeddingList,
+    FunctionCall,
+    Model,
+    ModelsPage,
+    RequestMessage,
+    TextBody,
+    TextChoice,
+    TextCompletion,
+    chat_body_decoder,
+    embedding_body_decoder,
+    encoder,
+    error_body,
+    text_body_decoder,
+)
 from ._simulated import (
     DEFAULT_EMBEDDING_DIMENSIONS,
     DEFAULT_MODEL,
@@ -77,227 +108,10 @@ _INLINE_BODY_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-# --------------------------------------------------------------------------------------
-# Request bodies (lenient: unknown fields are ignored, as OpenAI does)
-
-
-class _InFunction(msgspec.Struct, kw_only=True):
-    name: str = ""
-    arguments: str = ""
-
-
-class _InToolCall(msgspec.Struct, kw_only=True):
-    id: str = ""
-    type: str = "function"
-    function: _InFunction = msgspec.field(default_factory=_InFunction)
-
-
-class _InMessage(msgspec.Struct, kw_only=True):
-    role: str
-    content: str | list[Any] | None = None
-    name: str | None = None
-    tool_calls: list[_InToolCall] | None = None
-    tool_call_id: str | None = None
-
-
-class _InFunctionDef(msgspec.Struct, kw_only=True):
-    name: str
-    description: str = ""
-    parameters: dict[str, Any] = msgspec.field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
-    strict: bool | None = None
-
-
-class _InTool(msgspec.Struct, kw_only=True):
-    type: str = "function"
-    function: _InFunctionDef
-
-
-class _StreamOptions(msgspec.Struct, kw_only=True):
-    include_usage: bool = False
-
-
-class _ChatBody(msgspec.Struct, kw_only=True):
-    messages: list[_InMessage]
-    model: str = ""
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    tools: list[_InTool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    n: int = 1
-
-
-class _TextBody(msgspec.Struct, kw_only=True):
-    prompt: str | list[str]
-    model: str = ""
-    max_tokens: int | None = COMPLETIONS_DEFAULT_MAX_TOKENS
-    n: int = 1
-    stream: bool = False
-    stream_options: _StreamOptions | None = None
-    temperature: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-
-
-class _EmbeddingBody(msgspec.Struct, kw_only=True):
-    input: str | list[Any]
-    model: str = ""
-    dimensions: int | None = None
-    encoding_format: str = "float"
-
-
 _Body = TypeVar("_Body", bound=msgspec.Struct)
 _Parsed = TypeVar("_Parsed")
-_chat_decoder = msgspec.json.Decoder(_ChatBody)
-_text_decoder = msgspec.json.Decoder(_TextBody)
-_embedding_decoder = msgspec.json.Decoder(_EmbeddingBody)
-
-
-# --------------------------------------------------------------------------------------
-# Response bodies, shaped field for field as OpenAI's (explicit nulls included)
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class _EmbeddingUsage(msgspec.Struct):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class _OutFunction(msgspec.Struct):
-    name: str
-    arguments: str
-
-
-class _OutToolCall(msgspec.Struct):
-    id: str
-    type: str
-    function: _OutFunction
-
-
-class _OutMessage(msgspec.Struct, omit_defaults=True):
-    role: str
-    content: str | None
-    refusal: None
-    tool_calls: list[_OutToolCall] | None = None
-
-
-class _ChatChoice(msgspec.Struct):
-    index: int
-    message: _OutMessage
-    logprobs: None
-    finish_reason: str
-
-
-class _ChatCompletion(msgspec.Struct):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_ChatChoice]
-    usage: _Usage
-    system_fingerprint: str
-
-
-class _DeltaFunction(msgspec.Struct, kw_only=True, omit_defaults=True):
-    name: str | None = None
-    arguments: str
-
-
-class _DeltaToolCall(msgspec.Struct, kw_only=True, omit_defaults=True):
-    index: int
-    id: str | None = None
-    type: str | None = None
-    function: _DeltaFunction
-
-
-class _Delta(msgspec.Struct, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[_DeltaToolCall] | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    index: int
-    delta: _Delta
-    logprobs: None
-    finish_reason: str | None
-
-
-class _ChatChunk(msgspec.Struct, omit_defaults=True):
-    id: str
-    object: str
-    created: int
-    model: str
-    system_fingerprint: str
-    choices: list[_ChunkChoice]
-    usage: _Usage | None = None
-
-
-class _TextChoice(msgspec.Struct):
-    text: str
-    index: int
-    logprobs: None
-    finish_reason: str | None
-
-
-class _TextCompletion(msgspec.Struct, omit_defaults=True):
-    id: str
-    object: str
-    created: int
-    model: str
-    system_fingerprint: str
-    choices: list[_TextChoice]
-    usage: _Usage | None = None
-
-
-class _Embedding(msgspec.Struct):
-    object: str
-    index: int
-    embedding: list[float] | str
-
-
-class _EmbeddingList(msgspec.Struct):
-    object: str
-    data: list[_Embedding]
-    model: str
-    usage: _EmbeddingUsage
-
-
-class _Model(msgspec.Struct):
-    id: str
-    object: str
-    created: int
-    owned_by: str
-
-
-class _ModelsPage(msgspec.Struct):
-    object: str
-    data: list[_Model]
-
-
-_encoder = msgspec.json.Encoder()
-_encode = _encoder.encode
+_encode = encoder.encode
 _DONE = b"data: [DONE]\n\n"
-
-
-def _error(
-    message: str, *, type: str = "invalid_request_error", param: str | None = None,
-    code: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 class _BadBody(Exception):
@@ -312,7 +126,7 @@ class _BadBody(Exception):
 
 def _too_large() -> _BadBody:
     return _BadBody(
-        _error(
+        error_body(
             f"The request body is larger than the simulator accepts: {MAX_BODY_BYTES} bytes at "
             "most (MAX_BODY_BYTES).",
             code="request_too_large",
@@ -332,11 +146,13 @@ def _decompress(raw: bytes, encoding: str) -> bytes:
     try:
         body = decoder.decompress(raw, MAX_BODY_BYTES + 1)
     except zlib.error as exc:
-        raise _BadBody(_error(f"The request body is not valid {encoding} data: {exc}.")) from None
+        raise _BadBody(
+            error_body(f"The request body is not valid {encoding} data: {exc}.")
+        ) from None
     if len(body) > MAX_BODY_BYTES:
         raise _too_large()
     if not decoder.eof:
-        raise _BadBody(_error(f"The request body's {encoding} data is cut short."))
+        raise _BadBody(error_body(f"The request body's {encoding} data is cut short."))
     return body
 
 
@@ -349,16 +165,16 @@ def _decode_error(exc: msgspec.DecodeError) -> _BadBody:
             where = text.rsplit("at `$", 1)[1].strip("`.") if "at `$" in text else ""
             missing = f"{where}.{field}" if where else field
             return _BadBody(
-                _error(
+                error_body(
                     f"Missing required parameter: '{missing}'.",
                     param=missing,
                     code="missing_required_parameter",
                 )
             )
         param = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else None
-        return _BadBody(_error(f"Invalid request: {text}", param=param, code="invalid_type"))
+        return _BadBody(error_body(f"Invalid request: {text}", param=param, code="invalid_type"))
     return _BadBody(
-        _error(
+        error_body(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
             "but what was sent was not valid JSON.)"
@@ -385,7 +201,7 @@ def _json_kind(value: object) -> str:
 
 def _invalid_type(param: str, expected: str, value: object) -> _BadBody:
     return _BadBody(
-        _error(
+        error_body(
             f"Invalid type for '{param}': expected {expected}, but got {_json_kind(value)} "
             "instead.",
             param=param,
@@ -394,7 +210,9 @@ def _invalid_type(param: str, expected: str, value: object) -> _BadBody:
     )
 
 
-def _text_of(content: str | list[Any] | None, where: str) -> str | None:
+def _text_of(content: str | list[Any] | UnsetType | None, where: str) -> str | None:
+    if content is UNSET:
+        return None
     if content is None or isinstance(content, str):
         return content
     # Content parts: objects; only the text ones count for the token estimate.
@@ -413,7 +231,7 @@ def _text_of(content: str | list[Any] | None, where: str) -> str | None:
 def _only_one_choice(n: int) -> None:
     if n != 1:
         raise _BadBody(
-            _error(
+            error_body(
                 f"The simulator answers one choice per request: 'n' must be 1, got {n}.",
                 param="n",
                 code="unsupported_value",
@@ -421,7 +239,7 @@ def _only_one_choice(n: int) -> None:
         )
 
 
-def _chat_request(body: _ChatBody) -> CompletionRequest:
+def _chat_request(body: ChatBody[RequestMessage]) -> CompletionRequest:
     if len(body.messages) > MAX_MESSAGES:
         # Refused before the messages are converted: that work grows with their number.
         raise _BadBody(_too_long("messages", len(body.messages), MAX_MESSAGES, "MAX_MESSAGES"))
@@ -431,7 +249,7 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
         role = "tool" if m.role == "function" else m.role
         if role not in _ROLES:
             raise _BadBody(
-                _error(
+                error_body(
                     f"Invalid value: '{m.role}'. Supported values are: 'system', 'assistant', "
                     "'user', 'tool', 'function', and 'developer'.",
                     param=f"messages[{i}].role",
@@ -451,22 +269,16 @@ def _chat_request(body: _ChatBody) -> CompletionRequest:
             )
         )
     if not messages:
-        raise _BadBody(_error("[] is too short - 'messages'", param="messages", code="empty_array"))
+        raise _BadBody(
+            error_body("[] is too short - 'messages'", param="messages", code="empty_array")
+        )
     return CompletionRequest(
         model=body.model,
         messages=messages,
         max_tokens=(
             body.max_tokens if body.max_completion_tokens is None else body.max_completion_tokens
         ),
-        tools=[
-            ToolSpec(
-                name=t.function.name,
-                description=t.function.description,
-                parameters=t.function.parameters,
-                strict=t.function.strict,
-            )
-            for t in body.tools or ()
-        ],
+        tools=[t.function for t in body.tools or ()],
         tool_choice=body.tool_choice,
         response_format=body.response_format,
         temperature=body.temperature,
@@ -498,7 +310,7 @@ def _embedding_inputs(raw: str | list[Any]) -> list[str]:
             inputs.append(" ".join(map(str, x)))
         else:
             raise _BadBody(
-                _error(
+                error_body(
                     "'input' must be a string, an array of strings, an array of tokens or an "
                     "array of token arrays (tokens are integers from 0 to 2^32 - 1).",
                     param="input",
@@ -515,26 +327,26 @@ def _decode(decoder: msgspec.json.Decoder[_Body], raw: bytes) -> _Body:
     except RecursionError:
         # msgspec refuses JSON nested deeper than the interpreter's recursion limit.
         raise _BadBody(
-            _error(
+            error_body(
                 "The request body is nested too deeply to be parsed: flatten it.",
                 code="invalid_json",
             )
         ) from None
 
 
-def _parse_chat(raw: bytes) -> tuple[_ChatBody, CompletionRequest]:
-    body = _decode(_chat_decoder, raw)
+def _parse_chat(raw: bytes) -> tuple[ChatBody[RequestMessage], CompletionRequest]:
+    body = _decode(chat_body_decoder, raw)
     return body, _chat_request(body)
 
 
-def _parse_text(raw: bytes) -> tuple[_TextBody, CompletionRequest]:
-    body = _decode(_text_decoder, raw)
+def _parse_text(raw: bytes) -> tuple[TextBody, CompletionRequest]:
+    body = _decode(text_body_decoder, raw)
     _only_one_choice(body.n)
     prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
     request = CompletionRequest(
         model=body.model,
         prompt=prompt,
-        max_tokens=body.max_tokens,
+        max_tokens=COMPLETIONS_DEFAULT_MAX_TOKENS if body.max_tokens is UNSET else body.max_tokens,
         temperature=body.temperature,
         seed=body.seed,
         stream=body.stream,
@@ -542,11 +354,11 @@ def _parse_text(raw: bytes) -> tuple[_TextBody, CompletionRequest]:
     return body, request
 
 
-def _parse_embedding(raw: bytes) -> tuple[_EmbeddingBody, EmbeddingRequest]:
-    body = _decode(_embedding_decoder, raw)
+def _parse_embedding(raw: bytes) -> tuple[EmbeddingBody, EmbeddingRequest]:
+    body = _decode(embedding_body_decoder, raw)
     if body.encoding_format not in ("float", "base64"):
         raise _BadBody(
-            _error(
+            error_body(
                 f"Invalid value: '{body.encoding_format}'. Supported values are: 'float' and "
                 "'base64'.",
                 param="encoding_format",
@@ -672,7 +484,7 @@ class SimServer:
         self,
         request: web.Request,
         plan: Plan,
-        body: _ChatBody | _TextBody,
+        body: ChatBody[RequestMessage] | TextBody,
         whole: Callable[[Plan], msgspec.Struct],
         pieces: Callable[..., Iterator[tuple[int, bytes]]],
     ) -> web.StreamResponse:
@@ -772,7 +584,7 @@ class SimServer:
             elif encoding == "x-gzip":
                 encoding = "gzip"
             elif encoding not in ("gzip", "deflate"):
-                body = _error(
+                body = error_body(
                     f"Content-Encoding {encoding!r} is not supported: send the body as it is, or "
                     "in gzip or deflate.",
                     code="unsupported_content_encoding",
@@ -786,7 +598,7 @@ class SimServer:
             # A body its own headers do not describe: a Content-Encoding it is not in, say.
             cause = exc.__cause__ or exc
             reason = str(getattr(cause, "message", cause)).strip()
-            body = _error(f"The request body could not be read: {reason}.")
+            body = error_body(f"The request body could not be read: {reason}.")
             response = self._json(_encode(body), status=400)
             # The rest of the body cannot be read either: the connection ends with this answer,
             # and the server does not try to read the rest first.
@@ -845,13 +657,7 @@ class SimServer:
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``."""
-        page = _ModelsPage(
-            object="list",
-            data=[
-                _Model(id=m.id, object="model", created=m.created or 0, owned_by=m.owned_by or "")
-                for m in self.engine.list_models().models
-            ],
-        )
+        page = ModelsPage(data=[_model(m) for m in self.engine.list_models().models])
         return self._json(_encode(page))
 
     async def model(self, request: web.Request) -> web.Response:
@@ -859,11 +665,10 @@ class SimServer:
         wanted = request.match_info["model"]
         for m in self.engine.list_models().models:
             if m.id == wanted:
-                info = _Model(
-                    id=m.id, object="model", created=m.created or 0, owned_by=m.owned_by or ""
-                )
-                return self._json(_encode(info))
-        body = _error(f"The model '{wanted}' does not exist", param="model", code="model_not_found")
+                return self._json(_encode(_model(m)))
+        body = error_body(
+            f"The model '{wanted}' does not exist", param="model", code="model_not_found"
+        )
         return self._json(_encode(body), status=404)
 
     async def health(self, request: web.Request) -> web.Response:
@@ -871,7 +676,7 @@ class SimServer:
         return self._json(b'{"status":"ok"}')
 
     async def not_found(self, request: web.Request) -> web.Response:
-        body = _error(f"Invalid URL ({request.method} {request.path})")
+        body = error_body(f"Invalid URL ({request.method} {request.path})")
         return self._json(_encode(body), status=404)
 
 
@@ -879,37 +684,37 @@ class SimServer:
 # Wire shapes of a plan
 
 
-def _usage(plan: Plan) -> _Usage:
+def _usage(plan: Plan) -> CompletionUsage:
     usage = plan.usage
-    return _Usage(
+    return CompletionUsage(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.total_tokens,
+        prompt_tokens_details=OMIT,
     )
 
 
-def _chat_completion(plan: Plan) -> _ChatCompletion:
+def _model(info: ModelInfo) -> Model:
+    return Model(id=info.id, created=info.created or 0, owned_by=info.owned_by or "")
+
+
+def _chat_completion(plan: Plan) -> ChatCompletion:
     calls = [
-        _OutToolCall(
-            id=c.id, type="function", function=_OutFunction(name=c.name, arguments=c.arguments)
-        )
+        ChatToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
         for c in plan.tool_calls
     ]
-    return _ChatCompletion(
+    message = ChatMessage(
+        content=plan.content,
+        tool_calls=calls or OMIT,
+        name=OMIT,
+        tool_call_id=OMIT,
+        reasoning_content=OMIT,
+    )
+    return ChatCompletion(
         id=plan.id,
-        object="chat.completion",
         created=plan.created,
         model=plan.model,
-        choices=[
-            _ChatChoice(
-                index=0,
-                message=_OutMessage(
-                    role="assistant", content=plan.content, refusal=None, tool_calls=calls or None
-                ),
-                logprobs=None,
-                finish_reason=plan.finish_reason,
-            )
-        ],
+        choices=[ChatChoice(message=message, finish_reason=plan.finish_reason)],
         usage=_usage(plan),
         system_fingerprint=_FINGERPRINT,
     )
@@ -920,25 +725,30 @@ def _chat_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, byte
     a role chunk, one chunk per token, per tool call a header chunk (id, name) and one chunk
     per argument fragment, the finish chunk, the usage chunk when asked, ``[DONE]``."""
 
-    def chunk(delta: _Delta, finish_reason: str | None = None) -> bytes:
+    def chunk(
+        delta: Delta | None, finish_reason: str | None = None, usage: CompletionUsage = OMIT
+    ) -> bytes:
+        choices = (
+            []
+            if delta is None
+            else [ChunkChoice(delta=delta, finish_reason=finish_reason, text=OMIT)]
+        )
         return _sse(
-            _ChatChunk(
+            ChatCompletionChunk(
                 id=plan.id,
-                object="chat.completion.chunk",
                 created=plan.created,
                 model=plan.model,
                 system_fingerprint=_FINGERPRINT,
-                choices=[
-                    _ChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=finish_reason)
-                ],
+                choices=choices,
+                usage=usage,
             )
         )
 
     # Token chunks are the hot path: a prefix and suffix around the token's JSON string.
-    prefix, suffix = chunk(_Delta(content="\x00")).split(b'"\\u0000"')
+    prefix, suffix = chunk(Delta(content="\x00")).split(b'"\\u0000"')
     yield (
         0,
-        chunk(_Delta(role="assistant", content="" if plan.tokens or not plan.tool_calls else None)),
+        chunk(Delta(role="assistant", content="" if plan.tokens or not plan.tool_calls else None)),
     )
     piece = 0
     for token in plan.tokens:
@@ -947,49 +757,33 @@ def _chat_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, byte
     for index, (call, fragments) in enumerate(
         zip(plan.tool_calls, plan.tool_call_pieces, strict=True)
     ):
-        header = _DeltaToolCall(
+        header = DeltaToolCall(
             index=index,
             id=call.id,
             type="function",
-            function=_DeltaFunction(name=call.name, arguments=""),
+            function=DeltaFunction(name=call.name, arguments=""),
         )
-        yield piece, chunk(_Delta(tool_calls=[header]))
+        yield piece, chunk(Delta(tool_calls=[header]))
         for fragment in fragments:
-            delta = _DeltaToolCall(index=index, function=_DeltaFunction(arguments=fragment))
-            yield piece, chunk(_Delta(tool_calls=[delta]))
+            more = DeltaToolCall(
+                index=index, id=OMIT, type=OMIT, function=DeltaFunction(arguments=fragment)
+            )
+            yield piece, chunk(Delta(tool_calls=[more]))
             piece += 1
     last = max(piece - 1, 0)
-    yield last, chunk(_Delta(), plan.finish_reason)
+    yield last, chunk(Delta(), plan.finish_reason)
     if include_usage:
-        yield (
-            last,
-            _sse(
-                _ChatChunk(
-                    id=plan.id,
-                    object="chat.completion.chunk",
-                    created=plan.created,
-                    model=plan.model,
-                    system_fingerprint=_FINGERPRINT,
-                    choices=[],
-                    usage=_usage(plan),
-                )
-            ),
-        )
+        yield last, chunk(None, usage=_usage(plan))
     yield last, _DONE
 
 
-def _text_completion(plan: Plan) -> _TextCompletion:
-    return _TextCompletion(
+def _text_completion(plan: Plan) -> TextCompletion:
+    return TextCompletion(
         id=plan.id,
-        object="text_completion",
         created=plan.created,
         model=plan.model,
         system_fingerprint=_FINGERPRINT,
-        choices=[
-            _TextChoice(
-                text=plan.content or "", index=0, logprobs=None, finish_reason=plan.finish_reason
-            )
-        ],
+        choices=[TextChoice(text=plan.content or "", finish_reason=plan.finish_reason)],
         usage=_usage(plan),
     )
 
@@ -998,16 +792,11 @@ def _text_chunks(plan: Plan, *, include_usage: bool) -> Iterator[tuple[int, byte
     """The SSE events of a streamed text completion: one per token, the finish event, the
     usage event when asked, ``[DONE]``."""
 
-    def chunk(text: str, finish_reason: str | None = None, usage: _Usage | None = None) -> bytes:
-        choices = (
-            []
-            if usage
-            else [_TextChoice(text=text, index=0, logprobs=None, finish_reason=finish_reason)]
-        )
+    def chunk(text: str, finish_reason: str | None = None, usage: CompletionUsage = OMIT) -> bytes:
+        choices = [] if usage else [TextChoice(text=text, finish_reason=finish_reason)]
         return _sse(
-            _TextCompletion(
+            TextCompletion(
                 id=plan.id,
-                object="text_completion",
                 created=plan.created,
                 model=plan.model,
                 system_fingerprint=_FINGERPRINT,
@@ -1035,14 +824,16 @@ def _embedding_answer(plan: Plan, base64_encoded: bool) -> bytes:
             return vector
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
-    answer = _EmbeddingList(
-        object="list",
-        data=[
-            _Embedding(object="embedding", index=i, embedding=wire(v))
-            for i, v in enumerate(plan.embeddings())
-        ],
+    tokens = plan.prompt_tokens
+    answer = EmbeddingList(
+        data=[EmbeddingData(index=i, embedding=wire(v)) for i, v in enumerate(plan.embeddings())],
         model=plan.model,
-        usage=_EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens),
+        usage=CompletionUsage(
+            prompt_tokens=tokens,
+            completion_tokens=OMIT,
+            total_tokens=tokens,
+            prompt_tokens_details=OMIT,
+        ),
     )
     return _encode(answer)
 

@@ -19,6 +19,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
+from .._token_bucket import EPSILON, Bucket
 from ..errors import (
     BadRequest,
     BadResponse,
@@ -41,6 +42,7 @@ from ..schemas import (
     ToolSpec,
     Usage,
 )
+from ..schemas._openai import error_body
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -77,7 +79,6 @@ __all__ = [
     "SimEngine",
     "Simulated",
     "SimulatedConfig",
-    "TokenBucket",
     "UniformLength",
     "check_request",
     "embed_text",
@@ -142,9 +143,6 @@ _ARGUMENT_FRAGMENT = 4
 _ORGANIZATION = "org-sim"
 _OWNED_BY = "limelight-sim"
 _MODELS_CREATED = 1_700_000_000
-# Floating-point slack when comparing a bucket's level with a cost: refill arithmetic can
-# land a hair below an integer it should have reached.
-_EPSILON = 1e-9
 
 
 # --------------------------------------------------------------------------------------
@@ -306,7 +304,7 @@ class SimulatedConfig(msgspec.Struct, frozen=True, kw_only=True):
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 raise ConfigError(f"{name} must be within [0, 1], got {rate}")
-        if sum(self._fault_rates()) > 1.0 + _EPSILON:
+        if sum(self._fault_rates()) > 1.0 + EPSILON:
             raise ConfigError(
                 f"the fault rates add up to {sum(self._fault_rates())}, more than 1: lower them"
             )
@@ -368,55 +366,6 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-class TokenBucket:
-    """A bucket holding at most ``limit`` units that refills continuously at ``limit / 60``
-    per second, starting full: OpenAI's per-minute limits. Pure arithmetic: every method
-    takes the current time, so tests drive it with any clock.
-
-    :param limit: the per-minute limit, also the largest burst.
-    :param now: the time the bucket starts (full).
-    """
-
-    __slots__ = ("_level", "_updated", "limit", "rate")
-
-    def __init__(self, limit: int, *, now: float) -> None:
-        if limit < 1:
-            raise ConfigError(f"a bucket's limit must be at least 1, got {limit}")
-        self.limit = limit
-        self.rate = limit / 60.0
-        self._level = float(limit)
-        self._updated = now
-
-    def _refill(self, now: float) -> None:
-        # A clock that went backwards (another event loop's clock) refills nothing.
-        if now > self._updated:
-            self._level = min(float(self.limit), self._level + (now - self._updated) * self.rate)
-            self._updated = now
-
-    def level(self, now: float) -> float:
-        """Units available at ``now``."""
-        self._refill(now)
-        return self._level
-
-    def can_take(self, amount: float, now: float) -> bool:
-        """Whether ``amount`` units are available at ``now``."""
-        return self.level(now) + _EPSILON >= amount
-
-    def take(self, amount: float, now: float) -> None:
-        """Remove ``amount`` units (the caller checked :meth:`can_take`)."""
-        self._refill(now)
-        self._level = max(0.0, self._level - amount)
-
-    def wait_time(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` units are available (0 when they are now)."""
-        missing = amount - self.level(now)
-        return 0.0 if missing <= _EPSILON else missing / self.rate
-
-    def reset_time(self, now: float) -> float:
-        """Seconds until the bucket is full again (``x-ratelimit-reset-*``)."""
-        return (self.limit - self.level(now)) / self.rate
-
-
 class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
     """The answer of :meth:`Quota.try_acquire`.
 
@@ -463,8 +412,8 @@ class Quota:
         self._clock = clock
         self._rpm = rpm
         self._tpm = tpm
-        self._requests: TokenBucket | None = None
-        self._tokens: TokenBucket | None = None
+        self._requests: Bucket | None = None
+        self._tokens: Bucket | None = None
         self.max_concurrency = max_concurrency
         # ticket -> when that request is expected to end, to tell a refused caller when a
         # slot frees up.
@@ -476,12 +425,12 @@ class Quota:
         """Admitted requests not yet released."""
         return len(self._in_flight)
 
-    def _buckets(self, now: float) -> tuple[TokenBucket | None, TokenBucket | None]:
+    def _buckets(self, now: float) -> tuple[Bucket | None, Bucket | None]:
         # Buckets start full at their first use, so the clock is only read inside a loop.
         if self._requests is None and self._rpm is not None:
-            self._requests = TokenBucket(self._rpm, now=now)
+            self._requests = Bucket(self._rpm, now=now)
         if self._tokens is None and self._tpm is not None:
-            self._tokens = TokenBucket(self._tpm, now=now)
+            self._tokens = Bucket(self._tpm, now=now)
         return self._requests, self._tokens
 
     def headers(self) -> dict[str, str]:
@@ -492,11 +441,11 @@ class Quota:
         requests, tokens = self._buckets(now)
         headers: dict[str, str] = {}
         if requests is not None:
-            headers["x-ratelimit-limit-requests"] = str(requests.limit)
+            headers["x-ratelimit-limit-requests"] = str(int(requests.limit))
             headers["x-ratelimit-remaining-requests"] = str(math.floor(requests.level(now)))
             headers["x-ratelimit-reset-requests"] = format_duration(requests.reset_time(now))
         if tokens is not None:
-            headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
+            headers["x-ratelimit-limit-tokens"] = str(int(tokens.limit))
             headers["x-ratelimit-remaining-tokens"] = str(math.floor(tokens.level(now)))
             headers["x-ratelimit-reset-tokens"] = format_duration(tokens.reset_time(now))
         return headers
@@ -517,8 +466,8 @@ class Quota:
             refusal = QuotaDecision(
                 admitted=False,
                 limited_by="tokens",
-                limit=token_bucket.limit,
-                used=math.ceil(token_bucket.limit - token_bucket.level(now) - _EPSILON),
+                limit=int(token_bucket.limit),
+                used=math.ceil(token_bucket.limit - token_bucket.level(now) - EPSILON),
                 requested=tokens,
                 too_large=True,
             )
@@ -532,8 +481,8 @@ class Quota:
             refusal = QuotaDecision(
                 admitted=False,
                 limited_by="requests" if bucket is requests else "tokens",
-                limit=bucket.limit,
-                used=math.ceil(bucket.limit - bucket.level(now) - _EPSILON),
+                limit=int(bucket.limit),
+                used=math.ceil(bucket.limit - bucket.level(now) - EPSILON),
                 requested=requested,
                 retry_after=max(request_wait, token_wait),
             )
@@ -554,10 +503,11 @@ class Quota:
                 headers["retry-after"] = str(max(1, math.ceil(refusal.retry_after)))
                 headers["retry-after-ms"] = str(max(1, math.ceil(refusal.retry_after * 1000)))
             return msgspec.structs.replace(refusal, headers=headers)
-        if requests is not None:
-            requests.take(1, now)
-        if token_bucket is not None:
-            token_bucket.take(tokens, now)
+        for bucket, amount in ((requests, 1), (token_bucket, tokens)):
+            if bucket is not None:
+                # OpenAI's bucket stops at empty: an amount admitted within the slack of the
+                # level empties it.
+                bucket.take(min(amount, bucket.level(now)), now)
         ticket = self._next_ticket
         self._next_ticket += 1
         self._in_flight[ticket] = now + expected_duration
@@ -568,12 +518,6 @@ class Quota:
         self._in_flight.pop(ticket, None)
 
 
-def _error_body(
-    message: str, *, type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
 def _rate_limit_body(model: str, decision: QuotaDecision) -> dict[str, Any]:
     """OpenAI's 429 body for a quota refusal."""
     if decision.limited_by == "concurrency":
@@ -582,7 +526,7 @@ def _rate_limit_body(model: str, decision: QuotaDecision) -> dict[str, Any]:
             f"requests: Limit {decision.limit}, Current {decision.used}. Please try again in "
             f"{format_duration(decision.retry_after or 0.0)}."
         )
-        return _error_body(message, type="requests", code="rate_limit_exceeded")
+        return error_body(message, type="requests", code="rate_limit_exceeded")
     unit = "requests per min (RPM)" if decision.limited_by == "requests" else "tokens per min (TPM)"
     if decision.too_large:
         message = (
@@ -597,7 +541,7 @@ def _rate_limit_body(model: str, decision: QuotaDecision) -> dict[str, Any]:
             f"Please try again in {format_duration(decision.retry_after or 0.0)}. "
             "(limelight simulator)"
         )
-    return _error_body(message, type=str(decision.limited_by), code="rate_limit_exceeded")
+    return error_body(message, type=str(decision.limited_by), code="rate_limit_exceeded")
 
 
 # --------------------------------------------------------------------------------------
@@ -1035,7 +979,7 @@ def _check_schema(schema: object, context: tuple[str, ...]) -> None:
 
 
 def _invalid(message: str, param: str | None, code: str | None = None) -> dict[str, Any]:
-    return _error_body(message, type="invalid_request_error", param=param, code=code)
+    return error_body(message, type="invalid_request_error", param=param, code=code)
 
 
 def _too_long(param: str, length: int, limit: int, cap: str) -> dict[str, Any]:
@@ -1445,7 +1389,7 @@ class SimEngine:
     def _bad_request(self, request: CompletionRequest | EmbeddingRequest) -> dict[str, Any] | None:
         model = request.model
         if self.config.strict_models and model and model not in self.config.models:
-            return _error_body(
+            return error_body(
                 f"The model `{model}` does not exist or you do not have access to it.",
                 type="invalid_request_error",
                 param="model",
@@ -1487,7 +1431,7 @@ class SimEngine:
             outcome=Outcome.RATE_LIMITED,
             prompt_tokens=prompt_tokens,
             status=429,
-            error=_error_body(message, type="requests", code="rate_limit_exceeded"),
+            error=error_body(message, type="requests", code="rate_limit_exceeded"),
             retry_after=retry_after,
             headers=headers,
         )
@@ -1556,7 +1500,7 @@ class SimEngine:
         status, error = 200, None
         if outcome is Outcome.SERVER_ERROR:
             status, text = rng.choice(_SERVER_ERRORS)
-            error = _error_body(text, type="server_error")
+            error = error_body(text, type="server_error")
         return Plan(
             index=index,
             id=ident,
@@ -1610,7 +1554,7 @@ class SimEngine:
         status, error = 200, None
         if outcome is Outcome.SERVER_ERROR:
             status, text = rng.choice(_SERVER_ERRORS)
-            error = _error_body(text, type="server_error")
+            error = error_body(text, type="server_error")
         dimensions = request.dimensions or self.config.embedding_dimensions
         return Plan(
             index=index,

@@ -94,18 +94,31 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """The delay before retry number ``retry`` (1-based), jitter applied."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
+        try:
+            base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
+        except OverflowError:  # a very long run of failures: the cap was reached long ago
+            base = self.max_delay
         if self.jitter:
             base *= 1.0 - self.jitter * self.rng.random()
         return base
 
-    def delay_for(self, retry: int, exc: BaseException) -> float:
-        """The delay before retry ``retry`` after ``exc``: backoff, lengthened to the server's
-        delay when it asked for a longer one (:func:`pushback`)."""
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """The wait before retry number ``retry`` (1-based): :meth:`backoff`, lengthened to
+        ``retry_after`` (the server's delay, seconds; ``None`` when it gave none) when the
+        server asked for longer and ``respect_retry_after`` is set (:func:`pushback`).
+
+        For loops that wait themselves (and decide what a wait longer than ``max_delay``
+        means); :meth:`wait_to_retry` uses it.
+        """
         backoff = self.backoff(retry)
         if self.respect_retry_after:
-            return pushback(server_delay(exc), backoff)
+            return pushback(retry_after, backoff)
         return backoff
+
+    def delay_for(self, retry: int, exc: BaseException) -> float:
+        """The wait before retry ``retry`` after ``exc``: :meth:`delay`, with the server's delay
+        that ``exc`` carries (``retry_after``), if any."""
+        return self.delay(retry, server_delay(exc))
 
     async def run(
         self,

@@ -3,7 +3,9 @@
 The analytics events load on first use (``import limelight`` does not need them).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes as _lazy_attributes
 
 if TYPE_CHECKING:
     from ._events import REDACTED as REDACTED
@@ -99,46 +101,40 @@ __all__ = [
     "redact",
 ]
 
-_EVENTS = frozenset(
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
     {
-        "REDACTED",
-        "AgentPlanningPayload",
-        "AgentReasoningPayload",
-        "AgentResponsePayload",
-        "APIRequestPayload",
-        "APIResponsePayload",
-        "ErrorPayload",
-        "Event",
-        "EventLinks",
-        "EventPayload",
-        "EventType",
-        "FunctionExecutionPayload",
-        "LLMRequestPayload",
-        "LLMResponsePayload",
-        "LLMStreamingChunkPayload",
-        "PerformanceMetricPayload",
-        "SessionEndPayload",
-        "SessionStartPayload",
-        "TimeoutErrorPayload",
-        "ToolCallPayload",
-        "ToolResponsePayload",
-        "ToolResult",
-        "UserFeedbackPayload",
-        "UserInputPayload",
-        "ValidationErrorPayload",
-        "decode_event",
-        "decode_events",
-        "encode_event",
-        "encode_events",
-        "event_size",
-        "redact",
-    }
+        "._events": [
+            "REDACTED",
+            "AgentPlanningPayload",
+            "AgentReasoningPayload",
+            "AgentResponsePayload",
+            "APIRequestPayload",
+            "APIResponsePayload",
+            "ErrorPayload",
+            "Event",
+            "EventLinks",
+            "EventPayload",
+            "EventType",
+            "FunctionExecutionPayload",
+            "LLMRequestPayload",
+            "LLMResponsePayload",
+            "LLMStreamingChunkPayload",
+            "PerformanceMetricPayload",
+            "SessionEndPayload",
+            "SessionStartPayload",
+            "TimeoutErrorPayload",
+            "ToolCallPayload",
+            "ToolResponsePayload",
+            "UserFeedbackPayload",
+            "UserInputPayload",
+            "ValidationErrorPayload",
+            "decode_event",
+            "decode_events",
+            "encode_event",
+            "encode_events",
+            "event_size",
+            "redact",
+        ],
+    },
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EVENTS:
-        from . import _events
-
-        return getattr(_events, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

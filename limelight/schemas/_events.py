@@ -6,16 +6,20 @@ links that rebuild a run's tree (``run_id``, ``session_id``, ``parent_event_id``
 redacted when an event is built, so none reaches a sink.
 """
 
+# The create_* stubs have docstrings for bodies; @_factory generates the real ones.
+# mypy: disable-error-code="empty-body"
+
 from __future__ import annotations
 
 import enum
+import inspect
 import os
 import random
 import time
 import traceback as _traceback
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, TypedDict, Unpack, get_args
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypedDict, TypeVar, Unpack, get_args, get_origin
 
 import msgspec
 
@@ -347,6 +351,64 @@ class EventLinks(TypedDict, total=False):
     metadata: Mapping[str, Any] | None
 
 
+_Factory = TypeVar("_Factory", bound=Callable[..., "Event"])
+
+
+def _factory(payload: type[_Payload]) -> Callable[[_Factory], _Factory]:
+    """Give a typed ``create_<event type>`` stub its body: build ``payload`` from the stub's
+    arguments (mappings copied into dicts, iterables into lists, where the payload holds one)
+    and wrap it in an :class:`Event` with the links.
+
+    The stub's parameters (besides ``cls`` and ``**links``) must be exactly the payload's
+    fields; its signature, defaults and docstring are kept. The body is compiled from source,
+    as :mod:`dataclasses` does for ``__init__``, so a call costs what a handwritten one does.
+    """
+    event_type = PAYLOAD_TYPES[payload]
+    types = {field.name: field.type for field in msgspec.structs.fields(payload)}
+
+    def fill(stub: _Factory) -> _Factory:
+        _, *params, links = inspect.signature(stub).parameters.values()
+        names = [param.name for param in params]
+        if (
+            stub.__name__ != f"create_{event_type}"
+            or sorted(names) != sorted(types)
+            or links.kind is not inspect.Parameter.VAR_KEYWORD
+        ):
+            raise TypeError(
+                f"{stub.__name__} must be named create_{event_type} and take exactly the "
+                f"fields of {payload.__name__} ({', '.join(types)}), then **links"
+            )
+        values = []
+        for name in names:
+            origin = get_origin(types[name]) or types[name]
+            if origin is dict:
+                values.append(f"{name}=dict({name}) if {name} else {{}}")
+            elif origin is list:
+                values.append(f"{name}=list({name})")
+            else:
+                values.append(f"{name}={name}")
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        keyword = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        star = ["*", *keyword] if keyword else []
+        signature = ", ".join(["cls", *positional, *star, "**links"])
+        source = (
+            f"def make(payload, event_type):\n"
+            f"    def {stub.__name__}({signature}):\n"
+            f"        return cls._make(event_type, payload({', '.join(values)}), links)\n"
+            f"    return {stub.__name__}\n"
+        )
+        namespace: dict[str, Any] = {}
+        exec(source, globals(), namespace)  # only names checked above go into the source
+        made = namespace["make"](payload, event_type)
+        made.__defaults__ = stub.__defaults__
+        made.__kwdefaults__ = stub.__kwdefaults__
+        for attribute in ("__module__", "__qualname__", "__doc__", "__annotations__"):
+            setattr(made, attribute, getattr(stub, attribute))
+        return made  # type: ignore[no-any-return]
+
+    return fill
+
+
 # Event ids are version-7 UUIDs (RFC 9562): the creation time in milliseconds, then 74 random
 # bits. Time-ordered ids keep a store's primary-key index append-mostly (random ones scatter
 # writes over the whole B-tree as it grows). The random bits come from a private generator
@@ -405,30 +467,28 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         if self.metadata:
             _redact_fields(self, ("metadata",))
 
-    # -- factories: one per event type; each takes the links (EventLinks) as keywords --
+    # -- factories: one per event type, named create_<event type>. Each is written once, as a
+    # typed stub (its signature and docstring are what users, IDEs and mypy see); @_factory
+    # generates its body from the payload class. create_error is written out: it reads an
+    # exception.
 
     @classmethod
-    def _make(cls, payload: EventPayload, links: EventLinks) -> Event:
+    def _make(cls, event_type: EventType, payload: EventPayload, links: EventLinks) -> Event:
         if "metadata" in links:
             metadata = links["metadata"]
             links = {**links, "metadata": dict(metadata) if metadata else {}}
         # Unknown keywords (a typo) raise TypeError here, from the constructor.
-        return cls(event_type=PAYLOAD_TYPES[type(payload)], payload=payload, **links)  # type: ignore[arg-type]
+        return cls(event_type=event_type, payload=payload, **links)  # type: ignore[arg-type]
 
     @classmethod
+    @_factory(UserInputPayload)
     def create_user_input(
-        cls,
-        text: str,
-        *,
-        input_type: str = "text",
-        **links: Unpack[EventLinks],
+        cls, text: str, *, input_type: str = "text", **links: Unpack[EventLinks]
     ) -> Event:
-        return cls._make(
-            UserInputPayload(text=text, input_type=input_type),
-            links,
-        )
+        """What a user typed or sent."""
 
     @classmethod
+    @_factory(UserFeedbackPayload)
     def create_user_feedback(
         cls,
         *,
@@ -437,26 +497,17 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         target_event_id: uuid.UUID | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            UserFeedbackPayload(rating=rating, comment=comment, target_event_id=target_event_id),
-            links,
-        )
+        """A user's rating of an answer (``target_event_id``: the event rated)."""
 
     @classmethod
+    @_factory(AgentReasoningPayload)
     def create_agent_reasoning(
-        cls,
-        agent_name: str,
-        content: str,
-        *,
-        step: int | None = None,
-        **links: Unpack[EventLinks],
+        cls, agent_name: str, content: str, *, step: int | None = None, **links: Unpack[EventLinks]
     ) -> Event:
-        return cls._make(
-            AgentReasoningPayload(agent_name=agent_name, content=content, step=step),
-            links,
-        )
+        """An agent's thought at one step of its loop."""
 
     @classmethod
+    @_factory(AgentPlanningPayload)
     def create_agent_planning(
         cls,
         agent_name: str,
@@ -465,12 +516,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         content: str = "",
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            AgentPlanningPayload(agent_name=agent_name, steps=list(steps), content=content),
-            links,
-        )
+        """An agent's plan: the steps it means to take."""
 
     @classmethod
+    @_factory(AgentResponsePayload)
     def create_agent_response(
         cls,
         agent_name: str,
@@ -481,18 +530,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         finish_reason: str | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            AgentResponsePayload(
-                agent_name=agent_name,
-                content=content,
-                turns=turns,
-                duration=duration,
-                finish_reason=finish_reason,
-            ),
-            links,
-        )
+        """An agent's answer at the end of a run (or a step); ``duration`` in seconds."""
 
     @classmethod
+    @_factory(LLMRequestPayload)
     def create_llm_request(
         cls,
         model: str,
@@ -506,21 +547,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         stream: bool = False,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            LLMRequestPayload(
-                model=model,
-                provider=provider,
-                messages_count=messages_count,
-                tools_count=tools_count,
-                role=role,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stream=stream,
-            ),
-            links,
-        )
+        """An LLM call about to be made. ``role`` is the role-router role (executor, ...)."""
 
     @classmethod
+    @_factory(LLMResponsePayload)
     def create_llm_response(
         cls,
         model: str,
@@ -538,25 +568,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         tool_calls_count: int = 0,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            LLMResponsePayload(
-                model=model,
-                provider=provider,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_tokens=cached_tokens,
-                cost=cost,
-                latency=latency,
-                ttft=ttft,
-                finish_reason=finish_reason,
-                role=role,
-                content=content,
-                tool_calls_count=tool_calls_count,
-            ),
-            links,
-        )
+        """An LLM call's outcome: tokens, cost (USD, when known), latency and TTFT (seconds)."""
 
     @classmethod
+    @_factory(LLMStreamingChunkPayload)
     def create_llm_streaming_chunk(
         cls,
         model: str,
@@ -567,14 +582,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         elapsed: float | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            LLMStreamingChunkPayload(
-                model=model, provider=provider, index=index, content=content, elapsed=elapsed
-            ),
-            links,
-        )
+        """One chunk of a streamed answer (``elapsed``: seconds since the call began)."""
 
     @classmethod
+    @_factory(ToolCallPayload)
     def create_tool_call(
         cls,
         tool_name: str,
@@ -584,17 +595,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         tool_type: str | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            ToolCallPayload(
-                tool_name=tool_name,
-                arguments=dict(arguments) if arguments else {},
-                tool_call_id=tool_call_id,
-                tool_type=tool_type,
-            ),
-            links,
-        )
+        """A tool about to run, with the arguments it got."""
 
     @classmethod
+    @_factory(ToolResponsePayload)
     def create_tool_response(
         cls,
         tool_name: str,
@@ -605,18 +609,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         tool_call_id: str | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            ToolResponsePayload(
-                tool_name=tool_name,
-                result=result,
-                is_error=is_error,
-                duration=duration,
-                tool_call_id=tool_call_id,
-            ),
-            links,
-        )
+        """A tool's result (or its error, ``is_error``) and how long it ran (seconds)."""
 
     @classmethod
+    @_factory(FunctionExecutionPayload)
     def create_function_execution(
         cls,
         function_name: str,
@@ -627,32 +623,17 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         duration: float | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            FunctionExecutionPayload(
-                function_name=function_name,
-                arguments=dict(arguments) if arguments else {},
-                result=result,
-                error=error,
-                duration=duration,
-            ),
-            links,
-        )
+        """A traced function call: its arguments, result or error, and duration (seconds)."""
 
     @classmethod
+    @_factory(APIRequestPayload)
     def create_api_request(
-        cls,
-        method: str,
-        url: str,
-        *,
-        body_size: int | None = None,
-        **links: Unpack[EventLinks],
+        cls, method: str, url: str, *, body_size: int | None = None, **links: Unpack[EventLinks]
     ) -> Event:
-        return cls._make(
-            APIRequestPayload(method=method, url=url, body_size=body_size),
-            links,
-        )
+        """An outgoing HTTP request (never its headers)."""
 
     @classmethod
+    @_factory(APIResponsePayload)
     def create_api_response(
         cls,
         method: str,
@@ -663,16 +644,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         body_size: int | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            APIResponsePayload(
-                method=method,
-                url=url,
-                status_code=status_code,
-                duration=duration,
-                body_size=body_size,
-            ),
-            links,
-        )
+        """An HTTP response to a request (``duration`` in seconds)."""
 
     @classmethod
     def create_error(
@@ -697,6 +669,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         else:
             kind, message, tb = error_type or "Error", error, None
         return cls._make(
+            EventType.ERROR,
             ErrorPayload(
                 error_type=kind,
                 message=message,
@@ -707,6 +680,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         )
 
     @classmethod
+    @_factory(ValidationErrorPayload)
     def create_validation_error(
         cls,
         message: str,
@@ -716,14 +690,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         value: Any = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            ValidationErrorPayload(
-                error_type=error_type, message=message, field=field, value=value
-            ),
-            links,
-        )
+        """Data that failed validation (model output, tool arguments): where and why."""
 
     @classmethod
+    @_factory(TimeoutErrorPayload)
     def create_timeout_error(
         cls,
         operation: str,
@@ -734,43 +704,24 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         error_type: str = "TimeoutError",
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            TimeoutErrorPayload(
-                operation=operation,
-                timeout=timeout,
-                elapsed=elapsed,
-                message=message,
-                error_type=error_type,
-            ),
-            links,
-        )
+        """An operation that ran out of time (``timeout``: the limit, seconds)."""
 
     @classmethod
+    @_factory(SessionStartPayload)
     def create_session_start(
-        cls,
-        *,
-        attributes: Mapping[str, Any] | None = None,
-        **links: Unpack[EventLinks],
+        cls, *, attributes: Mapping[str, Any] | None = None, **links: Unpack[EventLinks]
     ) -> Event:
-        return cls._make(
-            SessionStartPayload(attributes=dict(attributes) if attributes else {}),
-            links,
-        )
+        """A session (a user's run of an app) began."""
 
     @classmethod
+    @_factory(SessionEndPayload)
     def create_session_end(
-        cls,
-        *,
-        duration: float | None = None,
-        status: str = "ok",
-        **links: Unpack[EventLinks],
+        cls, *, duration: float | None = None, status: str = "ok", **links: Unpack[EventLinks]
     ) -> Event:
-        return cls._make(
-            SessionEndPayload(duration=duration, status=status),
-            links,
-        )
+        """A session ended, after ``duration`` seconds."""
 
     @classmethod
+    @_factory(PerformanceMetricPayload)
     def create_performance_metric(
         cls,
         name: str,
@@ -780,12 +731,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         tags: Mapping[str, str] | None = None,
         **links: Unpack[EventLinks],
     ) -> Event:
-        return cls._make(
-            PerformanceMetricPayload(
-                name=name, value=value, unit=unit, tags=dict(tags) if tags else {}
-            ),
-            links,
-        )
+        """A named measurement (``value`` in ``unit``)."""
 
 
 # --- wire format -------------------------------------------------------------------------------

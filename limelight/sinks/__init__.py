@@ -4,9 +4,9 @@ access, so ``from limelight.sinks import SQLiteSink`` needs neither httpx nor op
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes as _lazy_attributes
 from ._base import Sink as Sink
 
 if TYPE_CHECKING:
@@ -43,40 +43,15 @@ __all__ = [
     "summarize",
 ]
 
-_LAZY = {
-    "HTTPSink": "._http",
-    "JSONLSink": "._jsonl",
-    "read_jsonl": "._jsonl",
-    "MemorySink": "._memory",
-    "NullSink": "._memory",
-    "OTLPSink": "._otlp",
-    "SQLiteSink": "._sqlite",
-    "default_db_path": "._sqlite",
-    "read_events": "._sqlite",
-    "ErrorRow": "._summary",
-    "EventsSummary": "._summary",
-    "RunRow": "._summary",
-    "UsageRow": "._summary",
-    "summarize": "._summary",
-}
-
-#: The extra that installs what a lazily loaded module needs.
-_EXTRAS = {"._http": "http", "._otlp": "otel"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        loaded = importlib.import_module(module, __name__)
-    except ImportError as exc:
-        extra = _EXTRAS.get(module)
-        if extra is None or (exc.name or "").startswith("limelight"):
-            raise
-        from ..errors import MissingExtra
-
-        raise MissingExtra(f"limelight.sinks.{name}", missing=exc.name, extra=extra) from exc
-    value = getattr(loaded, name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = _lazy_attributes(
+    __name__,
+    {
+        "._http": ["HTTPSink"],
+        "._jsonl": ["JSONLSink", "read_jsonl"],
+        "._memory": ["MemorySink", "NullSink"],
+        "._otlp": ["OTLPSink"],
+        "._sqlite": ["SQLiteSink", "default_db_path", "read_events"],
+        "._summary": ["ErrorRow", "EventsSummary", "RunRow", "UsageRow", "summarize"],
+    },
+    extras={"._http": "http", "._otlp": "otel"},
+)

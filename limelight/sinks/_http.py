@@ -4,8 +4,8 @@ The API key travels as ``Authorization: Bearer <key>`` and appears in no message
 repr. Failures a later attempt may fix (connection refused or dropped, timeouts, 408, 429,
 5xx) raise :class:`~limelight.errors.SinkUnavailable` with the server's ``Retry-After``; other
 4xx raise :class:`~limelight.errors.SinkRejected`. The connection pool is the project's
-(:mod:`limelight.providers._http`): aiohttp's transport under httpx on asyncio, httpx's own on
-trio, created in the event loop of the first write.
+(:mod:`limelight._httpx`): aiohttp's transport under httpx on asyncio, httpx's own on trio,
+created in the event loop of the first write.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 import httpx
 
+from .._httpx import LoopBoundTransport, make_async_transport, retry_after_seconds
 from ..errors import ConfigError, SinkRejected, SinkUnavailable
-from ..providers._http import LoopBoundTransport, make_async_transport, retry_after_seconds
 from ..schemas._events import Event, encode_events
 
 __all__ = ["DEFAULT_HTTP_TIMEOUT", "HTTPSink"]

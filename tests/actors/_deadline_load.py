@@ -170,7 +170,7 @@ async def check_nothing_leaked(limiter: ActorRef, *pools: ProviderPool) -> None:
     and no waiter (the settlements of cancelled calls may still be on their way: wait)."""
     for pool in pools:
         assert pool.idle() == pool.size, f"a worker lease of pool {pool.name} leaked"
-        for worker in await pool.supervisor.ask("workers"):
+        for worker in pool.workers:
             assert worker.statistics().restarts == 0, f"{worker.path} crashed"
     with anyio.fail_after(5):
         while True:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from limelight.actors import _models
+from limelight import _models
 from limelight.errors import ConfigError
 from limelight.models import ModelProfile, get_model_profile, register_model
 from limelight.schemas import Usage

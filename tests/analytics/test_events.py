@@ -3,6 +3,7 @@ build the right payloads, secrets are redacted, and bad bytes raise a typed erro
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import typing
@@ -30,7 +31,7 @@ from limelight.schemas import (
     event_size,
     redact,
 )
-from limelight.schemas._events import PAYLOAD_TYPES, EventPayload, new_event_id
+from limelight.schemas._events import PAYLOAD_TYPES, EventPayload, _factory, new_event_id
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
@@ -188,6 +189,70 @@ def test_every_factory_builds_its_event_type() -> None:
         assert isinstance(event.payload, tuple(PAYLOAD_TYPES))
         assert PAYLOAD_TYPES[type(event.payload)] == event.event_type
     assert len({e.event_id for e in built}) == len(built), "event ids must be unique"
+
+
+#: The positional parameters of each factory, in order: public API, kept as it was.
+POSITIONAL = {
+    "create_user_input": ["text"],
+    "create_user_feedback": [],
+    "create_agent_reasoning": ["agent_name", "content"],
+    "create_agent_planning": ["agent_name"],
+    "create_agent_response": ["agent_name", "content"],
+    "create_llm_request": ["model"],
+    "create_llm_response": ["model"],
+    "create_llm_streaming_chunk": ["model", "content"],
+    "create_tool_call": ["tool_name", "arguments"],
+    "create_tool_response": ["tool_name", "result"],
+    "create_function_execution": ["function_name"],
+    "create_api_request": ["method", "url"],
+    "create_api_response": ["method", "url", "status_code"],
+    "create_error": ["error"],
+    "create_validation_error": ["message"],
+    "create_timeout_error": ["operation"],
+    "create_session_start": [],
+    "create_session_end": [],
+    "create_performance_metric": ["name", "value"],
+}
+
+
+def test_each_event_type_has_one_documented_factory_with_its_positional_parameters() -> None:
+    assert sorted(POSITIONAL) == sorted(f"create_{kind}" for kind in EventType)
+    for name, positional in POSITIONAL.items():
+        factory = getattr(Event, name)
+        params = inspect.signature(factory).parameters.values()
+        assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == positional
+        assert [p.name for p in params if p.kind is p.VAR_KEYWORD] == ["links"]
+        assert factory.__doc__, f"{name} has no docstring"
+        assert factory.__qualname__ == f"Event.{name}"
+
+
+@relaxed
+@given(data=st.data())
+@pytest.mark.parametrize("cls", [c for c in PAYLOAD_CLASSES if c is not ErrorPayload])
+def test_each_factory_puts_every_argument_in_its_payload(
+    cls: type[msgspec.Struct], data: st.DataObject
+) -> None:
+    payload = data.draw(payloads(cls))
+    factory = getattr(Event, f"create_{PAYLOAD_TYPES[cls]}")
+    values = {name: getattr(payload, name) for name in cls.__struct_fields__}
+    args = [values.pop(name) for name in POSITIONAL[factory.__name__]]
+    event = factory(*args, **values, run_id="r")
+    assert event.payload == payload
+    assert (event.event_type, event.run_id) == (PAYLOAD_TYPES[cls], "r")
+
+
+def test_a_factory_stub_must_take_exactly_the_fields_of_its_payload() -> None:
+    with pytest.raises(TypeError, match=r"exactly the fields of UserInputPayload"):
+
+        @_factory(UserInputPayload)
+        def create_user_input(cls: Any, txt: str, **links: Any) -> Event:
+            """A misspelt field."""
+
+    with pytest.raises(TypeError, match=r"must be named create_user_input"):
+
+        @_factory(UserInputPayload)
+        def create_input(cls: Any, text: str, *, input_type: str = "", **links: Any) -> Event:
+            """A name that is not the event type's."""
 
 
 def test_event_id_is_set_once_and_survives_the_wire() -> None:

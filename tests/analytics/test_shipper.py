@@ -429,6 +429,10 @@ def test_bad_options_raise_config_error(tmp_path: Path) -> None:
         AnalyticsShipper([MemorySink()], spool_dir=tmp_path, commit_interval=0)
     with pytest.raises(ConfigError, match="fsync"):
         AnalyticsShipper([MemorySink()], spool_dir=tmp_path, fsync="sometimes")
+    with pytest.raises(ConfigError, match="retry_initial_delay"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, retry_initial_delay=-1.0)
+    with pytest.raises(ConfigError, match="retry_max_delay"):
+        AnalyticsShipper([MemorySink()], spool_dir=tmp_path, retry_max_delay=-0.5)
 
 
 def test_two_sinks_with_one_name_get_their_own_spool_keys(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ rate-limit headers, malformed and truncated answers, resets, timeouts and cancel
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import json
@@ -554,6 +555,26 @@ async def test_embeddings_follow_input_order(
     assert result.model == "echo"  # the provider's default model was sent
     assert server[1].bodies[-1] == {"input": ["a", "bbb", "cc"], "model": "echo", "dimensions": 2}
     assert result.usage == Usage(prompt_tokens=4, total_tokens=4)
+
+
+def embeddings_answer(embedding: str) -> httpx.MockTransport:
+    body = {"object": "list", "data": [{"index": 0, "embedding": embedding}], "model": "e"}
+    return httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+
+
+async def test_base64_embeddings_are_decoded_to_floats() -> None:
+    vector = [0.5, -1.0, 2.25]
+    encoded = base64.b64encode(struct.pack("<3f", *vector)).decode()
+    async with OpenAICompatible("http://test/v1", transport=embeddings_answer(encoded)) as p:
+        result = await p.embed(EmbeddingRequest(input=["a"]))
+    assert result.embeddings == [vector]
+
+
+@pytest.mark.parametrize("embedding", ["not base64!", base64.b64encode(b"abcdef").decode()])
+async def test_an_embedding_string_that_is_not_float32s_is_a_bad_response(embedding: str) -> None:
+    async with OpenAICompatible("http://test/v1", transport=embeddings_answer(embedding)) as p:
+        with pytest.raises(BadResponse, match="not an embedding list"):
+            await p.embed(EmbeddingRequest(input=["a"]))
 
 
 async def test_list_models(provider: OpenAICompatible) -> None:

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from limelight._token_bucket import Bucket
 from limelight.errors import ConfigError
 from limelight.providers._simulated import (
     Outcome,
     Quota,
     SimEngine,
     SimulatedConfig,
-    TokenBucket,
     format_duration,
 )
 from limelight.schemas import CompletionRequest, Message
@@ -53,7 +53,7 @@ def test_format_duration_writes_openai_style(seconds: float, text: str) -> None:
 
 
 def test_bucket_starts_full_and_refills_at_limit_per_minute() -> None:
-    bucket = TokenBucket(60, now=0.0)
+    bucket = Bucket(60, now=0.0)
     assert bucket.level(0.0) == 60
     bucket.take(60, 0.0)
     assert bucket.level(0.0) == 0
@@ -64,7 +64,7 @@ def test_bucket_starts_full_and_refills_at_limit_per_minute() -> None:
 
 
 def test_bucket_wait_time_and_reset_time() -> None:
-    bucket = TokenBucket(120, now=0.0)  # 2 per second
+    bucket = Bucket(120, now=0.0)  # 2 per second
     bucket.take(120, 0.0)
     assert bucket.wait_time(10, 0.0) == pytest.approx(5.0)
     assert bucket.reset_time(0.0) == pytest.approx(60.0)
@@ -73,7 +73,7 @@ def test_bucket_wait_time_and_reset_time() -> None:
 
 
 def test_bucket_ignores_a_clock_going_backwards() -> None:
-    bucket = TokenBucket(60, now=100.0)
+    bucket = Bucket(60, now=100.0)
     bucket.take(30, 100.0)
     assert bucket.level(50.0) == pytest.approx(30.0)
     assert bucket.level(101.0) == pytest.approx(31.0)
@@ -81,7 +81,18 @@ def test_bucket_ignores_a_clock_going_backwards() -> None:
 
 def test_bucket_rejects_a_limit_below_one() -> None:
     with pytest.raises(ConfigError, match="at least 1"):
-        TokenBucket(0, now=0.0)
+        Bucket(0, now=0.0)
+
+
+def test_a_cost_admitted_within_the_slack_empties_the_bucket_never_below() -> None:
+    clock = FakeClock(0.0)
+    quota = Quota(tpm=60, clock=clock)  # 1 token per second
+    assert quota.try_acquire(60).admitted
+    clock.now = 10 - 5e-10  # a hair short of 10 tokens, within the arithmetic's slack
+    decision = quota.try_acquire(10)
+    assert decision.admitted
+    assert decision.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert decision.headers["x-ratelimit-reset-tokens"] == "1m0s"
 
 
 def test_requests_quota_refuses_after_the_limit_with_openai_headers() -> None:

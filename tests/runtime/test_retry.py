@@ -180,6 +180,13 @@ def test_jitter_stays_within_bounds_and_is_reproducible(
     assert policy().backoff(retry) == delay  # the same seed, the same delay
 
 
+def test_backoff_after_a_very_long_run_of_failures_is_the_cap() -> None:
+    # 2.0 ** 1100 overflows a float: a long outage must not crash the caller.
+    assert RetryPolicy(initial_delay=1.0, max_delay=60.0, jitter=0).backoff(1100) == 60.0
+    policy = RetryPolicy(initial_delay=1.0, max_delay=60.0, jitter=0.5, rng=random.Random(1))
+    assert 30.0 <= policy.backoff(5000) <= 60.0
+
+
 def test_jitter_varies_between_draws() -> None:
     policy = RetryPolicy(initial_delay=1.0, jitter=1.0, rng=random.Random(7))
     delays = {policy.backoff(1) for _ in range(20)}
@@ -227,6 +234,20 @@ def test_pushback_lengthens_the_backoff_and_never_shortens_it(
     wait = pushback(server, backoff)
     assert wait >= backoff
     assert wait == (backoff if server is None else max(server, backoff))
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.0, 0.3, 2.5, 100.0])
+def test_delay_is_the_backoff_lengthened_by_the_server(retry_after: float | None) -> None:
+    def policy(**options: Any) -> RetryPolicy:
+        return RetryPolicy(initial_delay=0.5, max_delay=8.0, rng=random.Random(5), **options)
+
+    for retry in range(1, 7):
+        backoff = policy().backoff(retry)
+        expected = backoff if retry_after is None else max(retry_after, backoff)
+        assert policy().delay(retry, retry_after) == expected
+        assert policy(respect_retry_after=False).delay(retry, retry_after) == backoff
+        error = RateLimited("quota", status_code=429, retry_after=retry_after)
+        assert policy().delay_for(retry, error) == expected
 
 
 def test_a_jittered_backoff_is_the_floor_of_a_zero_server_delay() -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from limelight.cli.bench import print_summary
 from limelight.harness import BenchResult, SweepResult, load_records, load_result, render_html
-from limelight.harness._cli import print_summary
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FAST_SIM = ["--sim-ttft", "0.01", "--sim-tps", "2000", "--output-tokens", "6"]
@@ -190,14 +190,14 @@ def test_a_run_whose_results_cannot_be_written_keeps_its_summary(tmp_path: Path)
     script = (
         "import shutil, sys\n"
         "from limelight.cli import main\n"
-        "import limelight.harness._cli as cli\n"
-        "run = cli.run\n"
+        "import limelight.cli.bench as bench\n"
+        "run = bench.run_benchmark\n"
         "async def run_then_remove(config, **kw):\n"
         "    result = await run(config, **kw)\n"
         f"    shutil.rmtree({str(base.parent)!r})\n"
         f"    open({str(base.parent)!r}, 'w').close()\n"
         "    return result\n"
-        "cli.run = run_then_remove\n"
+        "bench.run_benchmark = run_then_remove\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     command = ["bench", "run", "--requests", "2", "--no-progress", *FAST_SIM, "-o", str(base)]

@@ -1,8 +1,12 @@
-"""The `limelight` command, run as a user would."""
+"""The `limelight` command, run as a user would, and its table of commands."""
 
 from __future__ import annotations
 
+import argparse
+import inspect
+import json
 import os
+import pkgutil
 import re
 import shutil
 import signal
@@ -15,6 +19,8 @@ from pathlib import Path
 import pytest
 
 import limelight
+import limelight.cli
+from limelight.cli import COMMANDS, load, main
 from limelight.harness._targets import sim_process
 from limelight.models import get_model_profile
 
@@ -61,6 +67,73 @@ def test_version() -> None:
     out = _run("--version")
     assert out.returncode == 0
     assert out.stdout.strip() == f"limelight {limelight.__version__}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_has_help_and_a_module_with_the_interface(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, help_line = COMMANDS[name]
+    assert help_line.strip()
+    assert "\n" not in help_line
+    command = load(name)
+    assert (command.__doc__ or "").startswith(f"``limelight {name}``")
+    assert list(inspect.signature(command.add_arguments).parameters) == ["parser"]
+    assert list(inspect.signature(command.run).parameters) == ["args"]
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert len(parser._actions) > 1  # options besides --help
+    # `limelight NAME --help` shows the command's own options.
+    with pytest.raises(SystemExit) as exited:
+        main([name, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: limelight {name} ")
+    # ... and `limelight --help` lists it with its line of help.
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert " ".join(help_line.split()) in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_command_module_is_in_the_table() -> None:
+    modules = {m.name for m in pkgutil.iter_modules(limelight.cli.__path__)}
+    public = {m for m in modules if not m.startswith("_")}
+    assert public == {module for module, _ in COMMANDS.values()}
+
+
+def _modules_after(*args: str) -> list[str]:
+    """The ``limelight`` modules imported by ``main(ARGS)`` in a new interpreter."""
+    script = (
+        "import json, sys\n"
+        "from limelight.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('limelight'))\n"
+        "print(json.dumps(mods), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return list(json.loads(out.stderr.splitlines()[-1]))
+
+
+def test_help_imports_no_command() -> None:
+    loaded = _modules_after("--help")
+    assert "limelight.cli" in loaded
+    assert not [m for m in loaded if m.startswith(("limelight.cli.", "limelight.harness"))]
+
+
+def test_demo_does_not_import_the_harness(tmp_path: Path) -> None:
+    loaded = _modules_after("demo", "--db", str(tmp_path / "events.db"))
+    assert "limelight.cli.demo" in loaded
+    assert (tmp_path / "events.db").exists()  # it ran
+    assert not [m for m in loaded if m.startswith(("limelight.harness", "limelight.cli.bench"))]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -8,6 +8,9 @@ offered tools with arguments valid for their schemas, after realistic latencies.
 are scripted (they sleep, then answer canned text). ``--model`` / ``--base-url`` point the
 same tree at a real provider. The run is recorded by ``limelight.analytics`` into a local
 SQLite store, summarised at the end; the store is kept.
+
+One module of some 640 lines: the tree, its live display and the checks of what it runs
+against are this one command's, read together.
 """
 
 from __future__ import annotations
@@ -26,16 +29,17 @@ from typing import IO, TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
-from .errors import ConfigError, LimelightError
+from ..errors import ConfigError, LimelightError
+from ._checks import check_backend, check_writable
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
-    from .analytics import AnalyticsConfig
-    from .runtime import ActorSnapshot
+    from ..analytics import AnalyticsConfig
+    from ..runtime import ActorSnapshot
 
-__all__ = ["DemoOptions", "add_arguments", "run_demo", "run_from_args"]
+__all__ = ["DemoOptions", "add_arguments", "run", "run_demo"]
 
 _TASKS = (
     "Plan a three-day trip to Lisbon on a small budget.",
@@ -96,7 +100,7 @@ class _Team(msgspec.Struct, kw_only=True):
 
 
 def _sim_config(seed: int) -> Any:
-    from .providers import SimulatedConfig, UniformLength
+    from ..providers import SimulatedConfig, UniformLength
 
     return SimulatedConfig(
         ttft=0.08,
@@ -109,7 +113,7 @@ def _sim_config(seed: int) -> Any:
 
 
 def _tools(latency: float) -> dict[str, Any]:
-    from .tools import tool
+    from ..tools import tool
 
     @tool
     async def web_search(query: str) -> str:
@@ -150,7 +154,7 @@ def _tools(latency: float) -> dict[str, Any]:
 
 
 def _team(name: str, model: Any, tools: dict[str, Any], runtime: Any) -> Any:
-    from .agents import Agent, AgentConfig
+    from ..agents import Agent, AgentConfig
 
     researcher = Agent(
         model=model,
@@ -259,7 +263,7 @@ def _render(
 
 
 async def _run_team(agent: Any, team: _Team) -> None:
-    from .schemas import StreamEventType
+    from ..schemas import StreamEventType
 
     team.state = "thinking"
     try:
@@ -301,7 +305,7 @@ async def _main(options: DemoOptions, model: Any, note: str, out: IO[str]) -> li
     """Run the teams with a live display, then print their final state; analytics' signal
     handlers (which commit what was recorded on SIGINT and SIGTERM) stand in front of the
     event loop's own meanwhile."""
-    from . import analytics
+    from .. import analytics
 
     # Installed here, inside the loop, they hand a Ctrl-C on to the loop's own handler
     # (asyncio's cancels the main task; trio's raises KeyboardInterrupt at a checkpoint, or
@@ -319,7 +323,7 @@ async def _show(options: DemoOptions, model: Any, note: str, out: IO[str]) -> li
     from rich.console import Console
     from rich.live import Live
 
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
     # The terminal's own size (or $COLUMNS / $LINES; 80 columns when not a terminal).
     console = Console(file=out, highlight=False)
@@ -386,8 +390,7 @@ def _check(options: DemoOptions) -> AnalyticsConfig:
 
     :raises LimelightError: what is wrong, and what to do about it.
     """
-    from .analytics import AnalyticsConfig
-    from .harness._cli import check_backend
+    from ..analytics import AnalyticsConfig
 
     check_backend(options.backend)
     config = AnalyticsConfig.from_env()
@@ -416,7 +419,7 @@ def _check_litellm_key(provider: Any, model: str) -> None:
 
     :raises ConfigError: LiteLLM says the model needs a ``*_KEY`` variable that is not set.
     """
-    from .providers._litellm import LiteLLM, import_litellm
+    from ..providers._litellm import LiteLLM, import_litellm
 
     if not isinstance(provider, LiteLLM):
         return
@@ -450,8 +453,8 @@ def _model(options: DemoOptions, stack: contextlib.ExitStack) -> tuple[Any, str]
     :raises LimelightError: the model cannot be used.
     """
     if options.simulated:
-        from .models import ModelProfile, register_model
-        from .providers import Simulated
+        from ..models import ModelProfile, register_model
+        from ..providers import Simulated
 
         register_model(
             ModelProfile(
@@ -464,7 +467,7 @@ def _model(options: DemoOptions, stack: contextlib.ExitStack) -> tuple[Any, str]
         )
         config = _sim_config(options.seed)
         if options.http:
-            from .providers import OpenAICompatible, serve_in_thread
+            from ..providers import OpenAICompatible, serve_in_thread
 
             url = stack.enter_context(serve_in_thread(config))
             server_log = logging.getLogger("aiohttp.server")
@@ -482,8 +485,8 @@ def _model(options: DemoOptions, stack: contextlib.ExitStack) -> tuple[Any, str]
             "illustration). Tools: scripted delays."
         )
         return Simulated(config), note
-    from .harness._config import Target
-    from .harness._targets import provider_for
+    from ..harness._config import Target
+    from ..harness._targets import provider_for
 
     assert options.model is not None
     api_key_env = options.api_key_env
@@ -505,8 +508,6 @@ def _events_store(options: DemoOptions) -> tuple[Path, Path]:
     :raises ConfigError: ``--db`` cannot be written.
     """
     if options.db is not None:
-        from .harness._cli import check_writable
-
         check_writable(Path(options.db), flag="--db")
     work = Path(tempfile.mkdtemp(prefix="limelight-demo-"))
     return (Path(options.db) if options.db is not None else work / "events.db"), work
@@ -539,9 +540,9 @@ def run_demo(*, backend: str = "asyncio", options: DemoOptions | None = None) ->
     """
     import structlog
 
-    from . import analytics
-    from ._events_cli import print_summary, summarize
-    from .sinks import SQLiteSink
+    from .. import analytics
+    from ..sinks import SQLiteSink, summarize
+    from .events import print_summary
 
     options = options or DemoOptions(backend=backend)
     # Warnings and errors go to stderr, so the demo's own output stays readable.
@@ -620,7 +621,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=4, help="the simulator's seed (%(default)s)")
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``limelight demo`` with the parsed options; 130 after Ctrl-C."""
     if args.base_url and not args.model:
         print("limelight demo: --base-url needs --model (the model to ask for)", file=sys.stderr)

@@ -1,41 +1,53 @@
 """``limelight bench``: run, sweep, compare and report, a thin layer over
-:mod:`limelight.harness`. The live display and the tables use rich (the ``harness`` extra)."""
+:mod:`limelight.harness`. The live display and the tables use rich (the ``harness`` extra).
+
+One module of some 630 lines: the options, the live display and the tables are this one
+command's; the engine stays in :mod:`limelight.harness`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import anyio
 
-from .._files import make_private_dirs, open_private
-from ..errors import ConfigError, LimelightError, MissingExtra
-from ._config import (
+from .._files import open_private
+from ..errors import ConfigError, LimelightError
+from ..harness import (
     BenchConfig,
+    BenchResult,
     ClosedLoop,
     ConstantRate,
+    Distribution,
     Gamma,
     Load,
     Poisson,
+    Progress,
     SimTarget,
+    Summary,
+    SweepPoint,
+    SweepResult,
     Target,
     Workload,
-    parse_length,
+    load_records,
+    load_result,
+    parse_slos,
+    render_html,
+    sweep,
+    write_result,
 )
-from ._metrics import Distribution, Summary, parse_slos
-from ._report import load_records, load_result, render_html, write_result
-from ._runner import BenchResult, Progress, SweepPoint, SweepResult, run, sweep
+from ..harness import run as run_benchmark
+from ..harness._config import parse_length
+from ._checks import check_backend, check_writable
 
-__all__ = ["add_arguments", "check_backend", "check_writable", "run_from_args"]
+__all__ = ["add_arguments", "config_from_args", "print_summary", "run"]
 
 T = TypeVar("T")
 _REFRESH = 0.5
@@ -184,42 +196,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument("result", metavar="RESULT.json")
     report.add_argument("-o", "--output", help="the HTML file (default: next to the result)")
     report.add_argument("--open", action="store_true", help="open it in a browser")
-
-
-def check_backend(backend: str) -> None:
-    """Check that the event loop ``backend`` names can run (trio is an optional dependency).
-
-    :raises MissingExtra: trio is asked for and cannot be imported.
-    """
-    if backend == "trio":
-        try:
-            importlib.import_module("trio")
-        except ImportError as exc:
-            raise MissingExtra("--backend trio", missing="trio", extra="trio") from exc
-
-
-def check_writable(path: Path, *, flag: str, given: str | Path | None = None) -> None:
-    """Check that a file can be written at ``path`` (its directory is created if need be),
-    before a run whose results would go there.
-
-    :param flag: the option that gave the path, named in the error.
-    :param given: what the option said, when ``path`` was made from it (default: ``path``).
-    :raises ConfigError: it cannot be written.
-    """
-    said = f"{flag} {given if given is not None else path}"
-    if path.is_dir():
-        raise ConfigError(f"{said}: {path} is a directory; give a file path")
-    try:
-        make_private_dirs(path.parent)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(f"{path} is read-only")
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(
-            f"{said}: cannot write {path} ({reason}); give a path in a writable directory"
-        ) from None
 
 
 def _output_base(args: argparse.Namespace, kind: str, *, records: bool) -> Path:
@@ -468,7 +444,7 @@ def _default_output(kind: str) -> Path:
     return Path("bench-results") / f"{kind}-{stamp}"
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run_one(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_backend(args.backend)
     base = _output_base(args, config.workload.kind, records=True)
@@ -476,7 +452,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> BenchResult:
         return await _with_progress(
-            lambda p: run(config, progress=p), enabled=not args.no_progress, label=label
+            lambda p: run_benchmark(config, progress=p), enabled=not args.no_progress, label=label
         )
 
     result = anyio.run(main, backend=args.backend)
@@ -632,13 +608,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the ``limelight bench`` subcommand ``args`` describe.
 
-    :returns: the exit status: 0 done, 2 bad options or input, 1 the run failed.
+    :returns: the exit status: 0 done, 2 bad options or input, 1 the run failed, 130 after
+        Ctrl-C.
     """
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": _run,
+        "run": _run_one,
         "sweep": _sweep,
         "compare": _compare,
         "report": _report,

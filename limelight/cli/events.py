@@ -16,25 +16,11 @@ from typing import IO
 
 import msgspec
 
-from .errors import ConfigError
-from .sinks._summary import DEFAULT_ERRORS as DEFAULT_ERRORS
-from .sinks._summary import DEFAULT_RUNS as DEFAULT_RUNS
-from .sinks._summary import ErrorRow as ErrorRow
-from .sinks._summary import EventsSummary as EventsSummary
-from .sinks._summary import RunRow as RunRow
-from .sinks._summary import UsageRow as UsageRow
-from .sinks._summary import summarize as summarize
+from ..errors import ConfigError
+from ..sinks import EventsSummary, summarize
+from ..sinks._summary import DEFAULT_ERRORS, DEFAULT_RUNS
 
-__all__ = [
-    "ErrorRow",
-    "EventsSummary",
-    "RunRow",
-    "UsageRow",
-    "add_arguments",
-    "print_summary",
-    "run_from_args",
-    "summarize",
-]
+__all__ = ["add_arguments", "print_summary", "run"]
 
 
 def _when(timestamp: float | None) -> str:
@@ -169,7 +155,7 @@ def _unknown_run(args: argparse.Namespace, summary: EventsSummary) -> str:
     )
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``limelight events``: 0 on success, 1 when the database cannot be read, 2 when
     ``--run`` names a run it does not hold."""
     try:
