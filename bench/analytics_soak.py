@@ -187,7 +187,7 @@ def child(args: argparse.Namespace) -> None:
 def drain(args: argparse.Namespace) -> None:
     """The restart: adopt what the killed child left in the spool, deliver it, report."""
     from limelight import analytics
-    from limelight.actors._spool import Spool
+    from limelight._spool import Spool
 
     config = analytics.AnalyticsConfig(
         spool_dir=args.spool, db_path=args.db, endpoint=args.url, sink_timeout=5.0

@@ -54,7 +54,7 @@ def serve(rpm: int, tpm: int) -> None:
     from aiohttp import web
 
     from limelight.providers import SimulatedConfig
-    from limelight.providers._sim_server import SimServer
+    from limelight.sim import SimServer
 
     config = SimulatedConfig(
         rpm=rpm, tpm=tpm, ttft=TTFT, ttft_jitter=0.0, tokens_per_second=None, output_tokens=40
@@ -122,7 +122,7 @@ def sim(rpm: int, tpm: int) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def workload(seconds: float, seed: int = 0) -> list[tuple[str, int]]:
     """(prompt, max_tokens) pairs costing a full bucket plus ``seconds`` of refill."""
-    from limelight.providers._simulated import estimate_tokens
+    from limelight.sim import estimate_tokens
 
     rng = random.Random(seed)
     budget = TPM + TPM / 60 * seconds
@@ -140,7 +140,7 @@ def workload(seconds: float, seed: int = 0) -> list[tuple[str, int]]:
 
 def prompt_tokens(prompt: str) -> int:
     """The server's own estimate, given to every client alike."""
-    from limelight.providers._simulated import estimate_tokens
+    from limelight.sim import estimate_tokens
 
     return max(1, estimate_tokens(prompt))
 
@@ -149,13 +149,13 @@ def prompt_tokens(prompt: str) -> int:
 
 
 async def run_limelight(url: str, requests: list[tuple[str, int]]) -> dict[str, Any]:
+    from limelight._buckets import DeploymentLimits
     from limelight.actors import ProviderPool
-    from limelight.actors._buckets import DeploymentLimits
     from limelight.actors._ratelimit import GetStatistics, RateLimiter, RateLimitHook
     from limelight.providers import OpenAICompatible
-    from limelight.providers._simulated import estimate_prompt_tokens
     from limelight.runtime import Runtime
     from limelight.schemas import CompletionRequest, Message
+    from limelight.sim import estimate_prompt_tokens
 
     delays: list[float] = []
     async with Runtime() as rt:

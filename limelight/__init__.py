@@ -17,13 +17,19 @@ bottom:
     The msgspec Structs of every message that crosses an actor boundary or a wire: requests,
     results, stream events, analytics events, the OpenAI wire format.
 
-Pure cores: ``_models``, ``_httpx``, ``_token_bucket``, ``_instrument``, then ``_usage``,
-``_tracking``, ``_streaming``, ``_jsonout``, ``_files``
+Pure cores: ``_models``, ``_httpx``, ``_buckets``, ``_instrument``, then ``_usage``,
+``_tracking``, ``_tracing``, ``_tools``, ``_stream_adapters``, ``_jsonout``, ``_files``, then
+``_conversation``, ``_spool``, ``_analytics_hook``
     One per feature, with no actors and no backends, each testable alone: model profiles
-    and prices, the HTTP connection pools, the token bucket, the usage tracker, the tracking
-    decorators, ... ``_instrument`` is the one plug-in point for instrumentation:
+    and prices, the HTTP connection pools, the token buckets, the usage tracker, the tracking
+    decorators, tools, conversations, the analytics write-ahead log, ... ``_instrument`` is
+    the one plug-in point for instrumentation (and the attempt hooks' protocol):
     ``analytics.initialize()`` registers its client and attempt hook there, and the actors
     and decorators record through it without importing ``analytics``.
+
+``sim``
+    The simulated LLM, a package of its own: configuration, quotas, the engine that decides
+    each request as data, an in-process provider and an OpenAI-compatible HTTP server.
 
 ``providers``, ``sinks``
     Backends a provider worker drives (OpenAI-compatible, LiteLLM, local models, scripted,
@@ -33,8 +39,7 @@ Pure cores: ``_models``, ``_httpx``, ``_token_bucket``, ``_instrument``, then ``
 ``actors``
     The supervised actors: provider pools and workers, the rate limiter, agents, tool
     executors, the analytics shipper. Lifecycle, messages and supervision; the logic they
-    wrap lives in the cores. (Some cores still live here: ``actors/_conversation``,
-    ``_tools``, ``_buckets``, ``_spool``.)
+    wrap lives in the cores. One actor per module.
 
 Public modules over one feature: ``analytics``, ``agents``, ``tools``, ``models``,
 ``conversation``, ``usage``, ``streaming``
@@ -50,15 +55,23 @@ and ``integrations``
 
 Implementation lives in private ``_x`` modules; public modules and package ``__init__`` files
 re-export it.
+
+One rule for public modules (trio's): code lives in private ``_x`` modules (``_roles``,
+``_client``, ``_analytics``, ``actors/_agent``...), and a public module or package
+``__init__`` only re-exports, one ``from ._x import Name as Name`` per name, listed in
+``__all__``. So a module's state (a process-wide client, a role's pool) lives in its private
+module, and that is the module to patch in a test. ``tests/test_public_api.py`` checks that
+every public module defines nothing itself (``errors`` and ``integrations`` excepted, for
+now).
 """
 
+from ._conversation import Conversation as Conversation
+from ._tools import ToolRegistry as ToolRegistry
+from ._tools import tool as tool
 from ._version import __version__ as __version__
 from .actors import Agent as Agent
 from .actors import AgentConfig as AgentConfig
 from .actors import AgentResult as AgentResult
-from .actors._conversation import Conversation as Conversation
-from .actors._tools import ToolRegistry as ToolRegistry
-from .actors._tools import tool as tool
 from .runtime import Actor as Actor
 from .runtime import ActorRef as ActorRef
 from .runtime import Context as Context

@@ -5,6 +5,10 @@ they do through whatever is registered here, and never import the layer that rec
 :func:`limelight.analytics.initialize` registers its client and its attempt hook;
 :func:`limelight.analytics.shutdown` unregisters them. While nothing is registered,
 consulting it costs one attribute read: :data:`active` is ``None``.
+
+The attempt hooks' protocol (:class:`Attempt`, :class:`AttemptHook`) is defined here too, so
+that the hooks (the rate limiter's, the analytics one) and the provider workers that call them
+depend on this module, not on each other.
 """
 
 from __future__ import annotations
@@ -12,12 +16,55 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from .schemas import CompletionRequest, CompletionResult
     from .schemas._events import Event
 
-__all__ = ["Instrumentation", "Recorder", "active", "recorder", "register", "unregister"]
+__all__ = [
+    "Attempt",
+    "AttemptHook",
+    "Instrumentation",
+    "Recorder",
+    "active",
+    "recorder",
+    "register",
+    "unregister",
+]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one call, as hooks see it.
+
+    :ivar deployment: the deployment's name.
+    :ivar number: 1 for the first try.
+    :ivar state: a free slot for a hook to carry something from ``before`` to ``after``
+        (a rate-limit reservation, say), keyed by the hook's choosing.
+    """
+
+    deployment: str
+    request: CompletionRequest
+    number: int
+    started: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class AttemptHook(Protocol):
+    """Called around every attempt of every call of a deployment.
+
+    ``before`` may wait (a rate limiter does) and may raise to refuse the attempt; ``after``
+    gets the result or the error of the attempt and must not raise.
+    """
+
+    async def before(self, attempt: Attempt) -> None: ...
+
+    async def after(
+        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
+    ) -> None: ...
 
 
 class Recorder(Protocol):

@@ -1,13 +1,14 @@
-"""The process-wide usage tracker and the limits behind :mod:`limelight.usage`; prices come
-from :mod:`limelight._models` (re-exported here for the code that priced calls through this
-module)."""
+"""The usage tracker's implementation: the process-wide tracker, the functions over it and the
+limits behind :mod:`limelight.usage`; prices come from :mod:`limelight._models` (re-exported
+here for the code that priced calls through this module)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import msgspec
 
@@ -231,3 +232,106 @@ def usage_table(summary: UsageSummary) -> Any:
     table.add_section()
     row("total", "", summary.total)
     return table
+
+
+# --------------------------------------------------------------------------------------
+# The functions of limelight.usage
+
+
+def configure_usage(*, enabled: bool | None = None) -> None:
+    """Turn recording on or off (on by default); ``None`` leaves it as it is."""
+    if enabled is not None:
+        TRACKER.enabled = bool(enabled)
+
+
+def reset_usage() -> None:
+    """Forget everything recorded so far."""
+    TRACKER.reset()
+
+
+def record_usage(
+    usage: Usage,
+    *,
+    model: str,
+    role: str | None = None,
+    run_id: str | None = None,
+    cost: float | None = None,
+    cached_tokens: int | None = None,
+) -> float | None:
+    """Count one call's ``usage``.
+
+    :param model: the model that answered (prices are looked up by it).
+    :param role: the role it worked for; ``None`` counts it under :data:`DEFAULT_ROLE`.
+    :param run_id: the run (an agent's run, a batch) to count it under as well; ``None``
+        takes the run of the enclosing :func:`usage_run` block, if any.
+    :param cost: the call's price in USD when the provider said it; else it is computed.
+    :param cached_tokens: how many prompt tokens were cache reads (priced lower where the
+        price source knows it); ``None`` takes ``usage.cached_tokens``.
+    :returns: the cost counted, ``None`` when the model's price is unknown.
+    :raises ConfigError: ``usage`` is not a :class:`~limelight.schemas.Usage`, or ``cost``
+        is negative.
+    """
+    if cached_tokens is None:
+        cached_tokens = usage.cached_tokens if isinstance(usage, Usage) else 0
+    if run_id is None:
+        run_id = current_usage_run.get()
+    return TRACKER.record(
+        usage, model=model, role=role, run_id=run_id, cost=cost, cached_tokens=cached_tokens
+    )
+
+
+@contextmanager
+def usage_run(run_id: str) -> Iterator[str]:
+    """Count the calls made inside the block (in this thread or task) under ``run_id`` too::
+
+    with usage_run("nightly-eval"):
+        llm_text("...", role="executor")
+    print(get_run_usage("nightly-eval").cost)
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise ConfigError(f"run_id must be a non-empty str, got {run_id!r}")
+    token = current_usage_run.set(run_id)
+    try:
+        yield run_id
+    finally:
+        current_usage_run.reset(token)
+
+
+def get_total_cost() -> float:
+    """USD of every priced call recorded."""
+    return TRACKER.summary().total.cost
+
+
+def get_cost_by_role() -> dict[str, float]:
+    """USD per role."""
+    return {role: t.cost for role, t in TRACKER.summary().by_role.items()}
+
+
+def get_tokens_by_role() -> dict[str, Usage]:
+    """Prompt, completion and total tokens per role."""
+    return {role: t.usage for role, t in TRACKER.summary().by_role.items()}
+
+
+def get_run_usage(run_id: str) -> Totals:
+    """Tokens and cost recorded under ``run_id`` (zeros when none)."""
+    return TRACKER.run_totals(run_id)
+
+
+def get_usage_summary() -> UsageSummary:
+    """A snapshot of everything recorded: overall, per role, per model and per run."""
+    return TRACKER.summary()
+
+
+def print_usage_summary(*, file: IO[str] | None = None, width: int | None = None) -> None:
+    """Print :func:`get_usage_summary` as a table (needs rich: ``limelight[usage]``).
+
+    :param file: where to print (standard output by default).
+    :param width: the table's width in characters (the terminal's by default).
+    """
+    try:
+        from rich.console import Console
+    except ImportError as exc:
+        from .errors import MissingExtra
+
+        raise MissingExtra("print_usage_summary", missing="rich", extra="usage") from exc
+    Console(file=file, width=width).print(usage_table(get_usage_summary()))

@@ -13,6 +13,7 @@ error is built::
     ├── DeadlineExceeded (TimeoutError)      work could not finish inside the deadline
     │   └── RateLimitTimeout                 waited for rate-limit capacity past the deadline
     ├── UsageLimitReached                    a run reached its usage limits (tokens, USD)
+    ├── StreamError                          a stream sent an ERROR event (.error_type)
     ├── ActorError                           about one actor (.path)
     │   ├── ActorNotFound (LookupError)      no live actor at this path
     │   ├── ActorStopped                     the actor stopped for good
@@ -127,6 +128,7 @@ __all__ = [
     "SinkError",
     "SinkRejected",
     "SinkUnavailable",
+    "StreamError",
     "UsageLimitReached",
     "api_error_for_status",
 ]
@@ -256,6 +258,17 @@ class UsageLimitReached(LimelightError):
 
 
 # --- testing --------------------------------------------------------------------------------
+
+
+class StreamError(LimelightError):
+    """A stream reported an error (an ERROR event).
+
+    :ivar error_type: the class name of the error at the source.
+    """
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(f"{error_type}: {message}" if error_type else message)
+        self.error_type = error_type
 
 
 class ScriptExhausted(ConfigError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .providers._scripted import Reply as Reply
 from .providers._scripted import Scripted as Scripted
 from .providers._scripted import ScriptExhausted as ScriptExhausted
-from .providers._sim_server import serve_in_thread as serve_in_thread
-from .providers._sim_server import serve_in_thread_async as serve_in_thread_async
+from .sim._server import serve_in_thread as serve_in_thread
+from .sim._server import serve_in_thread_async as serve_in_thread_async
 
 __all__ = ["Reply", "ScriptExhausted", "Scripted", "serve_in_thread", "serve_in_thread_async"]

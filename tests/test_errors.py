@@ -136,6 +136,7 @@ def test_a_class_under_the_wrong_parent_is_reported() -> None:
         ("limelight.actors._agent", "UsageLimitReached"),
         ("limelight.providers", "ScriptExhausted"),
         ("limelight.providers._scripted", "ScriptExhausted"),
+        ("limelight.streaming", "StreamError"),
         ("limelight.runtime", "ActorCrashed"),
         ("limelight.runtime", "DeadlineExceeded"),
         ("limelight", "LimelightError"),

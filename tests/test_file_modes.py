@@ -187,7 +187,7 @@ async def test_limelights_own_home_is_narrowed_but_limelight_home_is_the_users(
 def test_the_analytics_spool_its_segments_and_its_folders_are_private(
     users_folder: Path,
 ) -> None:
-    from limelight.actors._spool import Spool
+    from limelight._spool import Spool
 
     spool = Spool(users_folder / "spool")
     seg = spool.create(["sqlite"], "live")

@@ -12,7 +12,7 @@ import pytest
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
-from limelight.actors._models import litellm_cost_map
+from limelight._models import litellm_cost_map
 from limelight.errors import ConfigError
 from limelight.models import ModelProfile, register_model
 from limelight.schemas import Usage

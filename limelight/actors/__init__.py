@@ -1,17 +1,21 @@
 """LLM actors: provider workers, the rate limiter, agents, tool executors and the analytics
-shipper. Each is an Actor of :mod:`limelight.runtime`. The shipper and the analytics hook load
-on first use (``import limelight`` does not need them)."""
+shipper. Each is an Actor of :mod:`limelight.runtime`, one per module, wrapping a pure core
+(``limelight._buckets``, ``_conversation``, ``_tools``, ``_spool``...).
+
+Some of those cores' names are re-exported here too (:class:`DeploymentLimits`,
+:class:`Priority`, :class:`AttemptHook`, :class:`AnalyticsHook`). The shipper and the analytics
+hook load on first use (``import limelight`` does not need them)."""
 
 from typing import TYPE_CHECKING
 
+from .._buckets import DeploymentLimits as DeploymentLimits
+from .._buckets import Priority as Priority
 from .._lazy import lazy_attributes as _lazy_attributes
 from ._agent import Agent as Agent
 from ._agent import AgentConfig as AgentConfig
 from ._agent import AgentResult as AgentResult
 from ._agent import ResetAgent as ResetAgent
 from ._agent import RunAgent as RunAgent
-from ._buckets import DeploymentLimits as DeploymentLimits
-from ._buckets import Priority as Priority
 from ._provider_worker import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
 from ._provider_worker import DEFAULT_POOL_SIZE as DEFAULT_POOL_SIZE
 from ._provider_worker import DEFAULT_PROVIDER_RETRY as DEFAULT_PROVIDER_RETRY
@@ -41,14 +45,14 @@ from ._tool_executor import RunTools as RunTools
 from ._tool_executor import ToolExecutor as ToolExecutor
 
 if TYPE_CHECKING:
-    from ._analytics_hook import AnalyticsHook as AnalyticsHook
+    from .._analytics_hook import AnalyticsHook as AnalyticsHook
     from ._shipper import AnalyticsShipper as AnalyticsShipper
     from ._shipper import ShipperStatistics as ShipperStatistics
 
 __getattr__, __dir__ = _lazy_attributes(
     __name__,
     {
-        "._analytics_hook": ["AnalyticsHook"],
+        ".._analytics_hook": ["AnalyticsHook"],
         "._shipper": ["AnalyticsShipper", "ShipperStatistics"],
     },
 )

@@ -1,7 +1,12 @@
 """The Agent actor: the ReAct loop (conversation -> model -> tool calls in parallel ->
 repeat) within max turns and a deadline, its provider calls through a ProviderPool and its
 tool calls through a ToolExecutor child. Child agents given as tools run as its supervised
-children: an agent tree."""
+children: an agent tree.
+
+One module over 600 lines because it is one actor: the run state, the turn loop, the stream
+of a run (:class:`AgentStream`) and the agent-as-a-tool adapter share the actor's state and
+its deadline. The logic it drives lives in the cores (:mod:`limelight._conversation`,
+:mod:`limelight._tools`, :mod:`limelight._tracing`, :mod:`limelight._usage`)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._conversation import Conversation, Truncation
+from .._timeouts import warn_renamed
+from .._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry
+from .._tracing import Trace, analytics_client, current_trace, parse_event_id
 from .._usage import UsageLimits, check_limits, cost_of, current_usage_run
 from ..errors import (
     ActorError,
@@ -36,7 +45,6 @@ from ..schemas import (
     ToolResult,
     Usage,
 )
-from ._conversation import Conversation, Truncation
 from ._provider_worker import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_PROVIDER_RETRY,
@@ -46,8 +54,6 @@ from ._provider_worker import (
     ProviderPool,
 )
 from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
-from ._tools import DEFAULT_TOOL_TIMEOUT, Tool, ToolRegistry
-from ._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = [
     "DEFAULT_MAX_TURNS",
@@ -75,11 +81,15 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     :ivar parallel_tool_execution: run the tool calls of one answer concurrently.
     :ivar max_tool_concurrency: tool calls of this agent running at once.
     :ivar tool_timeout: seconds per tool call, unless the tool sets its own.
-    :ivar deadline: seconds one run may take, tools and child agents included (``None``:
-        only the caller's own deadline applies).
+    :ivar deadline: seconds one run may take, every wait and retry, tools and child agents
+        included (``None``: only the caller's own deadline applies). See
+        :mod:`limelight._timeouts` for every timeout.
     :ivar temperature: passed to every model call.
     :ivar max_tokens: the answer limit of each model call.
-    :ivar request_timeout: seconds per provider attempt (``None``: the pool's default).
+    :ivar attempt_timeout: seconds per attempt of a provider call (``None``: the pool's
+        default).
+    :ivar request_timeout: the deprecated name of ``attempt_timeout`` (warns; read back as
+        ``None``).
     :ivar pool_size: workers of the provider pool the agent starts for a bare Provider.
     :ivar context_tokens: a token budget for the conversation sent each turn.
     :ivar truncation: how the conversation is cut to fit (see :class:`Conversation`).
@@ -94,6 +104,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     deadline: float | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    attempt_timeout: float | None = None
     request_timeout: float | None = None
     pool_size: int = 1
     context_tokens: int | None = None
@@ -101,6 +112,11 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     usage_limits: UsageLimits | None = None
 
     def __post_init__(self) -> None:
+        if self.request_timeout is not None:
+            warn_renamed("AgentConfig", "request_timeout", "attempt_timeout")
+            if self.attempt_timeout is None:
+                msgspec.structs.force_setattr(self, "attempt_timeout", self.request_timeout)
+            msgspec.structs.force_setattr(self, "request_timeout", None)
         if self.max_turns < 1:
             raise ConfigError(f"max_turns must be >= 1, got {self.max_turns}")
         if self.max_tool_concurrency < 1:
@@ -110,7 +126,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
         for label, value in (
             ("tool_timeout", self.tool_timeout),
             ("deadline", self.deadline),
-            ("request_timeout", self.request_timeout),
+            ("attempt_timeout", self.attempt_timeout),
         ):
             if value is not None and value <= 0:
                 raise ConfigError(f"{label} must be > 0 or None, got {value}")
@@ -396,7 +412,7 @@ class Agent(Actor):
                 name="provider",
                 size=self.config.pool_size,
                 retry=DEFAULT_PROVIDER_RETRY,
-                attempt_timeout=self.config.request_timeout or DEFAULT_ATTEMPT_TIMEOUT,
+                attempt_timeout=self.config.attempt_timeout or DEFAULT_ATTEMPT_TIMEOUT,
                 hooks=self._hooks,
             )
         registry = ToolRegistry(

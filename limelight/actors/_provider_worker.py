@@ -11,6 +11,11 @@ of the same model.
 
 This is the one path every model call takes: agents, the role router, the sync client, batches
 and the benchmark harness all call through a :class:`ProviderPool`.
+
+One module a little over 600 lines because it is one path: the worker, the pool actor that
+supervises the workers, the caller-side :class:`ProviderPool` and the :class:`ModelGroup`
+over pools share the request/attempt protocol. The hooks' types are in
+:mod:`limelight._instrument`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import msgspec
 
 from .. import _instrument
+from .._instrument import Attempt, AttemptHook
+from .._timeouts import deadline_after, time_left
 from .._usage import TRACKER
 from ..errors import (
     AskTimeout,
@@ -112,38 +118,6 @@ class ListWorkers(msgspec.Struct, frozen=True, kw_only=True):
     """Ask a pool's supervisor for the references of its live workers, in start order."""
 
 
-@dataclass(slots=True)
-class Attempt:
-    """One try of one call, as hooks see it.
-
-    :ivar deployment: the deployment's name.
-    :ivar number: 1 for the first try.
-    :ivar state: a free slot for a hook to carry something from ``before`` to ``after``
-        (a rate-limit reservation, say), keyed by the hook's choosing.
-    """
-
-    deployment: str
-    request: CompletionRequest
-    number: int
-    started: float = 0.0
-    state: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class AttemptHook(Protocol):
-    """Called around every attempt of every call of a deployment.
-
-    ``before`` may wait (a rate limiter does) and may raise to refuse the attempt; ``after``
-    gets the result or the error of the attempt and must not raise.
-    """
-
-    async def before(self, attempt: Attempt) -> None: ...
-
-    async def after(
-        self, attempt: Attempt, result: CompletionResult | None, error: BaseException | None
-    ) -> None: ...
-
-
 class ProviderWorker(Actor):
     """Drives one backend call at a time: hooks, per-attempt timeout, retries.
 
@@ -188,7 +162,7 @@ class ProviderWorker(Actor):
         raise TypeError(f"ProviderWorker got an unexpected message {message!r}")
 
     def _timeout_for(self, request: CompletionRequest) -> float:
-        return self.attempt_timeout if request.timeout is None else request.timeout
+        return self.attempt_timeout if request.attempt_timeout is None else request.attempt_timeout
 
     async def _complete_once(self, request: CompletionRequest, number: int) -> Any:
         hooks = self._active_hooks()
@@ -446,7 +420,8 @@ class ProviderPool:
             actor.
         :param model: the model this deployment serves, filled into requests that name none.
         :param attempt_timeout: seconds allowed for one attempt (for a stream: between two
-            events); a request's own ``timeout`` overrides it.
+            events); a request's own ``attempt_timeout`` overrides it. See
+            :mod:`limelight._timeouts`.
         :param close_provider: close ``provider`` when the pool stops (``False`` when its
             owner closes it).
         """
@@ -498,15 +473,17 @@ class ProviderPool:
         """One completion, retried per the deployment's policy within ``timeout`` (and any
         enclosing deadline), the wait for a free worker included.
 
+        ``timeout`` is the call's deadline, in seconds (see :mod:`limelight._timeouts`).
+
         :raises ProviderError: the call failed (the subclass says how) after the retries.
         :raises DeadlineExceeded: no time was left for the next retry (or, as
             :class:`~limelight.actors.RateLimitTimeout`, for rate-limit capacity).
         :raises AskTimeout: ``timeout`` passed (waiting for a free worker, or for the answer).
         """
         request = self._prepare(request)
-        deadline = _deadline_after(timeout)
+        deadline = deadline_after(timeout)
         worker = await self._lease(deadline, timeout)
-        left = _time_left(deadline)
+        left = time_left(deadline)
         try:
             reply = await worker.ask(Complete(request=request), timeout=left)
         except AskTimeout as exc:
@@ -530,9 +507,9 @@ class ProviderPool:
         worker included (:class:`AskTimeout` when it passes).
         """
         request = self._prepare(request)
-        deadline = _deadline_after(timeout)
+        deadline = deadline_after(timeout)
         worker = await self._lease(deadline, timeout)
-        left = _time_left(deadline)
+        left = time_left(deadline)
         try:
             async with worker.stream(Stream(request=request), timeout=left) as replies:
                 async for item in replies:
@@ -614,23 +591,12 @@ def limiter_hook(limiter: ActorRef | RateLimitHook) -> tuple[AttemptHook, Runtim
             "limiter= takes a RateLimiter's reference (await RateLimiter.start(runtime)) or a "
             f"RateLimitHook on one, got {type(limiter).__name__}"
         )
-    # ActorRef has no public accessor for its runtime; the cell is the kernel's record of it.
-    runtime: Runtime = ref._cell.runtime
+    runtime = ref.runtime
     if not runtime.running or not ref.alive:
         raise RuntimeNotRunning(
             f"the rate limiter {ref.path} has stopped (or its runtime has): start a new one"
         )
     return hook, runtime
-
-
-def _deadline_after(timeout: float | None) -> float:
-    """The deadline ``timeout`` seconds from now; infinite without one."""
-    return math.inf if timeout is None else anyio.current_time() + timeout
-
-
-def _time_left(deadline: float) -> float | None:
-    """The ``timeout`` that ends at ``deadline``; ``None`` when it is infinite."""
-    return None if deadline == math.inf else max(0.0, deadline - anyio.current_time())
 
 
 class ModelGroup:
@@ -657,16 +623,18 @@ class ModelGroup:
         """One completion from the first deployment that answers, all within ``timeout``
         (and any enclosing deadline).
 
+        ``timeout`` is the call's deadline, in seconds (see :mod:`limelight._timeouts`).
+
         :raises ProviderError: every deployment failed; the last error, with the others
             noted on it.
         :raises DeadlineExceeded: ``timeout`` passed, or no time was left for a retry.
         """
-        deadline = _deadline_after(timeout)
+        deadline = deadline_after(timeout)
         failures: list[str] = []
         last: LimelightError | None = None
         for pool in self._order():
             try:
-                return await pool.complete(request, timeout=_time_left(deadline))
+                return await pool.complete(request, timeout=time_left(deadline))
             except (BadRequest, ConfigError):
                 raise
             except AskTimeout as exc:

@@ -13,7 +13,7 @@ the ticket holds: no reservation leaks. The worker calls the hook's ``after`` sh
 reconciliation happens even when the caller was cancelled.
 
 The arithmetic (buckets, the queue, header adoption, why a reservation from a full bucket
-holds back the refill) is in :mod:`limelight.actors._buckets`.
+holds back the refill) is in :mod:`limelight._buckets`.
 
 Configuration from the environment (for deployments not configured in code), the deployment
 name upper-cased with every character outside ``A-Z0-9`` turned into ``_``:
@@ -29,6 +29,10 @@ name upper-cased with every character outside ``A-Z0-9`` turned into ``_``:
 
 A deployment with no quota at all is not limited until its server's ``x-ratelimit-limit-*``
 headers tell one.
+
+One module over 600 lines because it is one protocol: the actor, its messages, the
+:class:`Ticket` a caller waits on, the timer child and the :class:`RateLimitHook` that speaks
+to it change together. The pure arithmetic is already out, in :mod:`limelight._buckets`.
 """
 
 from __future__ import annotations
@@ -45,13 +49,13 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from .._buckets import Budget, DeploymentLimits, Priority, Reservation, Waiter
+from .._instrument import Attempt
 from ..errors import ActorStopped, ConfigError, ProviderError, RateLimited
 from ..errors import RateLimitTimeout as RateLimitTimeout
 from ..runtime import Actor, ActorRef, Context, Runtime
 from ..runtime._errors import ActorError
 from ..schemas import CompletionRequest, CompletionResult
-from ._buckets import Budget, DeploymentLimits, Priority, Reservation, Waiter
-from ._provider_worker import Attempt
 
 __all__ = [
     "DEFAULT_DEADLINE_MARGIN",
@@ -404,7 +408,7 @@ class RateLimiter(Actor):
         ``{}`` to ignore the environment.
     :param promote_after: seconds after which a batch waiter is served as interactive.
     :param send_delay: the longest a call takes from its admission here to the server
-        (:data:`~limelight.actors._buckets.DEFAULT_SEND_DELAY` by default).
+        (:data:`~limelight._buckets.DEFAULT_SEND_DELAY` by default).
     """
 
     def __init__(

@@ -13,6 +13,11 @@ thread); from then on the events survive the process being killed (and, with
 confirmed; a segment is deleted once every sink it was meant for has confirmed all of it. On
 the next start, whatever a dead process left unconfirmed is adopted and re-sent: sinks that
 dedupe by ``event_id`` (SQLite, the HTTP ingestion protocol) store each event once.
+
+One module over 600 lines because it is one state machine: the hot path, the committer
+thread, the readers per sink and the flush/shutdown waiters all read and advance the same
+counters and segment bookkeeping, on one event loop. The disk format and its blocking I/O
+(the pure part) are in :mod:`limelight._spool`.
 """
 
 from __future__ import annotations
@@ -37,11 +42,7 @@ import anyio
 import msgspec
 import structlog
 
-from ..errors import ConfigError, SinkRejected, SinkUnavailable
-from ..runtime import Actor, Context
-from ..runtime._retry import RetryPolicy
-from ..schemas._events import Event, encode_event
-from ._spool import (
+from .._spool import (
     DEFAULT_MAX_SEGMENT_BYTES,
     AdoptResult,
     Chunk,
@@ -51,6 +52,10 @@ from ._spool import (
     encode_lines,
     spool_key,
 )
+from ..errors import ConfigError, SinkRejected, SinkUnavailable
+from ..runtime import Actor, Context
+from ..runtime._retry import RetryPolicy
+from ..schemas._events import Event, encode_event
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
+from .._tools import PreparedCall, ToolRegistry
 from .._usage import current_usage_run
 from ..errors import ConfigError
 from ..runtime import Actor, Context, Slots
 from ..schemas import ToolCall, ToolResult
-from ._tools import PreparedCall, ToolRegistry
 
 if TYPE_CHECKING:
     import uuid
-from ._tracing import Trace, analytics_client, current_trace, parse_event_id
+from .._tracing import Trace, analytics_client, current_trace, parse_event_id
 
 __all__ = ["DEFAULT_TOOL_CONCURRENCY", "RunTools", "ToolExecutor"]
 

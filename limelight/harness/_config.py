@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from ..errors import ConfigError
-from ..providers._simulated import (
+from ..sim import (
     FixedLength,
     OutputLength,
     UniformLength,

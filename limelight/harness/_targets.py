@@ -53,7 +53,7 @@ def prices_for(target: Target) -> Prices | None:
     out = target.price_output if target.price_output is not None else sim.price_output
     if inp is not None and out is not None:
         return Prices(input=inp, output=out)
-    from ..actors._models import get_model_profile
+    from .._models import get_model_profile
 
     profile = get_model_profile(target.model)
     if profile is None or profile.input_price is None or profile.output_price is None:

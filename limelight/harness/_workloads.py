@@ -14,8 +14,8 @@ import anyio
 import msgspec
 
 from ..errors import ConfigError
-from ..providers._simulated import CHARS_PER_TOKEN, _sample_length
 from ..schemas import Message
+from ..sim._config import CHARS_PER_TOKEN, sample_length
 from ._config import Workload, parse_length
 
 __all__ = ["Prompt", "PromptSource", "builtin_agent", "load_agent_factory", "load_prompts"]
@@ -111,12 +111,12 @@ class PromptSource:
         self._next = 0
 
     def max_tokens(self) -> int:
-        return _sample_length(self._output_length, self._rng)
+        return sample_length(self._output_length, self._rng)
 
     def user_text(self, index: int) -> str:
         """A synthetic user message of a sampled length, unique per ``index`` (so a server's
         prefix cache does not answer from an earlier request)."""
-        tokens = _sample_length(self._prompt_length, self._rng)
+        tokens = sample_length(self._prompt_length, self._rng)
         return f"{index}: " + _text(self._rng, max(tokens - 1, 1))
 
     def next(self, index: int) -> Prompt:

@@ -9,6 +9,13 @@ from .._lazy import lazy_attributes as _lazy_attributes
 from ._base import Provider as Provider
 
 if TYPE_CHECKING:
+    from ..sim._config import FixedLength as FixedLength
+    from ..sim._config import LogNormalLength as LogNormalLength
+    from ..sim._config import SimulatedConfig as SimulatedConfig
+    from ..sim._config import UniformLength as UniformLength
+    from ..sim._provider import Simulated as Simulated
+    from ..sim._server import serve_in_thread as serve_in_thread
+    from ..sim._server import serve_in_thread_async as serve_in_thread_async
     from ._litellm import LiteLLM as LiteLLM
     from ._mlx import MLX as MLX
     from ._openai_compat import OpenAICompatible as OpenAICompatible
@@ -21,13 +28,6 @@ if TYPE_CHECKING:
     from ._scripted import Reply as Reply
     from ._scripted import Scripted as Scripted
     from ._scripted import ScriptExhausted as ScriptExhausted
-    from ._sim_server import serve_in_thread as serve_in_thread
-    from ._sim_server import serve_in_thread_async as serve_in_thread_async
-    from ._simulated import FixedLength as FixedLength
-    from ._simulated import LogNormalLength as LogNormalLength
-    from ._simulated import Simulated as Simulated
-    from ._simulated import SimulatedConfig as SimulatedConfig
-    from ._simulated import UniformLength as UniformLength
     from ._transformers import Transformers as Transformers
 
 __all__ = [
@@ -70,18 +70,14 @@ __getattr__, __dir__ = _lazy_attributes(
         ],
         "._openai_compat": ["OpenAICompatible"],
         "._scripted": ["Reply", "Scripted", "ScriptExhausted"],
-        "._sim_server": ["serve_in_thread", "serve_in_thread_async"],
-        "._simulated": [
-            "FixedLength",
-            "LogNormalLength",
-            "Simulated",
-            "SimulatedConfig",
-            "UniformLength",
-        ],
+        # The simulator is a package of its own (limelight.sim), below the providers.
+        "..sim._config": ["FixedLength", "LogNormalLength", "SimulatedConfig", "UniformLength"],
+        "..sim._provider": ["Simulated"],
+        "..sim._server": ["serve_in_thread", "serve_in_thread_async"],
     },
     extras={
         "._openai_compat": "http",
-        "._sim_server": "sim",
+        "..sim._server": "sim",
         "._litellm": "litellm",
         "._mlx": "mlx",
         "._transformers": "transformers",

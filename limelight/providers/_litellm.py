@@ -280,8 +280,8 @@ class LiteLLM:
                 # LiteLLM (1.106) imports its MCP handler, which needs the optional `mcp`
                 # package, for any call with tools; ours are plain functions, never MCP.
                 kwargs.setdefault("_skip_mcp_handler", True)
-        if request.timeout is not None:
-            kwargs["timeout"] = request.timeout
+        if request.attempt_timeout is not None:
+            kwargs["timeout"] = request.attempt_timeout
         kwargs.update(request.extra)
         if stream:
             kwargs["stream"] = True

@@ -59,7 +59,7 @@ from ._http import (
     status_error,
     transport_error,
 )
-from ._stream import StreamAssembler, sse_events
+from ._sse import StreamAssembler, sse_events
 
 if TYPE_CHECKING:
     import ssl
@@ -159,9 +159,10 @@ class OpenAICompatible:
         (``https://api.openai.com/v1``, ``http://127.0.0.1:8080/v1``).
     :param api_key: sent as a bearer token; never shown in messages, logs or ``repr``.
     :param model: the model used when a request names none.
-    :param timeout: httpx semantics: seconds allowed for each phase of an attempt (waiting for
-        a pooled connection, connecting, sending, each read, so a stream may run longer as long
-        as data keeps coming); a float or an ``httpx.Timeout``. ``request.timeout`` overrides it.
+    :param timeout: the transport's timeouts (httpx's): seconds for each phase of an exchange
+        (a pooled connection, connecting, sending, each read), a float or an ``httpx.Timeout``;
+        a request's ``attempt_timeout`` bounds every phase instead. See
+        :mod:`limelight._timeouts`.
     :param headers: extra headers sent with every request.
     :param max_connections: the most connections open at once; more requests wait for one.
     :param max_keepalive_connections: idle connections kept for reuse (default: all).
@@ -263,7 +264,7 @@ class OpenAICompatible:
         url, body = self._body(request, stream=False)
         started = time.perf_counter()
         response, content = await self._exchange(
-            "POST", url, self._post_headers, body, request.timeout
+            "POST", url, self._post_headers, body, request.attempt_timeout
         )
         latency = time.perf_counter() - started
         rate_limit = rate_limit_headers(response.headers)
@@ -295,7 +296,7 @@ class OpenAICompatible:
             url,
             headers=self._stream_headers,
             content=body,
-            extensions=self._request_extensions(request.timeout),
+            extensions=self._request_extensions(request.attempt_timeout),
         )
         response = await self._send(transport, http_request)
         assembler = StreamAssembler(

@@ -122,7 +122,7 @@ def _transformers(model: str, options: dict[str, Any]) -> Provider:
 
 
 def _sim(model: str, options: dict[str, Any]) -> Provider:
-    from ._simulated import Simulated, SimulatedConfig
+    from ..sim import Simulated, SimulatedConfig
 
     _no_remote_options("sim", model, options)
     config = options.pop("config", None)
@@ -197,6 +197,12 @@ def register_backend(prefix: str, factory: BackendFactory, *, replace: bool = Fa
             )
         _FACTORIES[prefix] = factory
         _NAMES[prefix] = prefix
+
+
+def canonical_backend(name: str) -> str:
+    """The backend ``name`` stands for (``"hf"`` → ``"transformers"``); an unknown name as given."""
+    with _lock:
+        return _NAMES.get(name, name)
 
 
 def backend_names() -> list[str]:

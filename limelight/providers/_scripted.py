@@ -27,7 +27,7 @@ from ..schemas import (
     ToolCall,
     Usage,
 )
-from ._simulated import embed_text, estimate_prompt_tokens, estimate_tokens
+from ..sim import embed_text, estimate_prompt_tokens, estimate_tokens
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._cell import Cell
+    from ._runtime import Runtime
     from ._stats import ActorStatistics
 
 _INF = math.inf
@@ -46,6 +47,12 @@ class ActorRef:
     @property
     def name(self) -> str:
         return self._cell.name
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime the actor lives in (to run work on its event loop, e.g. through its
+        portal from another thread)."""
+        return self._cell.runtime
 
     @property
     def alive(self) -> bool:

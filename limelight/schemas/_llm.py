@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .._timeouts import warn_renamed
+
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 
 
@@ -97,7 +99,9 @@ class CompletionRequest(msgspec.Struct, gc=False, frozen=True, kw_only=True, omi
     :ivar response_format: OpenAI's ``response_format`` object (``{"type": "json_schema", ...}``).
     :ivar metadata: free-form labels carried to results and analytics (role, run id, ...).
     :ivar extra: backend-specific body parameters, passed through unchanged.
-    :ivar timeout: per-attempt timeout in seconds; ``None`` means the backend's default.
+    :ivar attempt_timeout: seconds for each attempt of this request; ``None`` means the
+        pool's (or, called directly, the backend's) default. See :mod:`limelight._timeouts`.
+    :ivar timeout: the deprecated name of ``attempt_timeout`` (warns; read back as ``None``).
     """
 
     model: str = ""
@@ -114,7 +118,15 @@ class CompletionRequest(msgspec.Struct, gc=False, frozen=True, kw_only=True, omi
     stream: bool = False
     metadata: dict[str, str] = {}
     extra: dict[str, Any] = {}
+    attempt_timeout: float | None = None
     timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            warn_renamed("CompletionRequest", "timeout", "attempt_timeout")
+            if self.attempt_timeout is None:
+                msgspec.structs.force_setattr(self, "attempt_timeout", self.timeout)
+            msgspec.structs.force_setattr(self, "timeout", None)
 
 
 class CompletionResult(msgspec.Struct, gc=False, frozen=True, kw_only=True, omit_defaults=True):

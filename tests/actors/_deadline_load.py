@@ -25,10 +25,9 @@ from limelight.actors import DeploymentLimits, ModelGroup, ProviderPool, RateLim
 from limelight.actors._ratelimit import GetStatistics, RateLimiter, RateLimiterStatistics
 from limelight.errors import LimelightError
 from limelight.providers import OpenAICompatible, Provider, Simulated, SimulatedConfig
-from limelight.providers._sim_server import serve_in_thread_async
-from limelight.providers._simulated import UniformLength
 from limelight.runtime import ActorRef, Runtime
 from limelight.schemas import CompletionRequest, Message
+from limelight.sim import UniformLength, serve_in_thread_async
 
 #: How late a call may end: the contract is "by the deadline plus 50 ms".
 SLACK = 0.05

@@ -27,9 +27,9 @@ from limelight.errors import (
 from limelight.providers import OpenAICompatible, Scripted, SimulatedConfig
 from limelight.providers._http import retry_after_seconds
 from limelight.providers._scripted import Reply
-from limelight.providers._sim_server import serve_in_thread_async
 from limelight.runtime import RetryPolicy, Runtime
 from limelight.schemas import CompletionRequest, CompletionResult, Message, StreamEventType
+from limelight.sim import serve_in_thread_async
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from limelight._buckets import DeploymentLimits, Priority
 from limelight.actors import ProviderPool
-from limelight.actors._buckets import DeploymentLimits, Priority
 from limelight.actors._ratelimit import (
     Acquire,
     Configure,
@@ -25,9 +25,9 @@ from limelight.actors._ratelimit import (
 )
 from limelight.errors import ActorStopped, ConfigError, DeadlineExceeded, RateLimited
 from limelight.providers import Scripted, Simulated, SimulatedConfig
-from limelight.providers._simulated import estimate_prompt_tokens as sim_estimate
 from limelight.runtime import ActorRef, RetryPolicy, Runtime
 from limelight.schemas import CompletionRequest, CompletionResult, Message, Usage
+from limelight.sim import estimate_prompt_tokens as sim_estimate
 
 pytestmark = pytest.mark.anyio
 

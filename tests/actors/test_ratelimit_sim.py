@@ -15,8 +15,8 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from limelight._buckets import DeploymentLimits
 from limelight.actors import ModelGroup, ProviderPool
-from limelight.actors._buckets import DeploymentLimits
 from limelight.actors._ratelimit import (
     DeploymentStatistics,
     GetStatistics,
@@ -25,10 +25,9 @@ from limelight.actors._ratelimit import (
     RateLimitHook,
 )
 from limelight.providers import OpenAICompatible, SimulatedConfig
-from limelight.providers._sim_server import SimServer, serve_in_thread_async
-from limelight.providers._simulated import Quota, estimate_prompt_tokens
 from limelight.runtime import ActorRef, RetryPolicy, Runtime
 from limelight.schemas import CompletionRequest, Message
+from limelight.sim import Quota, SimServer, estimate_prompt_tokens, serve_in_thread_async
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,9 @@ from limelight.agents import Agent, AgentConfig, AgentResult
 from limelight.errors import ActorCrashed, ActorNotFound, BadRequest, ConfigError
 from limelight.models import ModelProfile, register_model
 from limelight.providers import OpenAICompatible, SimulatedConfig
-from limelight.providers._sim_server import serve_in_thread_async
 from limelight.runtime import Runtime
 from limelight.schemas import CompletionRequest, Message, StreamEventType, ToolCall, Usage
+from limelight.sim import serve_in_thread_async
 from limelight.testing import Reply, Scripted
 from limelight.tools import tool
 from limelight.usage import UsageLimits, get_tokens_by_role, reset_usage

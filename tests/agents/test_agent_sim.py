@@ -7,7 +7,7 @@ import anyio
 import msgspec
 import pytest
 
-from limelight.actors._buckets import DeploymentLimits
+from limelight._buckets import DeploymentLimits
 from limelight.actors._ratelimit import (
     GetStatistics,
     RateLimiter,
@@ -16,9 +16,9 @@ from limelight.actors._ratelimit import (
 )
 from limelight.agents import Agent, AgentConfig, AgentResult
 from limelight.providers import OpenAICompatible, SimulatedConfig
-from limelight.providers._simulated import estimate_prompt_tokens
 from limelight.runtime import ActorRef, Runtime
 from limelight.schemas import StreamEventType
+from limelight.sim import estimate_prompt_tokens
 from limelight.testing import serve_in_thread_async
 from limelight.tools import Tool, tool
 

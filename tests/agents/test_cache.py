@@ -31,7 +31,7 @@ class FakeClock:
 
 def test_keys_ignore_labels_but_not_what_shapes_the_answer() -> None:
     base = cache_key(request())
-    assert cache_key(request(metadata={"run_id": "x"}, timeout=3.0, stream=True)) == base
+    assert cache_key(request(metadata={"run_id": "x"}, attempt_timeout=3.0, stream=True)) == base
     assert cache_key(request("other")) != base
     assert cache_key(request(temperature=0.5)) != base
     assert cache_key(CompletionRequest(model="n", messages=[Message.user("hi")])) != base

@@ -61,7 +61,7 @@ def log_then_wait(spool: str, db: str, n: int, handle: str, backend: str) -> Non
 
 def hold_segment(spool: str, n: int) -> None:
     """Write ``n`` events into an open segment for the sink ``memory`` and keep it open."""
-    from limelight.actors._spool import Spool
+    from limelight._spool import Spool
     from limelight.schemas import encode_event
 
     writer = Spool(spool)

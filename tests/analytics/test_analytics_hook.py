@@ -10,16 +10,16 @@ import anyio
 import pytest
 
 from limelight import analytics
+from limelight._analytics_hook import AnalyticsHook
 from limelight.actors import AttemptHook, ProviderPool
-from limelight.actors._analytics_hook import AnalyticsHook
 from limelight.actors._shipper import AnalyticsShipper
 from limelight.analytics import AnalyticsClient, AnalyticsConfig
 from limelight.errors import ServerError
 from limelight.providers import OpenAICompatible, Scripted, SimulatedConfig
-from limelight.providers._sim_server import serve_in_thread_async
 from limelight.runtime import RetryPolicy, Runtime
 from limelight.schemas import CompletionRequest, Event, EventType, Message, Usage
 from limelight.schemas import CompletionResult as Result
+from limelight.sim import serve_in_thread_async
 from limelight.sinks import MemorySink
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from limelight import analytics
+from limelight import _analytics, analytics
 from limelight.analytics import AnalyticsConfig
 from limelight.errors import ConfigError, RuntimeNotRunning
 from limelight.runtime import Runtime
@@ -48,7 +48,7 @@ def test_config_from_env_reads_every_variable(tmp_path: Path) -> None:
         "LIMELIGHT_ANALYTICS_LOOP": "trio",
     }
     # Every variable analytics reads is in this test (a new one must be added here).
-    assert set(env) == set(analytics._ENV)
+    assert set(env) == set(_analytics._ENV)
     cfg = AnalyticsConfig.from_env(env)
     assert cfg == AnalyticsConfig(
         api_key="sk-secret-0123456789abcdef",
@@ -170,7 +170,7 @@ def test_bad_environment_values_raise_config_error_naming_the_variable(
 
 
 def test_every_variable_has_a_bad_value_tested() -> None:
-    assert {var for var, _, _ in BAD_VALUES} == set(analytics._ENV)
+    assert {var for var, _, _ in BAD_VALUES} == set(_analytics._ENV)
 
 
 def test_get_client_before_initialize_says_what_to_do() -> None:
@@ -336,7 +336,7 @@ def test_initialize_installs_a_sigterm_handler_and_shutdown_takes_it_off(tmp_pat
 
     term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     analytics.initialize(config=config(tmp_path), sinks=[MemorySink()])
-    assert signal.getsignal(signal.SIGTERM) is analytics._on_signal
+    assert signal.getsignal(signal.SIGTERM) is _analytics._on_signal
     assert signal.getsignal(signal.SIGINT) is interrupt  # left to Python and the event loops
     assert analytics.shutdown(5)
     assert signal.getsignal(signal.SIGTERM) == term

@@ -22,9 +22,9 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from limelight.actors import _spool
+from limelight import _spool
+from limelight._spool import QUARANTINE, Spool
 from limelight.actors._shipper import AnalyticsShipper
-from limelight.actors._spool import QUARANTINE, Spool
 from limelight.runtime import Runtime
 from limelight.schemas import Event, encode_event
 from limelight.sinks import HTTPSink, MemorySink, SQLiteSink, read_events

@@ -18,8 +18,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from limelight._spool import DEAD_LETTER, Spool
 from limelight.actors._shipper import AnalyticsShipper, ShipperStatistics
-from limelight.actors._spool import DEAD_LETTER, Spool
 from limelight.errors import ConfigError, SinkRejected, SinkUnavailable
 from limelight.runtime import Runtime
 from limelight.schemas import Event

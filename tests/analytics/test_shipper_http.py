@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from limelight._spool import Spool
 from limelight.actors._shipper import AnalyticsShipper
-from limelight.actors._spool import Spool
 from limelight.runtime import Runtime
 from limelight.schemas import Event
 from limelight.sinks import HTTPSink

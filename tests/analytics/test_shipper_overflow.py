@@ -19,8 +19,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from limelight._spool import Spool
 from limelight.actors._shipper import AnalyticsShipper
-from limelight.actors._spool import Spool
 from limelight.errors import SinkUnavailable
 from limelight.runtime import Runtime
 from limelight.schemas import Event

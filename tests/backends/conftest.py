@@ -14,8 +14,8 @@ import pytest
 
 from limelight.errors import BadRequest, ProviderError, RateLimited
 from limelight.providers import Provider
-from limelight.providers._simulated import SimulatedConfig
 from limelight.schemas import CompletionRequest, Message, ToolCall, ToolSpec
+from limelight.sim import SimulatedConfig
 
 ADD = ToolSpec(
     name="add",
@@ -243,7 +243,7 @@ def scripted_case() -> Case:
 @pytest.fixture(scope="session")
 def sim_url() -> Iterator[str]:
     """The simulator server (real HTTP) in a thread, for the whole session."""
-    from limelight.providers._sim_server import serve_in_thread
+    from limelight.sim import serve_in_thread
 
     with serve_in_thread(SIM) as base_url:
         yield base_url

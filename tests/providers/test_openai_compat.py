@@ -634,7 +634,7 @@ async def test_waiting_for_a_connection_times_out_and_gives_its_turn_back(
             tg.start_soon(provider.complete, ask("slow"))  # holds the only connection
             await wait_for(lambda: state.slow_started > started)
             with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout):
-                await provider.complete(ask("echo", timeout=0.2))
+                await provider.complete(ask("echo", attempt_timeout=0.2))
             # A waiting request cancelled before its turn leaves no claim behind.
             with anyio.move_on_after(0.1):
                 await provider.complete(ask("echo"))
@@ -806,7 +806,7 @@ async def test_connection_refused() -> None:
 @pytest.mark.parametrize("model", ["slow", "slow:body"])
 async def test_request_timeout(provider: OpenAICompatible, model: str) -> None:
     with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout) as caught:
-        await provider.complete(ask(model, timeout=0.2))
+        await provider.complete(ask(model, attempt_timeout=0.2))
     assert isinstance(caught.value, TimeoutError)
     assert "timed out" in str(caught.value)
 
@@ -821,7 +821,7 @@ async def test_default_timeout(server: tuple[str, ServerState]) -> None:
 async def test_stalled_stream_times_out(provider: OpenAICompatible) -> None:
     tokens: list[str | None] = []
     with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout):
-        await read_tokens(provider.stream(ask("stall", timeout=0.3)), tokens)
+        await read_tokens(provider.stream(ask("stall", attempt_timeout=0.3)), tokens)
     assert tokens == ["first"]
 
 

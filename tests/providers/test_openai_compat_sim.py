@@ -23,8 +23,6 @@ from limelight.errors import (
     ServerError,
 )
 from limelight.providers import OpenAICompatible
-from limelight.providers._sim_server import serve_in_thread
-from limelight.providers._simulated import SimulatedConfig
 from limelight.schemas import (
     CompletionRequest,
     CompletionResult,
@@ -33,6 +31,7 @@ from limelight.schemas import (
     StreamEventType,
     ToolSpec,
 )
+from limelight.sim import SimulatedConfig, serve_in_thread
 
 pytestmark = pytest.mark.anyio
 

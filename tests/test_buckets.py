@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from limelight.actors._buckets import (
+from limelight._buckets import (
     MIN_PAUSE,
     Bucket,
     Budget,
@@ -20,7 +20,7 @@ from limelight.actors._buckets import (
     parse_duration,
 )
 from limelight.errors import ConfigError
-from limelight.providers._simulated import Quota, format_duration
+from limelight.sim import Quota, format_duration
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from limelight._token_bucket import Bucket
+from limelight._buckets import Bucket
 from limelight.errors import ConfigError
-from limelight.providers._simulated import (
+from limelight.schemas import CompletionRequest, Message
+from limelight.sim import (
     Outcome,
     Quota,
     SimEngine,
     SimulatedConfig,
     format_duration,
 )
-from limelight.schemas import CompletionRequest, Message
 
 
 class FakeClock:

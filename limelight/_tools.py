@@ -20,8 +20,8 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from ..errors import ConfigError
-from ..schemas import ToolResult, ToolSpec
+from .errors import ConfigError
+from .schemas import ToolResult, ToolSpec
 
 __all__ = [
     "DEFAULT_TOOL_TIMEOUT",

@@ -9,7 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from limelight.actors._tools import PreparedCall
+from limelight._tools import PreparedCall
 from limelight.errors import ConfigError
 from limelight.runtime import Runtime
 from limelight.schemas import ToolCall

@@ -18,6 +18,9 @@ and a lock file it holds with ``flock`` for as long as it lives; the kernel drop
 the process dies, however it dies. A segment whose owner's lock can be taken is an orphan:
 :meth:`Spool.adopt` renames it to its own owner and replays it. A process id is never used to
 decide this (it may have been reused).
+
+One module over 600 lines because it is one file format: writing, sealing, acknowledging,
+adopting and quarantining segments are the same layout's rules, kept together.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from typing import Final, Literal
 
 import msgspec
 
-from .._files import make_private_dirs
-from ..errors import ConfigError
-from ..schemas._events import Event
+from ._files import make_private_dirs
+from .errors import ConfigError
+from .schemas._events import Event
 
 try:
     import fcntl

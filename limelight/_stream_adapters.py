@@ -10,31 +10,19 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from .errors import BadResponse, LimelightError
+from .errors import BadResponse, StreamError
 from .schemas import CompletionResult, StreamEvent, StreamEventType, ToolCall, ToolResult, Usage
 
 __all__ = [
     "BufferingAdapter",
     "CallbackAdapter",
     "SSEAdapter",
-    "StreamError",
     "WebSocketAdapter",
     "collect_stream",
     "event_to_json",
 ]
 
 _encoder = msgspec.json.Encoder()
-
-
-class StreamError(LimelightError):
-    """A stream reported an error (an ERROR event).
-
-    :ivar error_type: the class name of the error at the source.
-    """
-
-    def __init__(self, message: str, *, error_type: str | None = None) -> None:
-        super().__init__(f"{error_type}: {message}" if error_type else message)
-        self.error_type = error_type
 
 
 def event_to_json(event: StreamEvent) -> str:

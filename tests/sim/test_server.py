@@ -20,8 +20,15 @@ import msgspec
 import pytest
 
 from limelight.errors import ServerError
-from limelight.providers._sim_server import serve_in_thread, serve_in_thread_async
-from limelight.providers._simulated import (
+from limelight.schemas import CompletionRequest, Message
+from limelight.schemas._openai import (
+    chat_chunk_decoder,
+    chat_completion_decoder,
+    embedding_list_decoder,
+    models_page_decoder,
+    text_completion_decoder,
+)
+from limelight.sim import (
     INLINE_EMBEDDING_VALUES,
     MAX_EMBEDDING_DIMENSIONS,
     MAX_EMBEDDING_INPUTS,
@@ -34,14 +41,8 @@ from limelight.providers._simulated import (
     MAX_TOOLS,
     Simulated,
     SimulatedConfig,
-)
-from limelight.schemas import CompletionRequest, Message
-from limelight.schemas._openai import (
-    chat_chunk_decoder,
-    chat_completion_decoder,
-    embedding_list_decoder,
-    models_page_decoder,
-    text_completion_decoder,
+    serve_in_thread,
+    serve_in_thread_async,
 )
 
 FAST = SimulatedConfig(ttft=0.0, ttft_jitter=0.0, tokens_per_second=None, output_tokens=10)

@@ -3,7 +3,7 @@ every LLM call as ``llm_request`` / ``llm_response`` (or ``error``) events on th
 analytics client, when there is one. It never waits and never raises.
 
 ``analytics.initialize()`` registers one in :mod:`limelight._instrument`, which every provider
-worker consults; this module imports the worker's types, never the other way round."""
+worker consults; the worker and this hook share only :mod:`limelight._instrument`'s types."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._models import cost_of
-from ..schemas import CompletionResult
-from ..schemas._events import Event
-from ._provider_worker import Attempt
+from ._instrument import Attempt
+from ._models import cost_of
 from ._tracing import analytics_client, parse_event_id
+from .schemas import CompletionResult
+from .schemas._events import Event
 
 if TYPE_CHECKING:
-    from .._instrument import Recorder
+    from ._instrument import Recorder
 
 __all__ = ["AnalyticsHook"]
 

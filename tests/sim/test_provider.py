@@ -27,7 +27,15 @@ from limelight.errors import (
     ServerError,
 )
 from limelight.providers import Provider
-from limelight.providers._simulated import (
+from limelight.schemas import (
+    CompletionRequest,
+    EmbeddingRequest,
+    Message,
+    StreamEvent,
+    StreamEventType,
+    ToolSpec,
+)
+from limelight.sim import (
     INLINE_EMBEDDING_VALUES,
     MAX_ARGUMENTS_LENGTH,
     MAX_EMBEDDING_DIMENSIONS,
@@ -45,14 +53,6 @@ from limelight.providers._simulated import (
     embed_text,
     estimate_prompt_tokens,
     parse_output_length,
-)
-from limelight.schemas import (
-    CompletionRequest,
-    EmbeddingRequest,
-    Message,
-    StreamEvent,
-    StreamEventType,
-    ToolSpec,
 )
 
 FAST = SimulatedConfig(ttft=0.0, ttft_jitter=0.0, tokens_per_second=None, output_tokens=12)

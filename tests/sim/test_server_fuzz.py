@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from limelight.providers._sim_server import serve_in_thread
-from limelight.providers._simulated import (
+from limelight.sim import (
     MAX_EMBEDDING_DIMENSIONS,
     MAX_OUTPUT_TOKENS,
     MAX_SCHEMA_ARRAY_ITEMS,
     MAX_SCHEMA_STRING_LENGTH,
     SimulatedConfig,
+    serve_in_thread,
 )
 
 # Every tool offered is called, so that random schemas reach the argument generator.

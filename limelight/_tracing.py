@@ -10,12 +10,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
 
-from .. import _instrument
+from . import _instrument
 
 if TYPE_CHECKING:
     import uuid
 
-    from .._instrument import Recorder
+    from ._instrument import Recorder
 
 __all__ = ["Trace", "analytics_client", "current_trace", "parse_event_id"]
 

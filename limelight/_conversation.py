@@ -12,9 +12,9 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
-from ..errors import ConfigError
-from ..schemas import Message, ToolCall
 from ._models import get_model_profile
+from .errors import ConfigError
+from .schemas import Message, ToolCall
 
 __all__ = [
     "CHARS_PER_TOKEN",
