@@ -9,9 +9,10 @@ bottom:
     The actor kernel: actors, refs, mailboxes, supervision, retries, the blocking portal.
     It knows nothing about LLMs and imports nothing else of limelight.
 
-``_secrets``, ``_version``, ``errors``, ``_lazy``
-    Leaf helpers (redacting keys, the version), then the one error hierarchy (which
-    re-exports the kernel's errors), then the lazy attributes of the packages' ``__init__``.
+``_secrets``, ``_version``, ``_timeouts``, ``errors``, ``_lazy``
+    Leaf helpers (redacting keys, the version, the timeout model: a call's deadline, an
+    attempt timeout, the transport's), then the one error hierarchy (which re-exports the
+    kernel's errors), then the lazy attributes of the packages' ``__init__``.
 
 ``schemas``
     The msgspec Structs of every message that crosses an actor boundary or a wire: requests,
@@ -41,20 +42,18 @@ Pure cores: ``_models``, ``_httpx``, ``_buckets``, ``_instrument``, then ``_usag
     executors, the analytics shipper. Lifecycle, messages and supervision; the logic they
     wrap lives in the cores. One actor per module.
 
-Public modules over one feature: ``analytics``, ``agents``, ``tools``, ``models``,
-``conversation``, ``usage``, ``streaming``
+Public modules over one feature: ``analytics`` (over ``_analytics``), ``agents``, ``tools``,
+``models``, ``conversation``, ``usage``, ``streaming``
     Each re-exports, or wraps in an API, its core or actors; none imports another.
 
-Facades: ``roles``, ``client``, ``cache``, ``batch``, ``testing``; above them ``harness``
-and ``integrations``
+Facades: ``roles``, ``client``, ``cache``, ``batch``, ``testing`` (over ``_roles``,
+``_llm_json``, ``_client``, ``_cache``, ``_batch``); above them ``harness`` and
+``integrations``
     The role router, the sync client, caching, batches and test doubles, then the benchmark
     harness and the hooks for other frameworks, composed from everything below.
 
 ``cli``, ``__main__``
     The ``limelight`` command, one module per subcommand, on top of everything.
-
-Implementation lives in private ``_x`` modules; public modules and package ``__init__`` files
-re-export it.
 
 One rule for public modules (trio's): code lives in private ``_x`` modules (``_roles``,
 ``_client``, ``_analytics``, ``actors/_agent``...), and a public module or package

@@ -1,6 +1,13 @@
-"""The analytics API's implementation: :class:`AnalyticsConfig`, the :class:`AnalyticsClient`
-running a shipper on a background loop, and the process-wide client with its signal, exit and
-fork handling (see :mod:`limelight.analytics`). The process-wide state lives here."""
+"""The analytics API's implementation: config, client and the process-wide client.
+
+:class:`AnalyticsConfig`, the :class:`AnalyticsClient` running a shipper on a background loop,
+and the process-wide client with its signal, exit and fork handling (see
+:mod:`limelight.analytics`). The process-wide state lives here.
+
+One module: the process-wide client and its signal, exit and fork handlers all read and
+replace one piece of global state (the current client, under one lock), and the client's
+background loop is what they flush, shut down and restart.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The provider workers' analytics: an :class:`AttemptHook` that records every attempt of
-every LLM call as ``llm_request`` / ``llm_response`` (or ``error``) events on the process-wide
-analytics client, when there is one. It never waits and never raises.
+"""Analytics for provider workers: every attempt of an LLM call recorded as events.
+
+An :class:`AttemptHook` that records every attempt of every LLM call as ``llm_request`` /
+``llm_response`` (or ``error``) events on the process-wide analytics client, when there is one.
+It never waits and never raises.
 
 ``analytics.initialize()`` registers one in :mod:`limelight._instrument`, which every provider
 worker consults; the worker and this hook share only :mod:`limelight._instrument`'s types."""

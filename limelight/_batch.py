@@ -1,5 +1,6 @@
-"""Batches' implementation: :func:`run_batch` with its concurrency bound and JSON-lines
-checkpoint (see :mod:`limelight.batch`)."""
+"""Batches' implementation (see :mod:`limelight.batch`).
+
+:func:`run_batch` with its concurrency bound and JSON-lines checkpoint."""
 
 from __future__ import annotations
 

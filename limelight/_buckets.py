@@ -6,9 +6,9 @@ starting full; the simulator enforces it and the rate limiter budgets for it. A
 the current time, nothing waits, nothing reads a clock, so property tests drive it with any
 clock; :class:`~limelight.actors.RateLimiter` does the waiting.
 
-One module over 600 lines because it is one thing: the budget is the buckets' only client in
-the limiter, and its reservation, refund and header-adoption rules are written against the
-bucket's refill and send-delay arithmetic.
+One module: one thing. The budget is the buckets' only client in the limiter, and its
+reservation, refund and header-adoption rules are written against the bucket's refill and
+send-delay arithmetic.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Response caches' implementation: the cache key, the in-memory and SQLite caches, and
-:class:`CachingProvider` (see :mod:`limelight.cache`)."""
+"""Response caches' implementation (see :mod:`limelight.cache`).
+
+It holds the cache key, the in-memory and SQLite caches, and :class:`CachingProvider`."""
 
 from __future__ import annotations
 

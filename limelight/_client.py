@@ -1,6 +1,12 @@
-"""The sync client's implementation: :class:`LLMConfig`, and :class:`LLM` calling an
-OpenAI-compatible server through a provider pool on a background runtime (see
-:mod:`limelight.client`)."""
+"""The sync client's implementation (see :mod:`limelight.client`).
+
+:class:`LLMConfig`, and :class:`LLM` calling an OpenAI-compatible server through a provider
+pool on a background runtime.
+
+One module: the config, the backend the pool drives (``_ClientBackend``), the host runtime
+(``_Host``) and :class:`LLM` are one call path; a call's body, attempts, errors and shutdown
+pass through all of them, so they change together.
+"""
 
 from __future__ import annotations
 

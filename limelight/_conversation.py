@@ -1,6 +1,8 @@
-"""Conversations: the messages of a chat, with truncation to a model's context window that
-never separates a tool call from its results and always keeps the system message; fork, and
-save / load as msgspec JSON."""
+"""Conversations: the messages of a chat, truncated, forked, saved and loaded.
+
+A conversation holds a chat's messages, with truncation to a model's context window that never
+separates a tool call from its results and always keeps the system message; fork, and save /
+load as msgspec JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Files that hold prompts, answers or events (the SQLite event store, the JSONL sink, the
+"""Private files and folders: what limelight writes is readable by its owner only.
+
+Files that hold prompts, answers or events (the SQLite event store, the JSONL sink, the
 response cache, batch checkpoints, bench results) are created readable by their owner only
 (0600), in folders limelight creates for its owner only (0700), as the spool's are.
 

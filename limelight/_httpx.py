@@ -1,8 +1,10 @@
-"""HTTP plumbing shared by limelight's HTTP users (the OpenAI-compatible backend, the HTTP
-sink, ...): connection pools bound to the event loop that created them, with the cheapest
-transport for the running backend, and the reading of a server's rate-limit and retry
-headers. Nothing here knows about providers or sinks; each translates failures into its own
-errors (:mod:`limelight.providers._http` for the backends).
+"""HTTP plumbing shared by limelight's HTTP users: loop-bound pools and rate-limit headers.
+
+Its users are the OpenAI-compatible backend, the HTTP sink and others. It holds connection pools
+bound to the event loop that created them, with the cheapest transport for the running backend,
+and the reading of a server's rate-limit and retry headers. Nothing here knows about providers
+or sinks; each translates failures into its own errors (:mod:`limelight.providers._http` for the
+backends).
 """
 
 from __future__ import annotations

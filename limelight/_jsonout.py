@@ -1,6 +1,8 @@
-"""JSON out of model answers: the text of any response shape, the JSON value in a text
-(code fences and surrounding prose allowed), and validation against a JSON schema or a type.
-Re-exported by :mod:`limelight.roles`."""
+"""JSON out of model answers: find a JSON value in a response and validate it.
+
+It finds the text of any response shape, the JSON value in a text (code fences and surrounding
+prose allowed), and validation against a JSON schema or a type. Re-exported by
+:mod:`limelight.roles`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The role router's text and JSON helpers: ``llm_text`` and ``llm_json`` (sync and async)
-over a role's :class:`~limelight._roles.RoleLLM`, with JSON-schema output validated and
-re-asked for."""
+"""The role router's text and JSON helpers, ``llm_text`` and ``llm_json``.
+
+Both (sync and async) go through a role's :class:`~limelight._roles.RoleLLM`, with
+JSON-schema output validated and re-asked for."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""What each model takes and costs: model profiles and prices, the pure core behind
-:mod:`limelight.models` and the price lookup of :mod:`limelight.usage`.
+"""What each model takes and costs: model profiles and prices.
+
+This is the pure core behind :mod:`limelight.models` and the price lookup of
+:mod:`limelight.usage`.
 
 A profile says what a model can take (context window), what it costs and what it can do, in
 a registry the user can extend. Conversations truncate to the context window; agents and

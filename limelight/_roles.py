@@ -1,9 +1,11 @@
-"""The role router's implementation: each role's settings (set, environment, default), the
-provider pool each role's calls go through, and :class:`RoleLLM`, the handle that calls it.
+"""The role router's implementation: role settings, their pools and :class:`RoleLLM`.
 
-Over ~600 lines as one cohesive thing: the settings and the pools they start share one lock
-and one table (a change of settings restarts the role's pool). The text and JSON helpers
-built on it are in :mod:`limelight._llm_json`; the public names in :mod:`limelight.roles`.
+Each role has settings (set, environment, default), a provider pool its calls go through,
+and a :class:`RoleLLM`, the handle that calls it.
+
+One module: the settings and the pools they start share one lock and one table (a change of
+settings restarts the role's pool). The text and JSON helpers built on it are in
+:mod:`limelight._llm_json`; the public names in :mod:`limelight.roles`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The analytics shipper's write-ahead log: every accepted event is written here (group commit)
-before any sink sees it, and a segment is deleted only once every sink it was meant for has
-confirmed all of its events. Blocking code: the shipper calls it from worker threads.
+"""The analytics shipper's write-ahead log: events kept on disk until every sink confirms them.
+
+Every accepted event is written here (group commit) before any sink sees it, and a segment is
+deleted only once every sink it was meant for has confirmed all of its events. Blocking code:
+the shipper calls it from worker threads.
 
 Layout under the spool directory::
 
@@ -19,8 +21,8 @@ the process dies, however it dies. A segment whose owner's lock can be taken is 
 :meth:`Spool.adopt` renames it to its own owner and replays it. A process id is never used to
 decide this (it may have been reused).
 
-One module over 600 lines because it is one file format: writing, sealing, acknowledging,
-adopting and quarantining segments are the same layout's rules, kept together.
+One module: one file format. Writing, sealing, acknowledging, adopting and quarantining
+segments are the same layout's rules, kept together.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Stream adapters, the implementation behind :mod:`limelight.streaming`: a stream of
-:class:`StreamEvent` (an agent's or a provider's) as server-sent events, callbacks,
-websocket messages or one :class:`CompletionResult`."""
+"""Stream adapters, the implementation behind :mod:`limelight.streaming`.
+
+They turn a stream of :class:`StreamEvent` (an agent's or a provider's) into server-sent
+events, callbacks, websocket messages or one :class:`CompletionResult`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Tools an agent can call: the ``@tool`` decorator, the :class:`ToolRegistry` that
-validates and runs calls, and :class:`ToolResult`.
+"""Tools an agent can call: ``@tool``, :class:`ToolRegistry` and :class:`ToolResult`.
+
+The ``@tool`` decorator makes a tool; the :class:`ToolRegistry` validates and runs calls.
 
 A tool's JSON schema comes from its signature (a msgspec Struct built from it) and its
 argument docs from its docstring. Every failure of a call becomes an error result the model

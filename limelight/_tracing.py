@@ -1,5 +1,7 @@
-"""The automatic analytics of agents and tool executors: which run an event belongs to, and
-which event is its parent, so that a run's events form its agent tree.
+"""The automatic analytics of agents and tool executors: each event's run and parent.
+
+It tracks which run an event belongs to, and which event is its parent, so that a run's
+events form its agent tree.
 
 Events go to the recorder registered in :mod:`limelight._instrument` (the analytics client,
 which ``analytics.initialize()`` registers); while none is, asking costs one attribute read.

@@ -1,9 +1,10 @@
-"""Decorators and the :class:`Tracker` context manager: record LLM calls, tool uses and agent
-steps (inputs, outputs, latency, errors) as analytics events, linked into a tree by
-``parent_event_id``. Without an initialized client they cost a function call and record
-nothing; the user's exceptions always propagate unchanged. The client is the recorder that
-``analytics.initialize()`` registers in :mod:`limelight._instrument` (this module never
-imports :mod:`limelight.analytics`, which re-exports it).
+"""Decorators and the :class:`Tracker` context manager that record analytics events.
+
+They record LLM calls, tool uses and agent steps (inputs, outputs, latency, errors) as analytics
+events, linked into a tree by ``parent_event_id``. Without an initialized client they cost a
+function call and record nothing; the user's exceptions always propagate unchanged. The client
+is the recorder that ``analytics.initialize()`` registers in :mod:`limelight._instrument` (this
+module never imports :mod:`limelight.analytics`, which re-exports it).
 """
 
 from __future__ import annotations

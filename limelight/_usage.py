@@ -1,6 +1,8 @@
-"""The usage tracker's implementation: the process-wide tracker, the functions over it and the
-limits behind :mod:`limelight.usage`; prices come from :mod:`limelight._models` (re-exported
-here for the code that priced calls through this module)."""
+"""The usage tracker's implementation (see :mod:`limelight.usage`).
+
+It holds the process-wide tracker, the functions over it and the limits behind
+:mod:`limelight.usage`; prices come from :mod:`limelight._models` (re-exported here for the code
+that priced calls through this module)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Batch processing with checkpoints: run one async function over many items, a bounded
-number at a time, recording each outcome in a checkpoint file as it completes, so a batch
-that was interrupted (a crash, Ctrl-C, a deadline) resumes where it stopped::
+"""Batch processing with checkpoints: resume an interrupted batch where it stopped.
+
+Run one async function over many items, a bounded number at a time, recording each outcome in a
+checkpoint file as it completes, so a batch that was interrupted (a crash, Ctrl-C, a deadline)
+resumes where it stopped::
 
     from limelight.batch import run_batch
 

@@ -1,6 +1,7 @@
-"""A plain synchronous client for OpenAI-compatible servers (vLLM, llama.cpp, mlx_lm.server,
-OpenAI, the limelight simulator): chat and text completions and the model list, with retries,
-for code that has no event loop.
+"""A plain synchronous client for OpenAI-compatible servers, for code with no event loop.
+
+It talks to vLLM, llama.cpp, mlx_lm.server, OpenAI or the limelight simulator: chat and text
+completions and the model list, with retries.
 
 Its calls take the pipeline every model call takes: a :class:`~limelight.actors.ProviderPool`
 whose workers drive :class:`~limelight.providers.OpenAICompatible`, with the pool's retries,

@@ -1,5 +1,7 @@
-"""The role router: roles (executor, optimizer, metaoptimizer, or any name) mapped to models
-and backends, called from sync or async code, with JSON output and usage counted per role.
+"""The role router: roles mapped to models and backends, called from sync or async code.
+
+Roles are executor, optimizer, metaoptimizer, or any name. Calls may ask for JSON output,
+and usage is counted per role.
 
 ::
 

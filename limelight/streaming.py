@@ -1,5 +1,7 @@
-"""Stream adapters: turn a stream of StreamEvents (an agent's or a provider's) into
-server-sent events, callbacks, websocket messages or one CompletionResult."""
+"""Stream adapters: a stream of StreamEvents as SSE, callbacks, websocket messages or a result.
+
+The stream is an agent's or a provider's; it becomes server-sent events, callbacks,
+websocket messages or one CompletionResult."""
 
 from ._stream_adapters import BufferingAdapter as BufferingAdapter
 from ._stream_adapters import CallbackAdapter as CallbackAdapter

@@ -1,5 +1,7 @@
-"""Test helpers for code built on limelight: the deterministic Scripted provider and the
-simulator server, running in a thread so tests on any event loop can reach it over HTTP."""
+"""Test helpers for code built on limelight.
+
+The deterministic Scripted provider, and the simulator server running in a thread so tests
+on any event loop can reach it over HTTP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Tools for agents: the ``@tool`` decorator, :class:`ToolRegistry`, :class:`ToolResult`
-and the :class:`ToolExecutor` actor."""
+"""Tools for agents.
+
+The ``@tool`` decorator, :class:`ToolRegistry`, :class:`ToolResult` and the
+:class:`ToolExecutor` actor."""
 
 from ._tools import DEFAULT_TOOL_TIMEOUT as DEFAULT_TOOL_TIMEOUT
 from ._tools import Tool as Tool

@@ -1,5 +1,6 @@
-"""LLM actors: provider workers, the rate limiter, agents, tool executors and the analytics
-shipper. Each is an Actor of :mod:`limelight.runtime`, one per module, wrapping a pure core
+"""LLM actors: provider workers, rate limiter, agents, tool executors and the analytics shipper.
+
+Each is an Actor of :mod:`limelight.runtime`, one per module, wrapping a pure core
 (``limelight._buckets``, ``_conversation``, ``_tools``, ``_spool``...).
 
 Some of those cores' names are re-exported here too (:class:`DeploymentLimits`,

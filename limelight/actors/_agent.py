@@ -1,11 +1,13 @@
-"""The Agent actor: the ReAct loop (conversation -> model -> tool calls in parallel ->
-repeat) within max turns and a deadline, its provider calls through a ProviderPool and its
-tool calls through a ToolExecutor child. Child agents given as tools run as its supervised
+"""The Agent actor: a ReAct loop over a model and tools, with child agents as tools.
+
+It runs the ReAct loop (conversation -> model -> tool calls in parallel -> repeat) within max
+turns and a deadline, its provider calls through a ProviderPool and its tool calls through a
+ToolExecutor child. Child agents given as tools run as its supervised
 children: an agent tree.
 
-One module over 600 lines because it is one actor: the run state, the turn loop, the stream
-of a run (:class:`AgentStream`) and the agent-as-a-tool adapter share the actor's state and
-its deadline. The logic it drives lives in the cores (:mod:`limelight._conversation`,
+One module: one actor. The run state, the turn loop, the stream of a run
+(:class:`AgentStream`) and the agent-as-a-tool adapter share the actor's state and its
+deadline. The logic it drives lives in the cores (:mod:`limelight._conversation`,
 :mod:`limelight._tools`, :mod:`limelight._tracing`, :mod:`limelight._usage`)."""
 
 from __future__ import annotations

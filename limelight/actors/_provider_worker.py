@@ -12,10 +12,9 @@ of the same model.
 This is the one path every model call takes: agents, the role router, the sync client, batches
 and the benchmark harness all call through a :class:`ProviderPool`.
 
-One module a little over 600 lines because it is one path: the worker, the pool actor that
-supervises the workers, the caller-side :class:`ProviderPool` and the :class:`ModelGroup`
-over pools share the request/attempt protocol. The hooks' types are in
-:mod:`limelight._instrument`.
+One module: one path. The worker, the pool actor that supervises the workers, the caller-side
+:class:`ProviderPool` and the :class:`ModelGroup` over pools share the request/attempt protocol.
+The hooks' types are in :mod:`limelight._instrument`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The rate limiter: one actor owning the quota of every deployment, and the hook through
-which provider workers reserve before each attempt and reconcile after it.
+"""The rate limiter: one actor owning every deployment's quota, and the workers' hook.
+
+One actor owns the quota of every deployment; provider workers reserve through its hook before
+each attempt and reconcile after it.
 
 How waiting works without blocking the actor's mailbox: the caller makes a :class:`Ticket`
 and asks :class:`Acquire` with it; the answer comes at once, admitted or queued. A queued
@@ -30,9 +32,9 @@ name upper-cased with every character outside ``A-Z0-9`` turned into ``_``:
 A deployment with no quota at all is not limited until its server's ``x-ratelimit-limit-*``
 headers tell one.
 
-One module over 600 lines because it is one protocol: the actor, its messages, the
-:class:`Ticket` a caller waits on, the timer child and the :class:`RateLimitHook` that speaks
-to it change together. The pure arithmetic is already out, in :mod:`limelight._buckets`.
+One module: one protocol. The actor, its messages, the :class:`Ticket` a caller waits on, the
+timer child and the :class:`RateLimitHook` that speaks to it change together. The pure
+arithmetic is already out, in :mod:`limelight._buckets`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The AnalyticsShipper: takes events from any thread or task without ever blocking or
-raising, writes them to a write-ahead log on local disk by group commit, and delivers them from
-there to every sink, deleting them only once every sink confirmed them.
+"""The AnalyticsShipper: events from any thread, to a write-ahead log, then to every sink.
+
+It takes events from any thread or task without ever blocking or raising, writes them to a
+write-ahead log on local disk by group commit, and delivers them from there to every sink,
+deleting them only once every sink confirmed them.
 
 The hot path (:meth:`AnalyticsShipper.log_event`) takes a slot token (``list.pop``) and does
 a ``deque.append``, both atomic, so no lock and no I/O. The tokens make the queue bound exact:
@@ -14,9 +16,9 @@ confirmed; a segment is deleted once every sink it was meant for has confirmed a
 the next start, whatever a dead process left unconfirmed is adopted and re-sent: sinks that
 dedupe by ``event_id`` (SQLite, the HTTP ingestion protocol) store each event once.
 
-One module over 600 lines because it is one state machine: the hot path, the committer
-thread, the readers per sink and the flush/shutdown waiters all read and advance the same
-counters and segment bookkeeping, on one event loop. The disk format and its blocking I/O
+One module: one state machine. The hot path, the committer thread, the readers per sink and
+the flush/shutdown waiters all read and advance the same counters and segment bookkeeping, on
+one event loop. The disk format and its blocking I/O
 (the pure part) are in :mod:`limelight._spool`.
 """
 

@@ -1,5 +1,6 @@
-"""The ToolExecutor actor: runs a model's tool calls with per-tool timeouts and a
-concurrency limit. Whatever a call does, the reply is one :class:`ToolResult` per call, in
+"""The ToolExecutor actor: runs a model's tool calls with timeouts and a concurrency limit.
+
+Timeouts are per tool. Whatever a call does, the reply is one :class:`ToolResult` per call, in
 the order of the calls: a tool's failure is the model's business, never a crash."""
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""``limelight bench``: run, sweep, compare and report, a thin layer over
-:mod:`limelight.harness`. The live display and the tables use rich (the ``harness`` extra).
+"""``limelight bench``: run, sweep, compare and report benchmarks.
 
-One module of some 630 lines: the options, the live display and the tables are this one
-command's; the engine stays in :mod:`limelight.harness`.
+A thin layer over :mod:`limelight.harness`. The live display and the tables use rich (the
+``harness`` extra).
+
+One module: the options, the live display and the tables are this one command's; the engine
+stays in :mod:`limelight.harness`.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ are scripted (they sleep, then answer canned text). ``--model`` / ``--base-url``
 same tree at a real provider. The run is recorded by ``limelight.analytics`` into a local
 SQLite store, summarised at the end; the store is kept.
 
-One module of some 640 lines: the tree, its live display and the checks of what it runs
-against are this one command's, read together.
+One module: the tree, its live display and the checks of what it runs against are this one
+command's, read together.
 """
 
 from __future__ import annotations

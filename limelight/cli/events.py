@@ -1,5 +1,7 @@
-"""``limelight events``: a summary of the local analytics store (the SQLite sink's file):
-runs, events by type, tokens and cost by model and by role, and the latest errors.
+"""``limelight events``: a summary of the local analytics store.
+
+The store is the SQLite sink's file. The summary gives runs, events by type, tokens and cost
+by model and by role, and the latest errors.
 
 :func:`limelight.sinks.summarize` returns the summary as an ``EventsSummary`` for programs
 (the demo prints one at its end); the command prints it as rich tables, or as JSON with

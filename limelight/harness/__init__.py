@@ -1,6 +1,8 @@
-"""The benchmark harness engine behind ``limelight bench``: load-test the simulator, any
-OpenAI-compatible server, a model the backend resolver serves, or whole agent workflows, with
-vLLM's metric definitions (TTFT, ITL, TPOT, E2EL, throughput, goodput), cost, and reports.
+"""The benchmark harness engine behind ``limelight bench``.
+
+It load-tests the simulator, any OpenAI-compatible server, a model the backend resolver
+serves, or whole agent workflows, with vLLM's metric definitions (TTFT, ITL, TPOT, E2EL,
+throughput, goodput), cost, and reports.
 
 ::
 

@@ -1,5 +1,7 @@
-"""What a benchmark run is: the target, the workload, the load and the limits. Plain
-frozen msgspec Structs, so a result file carries the exact configuration it came from."""
+"""What a benchmark run is: the target, the workload, the load and the limits.
+
+They are plain frozen msgspec Structs, so a result file carries the exact configuration it
+came from."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""The harness's lean client for ``http://`` OpenAI-compatible targets on asyncio: HTTP/1.1
-keep-alive connections driven by ``asyncio.Protocol`` callbacks, request heads pre-encoded,
-SSE chunks timestamped as they arrive and decoded only where a metric needs them (the usage
-chunk). A benchmark client's own CPU per request is what lets it keep a schedule at high
-rates; this one spends a fraction of a general-purpose client's (see bench/RESULTS.md).
+"""The harness's lean client for ``http://`` OpenAI-compatible targets on asyncio.
+
+It keeps HTTP/1.1 connections alive, driven by ``asyncio.Protocol`` callbacks, with request
+heads pre-encoded, SSE chunks timestamped as they arrive and decoded only where a metric needs
+them (the usage chunk). A benchmark client's own CPU per request is what lets it keep a
+schedule at high rates; this one spends a fraction of a general-purpose client's (see
+bench/RESULTS.md).
 
 It measures; it does not interpret: anything unusual (a status other than 200, a dropped
 connection, a chunk that is not JSON, a stream without its end marker) ends the request as an

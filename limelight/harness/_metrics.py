@@ -1,5 +1,6 @@
-"""Per-request records and the metrics computed from them, with vLLM's definitions
-(``vllm bench serve``), named where they are computed:
+"""Per-request records and the metrics computed from them, with vLLM's definitions.
+
+The definitions are ``vllm bench serve``'s, each named where it is computed:
 
 - **TTFT** (time to first token): first streamed content chunk minus send time.
 - **ITL** (inter-token latency): the gaps between consecutive content chunks, pooled over

@@ -1,5 +1,6 @@
-"""The run engine: sends a workload at a target under a load, on absolute schedules,
-records every request, and summarizes.
+"""The run engine: send a workload at a target under a load, record every request, summarize.
+
+Sends follow absolute schedules.
 
 Open loops compute each send time from the start of the run (never "sleep the gap after the
 last send", which drifts), start each request at its time, and record the intended and the
@@ -9,6 +10,11 @@ Requests go through the lean HTTP client (``client="auto"``), or through a
 pipeline every model call takes, with its attempt hooks, a shared rate limiter's included,
 but no retries: a benchmark counts failures): one task per request, timestamps taken with
 ``time.perf_counter`` as chunks arrive.
+
+One module: one run's state (``_Engine``: the records, counters and stop conditions) is
+what the schedules, the timing of streamed answers, the timed provider of agent tasks and
+the three drivers (lean client, provider pool, agents) fill and read; :func:`run` and
+:func:`sweep` are their entry points.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Opening a benchmark target: the simulator (a ``limelight sim`` subprocess), any
-OpenAI-compatible server, or a model string for the backend resolver. :func:`provider_for`
-is the one place that maps a target to a provider."""
+"""Opening a benchmark target: the simulator, an OpenAI-compatible server, or a model string.
+
+The simulator runs as a ``limelight sim`` subprocess; a model string goes to the backend
+resolver. :func:`provider_for` is the one place that maps a target to a provider."""
 
 from __future__ import annotations
 

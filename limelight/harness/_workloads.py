@@ -1,6 +1,8 @@
-"""The requests a workload sends: synthetic prompts of sampled lengths or prompts from a
-JSONL file, the follow-up turns of conversations, and the built-in agent with scripted tools
-of configurable latency (or the user's own agent factory)."""
+"""The requests a workload sends: prompts, follow-up turns, and agent tasks.
+
+Prompts are synthetic, of sampled lengths, or come from a JSONL file; conversations add their
+follow-up turns; the built-in agent has scripted tools of configurable latency (or the user's
+own agent factory takes its place)."""
 
 from __future__ import annotations
 

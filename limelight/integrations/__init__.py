@@ -1,6 +1,8 @@
-"""Analytics hooks for other frameworks: LangChain callbacks, a LiteLLM logger (also what
-CrewAI uses), and the Google GenAI SDK (Vertex AI). Each loads its framework lazily, on first
-access, so ``import limelight.integrations`` pulls in none of them."""
+"""Analytics hooks for other frameworks: LangChain, LiteLLM (and CrewAI), Google GenAI.
+
+There are LangChain callbacks, a LiteLLM logger (also what CrewAI uses), and a hook for the
+Google GenAI SDK (Vertex AI). Each loads its framework lazily, on first access, so
+``import limelight.integrations`` pulls in none of them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A LiteLLM callback that records every completion as limelight analytics events (CrewAI
-and other frameworks built on LiteLLM included).
+"""A LiteLLM callback that records every completion as limelight analytics events.
+
+CrewAI and other frameworks built on LiteLLM are included.
 
 ``enable_litellm_analytics()`` registers a :class:`LimelightLiteLLMLogger` in
 ``litellm.callbacks``: each call then records an ``llm_request`` and, under it, an

@@ -1,5 +1,7 @@
-"""Backends a ProviderWorker drives. Backends with optional dependencies load lazily, on first
-access, so ``from limelight.providers import Scripted`` needs no HTTP stack installed."""
+"""Backends a ProviderWorker drives.
+
+Backends with optional dependencies load lazily, on first access, so
+``from limelight.providers import Scripted`` needs no HTTP stack installed."""
 
 from __future__ import annotations
 

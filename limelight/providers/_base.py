@@ -1,5 +1,6 @@
-"""The one protocol every backend implements. Backends are plain async classes, not actors:
-a ProviderWorker actor drives them."""
+"""The one protocol every backend implements.
+
+Backends are plain async classes, not actors: a ProviderWorker actor drives them."""
 
 from __future__ import annotations
 

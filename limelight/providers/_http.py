@@ -1,9 +1,9 @@
-"""How the HTTP backends translate HTTP failures into limelight's errors: an error status
-into the :class:`~limelight.errors.APIError` it means (quoting OpenAI's error body), a
-transport's exception into a connection error or timeout, with the API key kept out of every
-message. The connection pools and header parsing they use live in :mod:`limelight._httpx`,
-re-exported here.
-"""
+"""How the HTTP backends translate HTTP failures into limelight's errors.
+
+An error status becomes the :class:`~limelight.errors.APIError` it means (quoting OpenAI's
+error body), a transport's exception a connection error or timeout, with the API key kept out
+of every message. The connection pools and header parsing they use live in
+:mod:`limelight._httpx`, re-exported here."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The backend for any model LiteLLM reaches (``"gpt-4o-mini"``, ``"anthropic/claude-..."``,
-``"ollama/llama3"``...). LiteLLM is imported on first use, never by ``import limelight``.
+"""The backend for any model LiteLLM reaches.
+
+That includes ``"gpt-4o-mini"``, ``"anthropic/claude-..."``, ``"ollama/llama3"``... LiteLLM is
+imported on first use, never by ``import limelight``.
 
 LiteLLM's async calls are asyncio-only, so on trio its sync calls run in worker threads.
 """

@@ -1,8 +1,8 @@
-"""What the in-process model backends (MLX, transformers) share: a process-wide model cache,
-a thread of its own for each loaded model, the prompt built from a request (JSON-schema
-output by instruction), generation streamed from that thread to async code, stop strings,
-and the result.
-"""
+"""What the in-process model backends (MLX, transformers) share.
+
+They share a process-wide model cache, a thread of its own for each loaded model, the prompt
+built from a request (JSON-schema output by instruction), generation streamed from that thread
+to async code, stop strings, and the result."""
 
 from __future__ import annotations
 

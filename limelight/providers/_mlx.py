@@ -1,7 +1,7 @@
-"""The backend for a local mlx-lm model (Apple silicon, or Linux CPU with ``mlx[cpu]``):
-``mlx_lm.load`` once per process, the tokenizer's chat template, ``stream_generate`` in a
-worker thread, stopped between tokens when the reader goes away.
-"""
+"""The backend for a local mlx-lm model (Apple silicon, or Linux CPU with ``mlx[cpu]``).
+
+It calls ``mlx_lm.load`` once per process, uses the tokenizer's chat template, and runs
+``stream_generate`` in a worker thread, stopped between tokens when the reader goes away."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The backend for any server that speaks OpenAI's HTTP API (OpenAI, vLLM, llama.cpp,
-mlx_lm.server, the limelight simulator): chat and text completions, plain and streamed,
-embeddings and the model list, over one connection pool per event loop.
-"""
+"""The backend for any server that speaks OpenAI's HTTP API.
+
+That is OpenAI, vLLM, llama.cpp, mlx_lm.server or the limelight simulator. It does chat and
+text completions, plain and streamed, embeddings and the model list, over one connection pool
+per event loop."""
 
 from __future__ import annotations
 

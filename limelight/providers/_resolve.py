@@ -1,6 +1,7 @@
-"""From a model string (``"gpt-4o-mini"``, ``"mlx:/models/qwen"``, ``"sim:fast"``) to the backend
-that serves it. Users add their own prefixes with :func:`register_backend`.
-"""
+"""From a model string to the backend that serves it.
+
+Model strings look like ``"gpt-4o-mini"``, ``"mlx:/models/qwen"`` or ``"sim:fast"``. Users
+add their own prefixes with :func:`register_backend`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The scripted provider: a deterministic test double that answers from a list of replies
-(or a function of the request), records what it was asked, and streams like a real backend.
-"""
+"""The scripted provider: a deterministic test double.
+
+It answers from a list of replies (or a function of the request), records what it was asked,
+and streams like a real backend."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Assembling an OpenAI-style SSE stream (chat or text completion chunks) into limelight's
-stream events: TOKEN as text arrives, one TOOL_CALL per complete call, USAGE, then DONE with
-the assembled result. A stream that stops before its end is reported, never passed off as done.
-"""
+"""Assembling an OpenAI-style SSE stream into limelight's stream events.
+
+The stream is of chat or text completion chunks. The events are TOKEN as text arrives, one
+TOOL_CALL per complete call, USAGE, then DONE with the assembled result. A stream that stops
+before its end is reported, never passed off as done."""
 
 from __future__ import annotations
 

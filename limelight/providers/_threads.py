@@ -1,5 +1,7 @@
-"""Running a blocking producer (a local model's token loop, a sync SDK's stream) in a worker
-thread and reading what it produces from async code, on asyncio and trio alike.
+"""Running a blocking producer in a worker thread, read from async code.
+
+The producer is a local model's token loop or a sync SDK's stream; the reader works on
+asyncio and trio alike.
 
 The thread appends to a buffer and wakes the event loop only when the reader waits, so the
 cost per item stays a lock and a list append. Closing the reader (or cancelling it) sets a

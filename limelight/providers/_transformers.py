@@ -1,7 +1,8 @@
-"""The backend for a local transformers model (``AutoModelForCausalLM``) on CPU, CUDA or MPS:
-loaded once per process, prompted through the tokenizer's chat template, generating in a
-worker thread that streams its text to async code and stops when the reader goes away.
-"""
+"""The backend for a local transformers model (``AutoModelForCausalLM``).
+
+It runs on CPU, CUDA or MPS. The model is loaded once per process, prompted through the
+tokenizer's chat template, and generates in a worker thread that streams its text to async
+code and stops when the reader goes away."""
 
 from __future__ import annotations
 

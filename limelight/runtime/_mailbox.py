@@ -1,5 +1,6 @@
-"""The actor's mailbox: a bounded FIFO queue with one receiver (the actor) and any number of
-senders.
+"""The actor's mailbox: a bounded FIFO queue with one receiver and any number of senders.
+
+The one receiver is the actor.
 
 It keeps the semantics of an anyio memory object stream (``*_nowait`` raising ``WouldBlock``,
 ``ClosedResourceError`` once closed, ``EndOfStream`` once closed and drained) but not its

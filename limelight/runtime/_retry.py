@@ -1,5 +1,6 @@
-"""RetryPolicy: exponential backoff with jitter and a cap, server-given delays honoured, and
-never a sleep past the caller's deadline."""
+"""RetryPolicy: exponential backoff with jitter and a cap.
+
+Server-given delays are honoured, and there is never a sleep past the caller's deadline."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The Runtime: root supervisor, actor registry and entry point, embeddable in any anyio,
-asyncio or trio program."""
+"""The Runtime: root supervisor, actor registry and entry point.
+
+It embeds in any anyio, asyncio or trio program."""
 
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ An :class:`Event` carries a typed payload (one msgspec Struct per :class:`EventT
 ``kind`` on the wire), a stable ``event_id`` set once at creation (sinks dedupe on it), and the
 links that rebuild a run's tree (``run_id``, ``session_id``, ``parent_event_id``). Secrets are
 redacted when an event is built, so none reaches a sink.
+
+One module: the schema is one tagged union. :class:`EventType`, its payload Structs, the
+``PAYLOAD_TYPES`` table, :class:`Event`'s factories and the codec change together whenever an
+event type is added.
 """
 
 # The create_* stubs have docstrings for bodies; @_factory generates the real ones.

@@ -1,6 +1,7 @@
-"""The simulated LLM: OpenAI-like latency, answers, tool calls, quotas and faults, without a
-model, in-process (:class:`Simulated`, a provider) or over HTTP (:class:`SimServer`,
-``limelight sim``).
+"""The simulated LLM: OpenAI-like latency, answers, tool calls, quotas and faults.
+
+It needs no model, and runs in-process (:class:`Simulated`, a provider) or over HTTP
+(:class:`SimServer`, ``limelight sim``).
 
 :class:`SimEngine` decides everything about request N as pure data (a :class:`Plan`) from a
 :class:`SimulatedConfig`; the provider and the server only play plans. The modules:

@@ -1,6 +1,7 @@
-"""Request validation: what OpenAI refuses with a 400, and the simulator's own caps
-(schemas, tools, messages, embeddings), each said as OpenAI's error body.
-"""
+"""Request validation: what OpenAI refuses with a 400, and the simulator's own caps.
+
+The caps cover schemas, tools, messages and embeddings; each failure is said as OpenAI's
+error body."""
 
 from __future__ import annotations
 

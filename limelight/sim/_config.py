@@ -1,6 +1,6 @@
-"""How the simulated model behaves: :class:`SimulatedConfig`, its output length
-distributions, and the caps on what one request may ask for.
-"""
+"""How the simulated model behaves: :class:`SimulatedConfig`.
+
+It holds the output length distributions and the caps on what one request may ask for."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The simulated model: :class:`SimEngine` decides everything about request N as pure
-data (a :class:`Plan`: answer, timing, fault, quota admission); the in-process provider and
-the HTTP server only play plans.
-"""
+"""The simulated model: :class:`SimEngine` decides everything about a request as pure data.
+
+For request N it makes a :class:`Plan` (answer, timing, fault, quota admission); the
+in-process provider and the HTTP server only play plans."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What the simulated model says, deterministically: pseudo-text, token estimates,
-embeddings, and tool-call arguments that fit a JSON schema.
-"""
+"""What the simulated model says, deterministically.
+
+It makes pseudo-text, token estimates, embeddings, and tool-call arguments that fit a JSON
+schema."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The in-process simulated provider: plays each :class:`~limelight.sim.Plan` with anyio
-sleeps, on asyncio and trio, and raises the project's errors for its faults.
-"""
+"""The in-process simulated provider.
+
+It plays each :class:`~limelight.sim.Plan` with anyio sleeps, on asyncio and trio, and raises
+the project's errors for its faults."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The simulator's quotas: requests and tokens per minute and concurrency, refilled
-continuously as OpenAI's are, over the shared token bucket (:mod:`limelight._buckets`).
-"""
+"""The simulator's quotas: requests and tokens per minute, and concurrency.
+
+They refill continuously as OpenAI's do, over the shared token bucket
+(:mod:`limelight._buckets`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The simulator served over HTTP: an aiohttp application over one
-:class:`~limelight.sim.SimEngine`, answering OpenAI's routes, and ways to run it in a thread.
-"""
+"""The simulator served over HTTP.
+
+An aiohttp application over one :class:`~limelight.sim.SimEngine` answers OpenAI's routes;
+there are ways to run it in a thread."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The simulator's OpenAI wire: request bodies into requests, and each
-:class:`~limelight.sim.Plan` into OpenAI's JSON answers and SSE chunks. The bodies are
-:mod:`limelight.schemas._openai`'s, the wire model the clients use too.
-"""
+"""The simulator's OpenAI wire: request bodies in, JSON answers and SSE chunks out.
+
+Request bodies become requests, and each :class:`~limelight.sim.Plan` becomes OpenAI's JSON
+answers and SSE chunks. The bodies are :mod:`limelight.schemas._openai`'s, the wire model the
+clients use too."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Where analytics events go: SQLite (the default), JSON lines, an HTTP ingestion endpoint,
-OpenTelemetry (OTLP), or memory. Sinks with optional dependencies load lazily, on first
-access, so ``from limelight.sinks import SQLiteSink`` needs neither httpx nor opentelemetry."""
+"""Where analytics events go: SQLite, JSON lines, HTTP, OpenTelemetry (OTLP), or memory.
+
+SQLite is the default, HTTP an ingestion endpoint. Sinks with optional dependencies load
+lazily, on first access, so ``from limelight.sinks import SQLiteSink`` needs neither httpx
+nor opentelemetry."""
 
 from __future__ import annotations
 

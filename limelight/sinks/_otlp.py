@@ -1,5 +1,7 @@
-"""A sink exporting events as OpenTelemetry spans, named and labelled per the GenAI semantic
-conventions (extra ``otel``: opentelemetry-sdk and the OTLP/HTTP exporter).
+"""A sink exporting events as OpenTelemetry spans, per the GenAI semantic conventions.
+
+Spans are named and labelled per those conventions (extra ``otel``: opentelemetry-sdk and the
+OTLP/HTTP exporter).
 
 An LLM response becomes ``chat {model}``, a tool response ``execute_tool {name}``, an agent
 step ``invoke_agent {name}``; errors, functions and the rest become spans named after what

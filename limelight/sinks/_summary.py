@@ -1,5 +1,7 @@
-"""A summary of an events database (the SQLite sink's file): runs, events by type, tokens
-and cost by model and by role, the latest errors. ``limelight events`` prints it."""
+"""A summary of an events database (the SQLite sink's file).
+
+It gives runs, events by type, tokens and cost by model and by role, and the latest errors.
+``limelight events`` prints it."""
 
 from __future__ import annotations
 
