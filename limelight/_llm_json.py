@@ -11,11 +11,11 @@ from typing import Any, Final
 from ._jsonout import JSONSpec, extract_text, try_parse_json
 from ._roles import get_llm
 from .errors import ConfigError, JSONOutputError
+from .providers import takes_json_schema
 from .schemas import CompletionResult, Message
 
 #: Backends that turn ``response_format`` into what their model needs (natively, or by an
 #: instruction in the prompt for the local ones); for others llm_json adds the instruction.
-_JSON_AWARE: Final = frozenset({"litellm", "openai-compatible", "mlx", "transformers"})
 
 
 def llm_text(
@@ -154,7 +154,7 @@ class _JSONAsk:
         self.max_attempts = max_attempts
         self.messages = _as_messages(prompt, system)
         if schema_in_prompt is None:
-            schema_in_prompt = backend not in _JSON_AWARE
+            schema_in_prompt = not takes_json_schema(backend)
         if schema_in_prompt:
             self.messages.append(Message.user(self.spec.instruction()))
         self.text = ""

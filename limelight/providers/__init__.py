@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._resolve import register_backend as register_backend
     from ._resolve import resolve as resolve
     from ._resolve import resolve_backend as resolve_backend
+    from ._resolve import takes_json_schema as takes_json_schema
     from ._scripted import Reply as Reply
     from ._scripted import Scripted as Scripted
     from ._scripted import ScriptExhausted as ScriptExhausted
@@ -54,6 +55,7 @@ __all__ = [
     "resolve_backend",
     "serve_in_thread",
     "serve_in_thread_async",
+    "takes_json_schema",
 ]
 
 __getattr__, __dir__ = _lazy_attributes(
@@ -69,6 +71,7 @@ __getattr__, __dir__ = _lazy_attributes(
             "register_backend",
             "resolve",
             "resolve_backend",
+            "takes_json_schema",
         ],
         "._openai_compat": ["OpenAICompatible"],
         "._scripted": ["Reply", "Scripted", "ScriptExhausted"],

@@ -21,6 +21,7 @@ __all__ = [
     "register_backend",
     "resolve",
     "resolve_backend",
+    "takes_json_schema",
 ]
 
 #: Makes a provider from the model string's rest (after ``"prefix:"``) and the options.
@@ -160,22 +161,33 @@ def _scripted(model: str, options: dict[str, Any]) -> Provider:
     return _checked(Scripted, "scripted", responses=responses, **options)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Backend:
+    """A registered backend: its factory, and whether it honours ``response_format`` JSON
+    schemas itself (else :func:`~limelight.roles.llm_json` also asks for it in the prompt)."""
+
+    factory: BackendFactory
+    native_json: bool = False
+
+
 _lock = threading.Lock()
-#: Canonical backend name → factory.
-_FACTORIES: dict[str, BackendFactory] = {
-    "litellm": _litellm,
-    "openai-compatible": _openai_compatible,
-    "mlx": _mlx,
-    "transformers": _transformers,
-    "sim": _sim,
-    "scripted": _scripted,
+#: Canonical backend name → backend. A new provider is a module and one line here.
+_BACKENDS: dict[str, _Backend] = {
+    "litellm": _Backend(_litellm, native_json=True),
+    "openai-compatible": _Backend(_openai_compatible, native_json=True),
+    "mlx": _Backend(_mlx, native_json=True),
+    "transformers": _Backend(_transformers, native_json=True),
+    "sim": _Backend(_sim),
+    "scripted": _Backend(_scripted),
 }
 #: Prefix or alias → canonical backend name.
-_NAMES: dict[str, str] = {name: name for name in _FACTORIES}
+_NAMES: dict[str, str] = {name: name for name in _BACKENDS}
 _NAMES.update({"openai": "openai-compatible", "hf": "transformers", "simulated": "sim"})
 
 
-def register_backend(prefix: str, factory: BackendFactory, *, replace: bool = False) -> None:
+def register_backend(
+    prefix: str, factory: BackendFactory, *, replace: bool = False, native_json: bool = False
+) -> None:
     """Make ``"<prefix>:<rest>"`` model strings (and ``resolve_backend(prefix, ...)``) resolve
     to ``factory(rest, options)``.
 
@@ -183,6 +195,8 @@ def register_backend(prefix: str, factory: BackendFactory, *, replace: bool = Fa
     :param factory: makes the provider; ``options`` holds the keyword arguments given to
         :func:`resolve` (``base_url`` and ``api_key`` among them when given).
     :param replace: allow replacing a backend already registered under ``prefix``.
+    :param native_json: the provider honours a request's ``response_format`` JSON schema
+        itself, so ``llm_json`` need not repeat the schema in the prompt.
     :raises ConfigError: a bad prefix, or one already taken without ``replace=True``.
     """
     if not prefix or not prefix.replace("-", "").replace("_", "").isalnum():
@@ -196,8 +210,16 @@ def register_backend(prefix: str, factory: BackendFactory, *, replace: bool = Fa
             raise ConfigError(
                 f"a backend named {prefix!r} is already registered; pass replace=True to replace it"
             )
-        _FACTORIES[prefix] = factory
+        _BACKENDS[prefix] = _Backend(factory, native_json)
         _NAMES[prefix] = prefix
+
+
+def takes_json_schema(name: str) -> bool:
+    """Whether the backend ``name`` (or an alias) honours ``response_format`` JSON schemas
+    itself; False for an unknown name."""
+    with _lock:
+        backend = _BACKENDS.get(_NAMES.get(name, name))
+    return backend is not None and backend.native_json
 
 
 def canonical_backend(name: str) -> str:
@@ -215,13 +237,13 @@ def backend_names() -> list[str]:
 def _build(backend: str, model: str, options: dict[str, Any]) -> Resolved:
     with _lock:
         name = _NAMES.get(backend)
-        factory = _FACTORIES.get(name) if name is not None else None
-    if name is None or factory is None:
+        entry = _BACKENDS.get(name) if name is not None else None
+    if name is None or entry is None:
         raise ConfigError(
             f"unknown backend {backend!r}: use one of {', '.join(backend_names())}, "
             "or add yours with register_backend()"
         )
-    provider = factory(model, options)
+    provider = entry.factory(model, options)
     if not isinstance(provider, Provider):
         raise ConfigError(
             f"the factory of backend {name!r} returned {type(provider).__name__}, which is not a "

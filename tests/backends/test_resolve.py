@@ -22,6 +22,7 @@ from limelight.providers import (
     register_backend,
     resolve,
     resolve_backend,
+    takes_json_schema,
 )
 from limelight.schemas import CompletionRequest, Message
 
@@ -128,6 +129,13 @@ async def test_scripted_echoes_by_default_and_takes_responses() -> None:
     assert (await fixed.complete(CompletionRequest(prompt="x"))).content == "pong"
 
 
+def test_the_registry_says_which_backends_take_json_schemas() -> None:
+    for name in ("litellm", "openai", "openai-compatible", "mlx", "hf", "transformers"):
+        assert takes_json_schema(name), name
+    for name in ("sim", "scripted", "no-such-backend"):
+        assert not takes_json_schema(name), name
+
+
 def test_users_register_their_own_backends(tmp_path: Path) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
 
@@ -147,11 +155,14 @@ def test_users_register_their_own_backends(tmp_path: Path) -> None:
             register_backend("mine-test", factory)
         with pytest.raises(ConfigError, match="letters, digits"):
             register_backend("bad prefix", factory)
+        assert not takes_json_schema("mine-test")
+        register_backend("mine-test", factory, replace=True, native_json=True)
+        assert takes_json_schema("mine-test")
         register_backend("mine-test", lambda rest, options: object(), replace=True)  # type: ignore[arg-type,return-value]
         with pytest.raises(ConfigError, match="not a Provider"):
             resolve("mine-test:x")
     finally:
         from limelight.providers import _resolve
 
-        _resolve._FACTORIES.pop("mine-test", None)
+        _resolve._BACKENDS.pop("mine-test", None)
         _resolve._NAMES.pop("mine-test", None)
