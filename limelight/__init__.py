@@ -9,18 +9,19 @@ bottom:
     The actor kernel: actors, refs, mailboxes, supervision, retries, the blocking portal.
     It knows nothing about LLMs and imports nothing else of limelight.
 
-``_secrets``, ``_version``, ``_timeouts``, ``errors``, ``_lazy``
+``_secrets``, ``_version``, ``_timeouts``, ``errors``, ``_lazy``, ``_dotenv``
     Leaf helpers (redacting keys, the version, the timeout model: a call's deadline, an
     attempt timeout, the transport's), then the one error hierarchy (which re-exports the
-    kernel's errors), then the lazy attributes of the packages' ``__init__``.
+    kernel's errors), then the lazy attributes of the packages' ``__init__`` and
+    ``load_dotenv()``.
 
 ``schemas``
     The msgspec Structs of every message that crosses an actor boundary or a wire: requests,
     results, stream events, analytics events, the OpenAI wire format.
 
 Pure cores: ``_models``, ``_httpx``, ``_buckets``, ``_instrument``, then ``_usage``,
-``_tracking``, ``_tracing``, ``_tools``, ``_stream_adapters``, ``_jsonout``, ``_files``, then
-``_conversation``, ``_spool``, ``_analytics_hook``
+``_tracking``, ``_tracing``, ``_tools``, ``_stream_adapters``, ``_pusher``, ``_jsonout``,
+``_files``, then ``_conversation``, ``_spool``, ``_analytics_hook``
     One per feature, with no actors and no backends, each testable alone: model profiles
     and prices, the HTTP connection pools, the token buckets, the usage tracker, the tracking
     decorators, tools, conversations, the analytics write-ahead log, ... ``_instrument`` is
@@ -32,10 +33,11 @@ Pure cores: ``_models``, ``_httpx``, ``_buckets``, ``_instrument``, then ``_usag
     The simulated LLM, a package of its own: configuration, quotas, the engine that decides
     each request as data, an in-process provider and an OpenAI-compatible HTTP server.
 
-``providers``, ``sinks``
+``providers``, ``sinks``, ``caches``
     Backends a provider worker drives (OpenAI-compatible, LiteLLM, local models, scripted,
-    the simulator) and where analytics events go (SQLite, JSONL, HTTP, OTLP): plain async
-    classes over the cores. Neither imports the other.
+    the simulator), where analytics events go (SQLite, JSONL, HTTP, OTLP) and where response
+    caches keep answers (memory, SQLite, Redis, PostgreSQL, Qdrant): plain async classes
+    over the cores. None imports another.
 
 ``actors``
     The supervised actors: provider pools and workers, the rate limiter, agents, tool
@@ -52,6 +54,10 @@ Facades: ``roles``, ``client``, ``cache``, ``batch``, ``testing`` (over ``_roles
     The role router, the sync client, caching, batches and test doubles, then the benchmark
     harness and the hooks for other frameworks, composed from everything below.
 
+``compat``
+    The earlier tools' APIs (``insidellm``, ``myopto``, ``llm``, ``llm_client``), each a
+    thin facade over the layers below, their framework hooks included.
+
 ``cli``, ``__main__``
     The ``limelight`` command, one module per subcommand, on top of everything.
 
@@ -65,6 +71,7 @@ now).
 """
 
 from ._conversation import Conversation as Conversation
+from ._dotenv import load_dotenv as load_dotenv
 from ._tools import ToolRegistry as ToolRegistry
 from ._tools import tool as tool
 from ._version import __version__ as __version__
@@ -100,6 +107,7 @@ __all__ = [
     "Supervision",
     "ToolRegistry",
     "__version__",
+    "load_dotenv",
     "start_blocking_runtime",
     "tool",
 ]

@@ -14,6 +14,7 @@ error is built::
     │   └── RateLimitTimeout                 waited for rate-limit capacity past the deadline
     ├── UsageLimitReached                    a run reached its usage limits (tokens, USD)
     ├── StreamError                          a stream sent an ERROR event (.error_type)
+    │   └── StreamDeliveryError              an adapter could not deliver it (.undelivered)
     ├── ActorError                           about one actor (.path)
     │   ├── ActorNotFound (LookupError)      no live actor at this path
     │   ├── ActorStopped                     the actor stopped for good
@@ -37,6 +38,7 @@ error is built::
     │   ├── LLMResponseError (BadResponse)                the answer could not be understood
     │   └── LLMAPIError (APIError)                        an error status (.status_code, .body)
     ├── JSONOutputError (ValueError)         no valid JSON after every attempt (limelight.roles)
+    ├── CacheError                           a cache server failed an operation with no fallback
     └── AnalyticsError                       recording or shipping analytics events
         ├── EventDecodeError (ValueError)    bytes that are not valid events
         └── SinkError                        a sink could not store a batch (.sink)
@@ -104,6 +106,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BadResponse",
+    "CacheError",
     "ConfigError",
     "DeadlineExceeded",
     "JSONOutputError",
@@ -128,6 +131,7 @@ __all__ = [
     "SinkError",
     "SinkRejected",
     "SinkUnavailable",
+    "StreamDeliveryError",
     "StreamError",
     "UsageLimitReached",
     "api_error_for_status",
@@ -271,6 +275,25 @@ class StreamError(LimelightError):
         self.error_type = error_type
 
 
+class StreamDeliveryError(StreamError):
+    """A stream adapter could not deliver a stream's events (to a Pusher channel, say), after
+    its retries; the last failure is chained as ``__cause__``.
+
+    :ivar delivered: stream events (tokens, tool calls, ...) published before the failure.
+    :ivar undelivered: stream events read from the source and not published: none is lost
+        without being counted here.
+    :ivar status_code: the HTTP status of the last answer; ``None`` when none came.
+    """
+
+    def __init__(
+        self, message: str, *, delivered: int, undelivered: int, status_code: int | None = None
+    ) -> None:
+        super().__init__(_redact_text(message))
+        self.delivered = delivered
+        self.undelivered = undelivered
+        self.status_code = status_code
+
+
 class ScriptExhausted(ConfigError):
     """A :class:`~limelight.providers.Scripted` provider got more requests than it had
     scripted replies.
@@ -287,6 +310,14 @@ class ScriptExhausted(ConfigError):
         )
         self.scripted = scripted
         self.request_number = request_number
+
+
+class CacheError(LimelightError):
+    """A response cache's server failed an operation that has no fallback (``clear()``).
+
+    Lookups and stores never raise it: a server that fails them answers as a miss or skips
+    the store, with a logged warning and a counted error (``statistics().errors``).
+    """
 
 
 # --- analytics: events and sinks ------------------------------------------------------------
