@@ -9,7 +9,7 @@ import anyio.lowlevel
 import pytest
 
 from limelight.agents import Agent, AgentConfig
-from limelight.conversation import Truncation, message_tokens
+from limelight.conversation import Conversation, Truncation, message_tokens
 from limelight.models import ModelProfile, get_model_profile, register_model
 from limelight.schemas import CompletionResult, Message, ToolCall, Usage
 from limelight.testing import Reply, Scripted
@@ -297,3 +297,11 @@ async def test_a_dated_variant_of_a_registered_priced_model_is_priced() -> None:
     provider = Scripted([Reply(text="ok", usage=Usage.of(1_000, 500))], model=variant)
     result = await Agent(model=provider).run("hi")
     assert result.cost == pytest.approx(0.002)
+
+
+async def test_an_empty_conversation_given_is_the_one_the_agent_uses() -> None:
+    mine = Conversation("Be brief.")
+    agent = Agent(model=Scripted(["hello"]), conversation=mine)
+    assert agent.conversation is mine  # an empty one is not swapped for a fresh one
+    await agent.run("hi")
+    assert [m.role for m in mine.messages] == ["user", "assistant"]
