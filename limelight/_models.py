@@ -10,7 +10,8 @@ the usage tracker price calls with :func:`cost_of`.
 Price lists are not kept here: prices come from profiles the user registers, else
 genai-prices (the ``usage`` extra), else LiteLLM's model cost map when LiteLLM is installed
 (read as a JSON file, without importing LiteLLM). The built-in profiles only say the context
-window and capabilities.
+window and capabilities (and, for reasoning and embedding models, the reasoning efforts and
+the vector length).
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
     :ivar max_output_tokens: the most tokens one answer may have, when limited.
     :ivar input_price: USD per million prompt tokens (``None``: unknown).
     :ivar output_price: USD per million completion tokens (``None``: unknown).
-    :ivar capabilities: e.g. ``tools``, ``vision``, ``json_schema``, ``streaming``.
+    :ivar capabilities: e.g. ``tools``, ``vision``, ``json_schema``, ``streaming``,
+        ``embeddings``.
+    :ivar reasoning_efforts: the ``reasoning_effort`` values the model accepts, lowest first
+        (empty: not a reasoning model).
+    :ivar default_reasoning_effort: the effort the model uses when a request names none.
+    :ivar embedding_dimensions: the length of its vectors, for an embedding model.
     """
 
     name: str
@@ -58,6 +64,9 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
     input_price: float | None = None
     output_price: float | None = None
     capabilities: frozenset[str] = frozenset()
+    reasoning_efforts: tuple[str, ...] = ()
+    default_reasoning_effort: str | None = None
+    embedding_dimensions: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -72,6 +81,20 @@ class ModelProfile(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if price is not None and price < 0:
                 raise ConfigError(f"model {self.name!r}: {label} must be >= 0, got {price}")
+        if (
+            self.default_reasoning_effort is not None
+            and self.default_reasoning_effort not in self.reasoning_efforts
+        ):
+            raise ConfigError(
+                f"model {self.name!r}: default_reasoning_effort "
+                f"{self.default_reasoning_effort!r} is not one of reasoning_efforts "
+                f"{self.reasoning_efforts}"
+            )
+        if self.embedding_dimensions is not None and self.embedding_dimensions < 1:
+            raise ConfigError(
+                f"model {self.name!r}: embedding_dimensions must be >= 1, "
+                f"got {self.embedding_dimensions}"
+            )
 
     def cost(self, usage: Usage) -> float | None:
         """The price of ``usage`` in USD; ``None`` when a price is unknown."""
@@ -89,8 +112,34 @@ _CHAT: Final = frozenset({"tools", "streaming", "json_schema"})
 _VISION: Final = _CHAT | {"vision"}
 
 
+_EMBEDDING: Final = frozenset({"embeddings"})
+# OpenAI's reasoning efforts: GPT-5 and GPT-5 mini / nano; GPT-5.1 adds "none" (its default);
+# GPT-5.2 adds "xhigh".
+_GPT5_EFFORTS: Final = ("minimal", "low", "medium", "high")
+_GPT51_EFFORTS: Final = ("none", *_GPT5_EFFORTS)
+_GPT52_EFFORTS: Final = (*_GPT51_EFFORTS, "xhigh")
+
+
 def _p(name: str, window: int, out: int | None, caps: frozenset[str]) -> ModelProfile:
     return ModelProfile(name=name, context_window=window, max_output_tokens=out, capabilities=caps)
+
+
+def _reasoning(name: str, efforts: tuple[str, ...], default: str | None) -> ModelProfile:
+    """A GPT-5 family model: 400k tokens of prompt plus answer, answers of up to 128k."""
+    return ModelProfile(
+        name=name,
+        context_window=400_000,
+        max_output_tokens=128_000,
+        capabilities=_VISION | {"reasoning"},
+        reasoning_efforts=efforts,
+        default_reasoning_effort=default,
+    )
+
+
+def _embedding(name: str, window: int, dimensions: int) -> ModelProfile:
+    return ModelProfile(
+        name=name, context_window=window, capabilities=_EMBEDDING, embedding_dimensions=dimensions
+    )
 
 
 #: Profiles shipped with limelight: context windows and capabilities of common models (their
@@ -103,6 +152,13 @@ BUILTIN_PROFILES: Final[tuple[ModelProfile, ...]] = (
     _p("gpt-4.1-nano", 1_047_576, 32_768, _VISION),
     _p("o1", 200_000, 100_000, _VISION),
     _p("o3-mini", 200_000, 100_000, _CHAT),
+    _reasoning("gpt-5", _GPT5_EFFORTS, "medium"),
+    _reasoning("gpt-5-mini", _GPT5_EFFORTS, "medium"),
+    _reasoning("gpt-5-nano", _GPT5_EFFORTS, "medium"),
+    _reasoning("gpt-5.1", _GPT51_EFFORTS, "none"),
+    _reasoning("gpt-5.2", _GPT52_EFFORTS, "none"),
+    _embedding("text-embedding-3-small", 8_191, 1_536),
+    _embedding("text-embedding-3-large", 8_191, 3_072),
     _p("claude-3-5-sonnet", 200_000, 8_192, _VISION),
     _p("claude-3-5-haiku", 200_000, 8_192, _CHAT),
     _p("claude-3-opus", 200_000, 4_096, _VISION),

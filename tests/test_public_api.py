@@ -38,6 +38,12 @@ REEXPORTING = [
     "limelight.cache",
     "limelight.batch",
     "limelight.analytics",
+    "limelight.compat.myopto",
+    "limelight.compat.myopto.llm",
+    "limelight.compat.llm",
+    "limelight.caches",
+    "limelight.compat.llm_client",
+    "limelight.compat.insidellm",
 ]
 #: Public modules that still hold code of their own, each with the reason.
 HOLDS_CODE = {

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .litellm import LimelightLiteLLMLogger as LimelightLiteLLMLogger
     from .litellm import disable_litellm_analytics as disable_litellm_analytics
     from .litellm import enable_litellm_analytics as enable_litellm_analytics
+    from .vertex import track_conversational_search as track_conversational_search
     from .vertex import track_genai as track_genai
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "LimelightLiteLLMLogger",
     "disable_litellm_analytics",
     "enable_litellm_analytics",
+    "track_conversational_search",
     "track_genai",
 ]
 
@@ -34,7 +36,7 @@ __getattr__, __dir__ = _lazy_attributes(
             "disable_litellm_analytics",
             "enable_litellm_analytics",
         ],
-        ".vertex": ["track_genai"],
+        ".vertex": ["track_conversational_search", "track_genai"],
     },
     # Each module needs its framework.
     extras={".langchain": "integrations", ".litellm": "litellm", ".vertex": "integrations"},

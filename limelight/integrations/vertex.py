@@ -1,10 +1,16 @@
-"""Analytics for Vertex AI (and the Gemini API) through the Google GenAI SDK.
+"""Analytics for Vertex AI: Gemini through the Google GenAI SDK, and Agent Builder conversations.
 
 ``track_genai(client)`` makes a ``google.genai.Client`` record each
 ``models.generate_content`` / ``generate_content_stream`` call, sync and ``client.aio``, as an
 ``llm_request`` and, under it, an ``llm_response`` (tokens from ``usage_metadata``, cached
 tokens included, latency, time to first chunk) or an ``error``. Calls behave exactly as
 before: same results, same exceptions.
+
+``track_conversational_search(client)`` does the same for a Discovery Engine
+``ConversationalSearchService`` client (Vertex AI Agent Builder): each
+``converse_conversation`` / ``answer_query`` becomes a ``user_input``, an ``agent_response``
+and a ``tool_call`` / ``tool_response`` pair per action of the answer's steps (see
+:mod:`limelight.integrations._discoveryengine`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import anyio.to_thread
 from ..errors import ConfigError
 from ..providers._threads import iterate_in_thread, on_asyncio
 from ..schemas._events import Event
+from ._discoveryengine import track_conversational_search as track_conversational_search
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
 
     from ..analytics import AnalyticsClient
 
-__all__ = ["track_genai"]
+__all__ = ["track_conversational_search", "track_genai"]
 
 C = TypeVar("C", bound="Client")
 
