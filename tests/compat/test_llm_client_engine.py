@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import anyio
+import psycopg
 import pytest
+import redis as redis_py
+import sniffio
 
 from limelight.actors import GetStatistics, ProviderPool, RateLimiter, RateLimiterStatistics
 from limelight.compat import _llm_client_dotenv, _llm_client_host
@@ -35,6 +38,8 @@ from limelight.models import get_model_profile
 from limelight.runtime import Runtime
 from limelight.usage import configure_usage, get_usage_summary, reset_usage
 
+from ..caches._servers import PostgresServer, RedisServer
+from ..caches.conftest import postgres, redis  # noqa: F401 (the real servers, as fixtures)
 from ._llm_client_sim import openai_sim
 
 pytestmark = pytest.mark.anyio
@@ -364,3 +369,40 @@ def test_server_backends_map_to_limelights_server_caches(monkeypatch: pytest.Mon
     bare = OpenAIProvider(model="gpt-5", cache_backend="pg_redis", pg_dsn="postgresql://u@h/db")
     with pytest.raises(ConfigError, match="REDIS_URL"):
         bare.cache.get_cache(None)
+
+
+async def test_the_pg_redis_backend_caches_on_real_servers(
+    monkeypatch: pytest.MonkeyPatch, redis: RedisServer, postgres: PostgresServer
+) -> None:
+    """``cache_backend="pg_redis"`` against a real redis-server and PostgreSQL (started by
+    the cache tests' fixtures): the second identical call is answered from the cache."""
+    messages = [{"role": "user", "content": "Name three colours."}]
+    table = f"compat_{sniffio.current_async_library()}"
+    async with openai_sim(monkeypatch, output_tokens=5):
+        client = OpenAIClient(
+            "gpt-5-nano",
+            cache_backend="pg_redis",
+            cache_collection=table,
+            pg_dsn=postgres.dsn,
+            redis_url=redis.url,
+        )
+        first = await client.get_response(messages=messages, cache_response=True)
+        again = await client.get_response(messages=messages, cache_response=True)
+        fresh = await client.get_response(messages=messages)  # not read from the cache
+        await client.close()
+    assert first["status"] == again["status"] == 200
+    assert again["output"] == first["output"] != fresh["output"]
+    # The entry is in PostgreSQL (durable) and in Redis (hot), as the earlier pg_redis kept it.
+    with psycopg.connect(postgres.dsn, autocommit=True) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE %s",
+                (f"%{table}%",),
+            )
+        ]
+        assert len(tables) == 1, tables
+        rows = connection.execute(f'SELECT count(*) FROM "{tables[0]}"').fetchone()
+    assert rows is not None and rows[0] == 1
+    keys = redis_py.Redis.from_url(redis.url).keys("*")
+    assert any(table.encode() in key or first["identifier"].encode() in key for key in keys)
