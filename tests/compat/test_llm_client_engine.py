@@ -39,7 +39,6 @@ from limelight.runtime import Runtime
 from limelight.usage import configure_usage, get_usage_summary, reset_usage
 
 from ..caches._servers import PostgresServer, RedisServer
-from ..caches.conftest import postgres, redis  # noqa: F401 (the real servers, as fixtures)
 from ._llm_client_sim import openai_sim
 
 pytestmark = pytest.mark.anyio
@@ -403,6 +402,7 @@ async def test_the_pg_redis_backend_caches_on_real_servers(
         ]
         assert len(tables) == 1, tables
         rows = connection.execute(f'SELECT count(*) FROM "{tables[0]}"').fetchone()
-    assert rows is not None and rows[0] == 1
+    assert rows is not None
+    assert rows[0] == 1
     keys = redis_py.Redis.from_url(redis.url).keys("*")
     assert any(table.encode() in key or first["identifier"].encode() in key for key in keys)
