@@ -405,7 +405,8 @@ class PusherAdapter:
     ``max_batch_events``. A failed request is retried with ``retry`` (connection errors,
     timeouts, 408, 409, 429 with its ``Retry-After``, 5xx); when it fails for good,
     :meth:`send_stream` raises :class:`~limelight.errors.StreamDeliveryError` saying how
-    many stream events were not published. Nothing is dropped silently::
+    many stream events were not published. Nothing is dropped silently. (:meth:`publish`
+    sends a single event of your own the same way.) A stream::
 
         async with PusherAdapter(channel="chat-42", cluster="eu") as pusher:
             async with agent.stream(prompt) as events:

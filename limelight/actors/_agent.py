@@ -380,9 +380,7 @@ class Agent(Actor):
         self._agent_tools = [t for t in self._tools if isinstance(t, AgentTool)]
         # Validate the plain tools now, so a bad tool fails at construction, not at start.
         ToolRegistry(t for t in self._tools if not isinstance(t, AgentTool))
-        self.conversation = (
-            conversation if conversation is not None else self._fresh_conversation()
-        )
+        self.conversation = conversation if conversation is not None else self._fresh_conversation()
         self.last_result: AgentResult | None = None
         self._ref: ActorRef | None = None
         self._pool: ProviderPool | ModelGroup | None = None

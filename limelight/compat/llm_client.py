@@ -27,15 +27,23 @@ the agent client                             limelight underneath
 ``cache_backend="fs"`` / ``"pg_redis"`` /    :class:`~limelight.cache.SQLiteCache` per
 ``"qdrant"``                                 collection / ``PostgresRedisCache`` /
                                              ``QdrantSemanticCache`` (and ``"memory"``)
-``SSEAdapter``, ``CallbackAdapter``,         the same adapters over the earlier events
-``BufferingAdapter``, ``collect_stream``
+``SSEAdapter``, ``CallbackAdapter``,         the same adapters over the earlier events;
+``BufferingAdapter``, ``collect_stream``,    ``stream_to_sink`` feeds any ``EventSink``
+``stream_as_sse``, ``stream_to_sink``,
+``EventSink``
+``PusherStreamer(channel).push_event``,      :meth:`PusherAdapter.publish
+``PusherSink(channel)``                      <limelight.streaming.PusherAdapter.publish>`:
+                                             signed, rate-limited, retried, big events
+                                             chunked; ``PUSHER_AUTH_*`` / ``PUSHER_APP_*``
+                                             variables, else limelight's ``PUSHER_*``; a
+                                             failure raises ``StreamDeliveryError``
 ``OpenAIClient(...).get_response(...)``      ``OpenAIProvider``, answering the earlier dict
 ===========================================  ===============================================
 
 The actors run in a background runtime of the facade (or in the runtime of a rate limiter
 given as ``limiter=``); calls and streams reach it from asyncio or trio. Not provided:
-``AnthropicProvider``, ``PusherStreamer``, the cache classes by their earlier names (use
-``cache_backend=``), ``Limiter``/``TokenBucket`` (limelight's rate limiter), ``BatchManager``
+``AnthropicProvider``, the cache classes by their earlier names (use ``cache_backend=``),
+``Limiter``/``TokenBucket`` (limelight's rate limiter), ``BatchManager``
 (:func:`limelight.batch.run_batch`), the Responses API, and ``OpenAIClient``'s file and batch
 API methods.
 """
@@ -58,11 +66,17 @@ from ._llm_client_models import ModelProfile as ModelProfile
 from ._llm_client_models import TextEmbedding3Large as TextEmbedding3Large
 from ._llm_client_models import TextEmbedding3Small as TextEmbedding3Small
 from ._llm_client_provider import OpenAIProvider as OpenAIProvider
+from ._llm_client_pusher import PusherSink as PusherSink
+from ._llm_client_pusher import PusherStreamer as PusherStreamer
 from ._llm_client_streaming import BufferingAdapter as BufferingAdapter
 from ._llm_client_streaming import CallbackAdapter as CallbackAdapter
+from ._llm_client_streaming import EventSink as EventSink
 from ._llm_client_streaming import SSEAdapter as SSEAdapter
 from ._llm_client_streaming import collect_stream as collect_stream
+from ._llm_client_streaming import encode_sse_event as encode_sse_event
 from ._llm_client_streaming import format_sse_event as format_sse_event
+from ._llm_client_streaming import stream_as_sse as stream_as_sse
+from ._llm_client_streaming import stream_to_sink as stream_to_sink
 from ._llm_client_streaming import stream_to_string as stream_to_string
 from ._llm_client_tools import Tool as Tool
 from ._llm_client_tools import ToolRegistry as ToolRegistry
@@ -94,6 +108,7 @@ __all__ = [
     "Conversation",
     "ConversationConfig",
     "EmbeddingResult",
+    "EventSink",
     "GPT5Mini",
     "GPT5Nano",
     "GPT5Point1",
@@ -103,6 +118,8 @@ __all__ = [
     "ModelProfile",
     "OpenAIClient",
     "OpenAIProvider",
+    "PusherSink",
+    "PusherStreamer",
     "Role",
     "SSEAdapter",
     "StreamEvent",
@@ -117,9 +134,12 @@ __all__ = [
     "TurnResult",
     "Usage",
     "collect_stream",
+    "encode_sse_event",
     "format_sse_event",
     "normalize_messages",
     "quick_agent",
+    "stream_as_sse",
+    "stream_to_sink",
     "stream_to_string",
     "sync_tool",
     "tool",
