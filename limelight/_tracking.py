@@ -24,7 +24,14 @@ from .schemas._events import Event
 if TYPE_CHECKING:
     from ._instrument import Recorder
 
-__all__ = ["LLMCallRecord", "ToolCallRecord", "Tracker", "track_agent_step", "track_llm_call"]
+__all__ = [
+    "LLMCallRecord",
+    "ToolCallRecord",
+    "Tracker",
+    "track_agent_step",
+    "track_llm_call",
+    "wrap_in_record",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -128,17 +135,22 @@ def _usage_of(result: Any) -> tuple[int, int, float | None, str | None, str | No
     )
 
 
-def _wrap(
+def wrap_in_record(
     func: Callable[P, Any],
-    begin: Callable[[Recorder, tuple[Any, ...], dict[str, Any]], Any],
+    begin: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any],
+    resolve: Callable[[], Any] | None = None,
 ) -> Callable[P, Any]:
-    """``func`` (sync or async) run inside the record that ``begin`` opens (an object with
-    ``enter()``, ``succeed(result)``, ``fail(exc)`` and ``exit()``)."""
+    """``func`` (sync or async) run inside the record that ``begin(client, args, kwargs)``
+    opens (an object with ``enter()``, ``succeed(result)``, ``fail(exc)`` and ``exit()``).
+
+    ``resolve()`` gives the client to record with at each call (by default the process-wide
+    recorder); when it gives None, ``func`` just runs, unrecorded."""
+    _client_of = _client if resolve is None else resolve
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            client = _client()
+            client = _client_of()
             if client is None:
                 return await cast("Callable[P, Awaitable[Any]]", func)(*args, **kwargs)
             record = begin(client, args, kwargs)
@@ -157,7 +169,7 @@ def _wrap(
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-        client = _client()
+        client = _client_of()
         if client is None:
             return func(*args, **kwargs)
         record = begin(client, args, kwargs)
@@ -384,7 +396,7 @@ def track_llm_call(model: str, provider: str = "") -> Callable[[Callable[P, R]],
             start = _llm_request(model, provider, kwargs.get("messages"), _links())
             return LLMCallRecord(client, start, model, provider)
 
-        return cast("Callable[P, R]", _wrap(func, begin))
+        return cast("Callable[P, R]", wrap_in_record(func, begin))
 
     return decorate
 
@@ -403,7 +415,7 @@ def track_tool_use(
             )
             return ToolCallRecord(client, start, name)
 
-        return cast("Callable[P, R]", _wrap(func, begin))
+        return cast("Callable[P, R]", wrap_in_record(func, begin))
 
     return decorate
 
@@ -421,7 +433,7 @@ def track_agent_step(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             )
             return _StepRecord(client, start, step, arguments)
 
-        return cast("Callable[P, R]", _wrap(func, begin))
+        return cast("Callable[P, R]", wrap_in_record(func, begin))
 
     return decorate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import threading
@@ -263,18 +264,9 @@ class PostgresRedisCache:
     async def _pg(
         self, operation: str, outcome: str, fn: Callable[..., _T], *args: Any
     ) -> _T | None:
-        health = self._health
-        if health.down_until and health.skip():
-            return None
-        try:
-            with anyio.fail_after(self.timeout):
-                value = await self._thread(fn, *args)
-        except Exception as exc:
-            health.failed(operation, exc, outcome)
-            return None
-        if health.down_until:
-            health.succeeded()
-        return value
+        return await self._health.call(
+            operation, outcome, self.timeout, functools.partial(self._thread, fn, *args)
+        )
 
     async def _thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await anyio.to_thread.run_sync(

@@ -6,6 +6,7 @@ mean nearly the same and all else is equal."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import threading
@@ -326,18 +327,9 @@ class QdrantSemanticCache:
     async def _op(
         self, operation: str, outcome: str, fn: Callable[..., _T], *args: Any
     ) -> _T | None:
-        health = self._health
-        if health.down_until and health.skip():
-            return None
-        try:
-            with anyio.fail_after(self.timeout):
-                value = await self._thread(fn, *args)
-        except Exception as exc:
-            health.failed(operation, exc, outcome)
-            return None
-        if health.down_until:
-            health.succeeded()
-        return value
+        return await self._health.call(
+            operation, outcome, self.timeout, functools.partial(self._thread, fn, *args)
+        )
 
     async def _thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await anyio.to_thread.run_sync(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -20,6 +20,8 @@ import structlog
 from .._secrets import redact_text
 from ..errors import ConfigError
 from ._base import Counts
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ServerHealth",
@@ -128,6 +130,23 @@ class ServerHealth:
             error=describe(exc),
             retry_in=self.retry_interval if pause else 0,
         )
+
+    async def call(
+        self, operation: str, outcome: str, timeout: float, fn: Callable[[], Awaitable[_T]]
+    ) -> _T | None:
+        """``await fn()`` within ``timeout``; None when the server is paused or the call failed
+        (logged and counted as :meth:`failed` says, ``outcome`` naming what the caller gets)."""
+        if self.down_until and self.skip():
+            return None
+        try:
+            with anyio.fail_after(timeout):
+                value = await fn()
+        except Exception as exc:
+            self.failed(operation, exc, outcome)
+            return None
+        if self.down_until:
+            self.succeeded()
+        return value
 
     def succeeded(self) -> None:
         """An operation worked: after a failure, say the server is back."""

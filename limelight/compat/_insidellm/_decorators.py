@@ -10,16 +10,14 @@ it, without an initialized client the function simply runs (the SDK raised).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import structlog
 
 from ... import _tracking
-from ..._tracking import LLMCallRecord, ToolCallRecord, jsonable
+from ..._tracking import LLMCallRecord, ToolCallRecord, jsonable, wrap_in_record
 from ...schemas import _events as native
 from . import _client
 from ._client import InsideLLMClient
@@ -62,46 +60,9 @@ def _resolve(client: InsideLLMClient | None, what: str) -> InsideLLMClient | Non
 
 
 def _wrap(func: Callable[..., Any], client: InsideLLMClient | None, what: str, begin: Begin) -> Any:
-    """``func`` (sync or async) run inside the record ``begin`` opens."""
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            chosen = _resolve(client, what)
-            if chosen is None:
-                return await cast("Callable[..., Awaitable[Any]]", func)(*args, **kwargs)
-            record = begin(chosen, args, kwargs)
-            record.enter()
-            try:
-                result = await cast("Callable[..., Awaitable[Any]]", func)(*args, **kwargs)
-            except Exception as exc:
-                record.fail(exc)
-                raise
-            finally:
-                record.exit()
-            record.succeed(result)
-            return result
-
-        return async_wrapper
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        chosen = _resolve(client, what)
-        if chosen is None:
-            return func(*args, **kwargs)
-        record = begin(chosen, args, kwargs)
-        record.enter()
-        try:
-            result = func(*args, **kwargs)
-        except Exception as exc:
-            record.fail(exc)
-            raise
-        finally:
-            record.exit()
-        record.succeed(result)
-        return result
-
-    return wrapper
+    """``func`` (sync or async) run inside the record ``begin`` opens, when a client with a
+    run is at hand (limelight's own decorator wrapper, with the SDK's client lookup)."""
+    return wrap_in_record(func, begin, lambda: _resolve(client, what))
 
 
 def _start(
