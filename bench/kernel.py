@@ -1,5 +1,6 @@
-"""Kernel benchmark: tell throughput, ask round trip and memory per idle actor, side by side
-with bare anyio memory streams and asyncio.Queue, on asyncio and trio.
+"""Kernel benchmark: tell throughput, ask round trip (with and without a timeout) and memory
+per idle actor, side by side with bare anyio memory streams and asyncio.Queue, on asyncio and
+trio.
 
     python bench/kernel.py            # full run (medians of 5)
     python bench/kernel.py --quick    # CI smoke run: small counts, 1 repeat
@@ -141,18 +142,35 @@ class Echo(Actor):
         return message
 
 
-async def ask_limelight(n: int) -> float:
+#: The timeout of the timed asks: long enough never to fire, so that what is measured is what
+#: timing an ask costs.
+ASK_TIMEOUT = 60.0
+
+
+async def ask_limelight(n: int, timeout: float | None = None) -> float:
     async with Runtime() as rt:
         ref = await rt.spawn(Echo())
         for i in range(100):
-            await ref.ask(i)
+            await ref.ask(i, timeout=timeout)
         t0 = time.perf_counter()
         for i in range(n):
-            await ref.ask(i)
+            await ref.ask(i, timeout=timeout)
         return (time.perf_counter() - t0) / n * 1e6
 
 
-async def ask_bare(n: int) -> float:
+async def ask_limelight_timed(n: int) -> float:
+    """The same loop, each ask with ``timeout=`` (the deadline travels with the request, and
+    the handler runs under it)."""
+    return await ask_limelight(n, ASK_TIMEOUT)
+
+
+async def ask_bare_timed(n: int) -> float:
+    """The bare loop, each request's wait under ``anyio.move_on_after`` (what timing a
+    request costs in plain anyio; the server side knows nothing of the deadline)."""
+    return await ask_bare(n, ASK_TIMEOUT)
+
+
+async def ask_bare(n: int, timeout: float | None = None) -> float:
     """A bare request/reply loop on the same primitives: a memory stream used on the nowait
     fast path, an anyio Event for the reply."""
     send, receive = anyio.create_memory_object_stream[Any](1024)
@@ -189,11 +207,17 @@ async def ask_bare(n: int) -> float:
             await req.event.wait()
             return req.value
 
+        async def timed_ask(i: int) -> Any:
+            with anyio.move_on_after(timeout):
+                return await ask(i)
+            raise TimeoutError  # never: the timeout is long
+
+        request = ask if timeout is None else timed_ask
         for i in range(100):
-            await ask(i)
+            await request(i)
         t0 = time.perf_counter()
         for i in range(n):
-            await ask(i)
+            await request(i)
         result = (time.perf_counter() - t0) / n * 1e6
         send.close()
     receive.close()
@@ -274,12 +298,17 @@ def main() -> None:
         if backend == "asyncio":
             row["tell_asyncio_queue"] = _median(backend, repeats, tell_asyncio_queue, n_tell)
         row["ask_limelight_us"] = _median(backend, repeats, ask_limelight, n_ask)
+        row["ask_limelight_timed_us"] = _median(backend, repeats, ask_limelight_timed, n_ask)
         row["ask_bare_us"] = _median(backend, repeats, ask_bare, n_ask)
+        row["ask_bare_timed_us"] = _median(backend, repeats, ask_bare_timed, n_ask)
         row["idle"] = _memory_in_subprocess(backend, n_idle)
         results[backend] = row
 
-    print(f"kernel benchmark (medians of {repeats}; tell msgs={n_tell}, asks={n_ask})\n")
-    print(f"{'backend':8} {'subject':34} {'value':>14}  vs.")
+    print(
+        f"kernel benchmark (medians of {repeats}; tell msgs={n_tell}, asks={n_ask}, "
+        f"timeout={ASK_TIMEOUT:g} s)\n"
+    )
+    print(f"{'backend':8} {'subject':36} {'value':>14}  vs.")
     for backend in ("asyncio", "trio"):
         r = results[backend]
         base = r.get("tell_asyncio_queue")
@@ -291,16 +320,26 @@ def main() -> None:
         ]:
             if key in r:
                 vs = f"{r[key] / base:.2f}x asyncio.Queue" if base else ""
-                print(f"{backend:8} {label:34} {r[key] / 1e6:10.2f} M/s  {vs}")
-        ratio = r["ask_limelight_us"] / r["ask_bare_us"]
+                print(f"{backend:8} {label:36} {r[key] / 1e6:10.2f} M/s  {vs}")
+        bare, timed = r["ask_bare_us"], r["ask_limelight_timed_us"]
         print(
-            f"{backend:8} {'ask: limelight round trip':34} {r['ask_limelight_us']:10.2f} µs  "
-            f"{ratio:.2f}x bare loop"
+            f"{backend:8} {'ask: limelight round trip':36} {r['ask_limelight_us']:10.2f} µs  "
+            f"{r['ask_limelight_us'] / bare:.2f}x bare loop"
         )
-        print(f"{backend:8} {'ask: bare stream + Event loop':34} {r['ask_bare_us']:10.2f} µs")
+        print(
+            f"{backend:8} {'ask: limelight round trip, timeout=':36} "
+            f"{timed:10.2f} µs  {timed / bare:.2f}x bare loop, "
+            f"{timed / r['ask_limelight_us']:.2f}x untimed ask, "
+            f"{timed / r['ask_bare_timed_us']:.2f}x bare loop with move_on_after"
+        )
+        print(f"{backend:8} {'ask: bare stream + Event loop':36} {bare:10.2f} µs")
+        print(
+            f"{backend:8} {'ask: bare loop, move_on_after each':36} "
+            f"{r['ask_bare_timed_us']:10.2f} µs  {r['ask_bare_timed_us'] / bare:.2f}x bare loop"
+        )
         idle = r["idle"]
         print(
-            f"{backend:8} {'idle actors: bytes per actor':34} {idle['bytes_per_actor']:10.0f} B   "
+            f"{backend:8} {'idle actors: bytes per actor':36} {idle['bytes_per_actor']:10.0f} B   "
             f"{idle['actors']} actors = {idle['rss_bytes'] / 2**20:.0f} MiB, "
             f"spawned in {idle['spawn_s']:.1f} s, shut down in {idle['shutdown_s']:.1f} s"
         )

@@ -2,7 +2,6 @@
 
 from ._actor import Actor as Actor
 from ._actor import Context as Context
-from ._cell import CHECKPOINT_INTERVAL as CHECKPOINT_INTERVAL
 from ._cell import DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE
 from ._errors import ActorCrashed as ActorCrashed
 from ._errors import ActorError as ActorError
@@ -16,6 +15,8 @@ from ._errors import LimelightError as LimelightError
 from ._errors import MailboxFull as MailboxFull
 from ._errors import RestartIntensityExceeded as RestartIntensityExceeded
 from ._errors import RuntimeNotRunning as RuntimeNotRunning
+from ._gc import GcPolicy as GcPolicy
+from ._mailbox import CHECKPOINT_INTERVAL as CHECKPOINT_INTERVAL
 from ._portal import BackgroundRuntime as BackgroundRuntime
 from ._portal import BlockingRuntime as BlockingRuntime
 from ._portal import start_blocking_runtime as start_blocking_runtime
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "DeadlineExceeded",
+    "GcPolicy",
     "LimelightError",
     "MailboxFull",
     "Overflow",

@@ -4,9 +4,9 @@ Every actor task lives in the runtime's task group; the supervision tree is kept
 cells, which stop children before their parent, in reverse start order. (A task group per
 actor would cost ~9 KB each on asyncio, which 100,000 idle actors cannot afford.)
 
-One module: the :class:`Cell` is one object. Its message loop, lifecycle, supervision and
-stop order share its state, and the envelopes (:class:`Ask`, :class:`StreamRequest`) are what
-its loop reads and answers.
+One module: the :class:`Cell` is one object. Its lifecycle, supervision and stop order are here; its
+message loop, which shares its state, is its base class (``_loop``), and the envelopes the
+loop reads and answers are in ``_envelopes``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -29,17 +29,16 @@ from anyio import (
 from anyio.lowlevel import checkpoint
 
 from ._actor import Actor, Context
+from ._envelopes import Envelope
 from ._errors import (
-    ActorCrashed,
     ActorStartFailed,
     ActorStopped,
-    AskTimeout,
     ConfigError,
     MailboxFull,
     RestartIntensityExceeded,
 )
-from ._mailbox import EMPTY, Mailbox
-from ._signal import new_signal
+from ._loop import MessageLoop, describe
+from ._mailbox import CHECKPOINT_INTERVAL, Mailbox
 from ._stats import ActorSnapshot, ActorState, ActorStatistics
 from ._supervision import (
     Overflow,
@@ -51,124 +50,18 @@ from ._supervision import (
 )
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectSendStream
     from structlog.typing import FilteringBoundLogger
 
     from ._ref import ActorRef
     from ._runtime import Runtime
 
-#: A hot sender or receiver on the nowait fast path yields to the loop this often.
-CHECKPOINT_INTERVAL: Final = 256
 DEFAULT_MAILBOX_SIZE: Final = 1024
 
 _INF = math.inf
 _NAME = re.compile(r"[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+=-]*")
 
-_PENDING, _DONE, _ABANDONED = 0, 1, 2
 
-
-class Envelope:
-    """A request that wants an answer: an ask or a stream. Plain tells travel bare."""
-
-    __slots__ = ("deadline", "message")
-
-    def __init__(self, message: Any, deadline: float) -> None:
-        self.message = message
-        self.deadline = deadline
-
-    def fail(self, error: BaseException) -> bool:
-        raise NotImplementedError
-
-    def abandoned(self) -> bool:
-        raise NotImplementedError
-
-
-class Ask(Envelope):
-    """An ask: the reply goes into a one-shot slot the asker waits on."""
-
-    __slots__ = ("_error", "_signal", "_state", "_value", "scope")
-
-    def __init__(self, message: Any, deadline: float) -> None:
-        self.message = message
-        self.deadline = deadline
-        self._signal = new_signal()
-        self._state = _PENDING
-        self._value: Any = None
-        self._error: BaseException | None = None
-        #: The scope the handler runs in (asks with a deadline only): cancelled if the asker
-        #: gives up, so nobody works on what nobody waits for.
-        self.scope: CancelScope | None = None
-
-    def resolve(self, value: Any) -> bool:
-        """Deliver the reply; False when the asker has already gone (a late reply)."""
-        if self._state != _PENDING:
-            return False
-        self._state = _DONE
-        self._value = value
-        self._signal.set()
-        return True
-
-    def fail(self, error: BaseException) -> bool:
-        if self._state != _PENDING:
-            return False
-        self._state = _DONE
-        self._error = error
-        self._signal.set()
-        return True
-
-    def abandon(self) -> None:
-        if self._state == _PENDING:
-            self._state = _ABANDONED
-            if self.scope is not None:
-                self.scope.cancel()
-
-    def abandoned(self) -> bool:
-        return self._state == _ABANDONED
-
-    @property
-    def resolved(self) -> bool:
-        return self._state == _DONE
-
-    def outcome(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-class StreamRequest(Envelope):
-    """A stream: replies go into a bounded memory stream the caller iterates. An error (crash,
-    stop, expiry) is stored here before the stream is closed, so the caller raises it at the end
-    instead of seeing a clean finish."""
-
-    __slots__ = ("closed", "error", "send")
-
-    def __init__(self, message: Any, deadline: float, send: MemoryObjectSendStream[Any]) -> None:
-        self.message = message
-        self.deadline = deadline
-        self.send = send
-        self.closed = False
-        self.error: BaseException | None = None
-
-    def close(self) -> None:
-        self.closed = True
-        self.send.close()
-
-    def fail(self, error: BaseException) -> bool:
-        if self.closed:
-            return False
-        self.error = error
-        self.close()
-        return True
-
-    def abandoned(self) -> bool:
-        return self.closed or self.send.statistics().open_receive_streams == 0
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-class Cell:
+class Cell(MessageLoop):
     """Everything the runtime keeps for one actor. Users only ever see its ActorRef."""
 
     __slots__ = (
@@ -189,20 +82,16 @@ class Cell:
         "children",
         "ctx",
         "dropped",
-        "expired",
         "factory",
         "incarnation",
         "intensity",
         "is_root",
-        "last_error",
-        "late_replies",
         "mailbox",
         "mailbox_capacity",
         "name",
         "overflow",
         "parent",
         "path",
-        "processed",
         "ref",
         "rejected",
         "restart",
@@ -262,6 +151,8 @@ class Cell:
         self.undelivered = 0
         self.last_error: BaseException | None = None
         self.stop_after_current = False
+        #: The request with a deadline being handled under the loop's cancel scope, if any.
+        self.serving: Envelope | None = None
         # Made only when needed: an idle actor must stay small (see bench/kernel.py).
         self._handle: TaskHandle[None] | None = None
         self._ready: anyio.Event | None = None
@@ -286,12 +177,6 @@ class Cell:
             self._log = structlog.get_logger("limelight").bind(actor=self.path)
         return self._log
 
-    def interrupted_error(self, envelope: Envelope) -> ActorStopped:
-        return ActorStopped(
-            f"actor {self.path} was stopped while handling {type(envelope.message).__name__}",
-            path=self.path,
-        )
-
     def stopped_error(self) -> ActorStopped:
         return ActorStopped(f"actor {self.path} has stopped", path=self.path)
 
@@ -308,7 +193,7 @@ class Cell:
             expired=self.expired,
             late_replies=self.late_replies,
             undelivered=self.undelivered,
-            last_error=None if self.last_error is None else _describe(self.last_error),
+            last_error=None if self.last_error is None else describe(self.last_error),
         )
 
     def snapshot(self) -> ActorSnapshot:
@@ -501,7 +386,7 @@ class Cell:
                 await actor.on_start(self.ctx)
             except Exception as exc:
                 reason = ActorStartFailed(
-                    f"actor {self.path} failed to start: {_describe(exc)}",
+                    f"actor {self.path} failed to start: {describe(exc)}",
                     path=self.path,
                     cause=exc,
                 )
@@ -524,7 +409,7 @@ class Cell:
                     try:
                         await actor.on_stop(self.ctx)
                     except Exception as exc:
-                        self.log.exception("on_stop raised", error=_describe(exc))
+                        self.log.exception("on_stop raised", error=describe(exc))
                         self.last_error = exc
                         reason = reason or exc
             if shield.cancelled_caught:
@@ -553,133 +438,12 @@ class Cell:
             if report and self.parent is not None:
                 if reason is not None:
                     self.log.warning(
-                        "actor crashed", error=_describe(reason), restarts=self.restarts
+                        "actor crashed", error=describe(reason), restarts=self.restarts
                     )
                 # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
                 # longer. A supervisor that stops cancels this routine's own scope directly.
                 with CancelScope(shield=True):
                     await self.parent.child_exited(self, reason, incarnation)
-
-    async def _loop(self, actor: Actor) -> BaseException | None:
-        """Handle messages until stopped; returns the crash, or None for a normal exit."""
-        mailbox = self.mailbox
-        items = mailbox._items
-        poll = mailbox.poll
-        handle = actor.handle
-        ctx = self.ctx
-        batch = 0
-        item: Any = None
-        while True:
-            try:
-                # Mailbox.poll inlined for the common case (items queued, no sender waiting).
-                item = items.popleft() if items and not mailbox._senders else poll()
-                if item is EMPTY:
-                    item = await mailbox.get()
-                    batch = 0
-                else:
-                    batch += 1
-                    if batch >= CHECKPOINT_INTERVAL:
-                        batch = 0
-                        await checkpoint()
-            except (EndOfStream, ClosedResourceError):
-                return None
-            try:
-                if isinstance(item, Envelope):
-                    await self._serve(item, handle, ctx)  # counts what it handles
-                else:
-                    await handle(item, ctx)
-                    self.processed += 1
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    # Cancelled (stopped, or halted for a restart): whoever waits for this
-                    # request must not wait forever.
-                    if isinstance(item, Envelope):
-                        item.fail(self.interrupted_error(item))
-                    raise
-                self.last_error = exc
-                if isinstance(item, Envelope):
-                    crashed = ActorCrashed(
-                        f"actor {self.path} crashed handling {type(item.message).__name__}: "
-                        f"{_describe(exc)}",
-                        path=self.path,
-                        cause=exc,
-                    )
-                    crashed.__cause__ = exc
-                    item.fail(crashed)
-                return exc
-            if self.stop_after_current:
-                return None
-
-    async def _serve(
-        self, envelope: Envelope, handle: Callable[[Any, Context], Any], ctx: Context
-    ) -> None:
-        if envelope.abandoned():
-            self.expired += 1
-            return
-        deadline = envelope.deadline
-        if deadline == _INF:
-            result = await handle(envelope.message, ctx)
-            self.processed += 1
-            if type(envelope) is Ask:
-                if not envelope.resolve(result):
-                    self.late_replies += 1
-            else:
-                assert isinstance(envelope, StreamRequest)
-                await self._stream_out(envelope, result)
-            return
-        if anyio.current_time() >= deadline:
-            self.expired += 1
-            envelope.fail(self._expired_error(envelope, "before it was handled"))
-            return
-        # The handler runs under the asker's deadline: nested asks inherit what is left, and
-        # work nobody waits for any more is cancelled.
-        with CancelScope(deadline=deadline) as scope:
-            if type(envelope) is Ask:
-                envelope.scope = scope
-            result = await handle(envelope.message, ctx)
-            self.processed += 1
-            if isinstance(envelope, StreamRequest):
-                await self._stream_out(envelope, result)
-        if scope.cancelled_caught:
-            self.expired += 1
-            envelope.fail(self._expired_error(envelope, "while it was being handled"))
-        elif type(envelope) is Ask and not envelope.resolve(result):
-            self.late_replies += 1
-
-    async def _stream_out(self, request: StreamRequest, result: Any) -> None:
-        send = request.send
-        if not isinstance(result, AsyncIterable):
-            result = _single(result)
-        iterator = aiter(result)
-        send_nowait = send.send_nowait
-        try:
-            async for item in iterator:
-                # Fast path first: the producer awaits its own source, so it yields anyway;
-                # it waits here only when the consumer is STREAM_BUFFER items behind.
-                try:
-                    send_nowait(item)
-                except WouldBlock:
-                    try:
-                        await send.send(item)
-                    except (BrokenResourceError, ClosedResourceError):
-                        self.late_replies += 1  # the caller stopped listening
-                        break
-                except (BrokenResourceError, ClosedResourceError):
-                    self.late_replies += 1
-                    break
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        # A crash or a cancellation skips this; the loop fails the request with the cause.
-        request.close()
-
-    def _expired_error(self, envelope: Envelope, when: str) -> AskTimeout:
-        return AskTimeout(
-            f"the deadline of request {type(envelope.message).__name__} to {self.path} passed "
-            f"{when}",
-            path=self.path,
-        )
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -790,7 +554,7 @@ class Cell:
             error = RestartIntensityExceeded(
                 f"supervisor {self.path} gave up: more than {sup.max_restarts} restarts "
                 f"within {sup.within} s (last: {child.path}"
-                + (f" crashed with {_describe(cause)})" if cause else " exited)"),
+                + (f" crashed with {describe(cause)})" if cause else " exited)"),
                 path=self.path,
                 cause=cause or RuntimeError("restart intensity exceeded"),
             )
@@ -834,7 +598,7 @@ class Cell:
 
     def escalate(self, error: BaseException) -> None:
         """Give up: crash this actor with ``error`` (the runtime fails if this is the root)."""
-        self.log.error("supervisor gave up", error=_describe(error))
+        self.log.error("supervisor gave up", error=describe(error))
         if self.is_root:
             self.runtime.fail(error)
             return
@@ -842,7 +606,3 @@ class Cell:
         self.last_error = error
         if self._running and self._handle is not None:
             self._handle.cancel()
-
-
-async def _single(value: Any) -> AsyncIterator[Any]:
-    yield value

@@ -19,6 +19,8 @@ from anyio.lowlevel import checkpoint
 
 from ._signal import Signal, new_signal
 
+#: A hot sender or receiver on the nowait fast path yields to the loop this often.
+CHECKPOINT_INTERVAL: Final = 256
 #: What :meth:`Mailbox.poll` returns when there is nothing to take.
 EMPTY: Final[Any] = object()
 

@@ -11,8 +11,11 @@ import anyio
 from anyio import EndOfStream, WouldBlock, current_effective_deadline, current_time
 from anyio.lowlevel import checkpoint
 
-from ._cell import CHECKPOINT_INTERVAL, Ask, StreamRequest
+from ._envelopes import DONE, PENDING, Ask, StreamRequest
 from ._errors import AskTimeout
+from ._mailbox import CHECKPOINT_INTERVAL
+from ._signal import new_signal
+from ._supervision import Overflow
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -99,7 +102,7 @@ class ActorRef:
         The request carries its deadline: the earlier of ``timeout`` and the caller's own
         (enclosing cancel scopes). A request whose deadline passes before it is handled is
         dropped unhandled; the handler itself runs under that deadline, so nested asks inherit
-        what is left of it.
+        what is left of it. ``timeout`` also covers waiting for room in a full mailbox.
 
         :raises AskTimeout: no reply within ``timeout``.
         :raises ActorCrashed: the actor raised while handling this request (the cause is
@@ -108,38 +111,81 @@ class ActorRef:
         """
         cell = self._cell
         deadline = current_effective_deadline()
-        own_deadline = _INF
         if timeout is not None:
-            own_deadline = current_time() + timeout
-            if own_deadline < deadline:
-                deadline = own_deadline
+            own_deadline = cell.runtime._now() + timeout
+            if own_deadline != _INF and not own_deadline > deadline:
+                # Our own timeout binds (a tie included). The runtime's deadline scheduler
+                # times the wait, so that it needs no cancel scope of its own (which cost more
+                # than the rest of the round trip), unless it waits for room in a full mailbox.
+                envelope = Ask(message, own_deadline)
+                mailbox = cell.mailbox
+                if not timeout > 0 or (
+                    len(mailbox._items) >= mailbox.capacity
+                    and cell.overflow is Overflow.BLOCK
+                    and not mailbox._closed
+                ):
+                    return await self._ask_in_scope(envelope, timeout)
+                cell.put_nowait(envelope)  # there is room, or an overflow policy that won't wait
+                deadlines = cell.runtime._deadlines
+                timer = deadlines.add(own_deadline, envelope)
+                try:
+                    cell.budget -= 1
+                    if not cell.budget:
+                        cell.budget = CHECKPOINT_INTERVAL
+                        await checkpoint()
+                    if timer is not None:
+                        await envelope._signal.wait()
+                    if envelope._state == PENDING:
+                        # Nobody times it: the scheduler is not running (the runtime is being
+                        # torn down), or it stopped while we waited.
+                        envelope._signal = new_signal()
+                        with anyio.move_on_at(own_deadline):
+                            await envelope._signal.wait()
+                except BaseException:
+                    envelope.abandon()
+                    if timer is not None:
+                        deadlines.cancel(timer)
+                    raise
+                if envelope._state == DONE:
+                    if timer is not None:
+                        deadlines.cancel(timer)
+                    return envelope.outcome()
+                envelope.abandon()  # timed out by the scope (the scheduler abandoned it itself)
+                raise self._timed_out(message, timeout, queued=True)
+        # No deadline, or only an enclosing scope's, and that scope cancels us itself.
         envelope = Ask(message, deadline)
+        try:
+            await cell.put(envelope)
+            await envelope._signal.wait()
+        except BaseException:
+            envelope.abandon()
+            raise
+        return envelope.outcome()
+
+    async def _ask_in_scope(self, envelope: Ask, timeout: float) -> Any:
+        """An ask timed by a cancel scope of its own, waiting for room in a full mailbox too."""
         queued = False
         try:
-            if own_deadline == _INF or own_deadline > deadline:
-                # Only an enclosing scope limits us, and it cancels us itself.
-                await cell.put(envelope)
+            with anyio.move_on_at(envelope.deadline):
+                await self._cell.put(envelope)
                 queued = True
                 await envelope._signal.wait()
-            else:
-                # The timeout covers waiting for room in a full mailbox too.
-                with anyio.move_on_at(own_deadline):
-                    await cell.put(envelope)
-                    queued = True
-                    await envelope._signal.wait()
         except BaseException:
             envelope.abandon()
             raise
         if not envelope.resolved:
             envelope.abandon()
-            depth = len(cell.mailbox)
-            where = "" if queued else " waiting for room in a full mailbox"
-            raise AskTimeout(
-                f"ask {type(message).__name__} to {cell.path} timed out after {timeout} s"
-                f"{where} (mailbox depth {depth})",
-                path=cell.path,
-            )
+            raise self._timed_out(envelope.message, timeout, queued=queued)
         return envelope.outcome()
+
+    def _timed_out(self, message: Any, timeout: float, *, queued: bool) -> AskTimeout:
+        cell = self._cell
+        where = "" if queued else " waiting for room in a full mailbox"
+        return AskTimeout(
+            f"ask {type(message).__name__} to {cell.path} timed out after {timeout} s"
+            f"{where} (mailbox depth {len(cell.mailbox)})",
+            path=cell.path,
+        )
 
     def stream(self, message: Any, *, timeout: float | None = None) -> ReplyStream:
         """Send a request whose replies are streamed: iterate the result with ``async for``.

@@ -19,7 +19,10 @@ from anyio.from_thread import BlockingPortal
 
 from ._actor import Actor
 from ._cell import DEFAULT_MAILBOX_SIZE, Cell
+from ._clock import loop_clock
+from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
+from ._gc import Collector, GcPolicy
 from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
 from ._supervision import Overflow, Restart, Supervision
 
@@ -59,6 +62,9 @@ class Runtime:
         actors spawned without one.
     :param mailbox_size: default mailbox capacity (``math.inf`` for unbounded).
     :param shutdown_timeout: seconds allowed for ``on_stop`` hooks at shutdown.
+    :param gc_policy: tune CPython's collector for a large actor population (freeze what
+        spawn bursts leave alive, scale the young generation's threshold): see
+        :class:`GcPolicy`. Off by default, as it changes process-wide settings.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class Runtime:
         supervision: Supervision | None = None,
         mailbox_size: float = DEFAULT_MAILBOX_SIZE,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        gc_policy: GcPolicy | None = None,
     ) -> None:
         if not (mailbox_size == math.inf or (isinstance(mailbox_size, int) and mailbox_size >= 1)):
             raise ConfigError(f"mailbox_size must be an int >= 1 or math.inf, got {mailbox_size!r}")
@@ -78,6 +85,11 @@ class Runtime:
         self._root: Cell | None = None
         self._tg: TaskGroup | None = None
         self._portal: BlockingPortal | None = None
+        #: Times the timed asks to this runtime's actors (a task in the task group).
+        self._deadlines = Deadlines()
+        #: The clock of the loop it runs on (anyio.current_time, without the lookups).
+        self._now: Callable[[], float] = anyio.current_time
+        self._collector = Collector(gc_policy) if gc_policy is not None else None
         self._registry: dict[str, Cell] = {}
         self._counter = itertools.count(1)
         self._failure: BaseException | None = None
@@ -111,17 +123,23 @@ class Runtime:
             supervision=self.default_supervision,
         )
         self._root.state = ActorState.RUNNING
+        self._now = loop_clock()
         # Set before the task group starts, so every actor task inherits it.
         self._token = _current.set(self)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        if self._collector is not None:
+            self._collector.start()
         try:
+            await tg.start(self._deadlines.run, name="limelight deadlines")
             portal = BlockingPortal()
             await portal.__aenter__()
         except BaseException as exc:
             tg.cancel_scope.cancel()
             self._reset_current()
+            if self._collector is not None:
+                self._collector.stop()
             await tg.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._portal = portal
@@ -147,7 +165,9 @@ class Runtime:
             await root.stop_children()
             await self._portal.stop(cancel_remaining=True)
         await self._portal.__aexit__(None, None, None)
-        # Whatever did not stop in time (a hung on_stop) is cancelled now.
+        # Whatever did not stop in time (a hung on_stop) is cancelled now, and the deadline
+        # scheduler with it (it timed the asks of the on_stop hooks too); an ask it still
+        # timed goes on under a cancel scope of its own, until its actor is finalized below.
         self._tg.cancel_scope.cancel()
         try:
             suppress = await self._tg.__aexit__(exc_type, exc, tb)
@@ -163,6 +183,8 @@ class Runtime:
             for cell in list(self._registry.values()):
                 cell.finalize()
             root.finalize()
+            if self._collector is not None:
+                self._collector.stop()
         if self._failure is not None:
             raise self._failure
         return suppress
@@ -298,10 +320,14 @@ class Runtime:
 
     def register(self, cell: Cell) -> None:
         self._registry[cell.path] = cell
+        if self._collector is not None and self._tg is not None:
+            self._collector.spawned(self._tg)
 
     def unregister(self, cell: Cell) -> None:
         if self._registry.get(cell.path) is cell:
             del self._registry[cell.path]
+            if self._collector is not None:
+                self._collector.stopped(self._tg if self._running else None)
         s = cell.statistics()
         r = self._retired
         self._retired = RuntimeStatistics(

@@ -428,3 +428,30 @@ def test_demo_ctrl_c_is_one_line_and_130(backend: str, tmp_path: Path) -> None:
     assert db.exists() is line.endswith(f"{db})")
     # The live display hid the cursor, and shows it again.
     assert 0 <= stdout.rfind(b"\x1b[?25l") < stdout.rfind(b"\x1b[?25h")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_demo_sigterm_keeps_the_events_and_ends_by_the_signal(backend: str, tmp_path: Path) -> None:
+    """SIGTERM (``docker stop``, Kubernetes) mid-run: analytics' handler commits what was
+    recorded, then the process ends by the signal, as a process without a handler would (so a
+    supervisor sees it was terminated); ``limelight events`` reads what was kept."""
+    command = [sys.executable, "-m", "limelight", "sim", "--port", "0", "--ttft", "60"]
+    db = tmp_path / "events.db"
+    with sim_process(command) as url:
+        process, _ = _started_demo(
+            *("--base-url", url, "--model", "m", "--backend", backend, "--db", str(db)),
+            env={"OPENAI_API_KEY": "sk-any", "FORCE_COLOR": "1", "COLUMNS": "80", "LINES": "24"},
+            until=b"thinking",  # a team has sent its task to the model: events recorded
+        )
+        try:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=50)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == -signal.SIGTERM, stderr.decode()[-2000:]
+    assert b"Traceback" not in stderr
+    events = _run("events", "--db", str(db))
+    assert events.returncode == 0, events.stderr
+    assert "llm_request" in events.stdout  # the teams' first calls were recorded and kept

@@ -4,6 +4,7 @@ happens when it is misused from the event loop's own thread."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
@@ -16,6 +17,7 @@ from limelight.runtime import (
     Actor,
     ActorCrashed,
     ActorStopped,
+    AskTimeout,
     Context,
     Runtime,
     RuntimeNotRunning,
@@ -78,6 +80,49 @@ def test_eight_threads_share_one_blocking_runtime(backend: str) -> None:
         assert rt.ask(counter, "total") == (THREADS * 50, THREADS)
         assert [node.path for node in rt.tree().walk()] == ["/", "/counter"]
         assert rt.call(lambda: rt.runtime.statistics().restarts) == THREADS
+
+
+@BACKENDS
+def test_timed_asks_from_threads(backend: str) -> None:
+    """Threads ask through the portal with timeouts: the runtime's deadline scheduler times
+    them on the loop, answered or not, and one still pending when the runtime stops fails."""
+    barrier = threading.Barrier(THREADS)
+    with start_blocking_runtime(backend=backend) as rt:
+        ref = rt.spawn(Recorder(), name="r")
+        held = rt.spawn(Recorder(), name="held")
+        rt.tell(held, ("sleep", 3600.0))  # busy for good: asks to it time out
+
+        def worker(i: int) -> tuple[list[Any], AskTimeout]:
+            barrier.wait()
+            answers = [rt.ask(ref, (i, n), timeout=30) for n in range(20)]
+            with pytest.raises(AskTimeout) as info:
+                rt.ask(held, ("late", i), timeout=0.02 * (1 + i % 3))
+            return answers, info.value
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            results = list(pool.map(worker, range(THREADS)))
+        for i, (answers, error) in enumerate(results):
+            assert answers == [(i, n) for n in range(20)]
+            assert error.path == "/held"
+            assert str(error).startswith("ask tuple to /held timed out after 0.0")
+        assert rt.call(lambda: len(rt.runtime._deadlines)) == 0
+
+        pending: list[BaseException] = []
+
+        def ask_pending() -> None:
+            try:
+                rt.ask(held, "pending", timeout=3600)
+            except BaseException as exc:
+                pending.append(exc)
+
+        thread = threading.Thread(target=ask_pending)
+        thread.start()
+        while rt.call(lambda: len(rt.runtime._deadlines)) != 1:
+            time.sleep(0.001)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(pending) == 1
+    assert isinstance(pending[0], ActorStopped)
 
 
 @BACKENDS

@@ -1,0 +1,139 @@
+"""The runtime's deadline scheduler: one task that times out every timed ask of a runtime.
+
+A timed ask waits on its reply signal alone and registers its deadline here, in a heap. One
+task per runtime sleeps until the earliest pending deadline (woken early when an earlier one
+comes) and expires the asks whose deadline has passed: each is abandoned (the actor drops it
+unhandled, or its handler is cancelled) and its asker woken, to raise ``AskTimeout``. A cancel
+scope per ask (anyio's ``move_on_at`` around the wait) cost more than the rest of the round
+trip on asyncio (``bench/kernel.py``).
+
+An ask answered in time cancels its timer in place (lazy deletion, as asyncio's own timer heap
+does); the heap is compacted when cancelled entries outnumber live ones. When the scheduler
+stops (the runtime is torn down, or cancelled from outside), each asker still waiting is woken
+with its request pending, and goes on waiting under a cancel scope of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from anyio import TASK_STATUS_IGNORED, current_time, move_on_at
+
+from ._signal import Signal, new_signal
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from ._envelopes import Ask
+
+__all__ = ["Deadlines", "Timer"]
+
+_INF = math.inf
+#: Below this many cancelled timers the heap is never compacted (not worth a pass).
+_COMPACT_MIN: Final = 64
+
+#: A heap entry: ``[deadline, sequence number, ask]``, the ask ``None`` once the timer is
+#: cancelled or fired. (A list, not an object: it is made for every timed ask. The sequence
+#: number breaks ties, so that asks are never compared.)
+Timer: TypeAlias = list[Any]
+
+
+class Deadlines:
+    """The pending deadlines of one runtime's timed asks, and the task that enforces them.
+
+    :meth:`run` is that task; it lives in the runtime's task group. :meth:`add` refuses (returns
+    ``None``) while it is not running, and the asker then times itself with a cancel scope.
+    """
+
+    __slots__ = ("_cancelled", "_heap", "_running", "_seq", "_sleep_until", "_wake")
+
+    def __init__(self) -> None:
+        self._heap: list[Timer] = []
+        self._cancelled = 0  # entries of _heap whose ask is None
+        self._seq = 0
+        self._running = False
+        #: The deadline the task sleeps until; -inf while it is awake (or not running), so
+        #: that an add wakes it at most once.
+        self._sleep_until = -_INF
+        self._wake: Signal | None = None
+
+    def __len__(self) -> int:
+        """How many timers are pending (neither cancelled nor fired)."""
+        return len(self._heap) - self._cancelled
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def add(self, deadline: float, ask: Ask) -> Timer | None:
+        """Expire ``ask`` at ``deadline`` unless the timer is cancelled first; ``None`` when the
+        scheduler is not running (then nothing was registered)."""
+        if not self._running:
+            return None
+        self._seq += 1
+        timer = [deadline, self._seq, ask]
+        heappush(self._heap, timer)
+        if deadline < self._sleep_until:
+            self._sleep_until = -_INF
+            wake = self._wake
+            if wake is not None:
+                wake.set()
+        return timer
+
+    def cancel(self, timer: Timer) -> None:
+        """Forget ``timer`` (its ask got an answer, or its asker left); idempotent."""
+        if timer[2] is None:
+            return
+        timer[2] = None
+        heap = self._heap
+        if heap[0] is timer:  # the usual case for a lone asker: no garbage left behind
+            heappop(heap)
+            return
+        self._cancelled += 1
+        if self._cancelled > _COMPACT_MIN and 2 * self._cancelled > len(heap):
+            heap[:] = [entry for entry in heap if entry[2] is not None]
+            heapify(heap)
+            self._cancelled = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Expire asks as their deadlines pass, until cancelled (with the runtime's task group)."""
+        heap = self._heap
+        self._running = True
+        try:
+            task_status.started()
+            while True:
+                now = current_time()
+                while heap:
+                    timer = heap[0]
+                    ask = timer[2]
+                    if ask is None:
+                        heappop(heap)
+                        self._cancelled -= 1
+                    elif timer[0] <= now:
+                        heappop(heap)
+                        timer[2] = None
+                        ask.expire()
+                    else:
+                        break
+                wake = self._wake = new_signal()
+                until = self._sleep_until = heap[0][0] if heap else _INF
+                # One cancel scope per wake-up of this task, not per ask.
+                with move_on_at(until):
+                    await wake.wait()
+                self._wake = None
+                self._sleep_until = -_INF
+        finally:
+            self._running = False
+            self._wake = None
+            self._sleep_until = -_INF
+            orphans = []
+            for timer in heap:
+                if timer[2] is not None:
+                    orphans.append(timer[2])
+                    timer[2] = None
+            heap.clear()
+            self._cancelled = 0
+            for ask in orphans:
+                ask.orphan()
