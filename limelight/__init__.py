@@ -21,11 +21,11 @@ bottom:
 
 Pure cores: ``_models``, ``_httpx``, ``_buckets``, ``_instrument``, then ``_usage``,
 ``_tracking``, ``_tracing``, ``_tools``, ``_stream_adapters``, ``_pusher``, ``_jsonout``,
-``_files``, then ``_conversation``, ``_spool``, ``_analytics_hook``
+``_files``, ``_leases``, then ``_conversation``, ``_spool``, ``_analytics_hook``
     One per feature, with no actors and no backends, each testable alone: model profiles
     and prices, the HTTP connection pools, the token buckets, the usage tracker, the tracking
-    decorators, tools, conversations, the analytics write-ahead log, ... ``_instrument`` is
-    the one plug-in point for instrumentation (and the attempt hooks' protocol):
+    decorators, tools, conversations, the analytics write-ahead log, quota leases, ...
+    ``_instrument`` is the one plug-in point for instrumentation (and the attempt hooks' protocol):
     ``analytics.initialize()`` registers its client and attempt hook there, and the actors
     and decorators record through it without importing ``analytics``.
 
@@ -54,9 +54,10 @@ Facades: ``roles``, ``client``, ``cache``, ``batch``, ``testing`` (over ``_roles
     The role router, the sync client, caching, batches and test doubles, then the benchmark
     harness and the hooks for other frameworks, composed from everything below.
 
-``compat``
+``compat``, ``cluster``
     The earlier tools' APIs (``insidellm``, ``myopto``, ``llm``, ``llm_client``), each a
-    thin facade over the layers below, their framework hooks included.
+    thin facade over the layers below, their framework hooks included; runtime hosts on Ray
+    and the quotas shared by many processes (Redis, a Ray actor).
 
 ``cli``, ``__main__``
     The ``limelight`` command, one module per subcommand, on top of everything.

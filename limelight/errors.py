@@ -20,6 +20,7 @@ error is built::
     │   ├── ActorStopped                     the actor stopped for good
     │   ├── MailboxFull                      overflow policy refused the message
     │   ├── AskTimeout (TimeoutError)        no reply before the ask's deadline
+    │   ├── HostDied                         the Ray host running the actor died (.host)
     │   └── ActorCrashed                     handler raised (.cause, also __cause__)
     │       ├── ActorStartFailed             on_start raised
     │       └── RestartIntensityExceeded     a supervisor gave up and escalated
@@ -116,6 +117,7 @@ __all__ = [
     "LLMResponseError",
     "LLMTimeout",
     "EventDecodeError",
+    "HostDied",
     "LimelightError",
     "MailboxFull",
     "MissingExtra",
@@ -310,6 +312,26 @@ class ScriptExhausted(ConfigError):
         )
         self.scripted = scripted
         self.request_number = request_number
+
+
+class HostDied(ActorError):
+    """The Ray host (a process of :mod:`limelight.cluster`) running the actor died, or could
+    not be reached: a request in flight there may or may not have been handled. The host is
+    restarted, and its actors with it, per their restart policy.
+
+    :ivar host: the host's index in its cluster.
+    """
+
+    def __init__(self, message: str, *, path: str, host: int) -> None:
+        super().__init__(message, path=path)
+        self.host = host
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_host_died, (str(self), self.path, self.host))
+
+
+def _host_died(message: str, path: str, host: int) -> HostDied:
+    return HostDied(message, path=path, host=host)
 
 
 class CacheError(LimelightError):

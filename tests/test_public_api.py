@@ -42,6 +42,7 @@ REEXPORTING = [
     "limelight.compat.myopto.llm",
     "limelight.compat.llm",
     "limelight.caches",
+    "limelight.cluster",
     "limelight.compat.llm_client",
     "limelight.compat.insidellm",
 ]
@@ -139,6 +140,7 @@ def test_import_limelight_pulls_no_optional_dependency() -> None:
     loaded = set(json.loads(out))
     heavy = {"httpx", "aiohttp", "litellm", "openai", "mlx", "mlx_lm", "transformers", "torch"}
     heavy |= {"structlog", "trio", "rich", "redis", "opentelemetry", "langchain_core", "google"}
+    heavy |= {"ray"}
     assert not loaded & heavy, f"import limelight loaded {sorted(loaded & heavy)}"
 
 

@@ -53,11 +53,13 @@ import msgspec
 
 from .._buckets import Budget, DeploymentLimits, Priority, Reservation, Waiter
 from .._instrument import Attempt
+from .._leases import LeasedBudget, SharedQuota
 from ..errors import ActorStopped, ConfigError, ProviderError, RateLimited
 from ..errors import RateLimitTimeout as RateLimitTimeout
 from ..runtime import Actor, ActorRef, Context, Runtime
 from ..runtime._errors import ActorError
 from ..schemas import CompletionRequest, CompletionResult
+from ._leaser import Deposit, Leaser, give_back_all, plan
 
 __all__ = [
     "DEFAULT_DEADLINE_MARGIN",
@@ -411,6 +413,10 @@ class RateLimiter(Actor):
     :param promote_after: seconds after which a batch waiter is served as interactive.
     :param send_delay: the longest a call takes from its admission here to the server
         (:data:`~limelight._buckets.DEFAULT_SEND_DELAY` by default).
+    :param shared: a quota shared with other processes (:class:`~limelight.cluster.RedisQuota`,
+        the Ray quota actor): this limiter then spends units it leases from there instead of
+        buckets of its own, gives back what it does not use, and sends the server's
+        ``x-ratelimit-*`` headers and 429s there (:mod:`limelight._leases`).
     """
 
     def __init__(
@@ -420,13 +426,17 @@ class RateLimiter(Actor):
         environ: Mapping[str, str] | None = None,
         promote_after: float | None = None,
         send_delay: float | None = None,
+        shared: SharedQuota | None = None,
     ) -> None:
         self.limits = dict(limits or {})
         self.env_limits = limits_from_env(environ)
         self.promote_after = promote_after
         self.send_delay = send_delay
+        self.shared = shared
         self._deployments: dict[str, _Deployment] = {}
         self._alarm: _Alarm | None = None
+        self._leaser: ActorRef | None = None
+        self._holder = f"{os.getpid()}-{id(self):x}"
 
     @classmethod
     async def start(
@@ -438,11 +448,16 @@ class RateLimiter(Actor):
         environ: Mapping[str, str] | None = None,
         promote_after: float | None = None,
         send_delay: float | None = None,
+        shared: SharedQuota | None = None,
     ) -> ActorRef:
         """Spawn a limiter at ``/<name>`` and return its reference."""
         return await runtime.spawn(
             lambda: cls(
-                limits, environ=environ, promote_after=promote_after, send_delay=send_delay
+                limits,
+                environ=environ,
+                promote_after=promote_after,
+                send_delay=send_delay,
+                shared=shared,
             ),
             name=name,
             mailbox_size=math.inf,
@@ -454,8 +469,19 @@ class RateLimiter(Actor):
         self._alarm = _Alarm()
         timer = await ctx.spawn(_Timer(self._alarm, ctx.self), name="timer", mailbox_size=1)
         await timer.tell(_Run())
+        if self.shared is not None:
+            self._leaser = await ctx.spawn(
+                Leaser(self.shared, self._holder, ctx.self), name="leaser", mailbox_size=math.inf
+            )
 
     async def on_stop(self, ctx: Context) -> None:
+        if self.shared is not None:
+            leased = [
+                (name, d.budget)
+                for name, d in self._deployments.items()
+                if isinstance(d.budget, LeasedBudget)
+            ]
+            await give_back_all(self.shared, self._holder, leased, anyio.current_time())
         # Whoever still waits learns that no admission will come.
         for deployment in self._deployments.values():
             for waiter in list(deployment.budget.waiters()):
@@ -477,7 +503,15 @@ class RateLimiter(Actor):
                 options["promote_after"] = self.promote_after
             if self.send_delay is not None:
                 options["send_delay"] = self.send_delay
-            budget = Budget(limits or DeploymentLimits(), now=now, **options)
+            if self.shared is not None:
+                budget: Budget = LeasedBudget(
+                    limits or DeploymentLimits(),
+                    now=now,
+                    promote_after=self.promote_after,
+                    lease_fraction=self.shared.lease_fraction,
+                )
+            else:
+                budget = Budget(limits or DeploymentLimits(), now=now, **options)
             deployment = self._deployments[name] = _Deployment(budget)
         return deployment
 
@@ -493,6 +527,11 @@ class RateLimiter(Actor):
                 self._leave(message, now)
                 reply = None
             case _Pump():
+                reply = None
+            case Deposit(deployment=name, grant=grant):
+                budget = self._deployment(name, now).budget
+                if isinstance(budget, LeasedBudget):
+                    budget.deposit(grant, now)
                 reply = None
             case Configure(deployment=name, limits=limits):
                 self.limits[name] = limits
@@ -528,7 +567,7 @@ class RateLimiter(Actor):
 
     def _grant_all(self, now: float) -> None:
         wake = math.inf
-        for deployment in self._deployments.values():
+        for name, deployment in self._deployments.items():
             budget = deployment.budget
             if budget.waiting:
                 for waiter in budget.grant(now):
@@ -539,6 +578,9 @@ class RateLimiter(Actor):
                     deployment.waits.append(now - ticket.asked_at)
                     ticket._admit()
                 wake = min(wake, budget.next_wake(now))
+            if isinstance(budget, LeasedBudget) and self._leaser is not None:
+                assert self.shared is not None
+                wake = min(wake, plan(self._leaser, self.shared, name, budget, now))
         if self._alarm is not None:
             self._alarm.set(wake)
 

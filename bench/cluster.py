@@ -1,0 +1,586 @@
+"""Scale-out: one quota shared by many processes, the cost of a remote ask, scaling over Ray
+hosts, and host deaths.
+
+- quota: 4 client processes send one backlog (a full bucket plus ``--seconds`` of refill of
+  mixed-size requests, split evenly) to ``limelight sim`` in a process of its own, enforcing
+  one RPM/TPM quota (bench/ratelimit.py's server, which counts admissions and 429s itself).
+  Clients: limelight with the quota shared through Redis; 4 Ray hosts with the quota shared
+  through the Ray quota actor; today's local limiter in each process configured with the whole
+  quota, and with a quarter of it each; LiteLLM's Router with its Redis backend on the same
+  ``redis-server``. Utilisation is measured by the server: tokens admitted over what the quota
+  offered from the first admission to the last.
+- overhead: a sequential ask to an actor: local, to the same actor on a Ray host
+  (RemoteRef.ask), and a bare Ray actor method call, per call.
+- scaling: a CPU-bound agent workload (Scripted model and tool, no delays) on 1 and 2 hosts,
+  agent turns per second.
+- faults: a host killed with ``kill -9`` under a load of asks, ``--trials`` times: how long
+  each ask in flight took to fail with HostDied, and whether the host came back.
+
+    python bench/cluster.py                  # everything (several minutes)
+    python bench/cluster.py --only quota     # one section
+    python bench/cluster.py --quick          # CI smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+import ratelimit as rl  # noqa: E402  (bench/ratelimit.py: the counting server, the workload)
+
+PROCESSES = 4
+TPM = rl.TPM
+RPM = rl.RPM
+
+
+# -- quota: the client processes ------------------------------------------------------
+
+
+def share(seconds: float, index: int) -> list[tuple[str, int]]:
+    """Process ``index``'s part of the backlog."""
+    return rl.workload(seconds)[index::PROCESSES]
+
+
+async def run_limelight_client(
+    url: str, requests: list[tuple[str, int]], *, tpm: int, rpm: int, shared: Any
+) -> dict[str, Any]:
+    from limelight._buckets import DeploymentLimits
+    from limelight.actors import ProviderPool
+    from limelight.actors._ratelimit import GetStatistics, RateLimiter, RateLimitHook
+    from limelight.errors import RateLimited
+    from limelight.providers import OpenAICompatible
+    from limelight.runtime import RetryPolicy, Runtime
+    from limelight.schemas import CompletionRequest, Message
+    from limelight.sim import estimate_prompt_tokens
+
+    failures: list[str] = []
+    limited = 0
+    async with Runtime() as rt:
+        limiter = await RateLimiter.start(
+            rt, {"sim": DeploymentLimits(rpm=rpm, tpm=tpm)}, environ={}, shared=shared
+        )
+        pool = await ProviderPool.start(
+            rt,
+            OpenAICompatible(url),
+            name="sim",
+            size=64,
+            retry=RetryPolicy(attempts=8, initial_delay=0.5, max_delay=10.0),
+            hooks=[RateLimitHook(limiter, estimator=estimate_prompt_tokens)],
+        )
+
+        async def one(prompt: str, max_tokens: int) -> None:
+            nonlocal limited
+            try:
+                await pool.complete(
+                    CompletionRequest(messages=[Message.user(prompt)], max_tokens=max_tokens)
+                )
+            except RateLimited:
+                limited += 1
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+        async with anyio.create_task_group() as tg:
+            for prompt, max_tokens in requests:
+                tg.start_soon(one, prompt, max_tokens)
+        stats = (await limiter.ask(GetStatistics())).deployments["sim"]
+    if shared is not None:
+        await shared.aclose()
+    return {"client_429s": stats.rate_limited, "failed": len(failures) + limited}
+
+
+async def run_litellm_redis(
+    url: str, requests: list[tuple[str, int]], redis_url: str
+) -> dict[str, Any]:
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    import litellm
+    from litellm import Router
+
+    from limelight.caches._resp import parse_redis_url
+
+    address = parse_redis_url(redis_url, where="redis")
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    router = Router(
+        model_list=[
+            {
+                "model_name": "sim",
+                "litellm_params": {
+                    "model": "openai/sim-1",
+                    "api_base": url,
+                    "api_key": "sk-bench",
+                    "rpm": RPM,
+                    "tpm": TPM,
+                },
+            }
+        ],
+        redis_host=address.host,
+        redis_port=address.port,
+        routing_strategy="usage-based-routing-v2",
+        enable_pre_call_checks=True,
+        num_retries=8,
+        retry_after=1,
+    )
+    failures: list[str] = []
+    semaphore = asyncio.Semaphore(64)
+
+    async def one(prompt: str, max_tokens: int) -> None:
+        try:
+            async with semaphore:
+                await router.acompletion(
+                    model="sim",
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=max_tokens,
+                )
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    async with asyncio.TaskGroup() as tg:
+        for prompt, max_tokens in requests:
+            tg.create_task(one(prompt, max_tokens))
+    return {"failed": len(failures), "failures": failures[:2]}
+
+
+def client_main(variant: str, url: str, seconds: float, index: int, redis_url: str) -> None:
+    requests = share(seconds, index)
+    start = time.monotonic()
+    if variant == "litellm-redis":
+        result = asyncio.run(run_litellm_redis(url, requests, redis_url))
+    else:
+        from limelight.cluster import RedisQuota
+
+        shared = (
+            RedisQuota(redis_url, namespace=f"bench:{redis_url}:") if variant == "redis" else None
+        )
+        tpm, rpm = (
+            (TPM // PROCESSES, RPM // PROCESSES) if variant == "local-quarter" else (TPM, RPM)
+        )
+        result = asyncio.run(run_limelight_client(url, requests, tpm=tpm, rpm=rpm, shared=shared))
+    result["wall_s"] = time.monotonic() - start
+    print(json.dumps(result), flush=True)
+
+
+class _RedisServer:
+    """A ``redis-server`` on a free port in a temporary folder."""
+
+    def __enter__(self) -> str:
+        import socket
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed: apt-get install redis-server")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.folder = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", self.folder.name],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.3)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.folder.cleanup()
+
+
+def _utilisation(counts: dict[str, Any], seconds: float) -> dict[str, Any]:
+    first, last = counts.get("first"), counts.get("last", 0.0)
+    span = (last - first) if first else 0.0
+    offered = TPM + TPM / 60 * span
+    return {
+        "admitted": counts.get("admitted", 0),
+        "server_429s": counts.get("refused", 0),
+        "utilisation": counts.get("tokens", 0) / offered if first else 0.0,
+        "span_s": span,
+        "ideal_span_s": seconds,
+    }
+
+
+def run_processes(variant: str, seconds: float, redis_url: str) -> dict[str, Any]:
+    with rl.sim(RPM, TPM) as (url, counts):
+        start = time.monotonic()
+        client = [sys.executable, __file__, "--client", variant, url, str(seconds)]
+        processes = [
+            subprocess.Popen(
+                [*client, str(i), redis_url],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(PROCESSES)
+        ]
+        outputs = [p.communicate(timeout=seconds * 10 + 300)[0] for p in processes]
+        wall = time.monotonic() - start
+    clients = [json.loads(o.strip().splitlines()[-1]) for o in outputs if o.strip()]
+    return {
+        "variant": variant,
+        "wall_s": wall,
+        "failed": sum(c.get("failed", 0) for c in clients),
+        **_utilisation(counts, seconds),
+    }
+
+
+def run_ray_hosts(seconds: float) -> dict[str, Any]:
+    """The same backlog from 4 Ray hosts, each with its own limiter, through the Ray quota
+    actor."""
+    import ray
+
+    from limelight.cluster import Cluster, RayQuota
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})  # fmt: skip
+    try:
+        with rl.sim(RPM, TPM) as (url, counts):
+
+            async def main() -> float:
+                quota = RayQuota(f"bench-{os.getpid()}")
+                async with Cluster.start(PROCESSES, num_cpus=0.5) as cluster:
+                    refs = [
+                        await cluster.spawn(_Backlog, name="backlog", host=i)
+                        for i in range(PROCESSES)
+                    ]
+                    start = time.monotonic()
+                    async with anyio.create_task_group() as tg:
+                        for i, ref in enumerate(refs):
+                            tg.start_soon(
+                                ref.ask, Run(url=url, seconds=seconds, index=i, quota=quota.name)
+                            )
+                    return time.monotonic() - start
+
+            wall = anyio.run(main)
+    finally:
+        ray.shutdown()
+    return {"variant": "ray-hosts", "wall_s": wall, "failed": 0, **_utilisation(counts, seconds)}
+
+
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    """To a host: send its share of the backlog through the Ray quota actor."""
+
+    url: str
+    seconds: float
+    index: int
+    quota: str
+
+
+# Named by the module the hosts import (bench/ is on their PYTHONPATH), not __main__.
+Run.__module__ = "cluster"
+
+
+def _backlog_actor() -> Any:
+    from limelight.runtime import Actor, Context
+
+    class Backlog(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            from limelight.cluster import RayQuota
+
+            requests = share(message.seconds, message.index)
+            return await run_limelight_client(
+                message.url, requests, tpm=TPM, rpm=RPM, shared=RayQuota(message.quota)
+            )
+
+    return Backlog
+
+
+_Backlog = _backlog_actor()
+
+
+def quota_section(seconds: float) -> list[dict[str, Any]]:
+    rows = []
+    with _RedisServer() as redis_url:
+        for variant in ("redis", "local-full", "local-quarter", "litellm-redis"):
+            print(f"  quota: {variant} ...", file=sys.stderr, flush=True)
+            rows.append(run_processes(variant, seconds, redis_url))
+    print("  quota: ray-hosts ...", file=sys.stderr, flush=True)
+    rows.append(run_ray_hosts(seconds))
+    return rows
+
+
+# -- overhead, scaling, faults (on Ray hosts) ------------------------------------------
+
+
+def _work_actor() -> Any:
+    from limelight.runtime import Actor, Context
+
+    class Echo(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            return message
+
+    class BareEcho:
+        def echo(self, message: Any) -> Any:
+            return message
+
+    return Echo, BareEcho
+
+
+Echo, BareEcho = _work_actor()
+
+
+async def overhead(calls: int) -> dict[str, float]:
+    import ray
+
+    from limelight.cluster import Cluster
+    from limelight.runtime import Runtime
+
+    async with Runtime() as rt:
+        local = await rt.spawn(Echo, name="echo")
+        await local.ask("warm")
+        t0 = time.perf_counter()
+        for i in range(calls):
+            await local.ask(i)
+        local_us = (time.perf_counter() - t0) / calls * 1e6
+    async with Cluster.start(1, num_cpus=0.5) as cluster:
+        remote = await cluster.spawn(Echo, name="echo")
+        await remote.ask("warm")
+        t0 = time.perf_counter()
+        for i in range(calls):
+            await remote.ask(i)
+        remote_us = (time.perf_counter() - t0) / calls * 1e6
+    bare = ray.remote(num_cpus=0.5)(BareEcho).remote()
+    ray.get(bare.echo.remote("warm"))
+    t0 = time.perf_counter()
+    for i in range(calls):
+        await bare.echo.remote(i)
+    bare_us = (time.perf_counter() - t0) / calls * 1e6
+    ray.kill(bare)
+    return {
+        "local_ask_us": local_us,
+        "remote_ask_us": remote_us,
+        "bare_ray_call_us": bare_us,
+        "remote_vs_bare": remote_us / bare_us,
+    }
+
+
+def _agents_actor() -> Any:
+    from limelight.runtime import Actor, Context
+
+    class Agents(Actor):
+        """Runs ``n`` agents of 3 turns (2 tool calls a turn) on a Scripted model, no delays."""
+
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            from limelight.actors import ProviderPool
+            from limelight.agents import Agent, AgentConfig
+            from limelight.providers._scripted import Reply, Scripted
+            from limelight.schemas import CompletionRequest, ToolCall
+            from limelight.tools import tool
+
+            def answer(request: CompletionRequest) -> Reply:
+                turn = sum(1 for m in request.messages if m.role == "assistant")
+                if turn < 2:
+                    calls = [
+                        ToolCall(id=f"t{turn}-{k}", name="lookup", arguments='{"key": "k"}')
+                        for k in range(2)
+                    ]
+                    return Reply(tool_calls=calls)
+                return Reply(text="done")
+
+            def lookup(key: str) -> str:
+                """Look a key up.
+
+                :param key: the key.
+                """
+                return key
+
+            n = int(message)
+            pool = await ProviderPool.start(
+                ctx.runtime, Scripted(answer), name=f"model-{random.random()}", size=64
+            )
+            agents = [
+                Agent(model=pool, tools=[tool(lookup)], config=AgentConfig(max_turns=3))
+                for _ in range(n)
+            ]
+            turns = 0
+            t0 = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+
+                async def one(agent: Any, i: int) -> None:
+                    nonlocal turns
+                    result = await agent.run(f"task {i}")
+                    turns += result.num_turns
+
+                for i, agent in enumerate(agents):
+                    tg.start_soon(one, agent, i)
+            return [turns, time.perf_counter() - t0]
+
+    return Agents
+
+
+Agents = _agents_actor()
+
+
+async def scaling(agents: int) -> dict[str, float]:
+    from limelight.cluster import Cluster
+
+    rates = {}
+    for hosts in (1, 2):
+        async with Cluster.start(hosts, num_cpus=1) as cluster:
+            refs = [await cluster.spawn(Agents, host=i) for i in range(hosts)]
+            for ref in refs:
+                await ref.ask(str(10), timeout=120)  # warm up
+            t0 = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for ref in refs:
+                    tg.start_soon(ref.ask, str(agents // hosts))
+            wall = time.perf_counter() - t0
+        rates[f"turns_per_s_{hosts}_host"] = agents * 3 / wall
+    rates["speedup"] = rates["turns_per_s_2_host"] / rates["turns_per_s_1_host"]
+    return rates
+
+
+async def faults(trials: int) -> dict[str, Any]:
+    from limelight.cluster import Cluster
+    from limelight.errors import HostDied
+
+    latencies: list[float] = []
+    typed = untyped = recovered = 0
+    # Every trial restarts the host: allow that many restarts (the default intensity, 3 in a
+    # minute, would give the host up, as a local supervisor does).
+    async with Cluster.start(2, num_cpus=0.5, max_restarts=trials) as cluster:
+        ref = await cluster.spawn(_Sleeper, name="sleeper", host=0)
+        for _ in range(trials):
+            pid = await cluster.pid(0)
+            killed: list[float] = []
+
+            async def ask(killed: list[float] = killed) -> None:
+                nonlocal typed, untyped
+                try:
+                    await ref.ask(30.0, timeout=60)
+                except HostDied:
+                    typed += 1
+                    latencies.append(time.perf_counter() - killed[0])
+                except Exception:
+                    untyped += 1
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(ask)
+                await anyio.sleep(0.5)
+                killed.append(time.perf_counter())
+                os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        await ref.ask(0.0, timeout=30)
+                        recovered += 1
+                        break
+                    except HostDied:
+                        await anyio.sleep(0.1)
+    return {
+        "trials": trials,
+        "asks_in_flight": trials * 8,
+        "host_died_errors": typed,
+        "other_errors": untyped,
+        "fail_p50_s": statistics.median(latencies) if latencies else None,
+        "fail_max_s": max(latencies) if latencies else None,
+        "recovered": recovered,
+    }
+
+
+def _sleeper_actor() -> Any:
+    from limelight.runtime import Actor, Context
+
+    class Sleeper(Actor):
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            await anyio.sleep(float(message))
+            return "slept"
+
+    return Sleeper
+
+
+_Sleeper = _sleeper_actor()
+
+
+def ray_sections(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})  # fmt: skip
+    out: dict[str, Any] = {}
+    sections = {
+        "overhead": (overhead, 200 if args.quick else 2_000),
+        "scaling": (scaling, 100 if args.quick else 1_000),
+        "faults": (faults, 2 if args.quick else args.trials),
+    }
+    try:
+        for name, (run, size) in sections.items():
+            if args.only in (None, name):
+                print(f"  {name} ...", file=sys.stderr, flush=True)
+                try:
+                    out[name] = anyio.run(run, size)
+                except Exception as exc:  # one section's failure is reported, not fatal
+                    out[name] = {"error": repr(exc)[:500]}
+                print(f"  {name}: {json.dumps(out[name])}", file=sys.stderr, flush=True)
+    finally:
+        ray.shutdown()
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        variant, url, seconds, index, redis_url = sys.argv[2:7]
+        client_main(variant, url, float(seconds), int(index), redis_url)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["quota", "overhead", "scaling", "faults"])
+    parser.add_argument("--seconds", type=float, default=30.0, help="refill in the backlog")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    seconds = 5.0 if args.quick else args.seconds
+    results: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "versions": {
+            name: importlib.metadata.version(name) for name in ("ray", "litellm", "limelight")
+        },
+    }
+    if args.only in (None, "quota"):
+        results["quota"] = quota_section(seconds)
+        print(summarise({"quota": results["quota"]}), file=sys.stderr, flush=True)
+    if args.only != "quota":
+        results.update(ray_sections(args))
+    print(summarise(results))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cluster.json").write_text(json.dumps(results, indent=2))
+
+
+def summarise(results: dict[str, Any]) -> str:
+    lines = []
+    if "quota" in results:
+        lines.append(
+            f"{'quota: 4 processes':<22} {'util':>6} {'429s':>6} {'failed':>7} {'span':>7}"
+        )
+        for row in results["quota"]:
+            lines.append(
+                f"{row['variant']:<22} {row['utilisation']:>6.1%} {row['server_429s']:>6} "
+                f"{row['failed']:>7} {row['span_s']:>6.1f}s"
+            )
+    for section in ("overhead", "scaling", "faults"):
+        if section in results:
+            lines.append(f"{section}: " + json.dumps(results[section]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

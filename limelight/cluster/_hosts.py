@@ -1,0 +1,579 @@
+"""Runtime hosts on Ray: N processes, each a limelight Runtime on its own loop, and remote refs.
+
+A host is a Ray actor (one process) holding a :class:`~limelight.runtime.BackgroundRuntime`:
+a Runtime on an event loop of its own thread (asyncio or trio). :class:`Cluster` starts the
+hosts and spawns actors on them; :class:`RemoteRef` is the caller's handle, with ``tell``,
+``ask(timeout=)`` and ``stream`` as on a local :class:`~limelight.runtime.ActorRef`. Messages
+and replies cross as msgspec MessagePack (their type named beside them), and an ask carries
+what is left of the caller's deadline: the host's ask runs under it, and the caller stops
+waiting at it either way.
+
+Supervision across hosts: the cluster watches each host with a call that never returns; when
+the process dies (``kill -9``), Ray fails that call and every call in flight there at once, so
+asks in flight fail with :class:`~limelight.errors.HostDied` promptly. The cluster then starts
+a new host in its place (at most ``max_restarts`` within ``within`` seconds, as a local
+supervisor's restart intensity; past it the host stays down) and spawns again its actors whose
+:class:`~limelight.runtime.Restart` policy asks for it (``PERMANENT`` and ``TRANSIENT``: a
+dead host is an abnormal end; ``TEMPORARY`` ones are gone). Remote refs follow their actor to
+the new host; calls made meanwhile wait for it, within their deadline.
+
+Coarse-grained by design: a remote ask costs a Ray actor call (two process hops, pickling of
+the envelope) beside a local ask's few microseconds; send work worth milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import msgspec
+import ray
+import structlog
+
+from ..errors import AskTimeout, ConfigError, HostDied
+from ..runtime import Actor, BackgroundRuntime, Restart, Runtime
+
+__all__ = ["DEFAULT_MAX_RESTARTS", "DEFAULT_RESTART_WINDOW", "Cluster", "RemoteRef"]
+
+DEFAULT_MAX_RESTARTS: Final = 3
+DEFAULT_RESTART_WINDOW: Final = 60.0
+#: Threads the caller's side may block on Ray at once (calls in flight, host watchers).
+_THREADS: Final = 256
+_ENCODER: Final = msgspec.msgpack.Encoder()
+#: Seconds the hosts get to stop their Runtimes when the cluster closes.
+_SHUTDOWN_TIMEOUT: Final = 5.0
+
+
+# -- the wire: messages as MessagePack, their type named --------------------------------
+
+
+def encode(value: Any) -> tuple[str, bytes]:
+    """A message or reply as ``(type, MessagePack)``: the type is ``module:qualname`` for a
+    Struct (or any class msgspec can decode into), ``""`` for plain data."""
+    kind = type(value)
+    if kind.__module__ == "builtins" or value is None:
+        return "", _ENCODER.encode(value)
+    return f"{kind.__module__}:{kind.__qualname__}", _ENCODER.encode(value)
+
+
+_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def decode(kind: str, data: bytes) -> Any:
+    """The value :func:`encode` made."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = msgspec.msgpack.Decoder(_resolve(kind)) if kind else msgspec.msgpack.Decoder()
+        _decoders[kind] = decoder
+    return decoder.decode(data)
+
+
+def _resolve(kind: str) -> Any:
+    module, _, qualname = kind.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class _Failure(Exception):
+    """An error raised on a host, as it crosses back: its class by name, its message, its
+    plain attributes (limelight's errors take keyword-only arguments, which pickle cannot
+    rebuild)."""
+
+    def __init__(self, kind: str, message: str, attrs: dict[str, Any]) -> None:
+        super().__init__(kind, message, attrs)
+        self.kind = kind
+        self.message = message
+        self.attrs = attrs
+
+    @classmethod
+    def of(cls, exc: BaseException) -> _Failure:
+        kind = type(exc)
+        attrs = {
+            name: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+            for name, value in vars(exc).items()
+        }
+        return cls(f"{kind.__module__}:{kind.__qualname__}", str(exc), attrs)
+
+    def rebuild(self) -> BaseException:
+        try:
+            kind = _resolve(self.kind)
+        except (ImportError, AttributeError):
+            kind = None
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            return RuntimeError(f"{self.kind}: {self.message}")
+        exc = kind.__new__(kind)
+        Exception.__init__(exc, self.message)
+        exc.__dict__.update(self.attrs)
+        return exc
+
+
+def _host_call(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors of a host method cross back as :class:`_Failure`."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            raise _Failure.of(exc) from None
+
+    return call
+
+
+# -- the host: a Ray actor running a Runtime ---------------------------------------------
+
+
+class _End(msgspec.Struct, frozen=True):
+    """The end of a stream."""
+
+
+class Host:
+    """One process of a cluster: a Runtime on its own loop thread, driven through its
+    blocking portal from Ray's call threads. Created by :class:`Cluster` as a Ray actor."""
+
+    def __init__(self, index: int, backend: str) -> None:
+        self.index = index
+        self.runtime = BackgroundRuntime(f"limelight-host-{index}", backend=backend)
+        self._forever = threading.Event()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    @_host_call
+    def spawn(self, factory: Callable[[], Actor], name: str, options: dict[str, Any]) -> str:
+        ref = self.runtime.blocking.spawn(factory, name=name, **options)
+        return ref.path
+
+    @_host_call
+    def tell(self, path: str, kind: str, data: bytes) -> None:
+        # One trip to the loop per request: the lookup and the send together.
+        self.runtime.call(_tell, self.runtime.blocking.runtime, path, decode(kind, data))
+
+    @_host_call
+    def ask(self, path: str, kind: str, data: bytes, timeout: float | None) -> tuple[str, bytes]:
+        message = decode(kind, data)
+        runtime = self.runtime.blocking.runtime
+        return encode(self.runtime.call(_ask, runtime, path, message, timeout))
+
+    def stream(self, path: str, kind: str, data: bytes, timeout: float | None) -> Any:
+        blocking = self.runtime.blocking
+        try:
+            replies = blocking.stream(blocking.lookup(path), decode(kind, data), timeout=timeout)
+            for item in replies:
+                yield encode(item)
+        except Exception as exc:
+            raise _Failure.of(exc) from None
+
+    @_host_call
+    def stop_actor(self, path: str) -> None:
+        blocking = self.runtime.blocking
+        blocking.stop(blocking.lookup(path))
+
+    def watch(self) -> None:
+        """Never returns while the host lives: its failure is how the cluster learns of a
+        death."""
+        self._forever.wait()
+
+    def shutdown(self) -> None:
+        self._forever.set()
+        self.runtime.stop()
+
+
+async def _tell(runtime: Runtime, path: str, message: Any) -> None:
+    await runtime.lookup(path).tell(message)
+
+
+async def _ask(runtime: Runtime, path: str, message: Any, timeout: float | None) -> Any:
+    return await runtime.lookup(path).ask(message, timeout=timeout)
+
+
+# -- the caller's side -------------------------------------------------------------------
+
+
+@dataclass
+class _Spawned:
+    """What the cluster needs to spawn an actor again on a new host."""
+
+    factory: Callable[[], Actor]
+    name: str
+    options: dict[str, Any]
+    restart: Restart
+    path: str = ""
+
+
+@dataclass
+class _HostSlot:
+    """One host's place in the cluster: its current Ray actor, and what runs there."""
+
+    index: int
+    handle: Any = None
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    generation: int = 0
+    dead: bool = False
+    gave_up: bool = False
+    restarts: deque[float] = field(default_factory=deque)
+    actors: dict[str, _Spawned] = field(default_factory=dict)
+
+
+async def _get(ref: Any) -> Any:
+    """Await a Ray ObjectRef on any anyio backend; a failure is raised as the task's own
+    error (Ray's wrapper removed)."""
+    try:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return await anyio.to_thread.run_sync(
+                ray.get, ref, abandon_on_cancel=True, limiter=_limiter()
+            )
+        return await asyncio.wrap_future(ref.future())
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, _Failure):
+            raise cause.rebuild() from None
+        raise
+
+
+_thread_limiters: dict[object, anyio.CapacityLimiter] = {}
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    """The limiter of the threads that wait on Ray, one per event loop (run)."""
+    token = anyio.lowlevel.current_token().native_token
+    limiter = _thread_limiters.get(token)
+    if limiter is None:
+        _thread_limiters.clear()  # an earlier loop's is of no use any more
+        limiter = _thread_limiters[token] = anyio.CapacityLimiter(_THREADS)
+    return limiter
+
+
+class RemoteRef:
+    """A handle to an actor on a host of a :class:`Cluster`: ``tell``, ``ask`` and
+    ``stream`` as on a local :class:`~limelight.runtime.ActorRef`.
+
+    :raises HostDied: from a call in flight when its host dies, or when the host is down
+        for good.
+    """
+
+    __slots__ = ("_cluster", "_name", "host")
+
+    def __init__(self, cluster: Cluster, host: int, name: str) -> None:
+        self._cluster = cluster
+        self.host = host
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"RemoteRef(host={self.host}, path={self.path!r})"
+
+    @property
+    def path(self) -> str:
+        spawned = self._cluster._slots[self.host].actors.get(self._name)
+        return spawned.path if spawned is not None else f"/{self._name}"
+
+    async def tell(self, message: Any) -> None:
+        """Send without waiting for an answer (waits for the host to take it)."""
+        kind, data = encode(message)
+        await self._call("tell", self.path, kind, data)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send a request and wait for the reply, within ``timeout`` and the caller's own
+        deadline; what is left of it travels with the request.
+
+        :raises AskTimeout: no reply before the deadline.
+        :raises HostDied: the host died with the request in flight.
+        """
+        deadline = anyio.current_effective_deadline()
+        if timeout is not None:
+            deadline = min(deadline, anyio.current_time() + timeout)
+        kind, data = encode(message)
+        with anyio.move_on_at(deadline):
+            remaining = None if math.isinf(deadline) else deadline - anyio.current_time()
+            reply_kind, reply = await self._call("ask", self.path, kind, data, remaining)
+            return decode(reply_kind, reply)
+        raise AskTimeout(
+            f"ask to {self.path} on host {self.host} timed out"
+            + (f" after {timeout} s" if timeout is not None else " at the caller's deadline"),
+            path=self.path,
+        )
+
+    async def stream(self, message: Any, *, timeout: float | None = None) -> AsyncIterator[Any]:
+        """The replies of a streamed request, as they come (Ray's streaming generator).
+
+        :raises HostDied: the host died mid-stream.
+        """
+        ray_ref = await self._cluster._host(self.host, self.path)
+        kind, data = encode(message)
+        generator = ray_ref.stream.options(num_returns="streaming").remote(
+            self.path, kind, data, timeout
+        )
+        while True:
+            try:
+                item = await anyio.to_thread.run_sync(
+                    _next, generator, abandon_on_cancel=True, limiter=_limiter()
+                )
+                if item is None:
+                    return
+                reply_kind, reply = await _get(item)
+            except ray.exceptions.RayActorError as exc:
+                raise self._cluster._died(self.host, self.path, exc, ray_ref) from None
+            yield decode(reply_kind, reply)
+
+    async def stop(self) -> None:
+        """Stop the actor for good (it is not spawned again on a new host)."""
+        slot = self._cluster._slots[self.host]
+        spawned = slot.actors.pop(self._name, None)
+        if spawned is not None:
+            with contextlib.suppress(HostDied):
+                await self._call("stop_actor", spawned.path)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        cluster = self._cluster
+        handle = await cluster._host(self.host, self.path)
+        try:
+            return await _get(getattr(handle, method).remote(*args))
+        except ray.exceptions.RayActorError as exc:
+            raise cluster._died(self.host, self.path, exc, handle) from None
+
+
+def _next(generator: Any) -> Any:
+    try:
+        return next(generator)
+    except StopIteration:
+        return None
+
+
+class Cluster:
+    """Runtime hosts on Ray (see the module docs). Use :meth:`start` as an async context
+    manager::
+
+        async with Cluster.start(hosts=4) as cluster:
+            ref = await cluster.spawn(Counter, name="counter", host=0)
+            print(await ref.ask(Get(), timeout=5.0))
+
+    :param hosts: how many hosts (processes).
+    :param address: a Ray cluster to join (``"auto"``, ``"ray://head:10001"``); ``None``
+        starts a local Ray instance unless Ray is already initialised in this process.
+    :param backend: each host's event loop: ``"asyncio"`` or ``"trio"``.
+    :param num_cpus: CPUs each host reserves from Ray (1: one process, one core).
+    :param max_restarts: a host is restarted at most this many times within ``within``
+        seconds; past that it stays down and its refs raise :class:`HostDied`.
+    :param ray_options: passed to ``ray.init`` when this cluster starts Ray.
+    """
+
+    def __init__(
+        self,
+        hosts: int = 2,
+        *,
+        address: str | None = None,
+        backend: str = "asyncio",
+        num_cpus: float = 1.0,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        within: float = DEFAULT_RESTART_WINDOW,
+        ray_options: dict[str, Any] | None = None,
+    ) -> None:
+        if hosts < 1:
+            raise ConfigError(f"a cluster needs at least 1 host, got {hosts}")
+        if backend not in ("asyncio", "trio"):
+            raise ConfigError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
+        if max_restarts < 0 or within <= 0:
+            raise ConfigError("max_restarts must be >= 0 and within > 0")
+        self.address = address
+        self.backend = backend
+        self.num_cpus = num_cpus
+        self.max_restarts = max_restarts
+        self.within = within
+        self.ray_options = dict(ray_options or {})
+        self._slots = [_HostSlot(i) for i in range(hosts)]
+        self._remote: Any = None
+        self._started_ray = False
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._next_host = 0
+        self._names = 0
+        self._log = structlog.get_logger("limelight.cluster")
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(cls, hosts: int = 2, **options: Any) -> AsyncIterator[Cluster]:
+        """Start the hosts (and Ray, when needed); stop them on exit."""
+        cluster = cls(hosts, **options)
+        async with anyio.create_task_group() as tg:
+            cluster._task_group = tg
+            try:
+                await cluster._start()
+                yield cluster
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(cluster._shutdown)
+
+    @property
+    def hosts(self) -> int:
+        return len(self._slots)
+
+    async def _start(self) -> None:
+        if not ray.is_initialized():
+            options = {"include_dashboard": False, "log_to_driver": False, **self.ray_options}
+            await anyio.to_thread.run_sync(lambda: ray.init(address=self.address, **options))
+            self._started_ray = True
+        decorate: Any = ray.remote  # typed for functions; a class is what it gets here
+        # A threaded actor: Ray's call threads hand requests to the host's loop through its
+        # portal (measured here: a Ray async actor's calls cost more than this hop).
+        self._remote = decorate(num_cpus=self.num_cpus, max_concurrency=1000)(Host)
+        for slot in self._slots:
+            await self._launch(slot)
+            slot.ready.set()
+
+    async def _launch(self, slot: _HostSlot) -> None:
+        """Start a host process in ``slot`` and wait until its Runtime runs."""
+        slot.generation += 1
+        slot.handle = self._remote.remote(slot.index, self.backend)
+        await _get(slot.handle.pid.remote())
+        watched = slot.handle.watch.remote()
+        assert self._task_group is not None
+        self._task_group.start_soon(self._watch, slot, slot.generation, watched)
+
+    async def _watch(self, slot: _HostSlot, generation: int, watched: Any) -> None:
+        try:
+            await _get(watched)
+            return  # shut down on purpose
+        except ray.exceptions.RayActorError:
+            pass
+        if slot.generation != generation:
+            return
+        self._mark_dead(slot)
+        await self._restart(slot)
+
+    def _mark_dead(self, slot: _HostSlot) -> None:
+        if not slot.dead:
+            slot.dead = True
+            slot.ready = anyio.Event()
+
+    def _died(self, index: int, path: str, exc: BaseException, handle: Any) -> HostDied:
+        slot = self._slots[index]
+        if slot.handle is handle:  # a late failure from a host already replaced says nothing
+            self._mark_dead(slot)
+        return HostDied(
+            f"host {index} died with a request to {path} in flight ({type(exc).__name__}); "
+            + (
+                "it is down for good (restart intensity exceeded)"
+                if slot.gave_up
+                else "it is being restarted: retry if the request is idempotent"
+            ),
+            path=path,
+            host=index,
+        )
+
+    async def _restart(self, slot: _HostSlot) -> None:
+        now = time.monotonic()
+        while slot.restarts and now - slot.restarts[0] > self.within:
+            slot.restarts.popleft()
+        if len(slot.restarts) >= self.max_restarts:
+            slot.gave_up = True
+            slot.ready.set()  # callers waiting learn that it is gone
+            return
+        slot.restarts.append(now)
+        old = slot.actors
+        slot.actors = {}
+        try:
+            await self._launch(slot)
+            for name, spawned in old.items():
+                if spawned.restart is Restart.TEMPORARY:
+                    continue
+                await self._spawn_on(slot, spawned)
+                slot.actors[name] = spawned
+        except Exception as exc:  # Ray could not start it, or it died at once: try again
+            self._log.warning("restarting a host failed", host=slot.index, error=repr(exc))
+            slot.actors = old
+            await self._restart(slot)
+            return
+        slot.dead = False
+        slot.ready.set()
+
+    async def _host(self, index: int, path: str) -> Any:
+        """The host's Ray handle once it is up (waiting within the caller's deadline)."""
+        slot = self._slots[index]
+        while slot.dead and not slot.gave_up:
+            await slot.ready.wait()
+        if slot.gave_up:
+            raise HostDied(
+                f"host {index} is down for good (restart intensity exceeded); {path} is gone",
+                path=path,
+                host=index,
+            )
+        return slot.handle
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor],
+        *,
+        name: str | None = None,
+        host: int | None = None,
+        restart: Restart = Restart.PERMANENT,
+        **options: Any,
+    ) -> RemoteRef:
+        """Spawn an actor on a host (round robin when ``host`` is not given) and return its
+        :class:`RemoteRef`. ``factory`` makes a fresh actor (a class or a function, picklable
+        by Ray); it is called again on a new host after its host died, unless ``restart`` is
+        ``TEMPORARY``. ``options`` go to the host's :meth:`Runtime.spawn`.
+        """
+        if host is None:
+            host = self._next_host
+            self._next_host = (host + 1) % len(self._slots)
+        if not 0 <= host < len(self._slots):
+            raise ConfigError(f"host must be in 0..{len(self._slots) - 1}, got {host}")
+        if name is None:
+            self._names += 1
+            name = f"remote-{self._names}"
+        slot = self._slots[host]
+        spawned = _Spawned(factory, name, {**options, "restart": restart}, restart)
+        await self._host(host, f"/{name}")
+        await self._spawn_on(slot, spawned)
+        slot.actors[name] = spawned
+        return RemoteRef(self, host, name)
+
+    async def _spawn_on(self, slot: _HostSlot, spawned: _Spawned) -> None:
+        try:
+            spawned.path = await _get(
+                slot.handle.spawn.remote(spawned.factory, spawned.name, spawned.options)
+            )
+        except ray.exceptions.RayActorError as exc:
+            raise self._died(slot.index, f"/{spawned.name}", exc, slot.handle) from None
+
+    async def pid(self, host: int) -> int:
+        """The process id of a host (to watch it, or to kill it in a test)."""
+        handle = await self._host(host, "/")
+        pid: int = await _get(handle.pid.remote())
+        return pid
+
+    def restarts(self, host: int) -> int:
+        """How many times a host was restarted within the current window."""
+        return len(self._slots[host].restarts)
+
+    def _shutdown(self) -> None:
+        handles = [slot.handle for slot in self._slots if slot.handle is not None]
+        # Each host stops its Runtime (its actors' on_stop run), then its process ends.
+        with contextlib.suppress(Exception):
+            ray.wait(
+                [h.shutdown.remote() for h in handles],
+                num_returns=len(handles),
+                timeout=_SHUTDOWN_TIMEOUT,
+            )
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        if self._started_ray:
+            ray.shutdown()
