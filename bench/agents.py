@@ -7,7 +7,11 @@ what an actor design cannot skip (the model call an ask to a worker actor that r
 under a timeout scope, the tool calls an ask to an executor actor that runs them in a task
 group): "raw-anyio", written with plain anyio tasks, memory object streams and events, and
 "skeleton", written on limelight's kernel (its Runtime, actors and asks). They show what
-actors on anyio cost by themselves, apart from what limelight's agents do.
+actors on anyio cost by themselves, apart from what limelight's agents do. And the agent
+frameworks users pick, as peers on the same workload, each written the way its documentation
+shows with an in-process fake model following the same script (``bench/_agent_peers.py``):
+pydantic-ai, openai-agents, langgraph, langchain and autogen-agentchat; the ratio of the
+cheapest of them to limelight closes the table. A peer that is not installed is skipped.
 
 Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
@@ -16,13 +20,15 @@ cost of the kernel primitives an actor-based turn cannot skip (two ask round tri
 per-attempt timeout scope, a task group for the parallel tool calls), measured alone.
 
     python bench/agents.py              # 10,000 agents, 3 runs each
-    python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run
+    python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run (peers: GC untuned)
+    python bench/agents.py --only limelight,langgraph   # some variants (and the floor)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import json
 import platform
 import resource
@@ -304,19 +310,19 @@ async def _skeleton(n: int) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
 
 
-async def _limelight(n: int) -> dict[str, Any]:
+async def _limelight(n: int, gc_policy: bool = False) -> dict[str, Any]:
     import anyio
 
     from limelight.actors import ProviderPool
     from limelight.agents import Agent, AgentConfig, AgentResult
-    from limelight.runtime import Runtime
+    from limelight.runtime import GcPolicy, Runtime
     from limelight.tools import tool
 
     provider, lookup = _workload()
     lookup_tool = tool(lookup)
     gc.collect()
     rss0 = _rss_bytes()
-    async with Runtime() as rt:
+    async with Runtime(gc_policy=GcPolicy() if gc_policy else None) as rt:
         cpu_setup = time.process_time()
         pool = await ProviderPool.start(rt, provider, name="model", size=n)
         agents = [
@@ -356,6 +362,47 @@ async def _limelight(n: int) -> dict[str, Any]:
         "rss0": rss0,
         "actors": actors,
     }
+
+
+async def _peer(name: str, n: int) -> dict[str, Any]:
+    """One agent framework of ``bench/_agent_peers.py`` on the workload: its agents built
+    (the setup), then ``n`` runs at once, on asyncio (which every peer requires). One agent
+    runs first, unmeasured: the framework's imports, including those it makes on first use,
+    are not the agents' memory (limelight's variants import theirs before measuring too)."""
+    import asyncio
+
+    from _agent_peers import PEERS, Script
+
+    script = Script(
+        turns=TURNS, calls=TOOL_CALLS_PER_TURN, model_delay=MODEL_DELAY, tool_delay=TOOL_DELAY
+    )
+    _, build = PEERS[name]
+    assert await build(1, script)(0) == script.answer
+    gc.collect()
+    rss0 = _rss_bytes()
+    cpu_setup = time.process_time()
+    run = build(n, script)
+    setup_cpu = time.process_time() - cpu_setup
+    if GC_TUNED:
+        _tune_gc()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    answers = await asyncio.gather(*(run(i) for i in range(n)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert all(a == script.answer for a in answers), set(answers)
+    return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
+
+
+def _peer_versions() -> dict[str, str | None]:
+    """The installed version of each peer's distribution (None: not installed)."""
+    from _agent_peers import PEERS
+
+    versions: dict[str, str | None] = {}
+    for name, (dist, _) in PEERS.items():
+        try:
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 async def _pieces() -> dict[str, float]:
@@ -401,6 +448,22 @@ async def _pieces() -> dict[str, float]:
     return out
 
 
+async def _limelight_gc_policy(n: int) -> dict[str, Any]:
+    """limelight's agents in a runtime with its collector policy (``Runtime(gc_policy=
+    GcPolicy())``): it freezes after the spawn burst by itself, during the run (its full
+    collection included in the run's CPU), instead of the bench tuning the collector."""
+    return await _limelight(n, gc_policy=True)
+
+
+OURS = {
+    "floor": _floor,
+    "raw-anyio": _raw_anyio,
+    "skeleton": _skeleton,
+    "limelight": _limelight,
+    "limelight-gc-policy": _limelight_gc_policy,
+}
+
+
 def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
     import anyio
 
@@ -409,10 +472,14 @@ def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
     if variant == "pieces":
         print(json.dumps(anyio.run(_pieces, backend=backend)))
         return
-    fn = {"floor": _floor, "raw-anyio": _raw_anyio, "skeleton": _skeleton, "limelight": _limelight}[
-        variant
-    ]
-    out = anyio.run(fn, n, backend=backend)
+    if variant in OURS:
+        out = anyio.run(OURS[variant], n, backend=backend)
+    else:
+        import _agent_peers  # noqa: F401  (from bench/, before it leaves the path)
+
+        # bench/ is sys.path[0], and this file would shadow openai-agents' `agents` package.
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.resolve()]
+        out = anyio.run(_peer, variant, n, backend=backend)
     out["peak_rss"] = _peak_rss_bytes()
     print(json.dumps(out))
 
@@ -434,21 +501,29 @@ def _run(variant: str, n: int, backend: str, freeze: bool) -> dict[str, Any]:
 
 
 def main() -> None:
+    from _agent_peers import PEERS
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(
-        "--child", choices=["floor", "raw-anyio", "skeleton", "limelight", "pieces"]
-    )
+    parser.add_argument("--child", choices=[*OURS, *PEERS, "pieces"])
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--gc-tuned", action="store_true")
+    parser.add_argument(
+        "--only",
+        help="comma-separated variants to run (the floor always runs): "
+        + ", ".join([*OURS, *PEERS]),
+    )
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.agents, args.backend, args.gc_tuned)
         return
     n, runs = (200, 1) if args.quick else (args.agents, args.runs)
-    rows: list[dict[str, Any]] = []
+    versions = _peer_versions()
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None and (unknown := only - {*OURS, *PEERS}):
+        parser.error(f"unknown variants {sorted(unknown)}; known: {[*OURS, *PEERS]}")
     variants = [
         ("floor", "asyncio", False),
         ("floor", "asyncio", True),
@@ -458,8 +533,18 @@ def main() -> None:
         ("skeleton", "asyncio", True),
         ("limelight", "asyncio", False),
         ("limelight", "asyncio", True),
+        ("limelight-gc-policy", "asyncio", False),
         ("limelight", "trio", False),
+        ("limelight-gc-policy", "trio", False),
     ]
+    # The peers, on asyncio; in a quick run with their default GC only (a CI smoke run).
+    for name, version in versions.items():
+        if version is None:
+            print(f"{name}: not installed, skipped (pip install -c constraints.txt -e '.[bench]')")
+            continue
+        variants += [(name, "asyncio", False)] + ([] if args.quick else [(name, "asyncio", True)])
+    variants = [v for v in variants if v[0] == "floor" or only is None or v[0] in only]
+    rows: list[dict[str, Any]] = []
     for variant, backend, freeze in variants:
         samples = [_run(variant, n, backend, freeze) for _ in range(runs)]
         turns = n * TURNS
@@ -470,6 +555,10 @@ def main() -> None:
         rows.append(
             {
                 "variant": f"{variant} ({backend}{', gc tuned' if freeze else ''})",
+                "name": variant,
+                "peer": variant in PEERS,
+                "version": versions.get(variant),
+                "backend": backend,
                 "gc_tuned": freeze,
                 "agents": n,
                 "wall_s": med("wall_s"),
@@ -489,16 +578,39 @@ def main() -> None:
         f"median of {runs}"
     )
     print(
-        f"{'variant':<32} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
+        f"{'variant':<40} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
         f"{'KiB/agent':>10} {'vs.':>6}"
     )
     for row in rows:
         floor = floors[row["gc_tuned"]]
         print(
-            f"{row['variant']:<32} {row['wall_s']:>8.2f} {row['cpu_us_per_turn']:>12.0f} "
+            f"{row['variant']:<40} {row['wall_s']:>8.2f} {row['cpu_us_per_turn']:>12.0f} "
             f"{row['cpu_us_per_turn'] / floor['cpu_us_per_turn']:>5.2f}x "
             f"{row['setup_cpu_us_per_agent']:>15.0f} {row['bytes_per_agent'] / 1024:>10.1f} "
             f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x"
+        )
+    # limelight's agents against the cheapest peer per turn, with the same GC setting.
+    vs_peers: dict[str, dict[str, Any]] = {}
+    for freeze in (False, True):
+        ours = [r for r in rows if r["name"] == "limelight" and r["backend"] == "asyncio"]
+        ours = [r for r in ours if r["gc_tuned"] == freeze]
+        peers = [r for r in rows if r["peer"] and r["gc_tuned"] == freeze]
+        if not ours or not peers:
+            continue
+        cheapest = min(peers, key=lambda r: r["cpu_us_per_turn"])
+        leanest = min(peers, key=lambda r: r["bytes_per_agent"])
+        setting = "gc tuned" if freeze else "default gc"
+        vs_peers[setting] = {
+            "cheapest_peer": cheapest["name"],
+            "cpu_ratio": cheapest["cpu_us_per_turn"] / ours[0]["cpu_us_per_turn"],
+            "leanest_peer": leanest["name"],
+            "memory_ratio": leanest["bytes_per_agent"] / ours[0]["bytes_per_agent"],
+        }
+        print(
+            f"limelight vs cheapest peer ({setting}): {vs_peers[setting]['cpu_ratio']:.2f}x less "
+            f"CPU per turn than {cheapest['name']} ({cheapest['cpu_us_per_turn']:.0f} µs); "
+            f"{vs_peers[setting]['memory_ratio']:.2f}x less memory per agent than "
+            f"{leanest['name']} ({leanest['bytes_per_agent'] / 1024:.1f} KiB)"
         )
     # The structural minimum of an actor-based turn: the floor plus what it cannot skip.
     pieces = {b: _run("pieces", 0, b, False) for b in ("asyncio", "trio")}
@@ -525,7 +637,9 @@ def main() -> None:
                 "tool_calls_per_turn": TOOL_CALLS_PER_TURN,
                 "model_delay": MODEL_DELAY,
                 "tool_delay": TOOL_DELAY,
+                "peer_versions": versions,
                 "rows": rows,
+                "limelight_vs_peers": vs_peers,
                 "pieces": pieces,
             },
             indent=2,
