@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -124,9 +125,10 @@ async def limelight(url: str) -> AsyncIterator[Call]:
 
 @contextlib.asynccontextmanager
 async def limelight_worker_row(url: str) -> AsyncIterator[Call | None]:
-    """The same request through a ProviderPool: a leased ProviderWorker actor (an ask with
-    its deadline, the retry policy, a per-attempt cancel scope) driving OpenAICompatible.
-    256 workers, so the pool never limits concurrency here."""
+    """The same request through a ProviderPool: a leased ProviderWorker (its call run in the
+    caller's task under a cancel scope the worker's stop cancels, the retry policy, usage
+    counted) driving OpenAICompatible. 256 workers, so the pool never limits concurrency
+    here."""
     from limelight.actors import ProviderPool
     from limelight.providers import OpenAICompatible
     from limelight.runtime import Runtime
@@ -146,8 +148,8 @@ async def limelight_worker_row(url: str) -> AsyncIterator[Call | None]:
 
 @contextlib.asynccontextmanager
 async def limelight_worker_stream(url: str) -> AsyncIterator[Call]:
-    """A streamed completion through a ProviderPool's worker (events cross the actor
-    boundary through the reply stream)."""
+    """A streamed completion through a ProviderPool's leased worker (events reach the caller
+    from the backend's stream in the caller's own task)."""
     from limelight.actors import ProviderPool
     from limelight.providers import OpenAICompatible
     from limelight.runtime import Runtime
@@ -320,6 +322,10 @@ async def measure(client: Client, url: str, concurrency: int, requests: int) -> 
 
         # Warm up: open every connection the run will use, fill caches, import lazies.
         await run(max(2, 200 // concurrency))
+        # Then one full collection: what the warm-up loaded once (lazy imports, the price
+        # lists the usage tracker reads on a worker's first answer) would otherwise make the
+        # collector run a full pass inside a measured window this short, in some rows only.
+        gc.collect()
         cpu, wall = time.process_time(), time.perf_counter()
         await run(per_task)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -510,6 +516,17 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
             lines.append(f"c={c}: openai SDK costs {sdk / ll:.1f}x limelight")
         if ll and lite:
             lines.append(f"c={c}: litellm costs {lite / ll:.1f}x limelight")
+        raw = cpu("raw_aiohttp/asyncio", c)
+        if worker and raw:
+            lines.append(f"c={c}: limelight via ProviderWorker = {worker / raw:.2f}x raw aiohttp")
+        for backend in ("asyncio", "trio"):
+            alone = cpu(f"limelight_stream/{backend}", c)
+            streamed = cpu(f"limelight_worker_stream/{backend}", c)
+            if alone and streamed:
+                lines.append(
+                    f"c={c}: a streamed chunk via ProviderWorker = {streamed / alone:.2f}x "
+                    f"the backend alone ({backend})"
+                )
     text = "\n".join(lines)
     print(text)
 

@@ -479,6 +479,14 @@ def model_price(model: str) -> Price | None:
     return _from_profiles(model) or _lookup(model)
 
 
+def load_price_lists() -> None:
+    """Read the price lists now: the first lookup takes ~150 ms (genai-prices' data, then
+    LiteLLM's cost map), which a pool runs in a worker thread at its start rather than on
+    its event loop at its first answer. Thread-safe; later calls return at once."""
+    _from_genai_prices("limelight-price-lists")
+    litellm_cost_map()
+
+
 def clear_price_cache() -> None:
     """Forget prices looked up in the price lists (after updating them)."""
     _lookup.cache_clear()

@@ -2,9 +2,12 @@
 
 A deployment (one backend + model + key) runs as a supervised pool actor whose children are
 ``size`` :class:`ProviderWorker` actors sharing the backend (so they share its connection
-pool). The caller-side :class:`ProviderPool` hands each request to an idle worker directly,
-one hop, with backpressure when all are busy. A worker retries per its :class:`RetryPolicy`
-inside the request's deadline, with a cancel scope per attempt, and calls its hooks around
+pool). The caller-side :class:`ProviderPool` leases an idle worker to each call, with
+backpressure when all are busy, and the worker's call runs in the caller's task: no hop to
+the worker and back (per event, for a stream), while the worker's stop still interrupts it
+and a bug in it still crashes the worker. A worker retries per its :class:`RetryPolicy`
+inside the call's deadline, bounds each attempt by its attempt timeout (with a cancel scope,
+or through the backend when it bounds its own waits more cheaply), calls its hooks around
 every attempt (the rate limiter and analytics attach there), and counts the usage of every
 answer in the process-wide usage tracker. :class:`ModelGroup` fails over between deployments
 of the same model.
@@ -19,20 +22,25 @@ The hooks' types are in :mod:`limelight._instrument`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.to_thread
 import msgspec
 
 from .. import _instrument
 from .._instrument import Attempt, AttemptHook
+from .._models import load_price_lists
 from .._timeouts import deadline_after, time_left
 from .._usage import TRACKER
 from ..errors import (
+    ActorCrashed,
+    ActorStopped,
     AskTimeout,
     BadRequest,
     ConfigError,
@@ -117,12 +125,30 @@ class ListWorkers(msgspec.Struct, frozen=True, kw_only=True):
     """Ask a pool's supervisor for the references of its live workers, in start order."""
 
 
+class _CrashReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Told to a worker by the caller it was leased to: the call raised ``error``, a bug (not
+    a provider error). The worker raises it, so that its supervisor sees the crash."""
+
+    error: Exception
+
+
 class ProviderWorker(Actor):
     """Drives one backend call at a time: hooks, per-attempt timeout, retries.
 
-    Provider errors are replies, not crashes: the worker answers with the exception and the
-    caller's :class:`ProviderPool` raises it, so a failing provider never restarts workers
-    into an escalation. Anything else a worker raises is a bug and crashes it as usual.
+    A :class:`ProviderPool` leases a worker to one caller at a time, and the call runs in the
+    caller's task (:meth:`call`, :meth:`events`): the deadline of whoever waits is then the
+    call's own, without a hop to the worker's task and back (and, for a stream, per event).
+    The worker stays the unit the pool supervises: its stop (or the pool's) interrupts the
+    call it is leased for (:class:`~limelight.errors.ActorStopped`), and a bug in a call
+    crashes it, as if it had run the call itself. (Where the backend bounds its own waits
+    and the call has no deadline of its own, no cancel scope waits with it: an answer, or a
+    stream's next event, then ends when the pool closes the backend, or arrives and ends
+    the call.)
+    Asked directly (``Complete``, ``Stream``), it runs the call in its own task.
+
+    Provider errors are replies, not crashes: the caller gets the exception, so a failing
+    provider never restarts workers into an escalation. Anything else raised in a call is a
+    bug: the caller gets :class:`~limelight.errors.ActorCrashed` and the worker crashes.
     """
 
     def __init__(
@@ -139,63 +165,321 @@ class ProviderWorker(Actor):
         self.retry = retry
         self.attempt_timeout = attempt_timeout
         self.hooks = tuple(hooks)
+        #: The worker's reference (set when it starts).
+        self.ref: ActorRef | None = None
+        self.path = ""
+        # A backend whose streams bound each wait for data themselves (OpenAICompatible: the
+        # transport's read timeout) is trusted with it: no cancel scope per stream event.
+        self._bounds_event_waits = bool(getattr(provider, "bounds_event_waits", False))
+        # The scope of what the leased call awaits now, cancelled if the worker stops.
+        self._waiting: anyio.CancelScope | None = None
+        self._stopped = False
+        self._crash_reported = False
+
+    async def on_start(self, ctx: Context) -> None:
+        self.ref = ctx.self
+        self.path = ctx.path
+        self._stopped = False
+        self._crash_reported = False
+
+    async def on_stop(self, ctx: Context) -> None:
+        if self._crash_reported:
+            return  # restarting after a crash its caller reported: that call has ended
+        self._stopped = True
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
             case Complete(request=request):
-                # The policy's loop, written out: one coroutine fewer per call.
-                attempt = 1
                 try:
-                    while True:
-                        try:
-                            return await self._complete_once(request, attempt)
-                        except Exception as exc:
-                            await self.retry.wait_to_retry(attempt, exc)
-                        attempt += 1
+                    return await self._complete(request, math.inf, None, leased=False)
                 except LimelightError as exc:
                     # Expected failures (provider errors, deadlines, a hook's ConfigError) are
                     # the caller's to handle: a reply, not a crash of the worker.
                     return exc
             case Stream(request=request):
-                return self._stream(request)
+                return self._stream(request, math.inf, None, leased=False)
+            case _CrashReport(error=error):
+                self._crash_reported = True
+                raise error
         raise TypeError(f"ProviderWorker got an unexpected message {message!r}")
+
+    # -- a call, in the caller's task ------------------------------------------------------
+
+    async def call(
+        self, request: CompletionRequest, deadline: float = math.inf, timeout: float | None = None
+    ) -> CompletionResult:
+        """One completion, retried per the policy, run in the calling task for the caller
+        the worker is leased to (:class:`ProviderPool` does the leasing).
+
+        :param deadline: the call's own deadline (``anyio.current_time()`` clock); an
+            enclosing one applies as well.
+        :param timeout: the seconds ``deadline`` allowed, for the message of its expiry.
+        :raises ProviderError: the call failed (the subclass says how) after the retries.
+        :raises AskTimeout: ``deadline`` passed.
+        :raises ActorStopped: the worker stopped before or during the call.
+        :raises ActorCrashed: a bug (the worker crashes as well).
+        """
+        if self._stopped:
+            raise self._stopped_error(None)
+        if self.hooks or _instrument.active is not None:
+            return await self._leased_complete(request, deadline, timeout, None)
+        # The common path, the first attempt right here: no hooks, one coroutine fewer.
+        limit = self._timeout_for(request)
+        failed: Exception
+        if deadline == math.inf and getattr(self.provider, "bounds_attempts", False):
+            # Nothing to time here, so no cancel scope (on asyncio it costs as much as a
+            # tenth of the call): the backend bounds the attempt, and a stop ends the call
+            # when the pool closes the backend (its connections with it).
+            complete: Any = self.provider.complete
+            try:
+                answer: CompletionResult = await complete(request, total_timeout=limit)
+            except Exception as exc:
+                if self._stopped:
+                    raise self._stopped_error("Complete") from exc
+                failed = exc
+            else:
+                _count_usage(request, answer)
+                return answer
+        else:
+            until, answering = self._attempt(request, limit, deadline)
+            scope = self._scope(until, True)
+            try:
+                with scope:
+                    answer = await answering
+            except Exception as exc:
+                failed = exc
+            else:
+                if not scope.cancelled_caught:
+                    _count_usage(request, answer)
+                    return answer
+                failed = self._cut_short("Complete", deadline, timeout, _no_answer(limit))
+            finally:
+                self._waiting = None
+            if isinstance(failed, (AskTimeout, ActorStopped)):
+                raise failed
+        return await self._leased_complete(request, deadline, timeout, failed)
+
+    async def _leased_complete(
+        self,
+        request: CompletionRequest,
+        deadline: float,
+        timeout: float | None,
+        failed: Exception | None,
+    ) -> CompletionResult:
+        """:meth:`call` past its common path: with hooks, or retrying after the first
+        attempt ``failed``."""
+        try:
+            if failed is not None:
+                await self._wait_to_retry(1, failed, deadline, timeout, True, "Complete")
+            return await self._complete(
+                request, deadline, timeout, leased=True, first=1 if failed is None else 2
+            )
+        except LimelightError:
+            raise
+        except Exception as exc:
+            raise self._crashed(exc, "Complete") from exc
+
+    def events(
+        self, request: CompletionRequest, deadline: float = math.inf, timeout: float | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """A streamed completion run in the calling task (see :meth:`call`): TOKEN,
+        TOOL_CALL, USAGE events, then DONE with the result; failures are raised. Close it
+        (``aclose``) when leaving early."""
+        return self._stream(request, deadline, timeout, leased=True)
+
+    # -- the attempts ----------------------------------------------------------------------
 
     def _timeout_for(self, request: CompletionRequest) -> float:
         return self.attempt_timeout if request.attempt_timeout is None else request.attempt_timeout
 
-    async def _complete_once(self, request: CompletionRequest, number: int) -> Any:
+    def _attempt(
+        self, request: CompletionRequest, limit: float, deadline: float
+    ) -> tuple[float, Coroutine[Any, Any, CompletionResult]]:
+        """One try at the backend, not started yet, and the deadline of the scope to await
+        it in: the call's, and the attempt timeout's unless the backend bounds the attempt
+        itself more cheaply (``bounds_attempts``: it gets ``total_timeout``)."""
+        if getattr(self.provider, "bounds_attempts", False):
+            complete: Any = self.provider.complete
+            return deadline, complete(request, total_timeout=limit)
+        return min(anyio.current_time() + limit, deadline), self.provider.complete(request)
+
+    def _scope(self, deadline: float, leased: bool) -> anyio.CancelScope:
+        """A scope for one wait of a call; a leased call's is the one the worker's stop
+        cancels."""
+        scope = anyio.CancelScope(deadline=deadline)
+        if leased:
+            self._waiting = scope
+            if self._stopped:  # stopped between two waits: this one ends at once
+                scope.cancel()
+        return scope
+
+    def _cut_short(
+        self, what: str, deadline: float, timeout: float | None, attempt_error: str
+    ) -> Exception:
+        """Why a wait of a call was cancelled by its own scope: the worker stopped, the
+        call's deadline passed, or else the attempt timed out (``attempt_error`` says how)."""
+        if self._stopped:
+            return self._stopped_error(what)
+        if anyio.current_time() >= deadline:
+            return AskTimeout(
+                f"call {what} on {self.path} timed out after {timeout} s", path=self.path
+            )
+        return ProviderTimeout(f"{self.deployment}: {attempt_error}")
+
+    def _interrupt(self, what: str) -> None:
+        """The worker stopped during a leased call: end it."""
+        raise self._stopped_error(what)
+
+    async def _next_event(
+        self,
+        iterator: AsyncIterator[StreamEvent],
+        limit: float,
+        deadline: float,
+        timeout: float | None,
+        leased: bool,
+    ) -> StreamEvent | None:
+        """The stream's next event (None at its end), waited for under a scope: at most
+        ``limit`` seconds (the attempt timeout), and not past the call's deadline."""
+        scope = self._scope(min(anyio.current_time() + limit, deadline), leased)
+        event: StreamEvent | None = None
+        try:
+            with scope:
+                try:
+                    event = await anext(iterator)
+                except StopAsyncIteration:
+                    return None
+        finally:
+            if leased:
+                self._waiting = None
+        if scope.cancelled_caught:
+            raise self._cut_short("Stream", deadline, timeout, f"no stream event within {limit} s")
+        return event
+
+    def _stopped_error(self, what: str | None) -> ActorStopped:
+        if what is None:
+            return ActorStopped(f"actor {self.path} has stopped", path=self.path)
+        return ActorStopped(f"actor {self.path} was stopped while handling {what}", path=self.path)
+
+    def _crashed(self, error: Exception, what: str) -> ActorCrashed:
+        """Report a bug in a leased call to the worker (which crashes with it, under its
+        supervisor) and return the error its caller gets."""
+        if self.ref is not None:
+            with contextlib.suppress(LimelightError):  # stopped, or its mailbox full
+                self.ref.tell_nowait(_CrashReport(error=error))
+        described = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return ActorCrashed(
+            f"actor {self.path} crashed handling {what}: {described}", path=self.path, cause=error
+        )
+
+    async def _complete(
+        self,
+        request: CompletionRequest,
+        deadline: float,
+        timeout: float | None,
+        *,
+        leased: bool,
+        first: int = 1,
+    ) -> CompletionResult:
+        # The policy's loop, written out: one coroutine fewer per call.
+        attempt = first
+        while True:
+            try:
+                return await self._complete_once(request, attempt, deadline, timeout, leased)
+            except (AskTimeout, ActorStopped):
+                raise  # the call ended: nothing to retry
+            except Exception as exc:
+                await self._wait_to_retry(attempt, exc, deadline, timeout, leased, "Complete")
+            attempt += 1
+
+    async def _wait_to_retry(
+        self,
+        number: int,
+        error: Exception,
+        deadline: float,
+        timeout: float | None,
+        leased: bool,
+        what: str,
+    ) -> None:
+        """The policy's delay (a server's delay lengthens the backoff, never shortens it),
+        never sleeping past the deadline; or its refusal, raised."""
+        scope = self._scope(deadline, leased)
+        try:
+            with scope:
+                await self.retry.wait_to_retry(number, error)
+        finally:
+            if leased:
+                self._waiting = None
+        if scope.cancelled_caught:
+            raise self._cut_short(what, deadline, timeout, "stopped")
+
+    async def _complete_once(
+        self,
+        request: CompletionRequest,
+        number: int,
+        deadline: float,
+        timeout: float | None,
+        leased: bool,
+    ) -> CompletionResult:
         hooks = self._active_hooks()
+        limit = self._timeout_for(request)
         if not hooks:
             # The common path, without the bookkeeping hooks need.
-            timeout = self._timeout_for(request)
-            with anyio.move_on_after(timeout):
-                answer = await self.provider.complete(request)
-                _count_usage(request, answer)
-                return answer
-            raise ProviderTimeout(
-                f"{self.deployment}: no answer within the attempt timeout of {timeout} s"
-            )
+            until, answering = self._attempt(request, limit, deadline)
+            scope = self._scope(until, leased)
+            try:
+                with scope:
+                    answer = await answering
+            finally:
+                if leased:
+                    self._waiting = None
+            if scope.cancelled_caught:
+                raise self._cut_short(
+                    "Complete",
+                    deadline,
+                    timeout,
+                    f"no answer within the attempt timeout of {limit} s",
+                )
+            _count_usage(request, answer)
+            return answer
         attempt = Attempt(
             deployment=self.deployment,
             request=request,
             number=number,
             started=time.perf_counter(),
         )
-        await self._before(attempt, hooks)
+        # The hooks' waits (the rate limiter's) are bounded by the call's deadline, the
+        # backend's answer by the attempt timeout as well.
+        scope = self._scope(deadline, leased)
+        entered = False
         result: CompletionResult | None = None
         error: BaseException | None = None
-        timeout = self._timeout_for(request)
         try:
-            with anyio.move_on_after(timeout) as scope:
-                result = await self.provider.complete(request)
+            with scope:
+                await self._before(attempt, hooks)
+                entered = True
+                until, answering = self._attempt(request, limit, deadline)
+                scope.deadline = until
+                try:
+                    result = await answering
+                except Exception as exc:
+                    error = exc
             if scope.cancelled_caught:
-                error = ProviderTimeout(
-                    f"{self.deployment}: no answer within the attempt timeout of {timeout} s"
+                cut = self._cut_short(
+                    "Complete",
+                    deadline,
+                    timeout,
+                    f"no answer within the attempt timeout of {limit} s",
                 )
-        except Exception as exc:
-            error = exc
+                if isinstance(cut, ProviderTimeout):
+                    error = cut  # the attempt failed; the hooks hear how
+                else:
+                    raise cut  # the call ended: the hooks hear it as a cancellation
         finally:
-            if hooks:
+            if leased:
+                self._waiting = None
+            if entered:
                 await self._after(attempt, hooks, result, error)
         if error is not None:
             raise error
@@ -239,64 +523,124 @@ class ProviderWorker(Actor):
             for hook in hooks:
                 await hook.after(attempt, result, error)
 
-    async def _stream(self, request: CompletionRequest) -> AsyncIterator[Any]:
+    async def _stream(
+        self, request: CompletionRequest, deadline: float, timeout: float | None, *, leased: bool
+    ) -> AsyncGenerator[Any, None]:
         """Stream with retries as long as nothing has been yielded yet: once tokens reached
         the caller, a failure ends the stream with the error (a retry would repeat them).
-        Whether and when to retry is the policy's decision, as for a completion."""
+        Whether and when to retry is the policy's decision, as for a completion.
+
+        Leased (in the caller's task), failures are raised; asked (the worker's own stream
+        of replies), provider errors are yielded as the last item, and a bug crashes it.
+        Nothing is yielded inside a cancel scope: a scope bounds each wait for an event
+        (the first one only, when the backend bounds the others itself and the call has no
+        deadline of its own).
+        """
+        if leased and self._stopped:
+            raise self._stopped_error(None)
         number = 0
         while True:
             number += 1
-            attempt = Attempt(
-                deployment=self.deployment,
-                request=request,
-                number=number,
-                started=time.perf_counter(),
-            )
             hooks = self._active_hooks()
-            try:
-                await self._before(attempt, hooks)
-            except LimelightError as exc:
-                # A hook's refusal (the limiter's deadline, say) is the caller's to handle, as
-                # for a completion: a reply, not a crash of the worker.
-                yield exc
-                return
+            limit = self._timeout_for(request)
+            attempt: Attempt | None = None
+            if hooks:
+                attempt = Attempt(
+                    deployment=self.deployment,
+                    request=request,
+                    number=number,
+                    started=time.perf_counter(),
+                )
+                scope = self._scope(deadline, leased)
+                try:
+                    with scope:
+                        await self._before(attempt, hooks)
+                except LimelightError as exc:
+                    # A hook's refusal (the limiter's deadline, say) is the caller's to
+                    # handle, as for a completion: a reply, not a crash of the worker.
+                    if leased:
+                        raise
+                    yield exc
+                    return
+                finally:
+                    if leased:
+                        self._waiting = None
+                if scope.cancelled_caught:
+                    raise self._cut_short("Stream", deadline, timeout, "stopped")
             yielded = False
             result: CompletionResult | None = None
             error: Exception | None = None
-            events = self.provider.stream(request)
-            timed = _with_first_token_timeout(events, self._timeout_for(request), self.deployment)
+            # Past the first event, the backend bounds each wait itself if it can, unless
+            # the call's own deadline must cut a wait short.
+            trusted = self._bounds_event_waits and deadline == math.inf
+            if trusted:
+                events = self.provider.stream(request, event_timeout=limit)  # type: ignore[call-arg]
+            else:
+                events = self.provider.stream(request)
             try:
-                async for event in timed:
-                    if event.type is StreamEventType.DONE and event.result is not None:
-                        result = event.result
+                iterator = aiter(events)
+                while True:
+                    if yielded and trusted:
+                        # The rest of the stream, straight from the backend.
+                        async for event in iterator:
+                            if event.type is _DONE and event.result is not None:
+                                result = event.result
+                                _count_usage(request, result)
+                            yield event
+                            if leased and self._stopped:
+                                self._interrupt("Stream")
+                        break
+                    timed = await self._next_event(iterator, limit, deadline, timeout, leased)
+                    if timed is None:
+                        break
+                    if timed.type is _DONE and timed.result is not None:
+                        result = timed.result
                         _count_usage(request, result)
                     yielded = True
-                    yield event
+                    yield timed
+                    if leased and self._stopped:
+                        self._interrupt("Stream")
+            except (AskTimeout, ActorStopped):
+                # The call ended (its deadline, the worker's stop): the hooks hear it as a
+                # cancellation, and there is nothing to retry.
+                raise
             except Exception as exc:
                 error = exc
             finally:
-                # Both generators are closed here, not when collected: a caller that leaves
-                # early would otherwise leave them to the garbage collector (trio warns).
-                await timed.aclose()
+                # The backend's generator is closed here, not when collected: a caller that
+                # leaves early would otherwise leave it to the garbage collector (trio warns).
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                if hooks:
+                if attempt is not None:
                     await self._after(attempt, hooks, result, error)
             if error is None:
                 return
+            if leased and self._stopped:
+                raise self._stopped_error("Stream") from error
             if not yielded:
                 try:
-                    # The policy's delay (a server's delay lengthens the backoff, never
-                    # shortens it), never sleeping past the deadline; or its refusal.
-                    await self.retry.wait_to_retry(number, error)
+                    await self._wait_to_retry(number, error, deadline, timeout, leased, "Stream")
                     continue
+                except (AskTimeout, ActorStopped):
+                    raise
                 except Exception as exc:
                     error = exc
             if isinstance(error, LimelightError):
+                if leased:
+                    raise error
                 yield error
                 return
+            if leased:
+                raise self._crashed(error, "Stream") from error
             raise error
+
+
+_DONE: Final = StreamEventType.DONE
+
+
+def _no_answer(limit: float) -> str:
+    return f"no answer within the attempt timeout of {limit} s"
 
 
 def _count_usage(request: CompletionRequest, result: CompletionResult) -> None:
@@ -316,23 +660,6 @@ def _count_usage(request: CompletionRequest, result: CompletionResult) -> None:
     )
 
 
-async def _with_first_token_timeout(
-    events: AsyncIterator[StreamEvent], timeout: float, deployment: str
-) -> AsyncGenerator[StreamEvent, None]:
-    """The attempt timeout bounds the wait for each event, not the whole stream (a long
-    answer may legitimately stream for minutes). No yield happens inside the cancel scope."""
-    iterator = aiter(events)
-    while True:
-        with anyio.move_on_after(timeout) as scope:
-            try:
-                event = await anext(iterator)
-            except StopAsyncIteration:
-                return
-        if scope.cancelled_caught:
-            raise ProviderTimeout(f"{deployment}: no stream event within {timeout} s")
-        yield event
-
-
 class _PoolActor(Actor):
     """The deployment's supervisor: starts the workers, closes the backend when stopped
     (unless its owner keeps it)."""
@@ -349,14 +676,15 @@ class _PoolActor(Actor):
         self.size = size
         self.worker_options = worker_options
         self.close_provider = close_provider
+        #: The workers of the current incarnation, in start order.
+        self.workers: list[ProviderWorker] = []
 
     async def on_start(self, ctx: Context) -> None:
+        self.workers = []
         for i in range(1, self.size + 1):
-            await ctx.spawn(
-                ProviderWorker(self.provider, **self.worker_options),
-                name=f"worker-{i}",
-                mailbox_size=4,
-            )
+            worker = ProviderWorker(self.provider, **self.worker_options)
+            await ctx.spawn(worker, name=f"worker-{i}", mailbox_size=4)
+            self.workers.append(worker)
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
@@ -374,16 +702,17 @@ class ProviderPool:
 
     Start one with :meth:`start`; it lives until the runtime stops or :meth:`stop` is called.
     Each call leases an idle worker (waiting while all ``size`` are busy: that is the
-    deployment's concurrency limit), asks it, and gives it back. A call's deadline (its
-    ``timeout`` and any enclosing one) covers every wait on its behalf: for a free worker,
-    for the rate limiter, retries and their backoff.
+    deployment's concurrency limit), runs the worker's call in the caller's task (see
+    :class:`ProviderWorker`), and gives it back. A call's deadline (its ``timeout`` and any
+    enclosing one) covers every wait on its behalf: for a free worker, for the rate limiter,
+    retries and their backoff.
     """
 
     def __init__(
         self,
         name: str,
         supervisor: ActorRef,
-        workers: Sequence[ActorRef],
+        workers: Sequence[ProviderWorker],
         model: str,
     ) -> None:
         self.name = name
@@ -391,6 +720,7 @@ class ProviderPool:
         self.supervisor = supervisor
         self.cooldown_until = 0.0
         self._workers = tuple(workers)
+        self._refs = tuple(w.ref for w in workers if w.ref is not None)
         # Idle workers, and a semaphore counting them: a caller waits while all are busy.
         self._idle = deque(workers)
         self._free = Slots(len(workers))
@@ -436,14 +766,18 @@ class ProviderPool:
             "attempt_timeout": attempt_timeout,
             "hooks": tuple(hooks),
         }
+        # The first answer's cost lookup would read the price lists on the event loop,
+        # holding up every other call for ~150 ms: read them now, off the loop.
+        await anyio.to_thread.run_sync(load_price_lists)
+        pool = _PoolActor(provider, size, options, close_provider=close_provider)
         supervisor = await host.spawn(
-            _PoolActor(provider, size, options, close_provider=close_provider),
+            pool,
             name=name,
             supervision=supervision
             or Supervision(strategy=Strategy.ONE_FOR_ONE, max_restarts=size * 3, within=10.0),
         )
-        workers = await supervisor.ask(ListWorkers())
-        return cls(deployment, supervisor, workers, model)
+        # spawn() returned once on_start had spawned (and started) every worker.
+        return cls(deployment, supervisor, pool.workers, model)
 
     @property
     def size(self) -> int:
@@ -452,7 +786,7 @@ class ProviderPool:
     @property
     def workers(self) -> tuple[ActorRef, ...]:
         """The workers' references, in start order."""
-        return self._workers
+        return self._refs
 
     def idle(self) -> int:
         """Workers free right now."""
@@ -480,21 +814,28 @@ class ProviderPool:
         :raises AskTimeout: ``timeout`` passed (waiting for a free worker, or for the answer).
         """
         request = self._prepare(request)
-        deadline = deadline_after(timeout)
+        if timeout is None:
+            worker = await self._lease(math.inf, None)
+            try:
+                return await worker.call(request)
+            except RateLimited as exc:
+                self._note_failure(exc)
+                raise
+            finally:
+                self._release(worker)
+        deadline = anyio.current_time() + timeout
         worker = await self._lease(deadline, timeout)
         left = time_left(deadline)
         try:
-            reply = await worker.ask(Complete(request=request), timeout=left)
+            return await worker.call(request, deadline, left)
         except AskTimeout as exc:
             self._note_wait(exc, timeout, left)
             raise
+        except RateLimited as exc:
+            self._note_failure(exc)
+            raise
         finally:
             self._release(worker)
-        if isinstance(reply, BaseException):
-            self._note_failure(reply)
-            raise reply
-        assert isinstance(reply, CompletionResult)
-        return reply
 
     async def stream(
         self, request: CompletionRequest, *, timeout: float | None = None
@@ -503,26 +844,28 @@ class ProviderPool:
 
         Retried while nothing has been streamed yet; a failure after the first event ends the
         stream with the error raised. ``timeout`` covers the whole stream, the wait for a free
-        worker included (:class:`AskTimeout` when it passes).
+        worker included (:class:`AskTimeout` when it passes). Close the stream (``aclose``)
+        when leaving it early: it holds a leased worker.
         """
         request = self._prepare(request)
         deadline = deadline_after(timeout)
         worker = await self._lease(deadline, timeout)
         left = time_left(deadline)
+        events = worker.events(request, deadline, left)
         try:
-            async with worker.stream(Stream(request=request), timeout=left) as replies:
-                async for item in replies:
-                    if isinstance(item, BaseException):
-                        self._note_failure(item)
-                        raise item
-                    yield item
+            async for event in events:
+                yield event
         except AskTimeout as exc:
             self._note_wait(exc, timeout, left)
             raise
+        except RateLimited as exc:
+            self._note_failure(exc)
+            raise
         finally:
+            await events.aclose()
             self._release(worker)
 
-    async def _lease(self, deadline: float, timeout: float | None) -> ActorRef:
+    async def _lease(self, deadline: float, timeout: float | None) -> ProviderWorker:
         """An idle worker, waiting in line while all are busy, until ``deadline`` (the call's
         own, from ``timeout``; an enclosing deadline cancels the wait itself). A waiter that
         leaves, handed a worker or not, leaks no lease (:class:`Slots` passes it on)."""
@@ -543,15 +886,16 @@ class ProviderPool:
         )
 
     def _note_wait(self, error: AskTimeout, timeout: float | None, left: float | None) -> None:
-        """Say on a worker's timeout how much of the caller's went to waiting for it."""
+        """Say on a call's timeout how much of it went to waiting for a free worker."""
         if timeout is not None and left is not None and left < timeout:
             error.add_note(
                 f"{timeout - left:.3f} s of the call's timeout of {timeout} s went to waiting "
                 f"for a free worker of pool {self.name}"
             )
 
-    def _release(self, worker: ActorRef) -> None:
-        if worker.alive:
+    def _release(self, worker: ProviderWorker) -> None:
+        ref = worker.ref
+        if ref is not None and ref.alive:
             self._idle.append(worker)
             self._free.release()
 

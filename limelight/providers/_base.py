@@ -28,6 +28,14 @@ class Provider(Protocol):
     async generators that never yield inside a cancel scope or task group; closing one early
     (``aclose``) releases its connection.
 
+    Two optional attributes let a :class:`~limelight.actors.ProviderWorker` leave its attempt
+    timeout to a backend that bounds its own waits more cheaply than a cancel scope would:
+    ``bounds_attempts`` (true: ``complete`` takes ``total_timeout=``, the seconds the whole
+    attempt may take) and ``bounds_event_waits`` (true: ``stream`` takes ``event_timeout=``,
+    the seconds each wait for more of the stream may take). Either failing raises
+    :class:`~limelight.errors.ProviderTimeout`. They are not part of the protocol: a backend
+    without them is timed by the worker.
+
     :ivar name: a short label of the backend kind (``"openai-compatible"``, ``"simulated"``...).
     """
 

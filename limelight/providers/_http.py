@@ -8,6 +8,7 @@ of every message. The connection pools and header parsing they use live in
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 import httpx
 import msgspec
@@ -51,12 +52,14 @@ __all__ = [
     "make_async_transport",
     "pool_statistics",
     "rate_limit_headers",
+    "rate_limit_pairs",
     "retry_after_seconds",
     "status_error",
     "transport_error",
 ]
 
 _RETRY_HEADERS = (b"retry-after", b"retry-after-ms")
+_RATE_LIMIT_PREFIX = b"x-ratelimit-"
 _MAX_ERROR_TEXT = 1000
 
 
@@ -67,6 +70,16 @@ def _error_headers(headers: httpx.Headers) -> dict[str, str]:
         lowered = key.lower()
         if lowered in _RETRY_HEADERS:
             found[lowered.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
+def rate_limit_pairs(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers among raw ``(name, value)`` pairs (aiohttp's
+    ``raw_headers``), names lower-cased: :func:`rate_limit_headers` without an httpx object."""
+    found: dict[str, str] = {}
+    for key, value in raw:
+        if key[:12].lower() == _RATE_LIMIT_PREFIX:
+            found[key.decode("latin-1").lower()] = value.decode("latin-1")
     return found
 
 
@@ -145,9 +158,10 @@ def status_error(
 
 
 def transport_error(
-    exc: BaseException, request: httpx.Request, *, secret: str | None = None
+    exc: BaseException, method: str, url: object, *, secret: str | None = None
 ) -> LimelightError:
-    """The limelight error for an exception a transport raised while exchanging ``request``.
+    """The limelight error for an exception a transport raised while sending ``method`` to
+    ``url`` (or reading the answer).
 
     httpx-aiohttp maps aiohttp's connection errors (refused, reset, closed) to
     ``httpx.ConnectTimeout``, so the aiohttp cause decides when there is one.
@@ -162,13 +176,13 @@ def transport_error(
         if isinstance(cause, TimeoutError):
             cls, what = ProviderTimeout, "timed out"
         elif isinstance(cause, aiohttp.InvalidURL):
-            return ConfigError(_redact(f"invalid URL {request.url}: {cause}", secret))
+            return ConfigError(_redact(f"invalid URL {url}: {cause}", secret))
     elif isinstance(exc, httpx.TimeoutException | TimeoutError):
         cls, what = ProviderTimeout, "timed out"
     elif isinstance(exc, httpx.DecodingError):
         cls, what = BadResponse, "could not decode the response body"
     elif isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
-        return ConfigError(_redact(f"cannot send {request.method} {request.url}: {exc}", secret))
+        return ConfigError(_redact(f"cannot send {method} {url}: {exc}", secret))
     detail = str(cause) or type(cause).__name__
-    message = f"{request.method} {request.url} {what}: {type(cause).__name__}: {detail}"
+    message = f"{method} {url} {what}: {type(cause).__name__}: {detail}"
     return cls(_redact(message, secret))

@@ -2,24 +2,29 @@
 
 That is OpenAI, vLLM, llama.cpp, mlx_lm.server or the limelight simulator. It does chat and
 text completions, plain and streamed, embeddings and the model list, over one connection pool
-per event loop."""
+per event loop.
+
+One module: its two ways to the pool (aiohttp's API for its own pool on asyncio, see
+``_aiohttp``; httpx's on trio and over a transport handed in) share the request bodies,
+headers, timeouts and the reading of answers, so that both send and return the same."""
 
 from __future__ import annotations
 
 import base64
-import functools
+import contextlib
 import struct
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx
 import msgspec
+import sniffio
 from msgspec import UNSET
 
 from .._version import __version__
-from ..errors import BadResponse, ConfigError
+from ..errors import BadResponse, ConfigError, ProviderTimeout
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -49,6 +54,7 @@ from ..schemas._openai import (
     models_page_decoder,
     text_completion_decoder,
 )
+from ._aiohttp import AiohttpRequests, client_timeout, session_of
 from ._http import (
     DEFAULT_KEEPALIVE_EXPIRY,
     DEFAULT_MAX_CONNECTIONS,
@@ -57,6 +63,7 @@ from ._http import (
     PoolStatistics,
     make_async_transport,
     rate_limit_headers,
+    rate_limit_pairs,
     status_error,
     transport_error,
 )
@@ -65,10 +72,15 @@ from ._sse import StreamAssembler, sse_events
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
+    from multidict import CIMultiDict
+
 __all__ = ["OpenAICompatible"]
 
 
 _INCLUDE_USAGE = StreamOptions(include_usage=True)
+#: The backend's header sets (``OpenAICompatible._header_sets``).
+_GET, _POST, _STREAM = 0, 1, 2
 
 
 def _wire_message(message: Message) -> Message | RequestMessage:
@@ -136,10 +148,26 @@ def _tool_calls(message: ChatMessage) -> list[ToolCall]:
     ]
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout_extensions(timeout: float) -> dict[str, Any]:
-    # Shared between requests (transports only read it); callers reuse a handful of values.
-    return {"timeout": httpx.Timeout(timeout).as_dict()}
+class _Phases:
+    """One set of transport timeouts, as each transport takes them (made once, reused).
+
+    :ivar total: the most seconds a whole exchange may take, or None.
+    """
+
+    __slots__ = ("_aiohttp", "extensions", "timeout", "total")
+
+    def __init__(self, timeout: httpx.Timeout, total: float | None = None) -> None:
+        self.timeout = timeout
+        self.total = total
+        #: httpx's request extensions (transports only read them).
+        self.extensions: dict[str, Any] = {"timeout": timeout.as_dict()}
+        self._aiohttp: aiohttp.ClientTimeout | None = None
+
+    @property
+    def aiohttp(self) -> aiohttp.ClientTimeout:
+        if self._aiohttp is None:
+            self._aiohttp = client_timeout(self.timeout, self.total)
+        return self._aiohttp
 
 
 async def _close(response: httpx.Response) -> None:
@@ -175,6 +203,10 @@ class OpenAICompatible:
     """
 
     name: str
+    #: Its streams bound each wait for more data by their ``event_timeout``: a
+    #: :class:`~limelight.actors.ProviderWorker` passes its attempt timeout there and times
+    #: only the wait for the first event with a cancel scope, not every one.
+    bounds_event_waits: Final = True
 
     def __init__(
         self,
@@ -210,28 +242,41 @@ class OpenAICompatible:
         self.name = name
         self._api_key = api_key or None
         self._timeout = httpx.Timeout(timeout)
-        self._extensions = {"timeout": self._timeout.as_dict()}
+        # The phases by (attempt timeout, wait for a stream event): callers use a handful.
+        self._phases: dict[tuple[float | None, float | None, float | None], _Phases] = {
+            (None, None, None): _Phases(self._timeout)
+        }
 
         common = {"user-agent": f"limelight/{__version__}", "accept-encoding": "gzip, deflate"}
         if api_key:
             common["authorization"] = f"Bearer {api_key}"
         common.update({k.lower(): v for k, v in (headers or {}).items()})
-        self._get_headers = httpx.Headers({"accept": "application/json", **common})
-        self._post_headers = httpx.Headers(
-            {"accept": "application/json", "content-type": "application/json", **common}
-        )
-        self._stream_headers = httpx.Headers(
+        # The header sets, indexed by _GET, _POST and _STREAM.
+        self._header_sets: tuple[dict[str, str], ...] = (
+            {"accept": "application/json", **common},
+            {"accept": "application/json", "content-type": "application/json", **common},
             {
                 "accept": "text/event-stream",
                 "cache-control": "no-store",
                 "content-type": "application/json",
                 **common,
-            }
+            },
         )
-        self._chat_url = httpx.URL(self.base_url + "/chat/completions")
-        self._text_url = httpx.URL(self.base_url + "/completions")
-        self._embeddings_url = httpx.URL(self.base_url + "/embeddings")
-        self._models_url = httpx.URL(self.base_url + "/models")
+        self._headers = tuple(httpx.Headers(h) for h in self._header_sets)
+        # The default pool on asyncio is used through aiohttp's API (see _aiohttp.py); one a
+        # caller handed in, and the pool on trio, through httpx's.
+        self._own_transport = transport is None
+        self._aiohttp: tuple[httpx.AsyncBaseTransport, AiohttpRequests | None] | None = None
+        self._aiohttp_headers: tuple[CIMultiDict[str], ...] = ()
+        self._chat_url = self.base_url + "/chat/completions"
+        self._text_url = self.base_url + "/completions"
+        self._embeddings_url = self.base_url + "/embeddings"
+        self._models_url = self.base_url + "/models"
+        # httpx parses a URL string on every request: the backend's own are parsed once.
+        self._httpx_urls = {
+            url: httpx.URL(url)
+            for url in (self._chat_url, self._text_url, self._embeddings_url, self._models_url)
+        }
 
         def factory(backend: str) -> httpx.AsyncBaseTransport:
             if transport is not None:
@@ -249,6 +294,23 @@ class OpenAICompatible:
     def __repr__(self) -> str:
         return f"OpenAICompatible(base_url={self.base_url!r}, model={self.model!r})"
 
+    @property
+    def bounds_attempts(self) -> bool:
+        """Whether :meth:`complete` bounds a whole exchange by its ``total_timeout`` more
+        cheaply than a cancel scope around the call would: with its own pool on asyncio
+        (aiohttp's timeout), not on trio nor over a transport handed in (a scope there
+        too). A :class:`~limelight.actors.ProviderWorker` then passes its attempt timeout
+        rather than timing the attempt itself."""
+        if not self._own_transport:
+            return False
+        backend = self._bound.backend
+        if not backend:
+            try:
+                backend = sniffio.current_async_library()
+            except sniffio.AsyncLibraryNotFoundError:
+                return False
+        return backend == "asyncio"
+
     async def __aenter__(self) -> OpenAICompatible:
         return self
 
@@ -257,76 +319,135 @@ class OpenAICompatible:
 
     # -- the Provider protocol ---------------------------------------------------------------
 
-    async def complete(self, request: CompletionRequest) -> CompletionResult:
+    async def complete(
+        self, request: CompletionRequest, *, total_timeout: float | None = None
+    ) -> CompletionResult:
         """One chat (``request.messages``) or text (``request.prompt``) completion.
 
+        :param total_timeout: seconds allowed for the whole exchange, raising
+            :class:`~limelight.errors.ProviderTimeout` when they pass; a
+            :class:`~limelight.actors.ProviderWorker` passes its attempt timeout here when
+            :attr:`bounds_attempts`.
         :raises ProviderError: a subclass naming what failed (see :mod:`limelight.errors`).
         """
         url, body = self._body(request, stream=False)
         started = time.perf_counter()
-        response, content = await self._exchange(
-            "POST", url, self._post_headers, body, request.attempt_timeout
+        status, rate_limit, content = await self._exchange(
+            "POST", url, _POST, body, request.attempt_timeout, total_timeout
         )
         latency = time.perf_counter() - started
-        rate_limit = rate_limit_headers(response.headers)
         try:
             if url is self._chat_url:
                 return self._chat_result(request, content, latency, rate_limit)
             return self._text_result(request, content, latency, rate_limit)
         except msgspec.DecodeError as exc:
             raise BadResponse(
-                f"POST {url} answered {response.status_code} with a body that is not a "
+                f"POST {url} answered {status} with a body that is not a "
                 f"completion ({exc}): {content[:200]!r}"
             ) from exc
 
-    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(
+        self, request: CompletionRequest, *, event_timeout: float | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one chat or text completion: TOKEN events as text arrives, a TOOL_CALL per
         complete tool call, USAGE, then DONE with the assembled result.
 
         Close the generator (``aclose()``) to stop early; that releases the connection.
 
+        :param event_timeout: seconds allowed for each wait for more of the stream (the
+            transport's read timeout), raising :class:`~limelight.errors.ProviderTimeout`
+            when it passes; a :class:`~limelight.actors.ProviderWorker` passes its attempt
+            timeout here (see :attr:`bounds_event_waits`). A server's keep-alive comments
+            count as activity.
+
         :raises ProviderError: a subclass naming what failed; a stream that ends before the
             server's end marker raises :class:`~limelight.errors.BadResponse`.
         """
-        bound = self._bound
-        transport = bound.get()
         url, body = self._body(request, stream=True)
-        started = time.perf_counter()
-        http_request = httpx.Request(
-            "POST",
-            url,
-            headers=self._stream_headers,
-            content=body,
-            extensions=self._request_extensions(request.attempt_timeout),
-        )
-        response = await self._send(transport, http_request)
-        assembler = StreamAssembler(
+        transport, direct = self._route()
+        if direct is None:
+            events = self._httpx_stream(transport, request, url, body, event_timeout)
+        else:
+            started = time.perf_counter()
+            response = await direct.open_stream(
+                url,
+                self._aiohttp_headers[_STREAM],
+                body,
+                self._phases_for(request.attempt_timeout, event_timeout).aiohttp,
+            )
+            rate_limit = rate_limit_pairs(response.raw_headers)
+            events = direct.events(response, self._assembler(request, rate_limit, started), url)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    def _assembler(
+        self, request: CompletionRequest, rate_limit: dict[str, str], started: float
+    ) -> StreamAssembler:
+        return StreamAssembler(
             provider=self.name,
             model=request.model or self.model,
             metadata=request.metadata,
-            rate_limit=rate_limit_headers(response.headers),
+            rate_limit=rate_limit,
             started=started,
             secret=self._api_key,
         )
+
+    async def _httpx_stream(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        request: CompletionRequest,
+        url: str,
+        body: bytes,
+        event_timeout: float | None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """:meth:`stream` through httpx's API (trio, or a transport the caller handed in)."""
+        bound = self._bound
+        started = time.perf_counter()
+        http_request = httpx.Request(
+            "POST",
+            self._httpx_urls.get(url, url),
+            headers=self._headers[_STREAM],
+            content=body,
+            extensions=self._phases_for(request.attempt_timeout, event_timeout).extensions,
+        )
+        response = await self._send(transport, http_request)
+        assembler = self._assembler(request, rate_limit_headers(response.headers), started)
         events = sse_events(response, assembler)  # closes the response when it ends
         try:
             async for event in events:
                 yield event
         except bound.errors as exc:
-            raise transport_error(exc, http_request, secret=self._api_key) from exc
+            raise transport_error(exc, "POST", url, secret=self._api_key) from exc
         finally:
             await events.aclose()
             if not response.is_closed:  # closed before it started
                 await _close(response)
+
+    def _route(self) -> tuple[httpx.AsyncBaseTransport, AiohttpRequests | None]:
+        """The pool (made, or checked to belong to the running loop, here), and the requests
+        over aiohttp's API when it is the default one on asyncio (None otherwise)."""
+        transport = self._bound.get()
+        cached = self._aiohttp
+        if cached is not None and cached[0] is transport:
+            return cached
+        direct: AiohttpRequests | None = None
+        if self._own_transport and self._bound.backend == "asyncio":
+            from multidict import CIMultiDict
+
+            direct = AiohttpRequests(session_of(transport), self._bound.errors, self._api_key)
+            self._aiohttp_headers = tuple(CIMultiDict(h) for h in self._header_sets)
+        self._aiohttp = (transport, direct)
+        return transport, direct
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Embed ``request.input``, one vector per string, in input order."""
         model = request.model or self.model
         body = EmbeddingBody(input=request.input, model=model, dimensions=request.dimensions)
         url = self._embeddings_url
-        _, content = await self._exchange(
-            "POST", url, self._post_headers, encoder.encode(body), None
-        )
+        _, _, content = await self._exchange("POST", url, _POST, encoder.encode(body), None)
         try:
             page = embedding_list_decoder.decode(content)
             data = sorted(page.data, key=lambda d: d.index)
@@ -349,7 +470,7 @@ class OpenAICompatible:
     async def list_models(self) -> ModelList:
         """The models the server offers (``GET /models``)."""
         url = self._models_url
-        _, content = await self._exchange("GET", url, self._get_headers, None, None)
+        _, _, content = await self._exchange("GET", url, _GET, None, None)
         try:
             page = models_page_decoder.decode(content)
         except msgspec.DecodeError as exc:
@@ -370,6 +491,7 @@ class OpenAICompatible:
 
         :raises ConfigError: called from another event loop than the pool's.
         """
+        self._aiohttp = None
         await self._bound.aclose()
 
     def statistics(self) -> PoolStatistics:
@@ -378,7 +500,7 @@ class OpenAICompatible:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _body(self, request: CompletionRequest, *, stream: bool) -> tuple[httpx.URL, bytes]:
+    def _body(self, request: CompletionRequest, *, stream: bool) -> tuple[str, bytes]:
         model = request.model or self.model
         stream_options = _INCLUDE_USAGE if stream else None
         if request.messages:
@@ -415,10 +537,30 @@ class OpenAICompatible:
             return self._text_url, _encode(text, request.extra)
         raise ConfigError("a CompletionRequest needs messages (chat) or a prompt (text completion)")
 
-    def _request_extensions(self, timeout: float | None) -> dict[str, Any]:
-        if timeout is None:
-            return self._extensions
-        return _timeout_extensions(timeout)
+    def _phases_for(
+        self,
+        attempt_timeout: float | None,
+        event_timeout: float | None = None,
+        total_timeout: float | None = None,
+    ) -> _Phases:
+        """The transport's timeouts for a request: the backend's, or ``attempt_timeout`` for
+        every phase; with ``event_timeout`` for the wait between two reads of a body, and
+        ``total_timeout`` for the whole exchange."""
+        key = (attempt_timeout, event_timeout, total_timeout)
+        found = self._phases.get(key)
+        if found is None:
+            timeout = self._timeout if attempt_timeout is None else httpx.Timeout(attempt_timeout)
+            if event_timeout is not None:
+                timeout = httpx.Timeout(
+                    connect=timeout.connect,
+                    read=event_timeout,
+                    write=timeout.write,
+                    pool=timeout.pool,
+                )
+            found = _Phases(timeout, total_timeout)
+            if len(self._phases) < 64:
+                self._phases[key] = found
+        return found
 
     async def _send(
         self, transport: httpx.AsyncBaseTransport, request: httpx.Request
@@ -427,7 +569,7 @@ class OpenAICompatible:
         try:
             response = await transport.handle_async_request(request)
         except self._bound.errors as exc:
-            raise transport_error(exc, request, secret=self._api_key) from exc
+            raise transport_error(exc, request.method, request.url, secret=self._api_key) from exc
         response.request = request  # httpx's transports leave this to the client
         if response.status_code < 300:
             return response
@@ -455,36 +597,55 @@ class OpenAICompatible:
         elif path == "completions":
             url = self._text_url
         else:
-            url = httpx.URL(self.base_url + "/" + path.lstrip("/"))
-        _, content = await self._exchange("POST", url, self._post_headers, body, timeout)
+            url = self.base_url + "/" + path.lstrip("/")
+        _, _, content = await self._exchange("POST", url, _POST, body, timeout)
         return content
 
     async def _exchange(
         self,
         method: str,
-        url: httpx.URL,
-        headers: httpx.Headers,
+        url: str,
+        headers: int,
         body: bytes | None,
         timeout: float | None,
-    ) -> tuple[httpx.Response, bytes]:
-        """One request, body read in full: the response (closed) and its content."""
-        transport = self._bound.get()
+        total_timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request, body read in full: the status (a success), the answer's
+        ``x-ratelimit-*`` headers and its body.
+
+        :param headers: which header set: ``_GET``, ``_POST`` or ``_STREAM``.
+        :param timeout: the request's attempt timeout (every phase); None for the backend's.
+        :param total_timeout: the most seconds the whole exchange may take.
+        """
+        phases = self._phases_for(timeout, None, total_timeout)
+        transport, direct = self._route()
+        if direct is not None:
+            status, raw, content = await direct.exchange(
+                method, url, self._aiohttp_headers[headers], body, phases.aiohttp
+            )
+            return status, rate_limit_pairs(raw), content
+        # httpx's API (trio, or a transport the caller handed in).
         request = httpx.Request(
             method,
-            url,
-            headers=headers,
+            self._httpx_urls.get(url, url),
+            headers=self._headers[headers],
             content=body,
-            extensions=self._request_extensions(timeout),
+            extensions=phases.extensions,
         )
-        response = await self._send(transport, request)
-        try:
-            content = await response.aread()
-        except self._bound.errors as exc:
-            raise transport_error(exc, request, secret=self._api_key) from exc
-        finally:
-            if not response.is_closed:
-                await _close(response)
-        return response, content
+        scope = None if total_timeout is None else anyio.move_on_after(total_timeout)
+        with scope or contextlib.nullcontext():
+            response = await self._send(transport, request)
+            try:
+                content = await response.aread()
+            except self._bound.errors as exc:
+                raise transport_error(exc, method, url, secret=self._api_key) from exc
+            finally:
+                if not response.is_closed:
+                    await _close(response)
+            return response.status_code, rate_limit_headers(response.headers), content
+        raise ProviderTimeout(
+            f"{method} {url}: no answer within the attempt timeout of {total_timeout} s"
+        )
 
     def _chat_result(
         self,

@@ -17,10 +17,13 @@ import pytest
 from limelight.actors import Attempt, ModelGroup, ProviderPool, is_retryable_provider_error
 from limelight.actors._provider_worker import MIN_COOLDOWN
 from limelight.errors import (
+    ActorCrashed,
+    ActorStopped,
     AskTimeout,
     BadRequest,
     DeadlineExceeded,
     ProviderConnectionError,
+    ProviderTimeout,
     RateLimited,
     ServerError,
 )
@@ -380,3 +383,218 @@ async def test_a_429_with_retry_after_zero_still_cools_the_deployment_down() -> 
         assert (await ModelGroup([a, b]).complete(REQUEST)).content == "from b"
         assert a.cooling_down()
         assert a.cooldown_until >= before + MIN_COOLDOWN
+
+
+# -- a leased worker runs the call in the caller's task -------------------------------------
+
+
+async def test_stopping_the_pool_interrupts_a_call_in_flight() -> None:
+    started = anyio.Event()
+
+    async def slow(request: CompletionRequest) -> str:
+        started.set()
+        await anyio.sleep(10)
+        return "never"
+
+    stopped: list[BaseException] = []
+
+    async def call(pool: ProviderPool) -> None:
+        try:
+            await pool.complete(REQUEST)
+        except ActorStopped as exc:
+            stopped.append(exc)
+
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(slow), name="p", size=1)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, pool)
+                await started.wait()
+                await pool.stop()
+    assert len(stopped) == 1
+    assert "actor /p/worker-1 was stopped while handling Complete" in str(stopped[0])
+
+
+async def test_stopping_the_pool_ends_a_stream_in_flight() -> None:
+    provider = Scripted(["one two three four five"], token_delay=0.05)
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1)
+        tokens: list[str | None] = []
+        with anyio.fail_after(5), pytest.raises(ActorStopped, match="while handling Stream"):
+            async for event in pool.stream(REQUEST):
+                tokens.append(event.content)
+                if len(tokens) == 2:
+                    await pool.stop()
+        assert len(tokens) == 2
+
+
+async def test_a_pool_reads_the_price_lists_at_its_start_not_at_its_first_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first cost lookup reads the price lists (~150 ms): on the event loop, in the middle
+    # of a load, it would hold up every call near its deadline.
+    from limelight import _models
+
+    loaded: list[bool] = []
+
+    def in_a_thread() -> None:
+        loaded.append(threading.current_thread() is not threading.main_thread())
+
+    monkeypatch.setattr("limelight.actors._provider_worker.load_price_lists", in_a_thread)
+    async with Runtime() as rt:
+        await ProviderPool.start(rt, Scripted(["hi"]), name="p", size=1)
+        assert loaded == [True]
+    _models.load_price_lists()  # the real one: both lists read, then cached
+    assert _models.litellm_cost_map.cache_info().currsize == 1
+
+
+async def test_a_bug_in_a_call_is_a_crash_of_its_worker() -> None:
+    def buggy(request: CompletionRequest) -> str:
+        raise KeyError("a bug")
+
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, Scripted(buggy), name="p", size=1, retry=FAST_RETRY)
+        with pytest.raises(ActorCrashed, match="crashed handling Complete") as info:
+            await pool.complete(REQUEST)
+        assert isinstance(info.value.__cause__, KeyError)
+        assert info.value.path == "/p/worker-1"
+        worker = rt.lookup("/p/worker-1")
+        with anyio.fail_after(5):  # the supervisor restarts it
+            while worker.statistics().restarts == 0:
+                await anyio.sleep(0.01)
+        assert pool.idle() == 1
+        with pytest.raises(ActorCrashed):  # and it takes calls again
+            await pool.complete(REQUEST)
+
+
+async def test_a_call_timeout_covers_the_answer_and_names_the_worker() -> None:
+    provider = Scripted([Reply(text="late", delay=5.0)])
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1)
+        with anyio.fail_after(5), pytest.raises(AskTimeout, match="/p/worker-1") as info:
+            await pool.complete(REQUEST, timeout=0.1)
+        assert info.value.path == "/p/worker-1"
+        assert pool.idle() == 1
+
+
+async def test_a_stream_left_early_gives_its_worker_back_and_settles_its_hooks() -> None:
+    hook = RecordingHook()
+    provider = Scripted(["one two three four"], token_delay=0.01)
+    async with Runtime() as rt:
+        pool = await ProviderPool.start(rt, provider, name="p", size=1, hooks=[hook])
+        stream = pool.stream(REQUEST)
+        with anyio.fail_after(5):
+            first = await stream.__anext__()
+        assert first.content == "one"
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert pool.idle() == 1
+    assert hook.calls == [("before", 1, "p"), ("after", 1, "?")]
+
+
+# -- over HTTP, the backend bounds the attempt itself ---------------------------------------
+
+
+class _Stalls(BaseHTTPRequestHandler):
+    """Answers a completion after ``delay`` s; streams one chunk, then stalls ``delay`` s."""
+
+    delay = 2.0
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            chunk = {"id": "c", "choices": [{"index": 0, "delta": {"content": "first"}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(self.delay)
+            return
+        time.sleep(self.delay)
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def stalling_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stalls)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_the_attempt_timeout_bounds_an_http_answer() -> None:
+    hook = RecordingHook()
+    with stalling_server() as url:
+        async with Runtime() as rt:
+            pool = await ProviderPool.start(
+                rt,
+                OpenAICompatible(url),
+                name="h",
+                size=1,
+                retry=RetryPolicy(attempts=1),
+                attempt_timeout=0.2,
+                hooks=[hook],
+            )
+            started = anyio.current_time()
+            with anyio.fail_after(5), pytest.raises(ProviderTimeout, match=r"0\.2 s"):
+                await pool.complete(REQUEST)
+            assert anyio.current_time() - started < 1.5
+    assert hook.calls == [("before", 1, "h"), ("after", 1, "ProviderTimeout")]
+
+
+async def test_the_attempt_timeout_bounds_each_wait_of_an_http_stream() -> None:
+    with stalling_server() as url:
+        async with Runtime() as rt:
+            pool = await ProviderPool.start(
+                rt,
+                OpenAICompatible(url),
+                name="h",
+                size=1,
+                retry=RetryPolicy(attempts=1),
+                attempt_timeout=0.2,
+            )
+            tokens: list[str | None] = []
+            started = anyio.current_time()
+            with anyio.fail_after(5), pytest.raises(ProviderTimeout):
+                async for event in pool.stream(REQUEST):
+                    tokens.append(event.content)
+            assert anyio.current_time() - started < 1.5
+            assert tokens == ["first"]
+            assert pool.idle() == 1
+
+
+@pytest.mark.parametrize("call", ["complete", "stream"])
+async def test_stopping_the_pool_ends_an_http_call_in_flight(call: str) -> None:
+    """Where the backend bounds its own waits, the pool's closing it ends the call."""
+    with stalling_server() as url:
+        async with Runtime() as rt:
+            pool = await ProviderPool.start(rt, OpenAICompatible(url), name="h", size=1)
+            stopped: list[BaseException] = []
+
+            async def run() -> None:
+                try:
+                    if call == "complete":
+                        await pool.complete(REQUEST)
+                    else:
+                        async for _ in pool.stream(REQUEST):
+                            pass
+                except ActorStopped as exc:
+                    stopped.append(exc)
+
+            with anyio.fail_after(1.5):  # the server would answer after 2 s
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run)
+                    await anyio.sleep(0.2)
+                    await pool.stop()
+            assert len(stopped) == 1
+            assert "/h/worker-1 was stopped while handling" in str(stopped[0])

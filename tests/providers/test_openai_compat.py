@@ -825,6 +825,36 @@ async def test_stalled_stream_times_out(provider: OpenAICompatible) -> None:
     assert tokens == ["first"]
 
 
+@pytest.mark.parametrize("model", ["slow", "slow:body"])
+async def test_total_timeout_bounds_the_whole_exchange(
+    provider: OpenAICompatible, model: str
+) -> None:
+    started = anyio.current_time()
+    with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout) as caught:
+        await provider.complete(ask(model), total_timeout=0.2)
+    assert anyio.current_time() - started < 2.0
+    assert isinstance(caught.value, TimeoutError)
+    assert provider.statistics().in_use == 0
+
+
+async def test_event_timeout_bounds_each_wait_of_a_stream(provider: OpenAICompatible) -> None:
+    tokens: list[str | None] = []
+    with anyio.fail_after(DEADLINE), pytest.raises(ProviderTimeout):
+        await read_tokens(provider.stream(ask("stall"), event_timeout=0.3), tokens)
+    assert tokens == ["first"]
+    assert provider.statistics().in_use == 0
+
+
+async def test_bounds_attempts_with_its_own_pool_on_asyncio(
+    server: tuple[str, ServerState], anyio_backend: str
+) -> None:
+    async with OpenAICompatible(server[0]) as provider:
+        assert provider.bounds_attempts is (anyio_backend == "asyncio")
+        assert provider.bounds_event_waits
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    assert not OpenAICompatible(server[0], transport=transport).bounds_attempts
+
+
 async def wait_for(condition: Any) -> None:
     with anyio.fail_after(DEADLINE):
         while not condition():
