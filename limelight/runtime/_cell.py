@@ -1,8 +1,9 @@
 """The actor cell: one actor's mailbox, message loop, lifecycle and supervision of its children.
 
-Every actor task lives in the runtime's task group; the supervision tree is kept here, by the
-cells, which stop children before their parent, in reverse start order. (A task group per
-actor would cost ~9 KB each on asyncio, which 100,000 idle actors cannot afford.)
+Every actor runs in a task of the runtime's (``_tasks``), one per incarnation, which it cancels
+through a cancel scope of its own; the supervision tree is kept here, by the cells, which stop
+children before their parent, in reverse start order. (A task group per actor would cost ~9 KB
+each on asyncio, which 100,000 idle actors cannot afford.)
 
 One module: the :class:`Cell` is one object. Its lifecycle, supervision and stop order are here; its
 message loop, which shares its state, is its base class (``_loop``), and the envelopes the
@@ -23,7 +24,6 @@ from anyio import (
     CancelScope,
     ClosedResourceError,
     EndOfStream,
-    TaskHandle,
     WouldBlock,
 )
 from anyio.lowlevel import checkpoint
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from ._ref import ActorRef
     from ._runtime import Runtime
+    from ._tasks import TaskScope
 
 DEFAULT_MAILBOX_SIZE: Final = 1024
 
@@ -70,12 +71,12 @@ class Cell(MessageLoop):
         "_done",
         "_escalation",
         "_exit_expected",
-        "_handle",
         "_lock",
         "_log",
         "_ready",
         "_routines",
         "_running",
+        "_scope",
         "_start_failure",
         "actor",
         "budget",
@@ -97,7 +98,6 @@ class Cell(MessageLoop):
         "restart",
         "restarts",
         "runtime",
-        "send_nowait",
         "state",
         "stop_after_current",
         "supervision",
@@ -109,7 +109,7 @@ class Cell(MessageLoop):
         runtime: Runtime,
         parent: Cell | None,
         name: str,
-        factory: Callable[[], Actor] | None,
+        factory: Actor | Callable[[], Actor] | None,
         *,
         mailbox_size: float,
         overflow: Overflow,
@@ -128,11 +128,12 @@ class Cell(MessageLoop):
             self.path = "/" + name
         else:
             self.path = parent.path + "/" + name
+        #: What spawn was given: the Actor instance (reused at every restart), or a callable
+        #: making a fresh one (kept as given: a closure returning the instance costs ~200 B).
         self.factory = factory
         self.actor: Actor | None = None
         self.mailbox_capacity = mailbox_size
         self.mailbox = Mailbox(mailbox_size)
-        self.send_nowait = self.mailbox.put_nowait  # the fast path, looked up once
         self.overflow = overflow
         self.restart = restart
         self.supervision = supervision
@@ -154,7 +155,7 @@ class Cell(MessageLoop):
         #: The request with a deadline being handled under the loop's cancel scope, if any.
         self.serving: Envelope | None = None
         # Made only when needed: an idle actor must stay small (see bench/kernel.py).
-        self._handle: TaskHandle[None] | None = None
+        self._scope: TaskScope | None = None
         self._ready: anyio.Event | None = None
         self._start_failure: BaseException | None = None
         self.incarnation = 0
@@ -216,7 +217,7 @@ class Cell(MessageLoop):
     async def put(self, item: Any) -> None:
         """Enqueue with the overflow policy; the fast path does not wait."""
         try:
-            self.send_nowait(item)
+            self.mailbox.put_nowait(item)
         except WouldBlock:
             await self.put_slow(item)
             return
@@ -238,7 +239,7 @@ class Cell(MessageLoop):
 
     def put_nowait(self, item: Any) -> None:
         try:
-            self.send_nowait(item)
+            self.mailbox.put_nowait(item)
         except WouldBlock:
             if self.overflow is Overflow.BLOCK:
                 self.rejected += 1
@@ -259,7 +260,7 @@ class Cell(MessageLoop):
         # DROP_OLDEST: make room by discarding the head of the queue.
         while True:
             try:
-                self.send_nowait(item)
+                self.mailbox.put_nowait(item)
                 return
             except WouldBlock:
                 try:
@@ -300,14 +301,8 @@ class Cell(MessageLoop):
         if self.state is ActorState.STOPPED or self.state is ActorState.STOPPING:
             raise self.stopped_error()
         if isinstance(actor, Actor):
-            instance = actor
-
-            def factory() -> Actor:
-                return instance
-
             type_name = type(actor).__name__
         elif callable(actor):
-            factory = actor
             type_name = getattr(actor, "__name__", "actor")
         else:
             raise ConfigError(
@@ -328,7 +323,7 @@ class Cell(MessageLoop):
             runtime,
             self,
             name,
-            factory,
+            actor,
             mailbox_size=size,
             overflow=overflow or Overflow.BLOCK,
             restart=restart or Restart.PERMANENT,
@@ -347,14 +342,15 @@ class Cell(MessageLoop):
     async def begin(self, initial: bool) -> BaseException | None:
         """Start an incarnation; wait until on_start has run and return its failure, if any.
 
-        The task handle is recorded (and the incarnation marked running) before the task
-        runs at all, so a halt can never miss it, even while on_start is still running."""
+        Its cancel scope is made (and the incarnation marked running) before its task runs at
+        all, so a halt can never miss it, even while on_start is still running."""
         ready = self._ready = anyio.Event()
         self._running = True
         self._exit_expected = False
-        self._handle = self.runtime.task_group.create_task(
-            self.run(initial), name=f"actor {self.path}"
-        )
+        tasks = self.runtime._actor_tasks
+        assert tasks is not None  # spawning checked that the runtime runs
+        self._scope = tasks.scope()
+        tasks.start(self, initial)
         await ready.wait()
         return self._start_failure
 
@@ -365,85 +361,90 @@ class Cell(MessageLoop):
             self._ready = None  # transient: an idle actor keeps no Event
 
     async def run(self, initial: bool) -> None:
-        """One incarnation: on_start, the message loop, then an orderly end (children first,
-        in reverse start order, then on_stop) and a report to the supervisor, unless the end
-        was requested (a stop, or a restart of siblings). Never raises: a crash is a report.
+        """One incarnation, in a task of its own: on_start, the message loop, then an orderly
+        end (children first, in reverse start order, then on_stop) and a report to the
+        supervisor, unless the end was requested (a stop, or a restart of siblings). Never
+        raises: a crash is a report.
 
-        It is cancelled through its own task handle (anyio makes one per task anyway; a
-        cancel scope of our own would cost ~1 KB per actor)."""
-        self.incarnation += 1
-        incarnation = self.incarnation
-        self._escalation = None
-        self.stop_after_current = False
-        reason: BaseException | None = None
-        actor: Actor | None = None
-        started = False
-        try:
-            self.state = ActorState.STARTING
+        It runs inside the incarnation's cancel scope, made by :meth:`begin`, which is how
+        it is stopped (:meth:`interrupt`)."""
+        scope = self._scope
+        assert scope is not None
+        with scope:
+            self.incarnation += 1
+            incarnation = self.incarnation
+            self._escalation = None
+            self.stop_after_current = False
+            reason: BaseException | None = None
+            actor: Actor | None = None
+            started = False
             try:
-                assert self.factory is not None
-                actor = self.actor = self.factory()
-                await actor.on_start(self.ctx)
-            except Exception as exc:
-                reason = ActorStartFailed(
-                    f"actor {self.path} failed to start: {describe(exc)}",
-                    path=self.path,
-                    cause=exc,
-                )
-                reason.__cause__ = exc
-                self.last_error = exc
-            else:
-                started = True
-                self.state = ActorState.RUNNING
-                self._signal_ready(None)
-                reason = await self._loop(actor)
-        finally:
-            # Every end passes here, cancellation included; shielded (but bounded) so that
-            # the children stop and on_stop runs even while the runtime is being torn down.
-            if self.state is not ActorState.STOPPED:  # finalized already: stays so
-                self.state = ActorState.STOPPING
-            with CancelScope(shield=True) as shield:
-                shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
-                await self.stop_children()
-                if started and actor is not None:
-                    try:
-                        await actor.on_stop(self.ctx)
-                    except Exception as exc:
-                        self.log.exception("on_stop raised", error=describe(exc))
-                        self.last_error = exc
-                        reason = reason or exc
-            if shield.cancelled_caught:
-                # A child or on_stop overran shutdown_timeout and was cancelled; the
-                # bookkeeping below must run all the same, or a stop() would wait forever.
-                self.log.warning(
-                    "stopping took longer than shutdown_timeout; cancelled",
-                    shutdown_timeout=self.runtime.shutdown_timeout,
-                )
-                for child in list(self.children.values()):
-                    child.finalize()
-            escalation = self.escalation()
-            if escalation is not None:
-                reason = escalation
-            if self.state is not ActorState.STOPPED:
-                self.state = ActorState.RESTARTING
-            self._running = False
-            if self._done is not None:
-                self._done.set()
-                self._done = None
-            if not started:
-                # begin() waits for this: spawn() raises a failed first start; a failed
-                # restart is reported below like any crash.
-                self._signal_ready(reason or self.stopped_error())
-            report = (started or not initial) and not self._exit_expected
-            if report and self.parent is not None:
-                if reason is not None:
-                    self.log.warning(
-                        "actor crashed", error=describe(reason), restarts=self.restarts
+                self.state = ActorState.STARTING
+                try:
+                    factory = self.factory
+                    assert factory is not None
+                    actor = self.actor = factory if isinstance(factory, Actor) else factory()
+                    await actor.on_start(self.ctx)
+                except Exception as exc:
+                    reason = ActorStartFailed(
+                        f"actor {self.path} failed to start: {describe(exc)}",
+                        path=self.path,
+                        cause=exc,
                     )
-                # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
-                # longer. A supervisor that stops cancels this routine's own scope directly.
-                with CancelScope(shield=True):
-                    await self.parent.child_exited(self, reason, incarnation)
+                    reason.__cause__ = exc
+                    self.last_error = exc
+                else:
+                    started = True
+                    self.state = ActorState.RUNNING
+                    self._signal_ready(None)
+                    reason = await self._loop(actor)
+            finally:
+                # Every end passes here, cancellation included; shielded (but bounded) so that
+                # the children stop and on_stop runs even while the runtime is being torn down.
+                if self.state is not ActorState.STOPPED:  # finalized already: stays so
+                    self.state = ActorState.STOPPING
+                with CancelScope(shield=True) as shield:
+                    shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
+                    await self.stop_children()
+                    if started and actor is not None:
+                        try:
+                            await actor.on_stop(self.ctx)
+                        except Exception as exc:
+                            self.log.exception("on_stop raised", error=describe(exc))
+                            self.last_error = exc
+                            reason = reason or exc
+                if shield.cancelled_caught:
+                    # A child or on_stop overran shutdown_timeout and was cancelled; the
+                    # bookkeeping below must run all the same, or a stop() would wait forever.
+                    self.log.warning(
+                        "stopping took longer than shutdown_timeout; cancelled",
+                        shutdown_timeout=self.runtime.shutdown_timeout,
+                    )
+                    for child in list(self.children.values()):
+                        child.finalize()
+                escalation = self.escalation()
+                if escalation is not None:
+                    reason = escalation
+                if self.state is not ActorState.STOPPED:
+                    self.state = ActorState.RESTARTING
+                self._running = False
+                if self._done is not None:
+                    self._done.set()
+                    self._done = None
+                if not started:
+                    # begin() waits for this: spawn() raises a failed first start; a failed
+                    # restart is reported below like any crash.
+                    self._signal_ready(reason or self.stopped_error())
+                report = (started or not initial) and not self._exit_expected
+                if report and self.parent is not None:
+                    if reason is not None:
+                        self.log.warning(
+                            "actor crashed", error=describe(reason), restarts=self.restarts
+                        )
+                    # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
+                    # longer. A supervisor that stops cancels this routine's own scope directly.
+                    with CancelScope(shield=True):
+                        await self.parent.child_exited(self, reason, incarnation)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -451,12 +452,17 @@ class Cell(MessageLoop):
         """End the current incarnation (if any) and wait until it has fully ended. The
         supervisor is not told: whoever halts decides what comes next."""
         self._exit_expected = True
-        if self._running and self._handle is not None:
-            self._handle.cancel()
+        self.interrupt()
         if self._running:
             if self._done is None:
                 self._done = anyio.Event()
             await self._done.wait()
+
+    def interrupt(self) -> None:
+        """Cancel the current incarnation, if one runs: its task is cancelled at its next
+        await outside a shielded scope (its own end is shielded)."""
+        if self._running and self._scope is not None:
+            self._scope.cancel()
 
     async def stop(self) -> None:
         """Stop for good: halt, then close the mailbox and fail whatever was still queued."""
@@ -604,5 +610,4 @@ class Cell(MessageLoop):
             return
         self._escalation = error
         self.last_error = error
-        if self._running and self._handle is not None:
-            self._handle.cancel()
+        self.interrupt()

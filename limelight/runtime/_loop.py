@@ -10,7 +10,7 @@ cell's state, and the cell's lifecycle runs it.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
 from anyio import BrokenResourceError, CancelScope, ClosedResourceError, EndOfStream, WouldBlock
@@ -87,9 +87,7 @@ class MessageLoop:
         it handled, and one that never had one waits here, one frame deep.
         """
         mailbox = self.mailbox
-        items = mailbox._items
-        poll = mailbox.poll
-        handle = actor.handle
+        items = mailbox._items  # until the first put, a shared empty one (see _mailbox)
         ctx = self.ctx
         batch = 0
         item: Any = None
@@ -101,9 +99,13 @@ class MessageLoop:
                 try:
                     # Mailbox.poll inlined for the common case (items queued, no sender
                     # waiting).
-                    item = items.popleft() if items and not mailbox._senders else poll()
+                    item = items.popleft() if items and not mailbox._senders else mailbox.poll()
                     if item is EMPTY:
-                        item = await mailbox.get()
+                        # Mailbox.get inlined: an idle actor waits here, one frame deep.
+                        await checkpoint()
+                        while (item := mailbox.poll()) is EMPTY:
+                            await mailbox.wait_for_item()
+                        items = mailbox._items
                         batch = 0
                     else:
                         batch += 1
@@ -123,9 +125,9 @@ class MessageLoop:
                         elif outcome is not _NOTHING:
                             return outcome  # type: ignore[no-any-return]
                         continue
-                    await self._serve(item, handle, ctx)
+                    await self._serve(item, actor, ctx)
                 else:
-                    await handle(item, ctx)
+                    await actor.handle(item, ctx)
                     self.processed += 1
             except BaseException as exc:
                 if not isinstance(exc, Exception):
@@ -171,8 +173,6 @@ class MessageLoop:
         caught it."""
         mailbox = self.mailbox
         items = mailbox._items
-        poll = mailbox.poll
-        handle = actor.handle
         ctx = self.ctx
         batch = 0
         armed = _INF  # the scope's deadline
@@ -181,12 +181,15 @@ class MessageLoop:
         while True:
             if fetch:
                 try:
-                    item = items.popleft() if items and not mailbox._senders else poll()
+                    item = items.popleft() if items and not mailbox._senders else mailbox.poll()
                     if item is EMPTY:
                         # The last request's deadline is left set: moving it to the next
                         # request's costs less than clearing it and setting it again. If it
                         # passes first, the scope is cancelled (and left) while nothing runs.
-                        item = await mailbox.get()
+                        # (Mailbox.get inlined, as in _loop.)
+                        await checkpoint()
+                        while (item := mailbox.poll()) is EMPTY:
+                            await mailbox.wait_for_item()
                         batch = 0
                     else:
                         batch += 1
@@ -209,7 +212,7 @@ class MessageLoop:
                     if deadline == _INF:
                         if armed != _INF:
                             scope.deadline = armed = _INF
-                        await self._serve(item, handle, ctx)
+                        await self._serve(item, actor, ctx)
                     else:
                         # The handler runs under the request's deadline. If the scope is
                         # cancelled meanwhile, the cancellation ends it, and _under_deadlines
@@ -219,7 +222,7 @@ class MessageLoop:
                         self.serving = item
                         if type(item) is Ask:
                             item.scope = scope  # the asker cancels it if it gives up
-                            result = await handle(item.message, ctx)
+                            result = await actor.handle(item.message, ctx)
                             self.processed += 1
                             item.scope = None
                             self.serving = None
@@ -227,14 +230,14 @@ class MessageLoop:
                                 self.late_replies += 1
                         else:
                             assert isinstance(item, StreamRequest)
-                            result = await handle(item.message, ctx)
+                            result = await actor.handle(item.message, ctx)
                             self.processed += 1
                             await self._stream_out(item, result)
                             self.serving = None
                 else:
                     if armed != _INF:
                         scope.deadline = armed = _INF
-                    await handle(item, ctx)
+                    await actor.handle(item, ctx)
                     self.processed += 1
             except BaseException as exc:
                 if not isinstance(exc, Exception):
@@ -277,11 +280,9 @@ class MessageLoop:
             return True
         return False
 
-    async def _serve(
-        self, envelope: Envelope, handle: Callable[[Any, Context], Any], ctx: Context
-    ) -> None:
+    async def _serve(self, envelope: Envelope, actor: Actor, ctx: Context) -> None:
         """Handle a request without a deadline and answer it."""
-        result = await handle(envelope.message, ctx)
+        result = await actor.handle(envelope.message, ctx)
         self.processed += 1
         if type(envelope) is Ask:
             if not envelope.resolve(result):

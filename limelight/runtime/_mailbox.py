@@ -5,14 +5,16 @@ The one receiver is the actor.
 It keeps the semantics of an anyio memory object stream (``*_nowait`` raising ``WouldBlock``,
 ``ClosedResourceError`` once closed, ``EndOfStream`` once closed and drained) but not its
 cost: measured in bench/kernel.py, the stream's bookkeeping for several receivers made
-``tell`` 1.14x asyncio.Queue's throughput, a deque 2x. Waiting uses anyio Events, made only
-while someone actually waits.
+``tell`` 1.14x asyncio.Queue's throughput, a deque 2x. Waiting uses signals (``_signal``),
+made only while someone actually waits, and the deque itself is made by the first put: an
+empty deque costs ~700 bytes, a tenth of what an idle actor was allowed (``bench/kernel.py``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Final
+from collections.abc import Awaitable
+from typing import Any, Final, cast
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.lowlevel import checkpoint
@@ -23,6 +25,10 @@ from ._signal import Signal, new_signal
 CHECKPOINT_INTERVAL: Final = 256
 #: What :meth:`Mailbox.poll` returns when there is nothing to take.
 EMPTY: Final[Any] = object()
+#: The items of every mailbox nothing was put into yet. Readers see an empty queue; nothing is
+#: ever put into it (a put makes the mailbox's own deque first), and a bug that tried would
+#: fail loudly (a tuple has no ``append``) instead of handing messages to other actors.
+_NO_ITEMS: Final = cast("deque[Any]", ())
 
 
 class Mailbox:
@@ -33,14 +39,17 @@ class Mailbox:
     then gets ``EndOfStream``.
     """
 
-    __slots__ = ("_closed", "_items", "_receiver", "_senders", "capacity")
+    __slots__ = ("_closed", "_items", "_receiver", "_senders", "_slow", "capacity")
 
     def __init__(self, capacity: float) -> None:
         self.capacity = capacity
-        self._items: deque[Any] = deque()
+        self._items: deque[Any] = _NO_ITEMS  # the deque is made by the first put
         self._receiver: Signal | None = None
         self._senders: deque[Signal] | None = None  # made on the first wait
         self._closed = False
+        #: A put cannot simply append: the deque is not made yet, or the mailbox is closed.
+        #: (One flag for both, so that the senders' fast path tests one.)
+        self._slow = True
 
     def __len__(self) -> int:
         return len(self._items)
@@ -55,8 +64,11 @@ class Mailbox:
         :raises WouldBlock: it is full.
         :raises ClosedResourceError: it is closed.
         """
-        if self._closed:
-            raise ClosedResourceError
+        if self._slow:
+            if self._closed:
+                raise ClosedResourceError
+            self._items = deque()
+            self._slow = False
         items = self._items
         if len(items) >= self.capacity:
             raise WouldBlock
@@ -121,19 +133,22 @@ class Mailbox:
 
         It yields to the loop once before it parks: in a request/reply exchange the other side
         usually sends its next message meanwhile, and parking (an Event, a future, a wake-up)
-        costs several times a yield.
+        costs several times a yield. (An actor's message loop does the same inline, so that
+        an idle actor does not keep a frame of this method.)
         """
         await checkpoint()
-        while True:
-            item = self.poll()
-            if item is not EMPTY:
-                return item
-            waiter = self._receiver = new_signal()
-            try:
-                await waiter.wait()
-            finally:
-                if self._receiver is waiter:
-                    self._receiver = None
+        while (item := self.poll()) is EMPTY:
+            await self.wait_for_item()
+        return item
+
+    def wait_for_item(self) -> Awaitable[Any]:
+        """Park the receiver until an item is put or the mailbox closes (then poll again).
+
+        A plain method returning what to await: it adds no coroutine frame to the waiting
+        receiver's. If the wait is cancelled, the signal it leaves behind is harmless: a put
+        sets it for nobody, and the next wait replaces it."""
+        waiter = self._receiver = new_signal()
+        return waiter.wait()
 
     def _wake_sender(self) -> None:
         senders = self._senders
@@ -143,6 +158,7 @@ class Mailbox:
     def close(self) -> None:
         """No more puts; wake the receiver and every waiting sender."""
         self._closed = True
+        self._slow = True
         receiver = self._receiver
         if receiver is not None:
             self._receiver = None

@@ -71,9 +71,10 @@ class ActorRef:
         cell = self._cell
         mailbox = cell.mailbox
         # Mailbox.put_nowait inlined: this is the hottest line of the runtime.
+        if mailbox._slow:  # closed, or nothing was put into it yet
+            await cell.put(message)
+            return
         items = mailbox._items
-        if mailbox._closed:
-            raise cell.stopped_error()
         if len(items) >= mailbox.capacity:
             await cell.put_slow(message)
             return

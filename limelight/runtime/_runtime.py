@@ -25,6 +25,7 @@ from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
 from ._gc import Collector, GcPolicy
 from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
 from ._supervision import Overflow, Restart, Supervision
+from ._tasks import ActorTasks, open_actor_tasks
 
 if TYPE_CHECKING:
     from ._portal import BlockingRuntime
@@ -84,6 +85,8 @@ class Runtime:
         self.shutdown_timeout = shutdown_timeout
         self._root: Cell | None = None
         self._tg: TaskGroup | None = None
+        #: Where the actors' tasks run (made on entry: it depends on the event loop).
+        self._actor_tasks: ActorTasks | None = None
         self._portal: BlockingPortal | None = None
         #: Times the timed asks to this runtime's actors (a task in the task group).
         self._deadlines = Deadlines()
@@ -124,7 +127,7 @@ class Runtime:
         )
         self._root.state = ActorState.RUNNING
         self._now = loop_clock()
-        # Set before the task group starts, so every actor task inherits it.
+        # Set before any task starts, so every actor task inherits it.
         self._token = _current.set(self)
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -133,10 +136,14 @@ class Runtime:
             self._collector.start()
         try:
             await tg.start(self._deadlines.run, name="limelight deadlines")
+            # Entered before the portal, and so left after it.
+            self._actor_tasks = await open_actor_tasks()
             portal = BlockingPortal()
             await portal.__aenter__()
         except BaseException as exc:
             tg.cancel_scope.cancel()
+            if self._actor_tasks is not None:
+                await self._actor_tasks.aclose()
             self._reset_current()
             if self._collector is not None:
                 self._collector.stop()
@@ -169,8 +176,12 @@ class Runtime:
         # scheduler with it (it timed the asks of the on_stop hooks too); an ask it still
         # timed goes on under a cancel scope of its own, until its actor is finalized below.
         self._tg.cancel_scope.cancel()
+        assert self._actor_tasks is not None
         try:
-            suppress = await self._tg.__aexit__(exc_type, exc, tb)
+            try:
+                await self._actor_tasks.aclose()  # shielded: no task outlives the block
+            finally:
+                suppress = await self._tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             # The task group wraps the block's own exception; hand it on as it was raised.
             # (Actor tasks never raise: their crashes are reports to supervisors.)
@@ -208,7 +219,9 @@ class Runtime:
         if self._failure is None:
             self._failure = error
         assert self._tg is not None
+        assert self._actor_tasks is not None
         self._tg.cancel_scope.cancel()
+        self._actor_tasks.cancel()
 
     def ensure_running(self) -> None:
         if not self._running:
@@ -218,7 +231,8 @@ class Runtime:
 
     @property
     def task_group(self) -> TaskGroup:
-        """The task group every actor task lives in."""
+        """The runtime's task group (its deadline scheduler, its portal, and tasks others
+        start for it). Actors run in tasks of their own (``_tasks``)."""
         if self._tg is None:
             raise RuntimeNotRunning("the runtime has not been entered")
         return self._tg
