@@ -15,6 +15,11 @@ hosts, and host deaths.
   agent turns per second.
 - faults: a host killed with ``kill -9`` under a load of asks, ``--trials`` times: how long
   each ask in flight took to fail with HostDied, and whether the host came back.
+- batch faults: ``run_batch(..., cluster=)`` over 2 hosts, ``--trials`` batches of 200 items
+  (20 ms each, 8 at a time), one host killed with ``kill -9`` in each after a random number
+  of items finished: items lost and lines duplicated in the checkpoint (both should be 0),
+  items run again, how long after the kill their calls failed with HostDied, and the
+  batch's time against the same batch with no kill.
 
     python bench/cluster.py                  # everything (several minutes)
     python bench/cluster.py --only quota     # one section
@@ -512,6 +517,117 @@ def _sleeper_actor() -> Any:
 _Sleeper = _sleeper_actor()
 
 
+async def _batch_item(n: int) -> int:
+    await anyio.sleep(0.02)
+    return n
+
+
+async def batch_faults(trials: int) -> dict[str, Any]:
+    import structlog
+
+    from limelight.batch import run_batch
+    from limelight.cluster import Cluster
+
+    items = 60 if trials < 10 else 200
+    # When the batch saw each item's host die under it: its log line, timed here.
+    noticed: list[float] = []
+
+    def stamp(logger: Any, method: str, event: Any) -> Any:
+        if str(event.get("event", "")).startswith("a batch item's host died"):
+            noticed.append(time.perf_counter())
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[stamp])
+    rows: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    rng = random.Random(7)
+    try:
+        async with Cluster.start(2, num_cpus=0.5, max_restarts=trials + 1) as cluster:
+            with tempfile.TemporaryDirectory() as folder:
+                t0 = time.perf_counter()
+                await run_batch(range(items), _batch_item, concurrency=8, cluster=cluster,
+                                checkpoint=Path(folder) / "baseline.jsonl")  # fmt: skip
+                baseline = time.perf_counter() - t0
+                for trial in range(trials):
+                    noticed.clear()
+                    row, killed_at = await _batch_fault_trial(
+                        cluster,
+                        Path(folder) / f"trial-{trial}.jsonl",
+                        items,
+                        host=rng.randrange(2),
+                        kill_after=rng.randrange(items // 10, items * 3 // 4),
+                    )
+                    rows.append(row)
+                    latencies += [t - killed_at for t in noticed]
+    finally:
+        structlog.reset_defaults()
+    walls = [r["wall_s"] for r in rows]
+    return {
+        "trials": trials,
+        "items_per_batch": items,
+        "items_lost": sum(r["lost"] for r in rows),
+        "duplicated_lines": sum(r["duplicated_lines"] for r in rows),
+        "items_failed": sum(r["failed"] for r in rows),
+        "requeued": sum(r["requeued"] for r in rows),
+        "host_died_p50_s": statistics.median(latencies) if latencies else None,
+        "host_died_max_s": max(latencies) if latencies else None,
+        "baseline_wall_s": baseline,
+        "wall_p50_s": statistics.median(walls),
+        "wall_p50_vs_baseline": statistics.median(walls) / baseline,
+        "per_trial": rows,
+    }
+
+
+async def _batch_fault_trial(
+    cluster: Any, checkpoint: Path, items: int, *, host: int, kill_after: int
+) -> tuple[dict[str, Any], float]:
+    """One batch, ``host`` killed once ``kill_after`` items finished; its row, and when the
+    kill was sent."""
+    from limelight.batch import run_batch
+
+    pid = await cluster.pid(host)  # waits for the last trial's restart
+    enough = anyio.Event()
+    done = 0
+    killed_at = 0.0
+
+    def progress(_item: Any) -> None:
+        nonlocal done
+        done += 1
+        if done == kill_after:
+            enough.set()
+
+    async def kill() -> None:
+        nonlocal killed_at
+        await enough.wait()
+        killed_at = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(kill)
+        report = await run_batch(
+            range(items), _batch_item, concurrency=8, cluster=cluster, checkpoint=checkpoint,
+            on_item=progress,
+        )  # fmt: skip
+    wall = time.perf_counter() - t0
+    keys = _checkpoint_keys(checkpoint)
+    row = {
+        "host": host,
+        "killed_after_items": kill_after,
+        "lost": items - len(set(keys) & {str(n) for n in range(items)}),
+        "duplicated_lines": len(keys) - len(set(keys)),
+        "requeued": report.requeued,
+        "failed": report.failed,
+        "wall_s": wall,
+    }
+    return row, killed_at
+
+
+def _checkpoint_keys(checkpoint: Path) -> list[str]:
+    lines = checkpoint.read_bytes().splitlines()
+    return [msgspec.json.decode(line)["key"] for line in lines if line.strip()]
+
+
 def ray_sections(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
@@ -522,6 +638,7 @@ def ray_sections(args: argparse.Namespace) -> dict[str, Any]:
         "overhead": (overhead, 200 if args.quick else 2_000),
         "scaling": (scaling, 100 if args.quick else 1_000),
         "faults": (faults, 2 if args.quick else args.trials),
+        "batch_faults": (batch_faults, 2 if args.quick else args.trials),
     }
     try:
         for name, (run, size) in sections.items():
@@ -543,7 +660,9 @@ def main() -> None:
         client_main(variant, url, float(seconds), int(index), redis_url)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["quota", "overhead", "scaling", "faults"])
+    parser.add_argument(
+        "--only", choices=["quota", "overhead", "scaling", "faults", "batch_faults"]
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="refill in the backlog")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
@@ -576,9 +695,10 @@ def summarise(results: dict[str, Any]) -> str:
                 f"{row['variant']:<22} {row['utilisation']:>6.1%} {row['server_429s']:>6} "
                 f"{row['failed']:>7} {row['span_s']:>6.1f}s"
             )
-    for section in ("overhead", "scaling", "faults"):
+    for section in ("overhead", "scaling", "faults", "batch_faults"):
         if section in results:
-            lines.append(f"{section}: " + json.dumps(results[section]))
+            shown = {k: v for k, v in results[section].items() if k != "per_trial"}
+            lines.append(f"{section}: " + json.dumps(shown))
     return "\n".join(lines)
 
 

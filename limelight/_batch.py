@@ -1,15 +1,17 @@
 """Batches' implementation (see :mod:`limelight.batch`).
 
-:func:`run_batch` with its concurrency bound and JSON-lines checkpoint."""
+:func:`run_batch` with its concurrency bound and JSON-lines checkpoint, in this process or
+sharded over the hosts of a cluster (whose side of it is :class:`Shards`)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import anyio
 import msgspec
@@ -49,6 +51,8 @@ class BatchReport(msgspec.Struct, Generic[R], kw_only=True):
     :ivar failed: items whose last run raised.
     :ivar resumed: items taken from the checkpoint without running.
     :ivar corrupt_lines: checkpoint lines that could not be read (a crash mid-write).
+    :ivar requeued: on a cluster, runs of items sent again because their host died under
+        them (not counted as attempts: the item did not fail).
     """
 
     items: list[BatchItem[R]]
@@ -57,6 +61,7 @@ class BatchReport(msgspec.Struct, Generic[R], kw_only=True):
     resumed: int
     corrupt_lines: int = 0
     duration: float = 0.0
+    requeued: int = 0
 
     def values(self) -> list[R | None]:
         """Each item's value (``None`` for failed ones), in input order."""
@@ -80,6 +85,140 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     if callable(from_json):
         return from_json(msgspec.json.encode(obj))
     raise NotImplementedError(f"cannot read a {kind.__name__} from a checkpoint")
+
+
+# -- items on the hosts of a cluster ------------------------------------------------------
+
+
+class Shards(Protocol):
+    """What :func:`run_batch` needs of a cluster (:class:`limelight.cluster.Cluster` is
+    one): run ``fn`` on items over its hosts, ``concurrency`` at a time in all, each item in
+    a host's process through :func:`run_shipped`, and hand each item's outcome (the bytes
+    :func:`run_shipped` returned) to ``finished`` in the caller's process, once per item.
+    An item whose host died under it is run again elsewhere. Returns how many times that
+    happened.
+
+    :raises ConfigError: the cluster is not running, or ``fn`` cannot be shipped.
+    :raises HostDied: every host is down for good with items left to run.
+    """
+
+    async def _run_batch(
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        items: Sequence[Any],
+        *,
+        concurrency: int,
+        finished: Callable[[int, bytes], Awaitable[None]],
+    ) -> int: ...
+
+
+class _Shipped(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One item's outcome as a host sends it back (MessagePack): the value is its
+    checkpoint JSON, with the name of its type (``module:qualname``; ``""``: plain JSON)."""
+
+    ok: bool
+    kind: str = ""
+    value: bytes = b""
+    error: str | None = None
+    error_type: str | None = None
+    duration: float = 0.0
+
+
+_SHIPPED_ENCODER: Final = msgspec.msgpack.Encoder()
+_SHIPPED_DECODER: Final = msgspec.msgpack.Decoder(_Shipped)
+_VALUE_ENCODER: Final = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+async def run_shipped(fn: Callable[[Any], Awaitable[Any]], item: Any) -> bytes:
+    """Run ``fn`` on ``item`` (on a host's loop) and encode its outcome for the way back;
+    ``fn``'s error is an outcome, as in :func:`run_batch`."""
+    begun = time.perf_counter()
+    try:
+        value = await fn(item)
+    except Exception as exc:
+        shipped = _Shipped(
+            ok=False,
+            error=str(exc) or type(exc).__name__,
+            error_type=type(exc).__name__,
+            duration=time.perf_counter() - begun,
+        )
+        return _SHIPPED_ENCODER.encode(shipped)
+    duration = time.perf_counter() - begun
+    kind = type(value)
+    name = "" if kind.__module__ == "builtins" else f"{kind.__module__}:{kind.__qualname__}"
+    try:
+        data = _VALUE_ENCODER.encode(value)
+    except (TypeError, NotImplementedError) as exc:
+        shipped = _Shipped(
+            ok=False,
+            error=f"its value cannot be sent back from the host ({exc}); return "
+            "msgspec-encodable values (Structs, dicts, lists, str, numbers)",
+            error_type="CheckpointError",
+            duration=duration,
+        )
+    else:
+        shipped = _Shipped(ok=True, kind=name, value=data, duration=duration)
+    return _SHIPPED_ENCODER.encode(shipped)
+
+
+class _Values:
+    """Decodes the values hosts send back: to ``result_type``, or by default to the type
+    the host named (a Struct comes back a Struct, as from a local run), plain JSON when that
+    type cannot be found here."""
+
+    def __init__(self, result_type: Any) -> None:
+        self._fixed = (
+            None if result_type is Any else msgspec.json.Decoder(result_type, dec_hook=_dec_hook)
+        )
+        self._by_kind: dict[str, msgspec.json.Decoder[Any]] = {}
+        self._plain = msgspec.json.Decoder(dec_hook=_dec_hook)
+
+    def outcome(self, data: bytes, *, key: str, attempts: int) -> BatchItem[Any]:
+        shipped = _SHIPPED_DECODER.decode(data)
+        if not shipped.ok:
+            return BatchItem(
+                key=key,
+                ok=False,
+                error=shipped.error,
+                error_type=shipped.error_type,
+                duration=shipped.duration,
+                attempts=attempts,
+            )
+        try:
+            value = self._decoder(shipped.kind).decode(shipped.value)
+        except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError) as exc:
+            return BatchItem(
+                key=key,
+                ok=False,
+                error=f"its value cannot be read as the result_type ({exc})",
+                error_type="CheckpointError",
+                duration=shipped.duration,
+                attempts=attempts,
+            )
+        return BatchItem(
+            key=key, ok=True, value=value, duration=shipped.duration, attempts=attempts
+        )
+
+    def _decoder(self, kind: str) -> msgspec.json.Decoder[Any]:
+        if self._fixed is not None:
+            return self._fixed
+        if not kind:
+            return self._plain
+        decoder = self._by_kind.get(kind)
+        if decoder is None:
+            decoder = self._by_kind[kind] = self._plain
+            module, _, qualname = kind.partition(":")
+            try:
+                target: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    target = getattr(target, part)
+                decoder = self._by_kind[kind] = msgspec.json.Decoder(target, dec_hook=_dec_hook)
+            except (ImportError, AttributeError, TypeError):
+                pass  # a type defined in a function, or one msgspec cannot decode into
+        return decoder
+
+
+# -- the checkpoint -------------------------------------------------------------------------
 
 
 class _Checkpoint(Generic[R]):
@@ -130,9 +269,12 @@ async def run_batch(
     result_type: Any = Any,
     retry_failed: bool = True,
     on_item: Callable[[BatchItem[R]], None] | None = None,
+    cluster: Shards | None = None,
 ) -> BatchReport[R]:
     """Run ``fn`` on every item, at most ``concurrency`` at once.
 
+    :param concurrency: items in flight at once; with ``cluster``, over the whole cluster,
+        spread evenly over its hosts (pass at least ``cluster.hosts`` to use them all).
     :param checkpoint: the JSON-lines file recording outcomes (``None``: none is kept).
         Values must be msgspec-encodable (Structs, dicts, lists, str, numbers...).
     :param key: an item's key (default: its position, as a string). Keys must be unique.
@@ -141,10 +283,28 @@ async def run_batch(
     :param retry_failed: run again items that failed in an earlier run.
     :param on_item: called with each outcome as it is known (resumed ones included), on
         the event loop; for progress displays.
-    :raises ConfigError: bad options, or two items share a key.
+    :param cluster: a running :class:`limelight.cluster.Cluster`: items are sharded over
+        its hosts. ``fn`` (and each item) is pickled with cloudpickle and sent to the hosts,
+        where ``fn`` runs on the host's event loop; values come back as JSON (as the
+        checkpoint holds them), decoded to ``result_type`` or to the type the host
+        returned. The checkpoint is written here only, as without a cluster. An item whose
+        host died under it (``kill -9``: its ask failed with
+        :class:`~limelight.errors.HostDied`) is run again on a live host (counted in
+        :attr:`BatchReport.requeued`, not as an attempt), so ``fn`` may have run twice for
+        it, but its outcome is recorded once.
+    :raises ConfigError: bad options, or two items share a key; with ``cluster``: the
+        cluster is not running, or ``fn`` or an item cannot be pickled.
+    :raises HostDied: with ``cluster``, every host is down for good (restart intensity
+        exceeded) with items left to run; those done are in the checkpoint: rerun to
+        resume.
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency!r}")
+    if cluster is not None and not callable(getattr(cluster, "_run_batch", None)):
+        raise ConfigError(
+            f"cluster must be a limelight.cluster.Cluster (from `Cluster.start(...)`), "
+            f"got {type(cluster).__name__}"
+        )
     listed: Sequence[T] = list(items)
     keys = [str(i) if key is None else key(item) for i, item in enumerate(listed)]
     if len(set(keys)) != len(keys):
@@ -194,18 +354,21 @@ async def run_batch(
                 duration=time.perf_counter() - begun,
                 attempts=attempts,
             )
+        await record(index, outcome)
+
+    async def record(index: int, outcome: BatchItem[R]) -> None:
         if store is not None:
             try:
                 line = store.encode(outcome)
             except (TypeError, NotImplementedError) as exc:
                 outcome = BatchItem(
-                    key=item_key,
+                    key=outcome.key,
                     ok=False,
                     error=f"its value cannot be written to the checkpoint ({exc}); "
                     "return msgspec-encodable values (Structs, dicts, lists, str, numbers)",
                     error_type="CheckpointError",
                     duration=outcome.duration,
-                    attempts=attempts,
+                    attempts=outcome.attempts,
                 )
                 line = store.encode(outcome)
             # Shielded: an outcome computed is an outcome recorded, even when the batch
@@ -214,17 +377,37 @@ async def run_batch(
                 await anyio.to_thread.run_sync(store.append, line)
         finished(index, outcome)
 
-    async with anyio.create_task_group() as tg:
+    requeued = 0
+    if cluster is None:
+        async with anyio.create_task_group() as tg:
+            for index, (item_key, item) in enumerate(zip(keys, listed, strict=True)):
+                before = earlier.get(item_key)
+                if before is not None and (before.ok or not retry_failed):
+                    finished(index, msgspec.structs.replace(before, resumed=True))
+                    continue
+                attempts = 1 if before is None else before.attempts + 1
+                # A slot is taken before the task exists: items start in input order, and a
+                # long batch holds only ``concurrency`` tasks at a time.
+                await slots.acquire()
+                tg.start_soon(one, index, item_key, item, attempts)
+    else:
+        # The hosts run ``fn``; this process keeps the checkpoint, its only writer.
+        todo: list[tuple[int, str, T, int]] = []
         for index, (item_key, item) in enumerate(zip(keys, listed, strict=True)):
             before = earlier.get(item_key)
             if before is not None and (before.ok or not retry_failed):
                 finished(index, msgspec.structs.replace(before, resumed=True))
                 continue
-            attempts = 1 if before is None else before.attempts + 1
-            # A slot is taken before the task exists: items start in input order, and a
-            # long batch holds only ``concurrency`` tasks at a time.
-            await slots.acquire()
-            tg.start_soon(one, index, item_key, item, attempts)
+            todo.append((index, item_key, item, 1 if before is None else before.attempts + 1))
+        values = _Values(result_type)
+
+        async def landed(position: int, data: bytes) -> None:
+            index, item_key, _, attempts = todo[position]
+            await record(index, values.outcome(data, key=item_key, attempts=attempts))
+
+        requeued = await cluster._run_batch(
+            fn, [entry[2] for entry in todo], concurrency=concurrency, finished=landed
+        )
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(listed)
     return BatchReport(
@@ -234,6 +417,7 @@ async def run_batch(
         resumed=sum(1 for o in done if o.resumed),
         corrupt_lines=0 if store is None else store.corrupt,
         duration=time.perf_counter() - started,
+        requeued=requeued,
     )
 
 

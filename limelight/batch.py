@@ -19,6 +19,14 @@ values come back in the report), and failed ones are retried unless ``retry_fail
 A line cut short by a crash is ignored (and counted). A failure of ``fn`` is an outcome of
 its item, recorded with its error; it never stops the batch.
 
+With ``cluster=`` (a running :class:`limelight.cluster.Cluster`), the items are sharded over
+the cluster's Ray hosts: ``fn`` is pickled (cloudpickle) and runs in the hosts' processes, and
+the checkpoint is still written by this process alone. An item in flight on a host that died
+runs again on a live one; the checkpoint ends with every item exactly once::
+
+    async with Cluster.start(4) as cluster:
+        report = await run_batch(prompts, answer, checkpoint="answers.jsonl", cluster=cluster)
+
 ``fn`` makes its model calls through an agent, a :class:`~limelight.actors.ProviderPool`, the
 role router or the sync client, so each takes the pipeline every model call takes (retries,
 rate limiting, analytics, usage); a batch adds only its concurrency bound and checkpoints.

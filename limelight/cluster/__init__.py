@@ -2,7 +2,9 @@
 
 :class:`RedisQuota` needs nothing beyond limelight: give it to each process's rate limiter
 (``RateLimiter.start(runtime, limits, shared=RedisQuota(url))``). The Ray parts load on first
-access and need the ``ray`` extra (``pip install 'limelight[ray]'``).
+access and need the ``ray`` extra (``pip install 'limelight[ray]'``). A :class:`Cluster` also
+runs batches (``limelight.batch.run_batch(..., cluster=cluster)``) over its hosts, and with
+``analytics_dir=`` has each host record its analytics events in a store of its own.
 """
 
 from __future__ import annotations

@@ -17,8 +17,21 @@ supervisor's restart intensity; past it the host stays down) and spawns again it
 dead host is an abnormal end; ``TEMPORARY`` ones are gone). Remote refs follow their actor to
 the new host; calls made meanwhile wait for it, within their deadline.
 
+Batches: :func:`limelight.batch.run_batch` with ``cluster=`` shards its items over the hosts
+(:meth:`Cluster._run_batch`): ``fn`` travels once per host through Ray's object store, each
+item is a call on a host, and an item whose host died under it is sent again to a live one.
+
+Analytics: ``Cluster.start(analytics_dir=...)`` makes host ``i`` record its own events in
+``<dir>/host-<i>.db`` (its spool in ``<dir>/spool-host-<i>``), kept across its restarts.
+
 Coarse-grained by design: a remote ask costs a Ray actor call (two process hops, pickling of
 the envelope) beside a local ask's few microseconds; send work worth milliseconds.
+
+One module: remote refs, batches and the host's restarts all work on the host slots (a
+host's handle, its death, its restart) and the wire (errors crossing back, waiting on Ray
+on both backends); a death seen by a call and one seen by the watcher must agree. And
+``limelight.batch`` may reach a batch's cluster side only as a method of the Cluster it is
+given (it sits below this package).
 """
 
 from __future__ import annotations
@@ -32,8 +45,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -43,6 +57,7 @@ import msgspec
 import ray
 import structlog
 
+from .._batch import run_shipped
 from ..errors import AskTimeout, ConfigError, HostDied
 from ..runtime import Actor, BackgroundRuntime, Restart, Runtime
 
@@ -53,8 +68,14 @@ DEFAULT_RESTART_WINDOW: Final = 60.0
 #: Threads the caller's side may block on Ray at once (calls in flight, host watchers).
 _THREADS: Final = 256
 _ENCODER: Final = msgspec.msgpack.Encoder()
-#: Seconds the hosts get to stop their Runtimes when the cluster closes.
-_SHUTDOWN_TIMEOUT: Final = 5.0
+#: Seconds the hosts get to stop their Runtimes (and deliver their analytics) when the
+#: cluster closes.
+_SHUTDOWN_TIMEOUT: Final = 10.0
+#: Seconds a host's analytics may take to deliver what is left at its shutdown (the rest
+#: stays in its spool, sent by its next start).
+_ANALYTICS_SHUTDOWN_TIMEOUT: Final = 5.0
+#: Batch functions a host keeps unpickled, newest last.
+_BATCH_FNS: Final = 8
 
 
 # -- the wire: messages as MessagePack, their type named --------------------------------
@@ -146,10 +167,26 @@ class Host:
     """One process of a cluster: a Runtime on its own loop thread, driven through its
     blocking portal from Ray's call threads. Created by :class:`Cluster` as a Ray actor."""
 
-    def __init__(self, index: int, backend: str) -> None:
+    def __init__(self, index: int, backend: str, analytics_dir: str | None = None) -> None:
         self.index = index
+        self._analytics = False
+        if analytics_dir is not None:
+            self._start_analytics(Path(analytics_dir))
         self.runtime = BackgroundRuntime(f"limelight-host-{index}", backend=backend)
         self._forever = threading.Event()
+        self._batch_fns: dict[bytes, Callable[[Any], Any]] = {}
+
+    def _start_analytics(self, folder: Path) -> None:
+        from ..analytics import AnalyticsConfig, initialize
+
+        config = msgspec.structs.replace(
+            AnalyticsConfig.from_env(),
+            db_path=str(folder / f"host-{self.index}.db"),
+            spool_dir=str(folder / f"spool-host-{self.index}"),
+        )
+        # The process-wide client: the host's actors record through it, as in any process.
+        initialize(config=config, handle_signals=False)
+        self._analytics = True
 
     def pid(self) -> int:
         return os.getpid()
@@ -184,6 +221,22 @@ class Host:
         blocking = self.runtime.blocking
         blocking.stop(blocking.lookup(path))
 
+    @_host_call
+    def run_item(self, fn: list[Any], item: Any) -> bytes:
+        """One item of a batch: ``fn`` (boxed, so that Ray hands over its ObjectRef rather
+        than its value) run on the host's loop; the outcome as :func:`run_shipped` encodes
+        it."""
+        return self.runtime.call(run_shipped, self._batch_fn(fn[0]), item)
+
+    def _batch_fn(self, ref: Any) -> Callable[[Any], Any]:
+        key: bytes = ref.binary()
+        fn = self._batch_fns.get(key)
+        if fn is None:  # the batch's first item here: unpickle it once
+            fn = self._batch_fns[key] = ray.cloudpickle.loads(ray.get(ref))
+            while len(self._batch_fns) > _BATCH_FNS:
+                del self._batch_fns[next(iter(self._batch_fns))]
+        return fn
+
     def watch(self) -> None:
         """Never returns while the host lives: its failure is how the cluster learns of a
         death."""
@@ -192,6 +245,10 @@ class Host:
     def shutdown(self) -> None:
         self._forever.set()
         self.runtime.stop()
+        if self._analytics:
+            from ..analytics import shutdown
+
+            shutdown(_ANALYTICS_SHUTDOWN_TIMEOUT)
 
 
 async def _tell(runtime: Runtime, path: str, message: Any) -> None:
@@ -372,6 +429,11 @@ class Cluster:
     :param max_restarts: a host is restarted at most this many times within ``within``
         seconds; past that it stays down and its refs raise :class:`HostDied`.
     :param ray_options: passed to ``ray.init`` when this cluster starts Ray.
+    :param analytics_dir: when given, each host records analytics events
+        (:func:`limelight.analytics.initialize` in its process) to its own store,
+        ``<analytics_dir>/host-<i>.db``, with its spool in ``<analytics_dir>/spool-host-<i>``;
+        a restarted host takes up the same files (and sends what its spool kept). The folder
+        is on the hosts' machines (shared storage on a multi-machine cluster).
     """
 
     def __init__(
@@ -384,6 +446,7 @@ class Cluster:
         max_restarts: int = DEFAULT_MAX_RESTARTS,
         within: float = DEFAULT_RESTART_WINDOW,
         ray_options: dict[str, Any] | None = None,
+        analytics_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if hosts < 1:
             raise ConfigError(f"a cluster needs at least 1 host, got {hosts}")
@@ -397,6 +460,11 @@ class Cluster:
         self.max_restarts = max_restarts
         self.within = within
         self.ray_options = dict(ray_options or {})
+        # Absolute: a host's working directory is not the caller's.
+        self.analytics_dir = (
+            None if analytics_dir is None else os.path.abspath(os.fspath(analytics_dir))
+        )
+        self._running = False
         self._slots = [_HostSlot(i) for i in range(hosts)]
         self._remote: Any = None
         self._started_ray = False
@@ -414,8 +482,10 @@ class Cluster:
             cluster._task_group = tg
             try:
                 await cluster._start()
+                cluster._running = True
                 yield cluster
             finally:
+                cluster._running = False
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(cluster._shutdown)
@@ -440,7 +510,7 @@ class Cluster:
     async def _launch(self, slot: _HostSlot) -> None:
         """Start a host process in ``slot`` and wait until its Runtime runs."""
         slot.generation += 1
-        slot.handle = self._remote.remote(slot.index, self.backend)
+        slot.handle = self._remote.remote(slot.index, self.backend, self.analytics_dir)
         await _get(slot.handle.pid.remote())
         watched = slot.handle.watch.remote()
         assert self._task_group is not None
@@ -562,6 +632,122 @@ class Cluster:
     def restarts(self, host: int) -> int:
         """How many times a host was restarted within the current window."""
         return len(self._slots[host].restarts)
+
+    async def _run_batch(
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        items: Sequence[Any],
+        *,
+        concurrency: int,
+        finished: Callable[[int, bytes], Awaitable[None]],
+    ) -> int:
+        """The cluster's side of :func:`limelight.batch.run_batch` (its ``Shards``
+        protocol): ``concurrency`` workers in all, worker ``w`` on host ``w % hosts``, take
+        items from one queue and run each as a call on their host. An item whose host died
+        under it goes back to the queue (the host's death is no failure of the item); its
+        worker waits for the host's restart, or moves to a host still up when it is down for
+        good. Returns how many items went back to the queue.
+
+        :raises ConfigError: the cluster is not running, or ``fn`` or an item cannot be
+            pickled.
+        :raises HostDied: every host is down for good with items left.
+        """
+        if not self._running:
+            raise ConfigError(
+                "run_batch(cluster=...) needs a running cluster: call it inside "
+                "`async with Cluster.start(...) as cluster:`"
+            )
+        if not items:
+            return 0
+        try:
+            pickled = ray.cloudpickle.dumps(fn)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise ConfigError(
+                f"run_batch(cluster=...) sends fn to the hosts, but {fn!r} cannot be pickled "
+                f"({type(exc).__name__}: {exc}); define it at module level, or close only "
+                "over picklable values (not a lock, an open file, a local Runtime or ActorRef)"
+            ) from exc
+        # Once in the object store, owned here: it outlives any host, and a restarted host
+        # fetches it again.
+        fn_ref = await anyio.to_thread.run_sync(ray.put, pickled, limiter=_limiter())
+        queue, taken = anyio.create_memory_object_stream[int](math.inf)
+        for position in range(len(items)):
+            queue.send_nowait(position)
+        left = len(items)
+        requeued = 0
+        failure: Exception | None = None
+
+        async def worker(number: int) -> None:
+            nonlocal failure
+            try:
+                await work(number)
+            except Exception as exc:  # raised below, not from the group (no ExceptionGroup)
+                failure = failure or exc
+                tg.cancel_scope.cancel()
+
+        async def work(number: int) -> None:
+            nonlocal left, requeued
+            host = number % len(self._slots)
+            while True:
+                try:
+                    handle = await self._host(host, "/batch")
+                except HostDied:
+                    up = [slot.index for slot in self._slots if not slot.gave_up]
+                    if not up:
+                        return
+                    host = up[number % len(up)]
+                    continue
+                try:
+                    position = await taken.receive()
+                except anyio.EndOfStream:
+                    return
+                if self._slots[host].handle is not handle or self._slots[host].dead:
+                    # The host died (or was replaced) while this worker waited for an item:
+                    # leave the item to a worker whose host is up.
+                    queue.send_nowait(position)
+                    continue
+                try:
+                    call = handle.run_item.remote([fn_ref], items[position])
+                except TypeError as exc:  # Ray could not pickle the item
+                    raise ConfigError(
+                        f"item {position} of the batch cannot be pickled to be sent to a "
+                        f"host ({exc}); items of a batch on a cluster must be picklable"
+                    ) from exc
+                try:
+                    outcome: bytes = await _get(call)
+                except ray.exceptions.RayActorError as exc:
+                    died = self._died(host, "/batch", exc, handle)
+                    self._log.warning(
+                        "a batch item's host died under it: running it again",
+                        host=host,
+                        item=position,
+                        error=str(died),
+                    )
+                    requeued += 1
+                    queue.send_nowait(position)
+                    continue
+                await finished(position, outcome)
+                left -= 1
+                if not left:
+                    # All recorded, nothing in flight: stop the workers still waiting for an
+                    # item, or for a host's restart.
+                    tg.cancel_scope.cancel()
+
+        with queue, taken:
+            async with anyio.create_task_group() as tg:
+                for number in range(min(concurrency, len(items))):
+                    tg.start_soon(worker, number)
+        if failure is not None:
+            raise failure
+        if left:
+            raise HostDied(
+                f"every host of the cluster is down for good (restart intensity exceeded) "
+                f"with {left} of the batch's {len(items)} items not done; those done are in "
+                "the checkpoint: run the batch again, with it, to resume",
+                path="/batch",
+                host=len(self._slots) - 1,
+            )
+        return requeued
 
     def _shutdown(self) -> None:
         handles = [slot.handle for slot in self._slots if slot.handle is not None]
