@@ -46,7 +46,7 @@ from ..harness import (
     write_result,
 )
 from ..harness import run as run_benchmark
-from ..harness._config import parse_length
+from ..harness._config import MAX_WORKERS, parse_length
 from ._checks import check_backend, check_writable
 
 __all__ = ["add_arguments", "config_from_args", "print_summary", "run"]
@@ -62,6 +62,18 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"expected numbers such as 50,90,99, got {text!r}"
         ) from None
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of processes from 1 to {MAX_WORKERS}, got {text!r}"
+        )
+    return value
 
 
 def _backend_option(text: str) -> tuple[str, Any]:
@@ -135,6 +147,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--rate", type=float, help="open loop: requests (sessions) per second")
     load.add_argument("--arrival", choices=["constant", "poisson", "gamma"], default="poisson")
     load.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (%(default)s)")
+    load.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="send from N processes on one schedule: open-loop request i from process i mod N, "
+        "the closed loop's clients split among them; results merged over all requests "
+        "(default: this process)",
+    )
 
     limits = parser.add_argument_group("limits")
     limits.add_argument("--requests", type=int, help="requests (sessions) to send (default 100)")
@@ -454,13 +474,17 @@ def _run_one(args: argparse.Namespace) -> int:
 
     async def main() -> BenchResult:
         return await _with_progress(
-            lambda p: run_benchmark(config, progress=p), enabled=not args.no_progress, label=label
+            lambda p: run_benchmark(config, progress=p, workers=args.workers),
+            enabled=not args.no_progress,
+            label=label,
         )
 
     result = anyio.run(main, backend=args.backend)
     print_summary(
         result.summary, title=f"limelight bench: {config.workload.kind} on {result.target}"
     )
+    for failure in result.worker_failures:
+        print(f"limelight bench: {failure}", file=sys.stderr)
     paths = _write(result, base)
     if paths is None:
         return 1
@@ -468,7 +492,7 @@ def _run_one(args: argparse.Namespace) -> int:
         print(f"{kind}: {path}")
     if args.open:
         _open_report(paths["html"])
-    return 0
+    return 1 if result.worker_failures else 0
 
 
 def _check_sweep(args: argparse.Namespace, config: BenchConfig) -> None:
@@ -518,6 +542,7 @@ def _sweep(args: argparse.Namespace) -> int:
                 max_send_lag=args.max_send_lag / 1000.0,
                 on_point=show,
                 progress=p,
+                workers=args.workers,
             ),
             enabled=not args.no_progress,
             label="sweep",
@@ -613,7 +638,8 @@ def _report(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the ``limelight bench`` subcommand ``args`` describe.
 
-    :returns: the exit status: 0 done, 2 bad options or input, 1 the run failed, 130 after
+    :returns: the exit status: 0 done, 2 bad options or input, 1 the run failed (or a worker
+        process died: the results are written, its requests counted as failed), 130 after
         Ctrl-C.
     """
     commands: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -1,7 +1,8 @@
 """``limelight events``: a summary of the local analytics store.
 
-The store is the SQLite sink's file. The summary gives runs, events by type, tokens and cost
-by model and by role, and the latest errors.
+The store is the SQLite sink's file, or several read as one (``--db`` repeated, or a
+directory of ``*.db`` files such as a cluster's per-host files). The summary gives runs,
+events by type, tokens and cost by model and by role, and the latest errors.
 
 :func:`limelight.sinks.summarize` returns the summary as an ``EventsSummary`` for programs
 (the demo prints one at its end); the command prints it as rich tables, or as JSON with
@@ -43,7 +44,8 @@ def print_summary(summary: EventsSummary, *, file: IO[str] | None = None) -> Non
 
     console = Console(file=file or sys.stdout, highlight=False)
     scope = f" (run {summary.run_id})" if summary.run_id is not None else ""
-    console.print(f"[bold]limelight events[/bold]{scope}: {summary.db}")
+    several = f" ({len(summary.stores)} stores)" if len(summary.stores) > 1 else ""
+    console.print(f"[bold]limelight events[/bold]{scope}: {summary.db}{several}")
     if not summary.total_events:
         console.print("no events recorded yet")
         return
@@ -132,9 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         type=Path,
+        action="append",
         default=None,
         metavar="PATH",
-        help="the events database (default: $LIMELIGHT_HOME/events.db or ~/.limelight/events.db)",
+        help="the events database, or a directory of them (every *.db file in it); repeat it "
+        "to read several as one (default: $LIMELIGHT_HOME/events.db or "
+        "~/.limelight/events.db)",
     )
     parser.add_argument("--run", metavar="RUN_ID", help="only this run's events")
     parser.add_argument(
@@ -150,16 +155,17 @@ def _unknown_run(args: argparse.Namespace, summary: EventsSummary) -> str:
     """What to say about ``--run`` naming a run the database does not hold."""
     latest = summarize(args.db, runs=3, errors=0)
     listed = ", ".join(run.run_id for run in latest.runs if run.run_id)
-    known = f" (latest: {listed})" if listed else " (it holds no runs)"
+    holds = "it holds" if len(summary.stores) <= 1 else "they hold"
+    known = f" (latest: {listed})" if listed else f" ({holds} no runs)"
+    options = " ".join(f"--db {path}" for path in args.db or [summary.db])
     return (
-        f"no run {args.run!r} in {summary.db}{known}: `limelight events --db {summary.db}` "
-        "lists the runs"
+        f"no run {args.run!r} in {summary.db}{known}: `limelight events {options}` lists the runs"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``limelight events``: 0 on success, 1 when the database cannot be read, 2 when
-    ``--run`` names a run it does not hold."""
+    """Run ``limelight events``: 0 on success, 1 when a database cannot be read (or a
+    directory holds none), 2 when ``--run`` names a run they do not hold."""
     try:
         summary = summarize(args.db, run_id=args.run, runs=args.runs, errors=args.errors)
         if args.run is not None and not summary.total_events:

@@ -35,13 +35,13 @@ from ._report import load_records as load_records
 from ._report import load_result as load_result
 from ._report import render_html as render_html
 from ._report import write_result as write_result
+from ._run import run as run
+from ._run import run_on as run_on
+from ._run import sweep as sweep
 from ._runner import BenchResult as BenchResult
 from ._runner import Progress as Progress
 from ._runner import SweepPoint as SweepPoint
 from ._runner import SweepResult as SweepResult
-from ._runner import run as run
-from ._runner import run_on as run_on
-from ._runner import sweep as sweep
 from ._targets import OpenTarget as OpenTarget
 from ._targets import open_target as open_target
 

@@ -22,6 +22,7 @@ from ..sim import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MAX_WORKERS",
     "BenchConfig",
     "ClosedLoop",
     "ConstantRate",
@@ -33,11 +34,14 @@ __all__ = [
     "Workload",
     "WorkloadKind",
     "arrivals",
+    "check_workers",
     "parse_length",
 ]
 
 DEFAULT_MODEL: Final = "sim-1"
 DEFAULT_SWEEP_STEPS: Final = 3
+#: The most worker processes one run may send from.
+MAX_WORKERS: Final = 64
 
 WorkloadKind = Literal["chat", "stream", "multiturn", "agent"]
 
@@ -234,6 +238,17 @@ def arrivals(load: ConstantRate | Poisson | Gamma) -> Iterator[float]:
             t += rng.expovariate(load.rate)
         else:
             t += rng.gammavariate(load.shape, 1.0 / (load.rate * load.shape))
+
+
+def check_workers(workers: int | None) -> None:
+    """Check a number of worker processes (``None``: none, the run stays in this process).
+
+    :raises ConfigError: it is not within 1 to :data:`MAX_WORKERS`.
+    """
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"workers must be within 1 to {MAX_WORKERS} (processes sending the load), got {workers}"
+        )
 
 
 def with_rate(load: Load, rate: float) -> Load:

@@ -75,6 +75,7 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     :ivar error: the error's type name, for a failed request.
     :ivar measured: it was sent inside the measurement window (after warm-up, before
         cool-down).
+    :ivar worker: the worker process that sent it, in a run sent from several.
     """
 
     index: int
@@ -95,6 +96,7 @@ class RequestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     turns: int = 0
     tool_latencies: list[float] = []
     measured: bool = True
+    worker: int | None = None
 
     @property
     def ttft(self) -> float | None:
@@ -323,7 +325,8 @@ def summarize(
     lag = dist(r.lag for r in (requests or tasks))
     cost: float | None = None
     if prices is not None:
-        cost = sum(prices.cost(r.prompt_tokens, r.output_tokens) for r in ok)
+        # fsum: the same total whatever the order of the records (merged from workers).
+        cost = math.fsum(prices.cost(r.prompt_tokens, r.output_tokens) for r in ok)
     completed_units = len(ok) if not tasks else sum(1 for t in tasks if t.ok)
     return Summary(
         requests=len(units),

@@ -13,8 +13,9 @@ but no retries: a benchmark counts failures): one task per request, timestamps t
 
 One module: one run's state (``_Engine``: the records, counters and stop conditions) is
 what the schedules, the timing of streamed answers, the timed provider of agent tasks and
-the three drivers (lean client, provider pool, agents) fill and read; :func:`run` and
-:func:`sweep` are their entry points.
+the three drivers (lean client, provider pool, agents) fill and read; ``_collect`` runs
+them and ``_result`` summarises the records, for the entry points (``_run``: ``run``,
+``run_on``, ``sweep``) and for each worker of a run sent from several (``_workers``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -41,7 +43,6 @@ from ._config import (
     Load,
     Workload,
     arrivals,
-    with_rate,
 )
 from ._metrics import (
     METRIC_DEFINITIONS,
@@ -51,7 +52,7 @@ from ._metrics import (
     summarize,
     timeline,
 )
-from ._targets import OpenTarget, open_target
+from ._targets import OpenTarget
 from ._workloads import (
     PromptSource,
     builtin_agent,
@@ -63,15 +64,7 @@ if TYPE_CHECKING:
     from ..actors import AttemptHook, RateLimitHook
     from ..runtime import ActorRef, Runtime
 
-__all__ = [
-    "BenchResult",
-    "Progress",
-    "SweepPoint",
-    "SweepResult",
-    "run",
-    "run_on",
-    "sweep",
-]
+__all__ = ["BenchResult", "Progress", "SweepPoint", "SweepResult"]
 
 _TOKEN: Final = StreamEventType.TOKEN
 _TOOL_CALL: Final = StreamEventType.TOOL_CALL
@@ -87,6 +80,9 @@ class BenchResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     :ivar client: the client path the requests took.
     :ivar offered_rate: requests (sessions) per second the load asked for; ``None`` for a
         closed loop.
+    :ivar workers: the worker processes that sent the load (``None``: this process did).
+    :ivar worker_failures: what happened to each worker that died or failed before its end
+        (its unfinished requests are counted as failed, ``WorkerDied``).
     """
 
     version: str
@@ -100,6 +96,8 @@ class BenchResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     definitions: dict[str, str]
     records_file: str | None = None
     records: list[RequestRecord] = []
+    workers: int | None = None
+    worker_failures: list[str] = []
 
 
 class SweepPoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,20 +267,27 @@ class _Engine:
         self.pool: Any = None
         self.fast: Any = None
         self.factory: Callable[[Any], Any] | None = None
+        # One engine of several (a worker process): the closed loop's session indices, the
+        # stride of its agent calls' indices, and how it learns the common start instant.
+        self.indices: Iterator[int] = itertools.count()
+        self.worker, self.workers = 0, 1
+        self.starter: Callable[[], Awaitable[float]] | None = None
 
     # -- stop conditions -------------------------------------------------------------------
 
-    def take(self, at: float) -> int | None:
-        """The next session's index if one may start at ``at`` (seconds from the start)."""
+    def take(self, at: float, index: int | None = None) -> int | None:
+        """The session ``index`` (default: this engine's next one) if it may start at ``at``
+        (seconds from the start)."""
         config = self.config
         if self.stopped:
             return None
-        if (config.requests is not None and self.sessions >= config.requests) or (
+        if index is None:
+            index = next(self.indices)
+        if (config.requests is not None and index >= config.requests) or (
             config.duration is not None and at >= config.duration
         ):
             self.stopped = True
             return None
-        index = self.sessions
         self.sessions += 1
         return index
 
@@ -514,9 +519,13 @@ class _Engine:
 
     async def open_loop(self, load: Any) -> None:
         clock, t0 = time.perf_counter, self.t0
+        worker, workers = self.worker, self.workers
         async with anyio.create_task_group() as tg:
-            for at in arrivals(load):
-                index = self.take(at)
+            # One schedule for every worker: session i is worker (i mod workers)'s.
+            for i, at in enumerate(arrivals(load)):
+                if i % workers != worker:
+                    continue
+                index = self.take(at, i)
                 if index is None:
                     break
                 due = t0 + at
@@ -527,7 +536,12 @@ class _Engine:
                 tg.start_soon(self.session, index, at)
 
     async def drive(self, load: Load) -> None:
-        self.t0 = self.progress.started = time.perf_counter()
+        if self.starter is None:
+            self.t0 = self.progress.started = time.perf_counter()
+        else:  # the instant every worker starts at, on this process's clock
+            start = await self.starter()
+            await _sleep_until(start)
+            self.t0 = self.progress.started = start
         if isinstance(load, ClosedLoop):
             async with anyio.create_task_group() as tg:
                 for _ in range(load.concurrency):
@@ -558,7 +572,8 @@ class _TimedProvider:
     async def stream(self, request: CompletionRequest) -> Any:
         engine = self._engine
         t0 = engine.t0
-        index = self._calls
+        # Unique over the workers too: this engine's calls take every ``workers``-th index.
+        index = engine.worker + engine.workers * self._calls
         self._calls += 1
         sent = time.perf_counter()
         timing = _Timing()
@@ -618,15 +633,17 @@ def _offered_rate(load: Load) -> float | None:
     return None if isinstance(load, ClosedLoop) else load.rate
 
 
-async def run_on(
+async def _collect(
     config: BenchConfig,
     target: OpenTarget,
-    *,
-    progress: Progress | None = None,
+    progress: Progress,
     limiter: ActorRef | RateLimitHook | None = None,
-) -> BenchResult:
-    """Run ``config`` against an opened ``target`` (see :func:`run`)."""
-    progress = progress if progress is not None else Progress()
+    *,
+    prepare: Callable[[_Engine], None] | None = None,
+) -> tuple[list[RequestRecord], str, str]:
+    """Send ``config``'s workload at ``target``: the records, in the order they ended, the
+    client path and the wall-clock start, ISO 8601. ``prepare`` adjusts the engine before it
+    starts (a worker's share of the run)."""
     progress.total = config.requests
     progress.duration = config.duration
     progress.sessions = config.workload.kind in ("multiturn", "agent")
@@ -637,6 +654,8 @@ async def run_on(
         else ()
     )
     engine = _Engine(config, target, progress, PromptSource(workload, file_prompts))
+    if prepare is not None:
+        prepare(engine)
     await _check_target(target, config)
     client = (
         f"limelight ProviderPool over {type(target.provider).__name__}.stream "
@@ -661,7 +680,21 @@ async def run_on(
         if engine.fast is not None:
             with anyio.CancelScope(shield=True):
                 await engine.fast.aclose()
-    records = sorted(engine.records, key=lambda r: (r.kind, r.index))
+    return engine.records, client, started_at
+
+
+def _result(
+    config: BenchConfig,
+    target: OpenTarget,
+    records: list[RequestRecord],
+    *,
+    client: str,
+    started_at: str,
+    **extra: Any,
+) -> BenchResult:
+    """The result of a run whose ``records`` are all in: marked, summarised over the
+    measurement window (every record at once: percentiles of the whole run)."""
+    records = sorted(records, key=lambda r: (r.kind, r.index))
     if not records:
         raise ConfigError("the run sent nothing: give more requests or a longer duration")
     window = _mark_window(records, config)
@@ -683,6 +716,7 @@ async def run_on(
         timeline=timeline(records),
         definitions=dict(METRIC_DEFINITIONS),
         records=records,
+        **extra,
     )
 
 
@@ -809,110 +843,3 @@ async def _drive_agents(
             if host is not None:  # a pool in the limiter's runtime outlives ours: stop it
                 with anyio.CancelScope(shield=True):
                     await engine.pool.stop()
-
-
-async def run(
-    config: BenchConfig,
-    *,
-    progress: Progress | None = None,
-    limiter: ActorRef | RateLimitHook | None = None,
-) -> BenchResult:
-    """Run one benchmark: open the target (starting the simulator if it is one), send the
-    workload under the load, and summarize. Works on asyncio and trio.
-
-    :param progress: counters updated live, for a progress display.
-    :param limiter: a :class:`~limelight.actors.RateLimiter` shared with other callers (its
-        reference, or a :class:`~limelight.actors.RateLimitHook` on one) that admits every
-        model call of the run (provider mode and agent workloads, which go through a provider
-        pool; the lean HTTP client does not); the run must then happen inside the limiter's
-        runtime.
-    :raises ConfigError: the configuration or the target is unusable.
-    """
-    async with open_target(config.target) as target:
-        return await run_on(config, target, progress=progress, limiter=limiter)
-
-
-async def sweep(
-    config: BenchConfig,
-    *,
-    rates: Sequence[float] | None = None,
-    start: float = 1.0,
-    max_rate: float = 1024.0,
-    steps: int = 3,
-    min_attainment: float = 0.95,
-    max_send_lag: float = 0.010,
-    on_point: Callable[[SweepPoint], None] | None = None,
-    progress: Progress | None = None,
-) -> SweepResult:
-    """Find the highest request rate that meets the SLOs: at each rate, the share of requests
-    meeting every SLO (``config.slos``) must be at least ``min_attainment``, and the client
-    must have kept its schedule (p99 send lag within ``max_send_lag`` seconds: beyond it the
-    latencies measure the client, not the target). With ``rates``, try exactly those;
-    otherwise double from ``start`` until a rate fails (or ``max_rate``), then bisect
-    ``steps`` times.
-
-    :raises ConfigError: no SLOs were given, or ``min_attainment`` is not within (0, 1].
-    """
-    if not config.slos:
-        raise ConfigError("a sweep needs SLOs to meet, such as slos={'ttft': 500}")
-    if not 0 < min_attainment <= 1:
-        raise ConfigError(f"min_attainment must be within (0, 1], got {min_attainment}")
-    points: list[SweepPoint] = []
-    description = ""
-    async with open_target(config.target) as target:
-        description = target.description
-
-        async def attempt(rate: float) -> bool:
-            if progress is not None:
-                for field in ("sent", "completed", "failed", "in_flight", "output_tokens", "tasks"):
-                    setattr(progress, field, 0)
-            result = await run_on(
-                msgspec.structs.replace(config, load=with_rate(config.load, rate)),
-                target,
-                progress=progress,
-            )
-            s = result.summary
-            lag = s.send_lag.percentiles.get("p99", s.send_lag.max) if s.send_lag else 0.0
-            passed = (
-                s.slo_attainment is not None
-                and s.slo_attainment >= min_attainment
-                and lag <= max_send_lag * 1000.0
-            )
-            point = SweepPoint(rate=rate, passed=passed, summary=s)
-            points.append(point)
-            if on_point is not None:
-                on_point(point)
-            return passed
-
-        if rates:
-            for rate in sorted(rates):
-                await attempt(rate)
-        else:
-            good, bad = 0.0, math.inf
-            rate = start
-            while rate <= max_rate:
-                if await attempt(rate):
-                    good = rate
-                    rate *= 2
-                else:
-                    bad = rate
-                    break
-            if good and bad < math.inf:
-                for _ in range(steps):
-                    middle = (good + bad) / 2
-                    if await attempt(middle):
-                        good = middle
-                    else:
-                        bad = middle
-    passed = [p.rate for p in points if p.passed]
-    return SweepResult(
-        version=__version__,
-        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        config=config,
-        target=description,
-        min_attainment=min_attainment,
-        max_send_lag=max_send_lag,
-        best_rate=max(passed) if passed else None,
-        points=sorted(points, key=lambda p: p.rate),
-        definitions=dict(METRIC_DEFINITIONS),
-    )

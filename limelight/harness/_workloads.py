@@ -103,13 +103,19 @@ class PromptSource:
 
     :param workload: the workload (lengths, prompts file, seed).
     :param file_prompts: the prompts read from ``workload.prompts_file``.
+    :param worker: the worker process this source is for, when several send one run: its
+        lengths come from a stream of its own (seeded by the seed and ``worker``), and
+        session ``i`` takes the file's prompt ``i`` (cycling), whichever worker sends it.
     """
 
-    def __init__(self, workload: Workload, file_prompts: Sequence[Prompt] = ()) -> None:
+    def __init__(
+        self, workload: Workload, file_prompts: Sequence[Prompt] = (), *, worker: int | None = None
+    ) -> None:
         self._prompt_length = parse_length(workload.prompt_tokens)
         self._output_length = parse_length(workload.output_tokens)
-        self._rng = random.Random(workload.seed)
-        self._file = list(file_prompts)
+        self._rng = random.Random(workload.seed if worker is None else f"{workload.seed}/{worker}")
+        self.file_prompts = list(file_prompts)
+        self._by_index = worker is not None
         self._next = 0
 
     def max_tokens(self) -> int:
@@ -122,8 +128,9 @@ class PromptSource:
         return f"{index}: " + _text(self._rng, max(tokens - 1, 1))
 
     def next(self, index: int) -> Prompt:
-        if self._file:
-            prompt = self._file[self._next % len(self._file)]
+        if self.file_prompts:
+            number = index if self._by_index else self._next
+            prompt = self.file_prompts[number % len(self.file_prompts)]
             self._next += 1
             if prompt.max_tokens is None:
                 return Prompt(messages=prompt.messages, max_tokens=self.max_tokens())
