@@ -76,6 +76,16 @@ def _workers(text: str) -> int:
     return value
 
 
+def _ray_address(text: str) -> str:
+    address = text.strip()
+    if not address or any(c.isspace() for c in address):
+        raise argparse.ArgumentTypeError(
+            f"expected a Ray cluster's address such as auto, HOST:6379 or ray://HOST:10001 "
+            f"(or --ray alone: a local Ray instance), got {text!r}"
+        )
+    return address
+
+
 def _backend_option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -153,7 +163,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="send from N processes on one schedule: open-loop request i from process i mod N, "
         "the closed loop's clients split among them; results merged over all requests "
-        "(default: this process)",
+        "(default: this process; Ray actors with --ray)",
+    )
+    load.add_argument(
+        "--ray",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_ray_address,
+        metavar="ADDRESS",
+        help="with --workers: the workers are Ray actors, on a local Ray instance started for "
+        "the run, or on the Ray cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001), whose "
+        "hosts must reach the target (give --base-url) and keep synchronised clocks "
+        "(pip install 'limelight[ray]')",
     )
 
     limits = parser.add_argument_group("limits")
@@ -466,15 +488,22 @@ def _default_output(kind: str) -> Path:
     return Path("bench-results") / f"{kind}-{stamp}"
 
 
+def _check_workers(args: argparse.Namespace) -> None:
+    """:raises ConfigError: ``--ray`` is given without ``--workers``."""
+    if args.ray is not False and args.workers is None:
+        raise ConfigError("--ray runs the workers on Ray: give --workers N too")
+
+
 def _run_one(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    _check_workers(args)
     check_backend(args.backend)
     base = _output_base(args, config.workload.kind, records=True)
     label = f"bench {config.workload.kind}"
 
     async def main() -> BenchResult:
         return await _with_progress(
-            lambda p: run_benchmark(config, progress=p, workers=args.workers),
+            lambda p: run_benchmark(config, progress=p, workers=args.workers, ray=args.ray),
             enabled=not args.no_progress,
             label=label,
         )
@@ -517,6 +546,7 @@ def _check_sweep(args: argparse.Namespace, config: BenchConfig) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _check_sweep(args, config)
+    _check_workers(args)
     check_backend(args.backend)
     base = _output_base(args, "sweep", records=False)
 
@@ -543,6 +573,7 @@ def _sweep(args: argparse.Namespace) -> int:
                 on_point=show,
                 progress=p,
                 workers=args.workers,
+                ray=args.ray,
             ),
             enabled=not args.no_progress,
             label="sweep",

@@ -1,4 +1,4 @@
-"""One benchmark run sent from several worker processes, on one schedule.
+"""One benchmark run sent from several worker processes (or Ray actors), on one schedule.
 
 One process is one loop on one core: beyond what it can send, the run is split over worker
 processes (``python -c ...main()`` subprocesses, so spawned, not forked), each running the
@@ -16,8 +16,15 @@ line up) and summarises the union of their records, every percentile over all re
 
 A worker that dies is reported (:attr:`BenchResult.worker_failures`) and its unfinished
 sessions are counted as failed (``WorkerDied``); the others run on. The parent and its
-workers speak msgpack frames (a 4-byte length, then the message) over the workers' stdin and
-stdout; the parent closes a worker's stdin to stop it early (``max_errors``) or at its end.
+workers speak msgpack messages over a transport: here, frames (a 4-byte length, then the
+message) over a worker process's stdin and stdout, the parent closing its stdin to stop it
+early (``max_errors``) or at its end; in ``_ray_workers``, Ray actor calls. Either way the
+worker runs :func:`_work` over a :class:`_Link`, the parent :class:`_Parent` over a
+:class:`_Worker` each.
+
+One module: the schedule's split, the messages, the two ends of the protocol and the merge
+(with the sessions a dead worker owed) must agree. The process transport is small and stays
+beside them (``main`` is the worker processes' entry point); Ray's is in ``_ray_workers``.
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from subprocess import PIPE
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, BinaryIO, ClassVar, Final, Literal, Protocol
 
 import anyio
 import anyio.to_thread
@@ -52,7 +59,7 @@ __all__ = ["WORKER_DIED", "main", "run_workers_on", "sessions_of"]
 
 #: The error type of the sessions a dead worker did not finish.
 WORKER_DIED: Final = "WorkerDied"
-#: Seconds between sending the start instant and the start: the workers wait, ready.
+#: Seconds between sending the start instant and the start (worker processes).
 _LEAD: Final = 0.1
 #: Seconds between a worker's batches of records and counters.
 _BATCH_INTERVAL: Final = 0.2
@@ -103,9 +110,10 @@ class _Failed(msgspec.Struct, frozen=True, kw_only=True, tag="failed"):
     error: str
 
 
+_FromWorker = _Ready | _Batch | _Done | _Failed
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _TO_WORKER: Final = msgspec.msgpack.Decoder(_Job | _Start)
-_FROM_WORKER: Final = msgspec.msgpack.Decoder(_Ready | _Batch | _Done | _Failed)
+_FROM_WORKER: Final = msgspec.msgpack.Decoder(_FromWorker)
 
 
 def _frame(message: msgspec.Struct) -> bytes:
@@ -155,7 +163,35 @@ def sessions_of(
             yield i, at
 
 
-# -- the worker process ----------------------------------------------------------------------
+# -- the worker's side ------------------------------------------------------------------------
+
+
+class _Link(Protocol):
+    """A worker's end of its transport to the parent."""
+
+    def send(self, message: _FromWorker) -> None:
+        """Send ``message`` to the parent (from the worker's loop: it must not block long)."""
+
+    def receive(self) -> _Start | None:
+        """Block for the parent's next message; ``None`` once it stopped the worker."""
+
+
+class _PipeLink:
+    """Frames over a worker process's stdin (from the parent) and stdout (to it)."""
+
+    def __init__(self, stdin: BinaryIO, out: BinaryIO) -> None:
+        self._stdin = stdin
+        self._out = out
+
+    def send(self, message: _FromWorker) -> None:
+        self._out.write(_frame(message))
+        self._out.flush()
+
+    def receive(self) -> _Start | None:
+        frame = _read_frame(self._stdin)  # the parent closes our stdin to stop us
+        start = None if frame is None else _TO_WORKER.decode(frame)
+        assert start is None or isinstance(start, _Start)
+        return start
 
 
 def main() -> None:
@@ -169,31 +205,25 @@ def main() -> None:
         return
     job = _TO_WORKER.decode(frame)
     assert isinstance(job, _Job)
-    anyio.run(_work, job, stdin, out, backend=job.backend)
+    anyio.run(_work, job, _PipeLink(stdin, out), backend=job.backend)
 
 
-async def _work(job: _Job, stdin: BinaryIO, out: BinaryIO) -> None:
-    def send(message: msgspec.Struct) -> None:
-        out.write(_frame(message))
-        out.flush()
-
+async def _work(job: _Job, link: _Link) -> None:
+    """Run ``job`` (a worker's share), telling the parent over ``link``."""
     engines: list[_Engine] = []
 
     def watch(engine: _Engine) -> None:
-        # The parent closes our stdin to stop us: no session starts after that.
-        while stdin.read(4096):
+        while link.receive() is not None:
             pass
         engine.stopped = True
 
     async def starter() -> float:
         engine = engines[0]
-        send(_Ready())
-        frame = await anyio.to_thread.run_sync(_read_frame, stdin)
-        if frame is None:  # the run was called off before it started
+        link.send(_Ready())
+        start = await anyio.to_thread.run_sync(link.receive)
+        if start is None:  # the run was called off before it started
             engine.stopped = True
             return time.perf_counter()
-        start = _TO_WORKER.decode(frame)
-        assert isinstance(start, _Start)
         threading.Thread(target=watch, args=(engine,), daemon=True).start()
         return time.perf_counter() + (start.at - time.time())
 
@@ -214,7 +244,7 @@ async def _work(job: _Job, stdin: BinaryIO, out: BinaryIO) -> None:
         nonlocal sent
         records = engines[0].records if engines else []
         if len(records) > sent or engines:
-            send(_Batch(records=records[sent:], progress=progress))
+            link.send(_Batch(records=records[sent:], progress=progress))
             sent = len(records)
 
     async def batches() -> None:
@@ -227,24 +257,31 @@ async def _work(job: _Job, stdin: BinaryIO, out: BinaryIO) -> None:
         try:
             _, client, _ = await _collect(job.config, target, progress, prepare=prepare)
         except ConfigError as exc:
-            send(_Failed(error=str(exc)))
+            link.send(_Failed(error=str(exc)))
             tg.cancel_scope.cancel()
             return
         tg.cancel_scope.cancel()
     flush()
-    send(_Done(client=client))
+    link.send(_Done(client=client))
 
 
-# -- the parent ------------------------------------------------------------------------------
+# -- the parent ---------------------------------------------------------------------------------
+
+#: What the parent does with each message of a worker.
+_Handler = Callable[["_Worker", _FromWorker], Awaitable[None]]
 
 
 class _Worker:
-    """The parent's view of one worker process."""
+    """The parent's view of one worker: what it reported; its transport in a subclass."""
+
+    #: How the workers are named in the result's client description.
+    kind: ClassVar[str] = "workers"
+    #: Seconds between sending the start instant and the start: the workers wait, ready.
+    lead: ClassVar[float] = _LEAD
 
     def __init__(self, index: int, job: _Job) -> None:
         self.index = index
         self.job = job
-        self.process: Process | None = None
         self.records: list[RequestRecord] = []
         self.progress = Progress()
         self.ready = False
@@ -253,21 +290,82 @@ class _Worker:
         self.client = ""
         self.failed: str | None = None
         self.died_at: float | None = None
+
+    async def serve(self, handle: _Handler) -> None:
+        """Run the worker with its job to its end (or death), each message to ``handle``."""
+        raise NotImplementedError
+
+    async def start(self, message: _Start) -> None:
+        """Send the start instant (nothing when the worker is gone)."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Let the worker start no other session (idempotent; nothing when it is gone)."""
+        raise NotImplementedError
+
+    def exit_reason(self) -> str:
+        """How the worker ended, for a report of its death."""
+        raise NotImplementedError
+
+
+class _ProcessWorker(_Worker):
+    """A worker process (``python -c ...main()``): frames over its stdin and stdout."""
+
+    kind = "worker processes"
+
+    def __init__(self, index: int, job: _Job) -> None:
+        super().__init__(index, job)
+        self.process: Process | None = None
         self.stderr = bytearray()
         self.closed = False
 
-    async def close_stdin(self) -> None:
+    async def serve(self, handle: _Handler) -> None:
+        command = [sys.executable, "-c", "from limelight.harness._workers import main; main()"]
+        async with await anyio.open_process(
+            command, stdin=PIPE, stdout=PIPE, stderr=PIPE
+        ) as process:
+            self.process = process
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._drain_stderr)
+                await self._send(self.job)
+                await self._receive(handle)
+                await self.stop()
+                await process.wait()
+
+    async def start(self, message: _Start) -> None:
+        await self._send(message)
+
+    async def stop(self) -> None:
         if self.closed or self.process is None or self.process.stdin is None:
             return
         self.closed = True
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self.process.stdin.aclose()
 
-    async def send(self, message: msgspec.Struct) -> None:
+    async def _send(self, message: msgspec.Struct) -> None:
         assert self.process is not None
         assert self.process.stdin is not None
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self.process.stdin.send(_frame(message))
+
+    async def _drain_stderr(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        async for chunk in self.process.stderr:
+            self.stderr += chunk
+            del self.stderr[:-_STDERR_TAIL]
+
+    async def _receive(self, handle: _Handler) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        stream = BufferedByteReceiveStream(self.process.stdout)
+        while True:
+            try:
+                (size,) = _HEADER.unpack(await stream.receive_exactly(_HEADER.size))
+                message = _FROM_WORKER.decode(await stream.receive_exactly(size))
+            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            await handle(self, message)
 
     def exit_reason(self) -> str:
         """How the process ended, and the last line it wrote on stderr."""
@@ -287,7 +385,7 @@ class _Worker:
 
 
 class _Parent:
-    """The run across the workers: their processes, their records, the common counters."""
+    """The run across the workers: their records, the common counters, the start and stop."""
 
     def __init__(self, config: BenchConfig, workers: list[_Worker], progress: Progress) -> None:
         self.config = config
@@ -317,20 +415,10 @@ class _Parent:
         if self.stopped_at is None:
             self.stopped_at = self._now()
         for worker in self.workers:
-            await worker.close_stdin()
+            await worker.stop()
 
     async def run(self, worker: _Worker) -> None:
-        command = [sys.executable, "-c", "from limelight.harness._workers import main; main()"]
-        async with await anyio.open_process(
-            command, stdin=PIPE, stdout=PIPE, stderr=PIPE
-        ) as process:
-            worker.process = process
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drain_stderr, worker)
-                await worker.send(worker.job)
-                await self._receive(worker)
-                await worker.close_stdin()
-                await process.wait()
+        await worker.serve(self._handle)
         if not worker.done and worker.failed is None:
             worker.died_at = self._now()
         worker.progress.in_flight = 0
@@ -338,42 +426,26 @@ class _Parent:
         self._update()
         self._settle()
 
-    async def _drain_stderr(self, worker: _Worker) -> None:
-        assert worker.process is not None
-        assert worker.process.stderr is not None
-        async for chunk in worker.process.stderr:
-            worker.stderr += chunk
-            del worker.stderr[:-_STDERR_TAIL]
-
-    async def _receive(self, worker: _Worker) -> None:
-        assert worker.process is not None
-        assert worker.process.stdout is not None
-        stream = BufferedByteReceiveStream(worker.process.stdout)
+    async def _handle(self, worker: _Worker, message: _FromWorker) -> None:
         limit = self.config.max_errors
-        while True:
-            try:
-                (size,) = _HEADER.unpack(await stream.receive_exactly(_HEADER.size))
-                message = _FROM_WORKER.decode(await stream.receive_exactly(size))
-            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
-                return
-            match message:
-                case _Ready():
-                    worker.ready = True
-                    self._settle()
-                case _Batch(records=records, progress=progress):
-                    for record in records:
-                        record.worker = worker.index
-                    worker.records += records
-                    worker.progress = progress
-                    self._update()
-                    if limit is not None and self.progress.failed >= limit:
-                        await self.stop()
-                case _Done(client=client):
-                    worker.done, worker.client = True, client
-                case _Failed(error=error):
-                    worker.failed = error
-                    if not self.started:  # the run cannot start: call it off
-                        await self.stop()
+        match message:
+            case _Ready():
+                worker.ready = True
+                self._settle()
+            case _Batch(records=records, progress=progress):
+                for record in records:
+                    record.worker = worker.index
+                worker.records += records
+                worker.progress = progress
+                self._update()
+                if limit is not None and self.progress.failed >= limit:
+                    await self.stop()
+            case _Done(client=client):
+                worker.done, worker.client = True, client
+            case _Failed(error=error):
+                worker.failed = error
+                if not self.started:  # the run cannot start: call it off
+                    await self.stop()
 
     async def start(self) -> str | None:
         """Wait until every worker is ready (or gone), then start them all at one instant.
@@ -385,13 +457,14 @@ class _Parent:
         if failed:
             await self.stop()
             return failed[0]
-        at = time.time() + _LEAD
+        at = time.time() + max(w.lead for w in self.workers)
         self.started_at = datetime.datetime.fromtimestamp(at, datetime.UTC)
         self.progress.started = time.perf_counter() + (at - time.time())
         self.started = True
-        for worker in self.workers:
-            if worker.ready and not worker.ended:
-                await worker.send(_Start(at=at))
+        async with anyio.create_task_group() as tg:  # at once: each may take a round trip
+            for worker in self.workers:
+                if worker.ready and not worker.ended:
+                    tg.start_soon(worker.start, _Start(at=at))
         return None
 
     def lost(self, worker: _Worker) -> list[RequestRecord]:
@@ -471,38 +544,57 @@ def _jobs(config: BenchConfig, target: OpenTarget, workers: int) -> list[_Job]:
     return jobs
 
 
+def _prepare(
+    config: BenchConfig, target: OpenTarget, workers: int, progress: Progress
+) -> list[_Job]:
+    """The workers' jobs, the common counters' totals set.
+
+    :raises ConfigError: ``workers`` is out of range, or a closed loop too small for them."""
+    check_workers(workers)
+    jobs = _jobs(config, target, workers)
+    progress.total = config.requests
+    progress.duration = config.duration
+    progress.sessions = config.workload.kind in ("multiturn", "agent")
+    return jobs
+
+
 async def run_workers_on(
     config: BenchConfig, target: OpenTarget, *, workers: int, progress: Progress
 ) -> BenchResult:
     """Run ``config`` against an opened ``target`` from ``workers`` processes (see
     :func:`limelight.harness.run`)."""
-    check_workers(workers)
-    progress.total = config.requests
-    progress.duration = config.duration
-    progress.sessions = config.workload.kind in ("multiturn", "agent")
-    parent = _Parent(config, [], progress)
-    parent.workers = [_Worker(k, job) for k, job in enumerate(_jobs(config, target, workers))]
+    jobs = _prepare(config, target, workers, progress)
+    return await _run_workers(
+        config, target, [_ProcessWorker(k, job) for k, job in enumerate(jobs)], progress
+    )
+
+
+async def _run_workers(
+    config: BenchConfig, target: OpenTarget, workers: list[_Worker], progress: Progress
+) -> BenchResult:
+    """Run the workers on one schedule and summarise their records together."""
+    parent = _Parent(config, workers, progress)
     async with anyio.create_task_group() as tg:
-        for worker in parent.workers:
+        for worker in workers:
             tg.start_soon(parent.run, worker)
         error = await parent.start()
     if error is not None:
         raise ConfigError(error)
     records: list[RequestRecord] = []
     failures: list[str] = []
-    for worker in parent.workers:
+    for worker in workers:
         records += worker.records
         if not worker.done:
             lost = parent.lost(worker)
             records += lost
             what = f"{worker.failed}: " if worker.failed else ""
             failures.append(
-                f"worker {worker.index} of {workers} {worker.exit_reason()} before its end: "
-                f"{what}{len(lost)} unfinished sessions counted as failed ({WORKER_DIED})"
+                f"worker {worker.index} of {len(workers)} {worker.exit_reason()} before its "
+                f"end: {what}{len(lost)} unfinished sessions counted as failed ({WORKER_DIED})"
             )
-    clients = sorted({w.client for w in parent.workers if w.client})
-    client = f"{workers} worker processes, each: {clients[0] if clients else 'none finished'}"
-    extra: dict[str, Any] = {"workers": workers, "worker_failures": failures}
+    clients = sorted({w.client for w in workers if w.client})
+    client = f"{len(workers)} {workers[0].kind}, each: {clients[0] if clients else 'none finished'}"
+    extra: dict[str, Any] = {"workers": len(workers), "worker_failures": failures}
     return _result(
         config,
         target,

@@ -61,7 +61,15 @@ def sim_url() -> Iterator[str]:
 def _config(url: str, load: Load, *, kind: str = "stream", **options: object) -> BenchConfig:
     return BenchConfig(
         target=Target(base_url=url, price_input=1.0, price_output=2.0),
-        workload=Workload(kind=kind, prompt_tokens="20", output_tokens="3-6", turns=2),  # type: ignore[arg-type]
+        # An agent task ends when the simulator answers without a tool call (a coin flip each
+        # turn): 12 turns leave a task failing (agent:max_turns) once in 4,096.
+        workload=Workload(
+            kind=kind,  # type: ignore[arg-type]
+            prompt_tokens="20",
+            output_tokens="3-6",
+            turns=2,
+            max_turns=12,
+        ),
         load=load,
         slos={"ttft": 10_000},
         percentiles=(50.0, 90.0, 99.0),
