@@ -10,9 +10,17 @@ hosts, and host deaths.
   ``redis-server``. Utilisation is measured by the server: tokens admitted over what the quota
   offered from the first admission to the last.
 - overhead: a sequential ask to an actor: local, to the same actor on a Ray host
-  (RemoteRef.ask), and a bare Ray actor method call, per call.
+  (RemoteRef.ask), and a bare Ray actor method call (a plain class: Ray's default actor; and,
+  beside it, an async one), per call; the Ray variants take turns in blocks of 100 calls,
+  medians over the blocks.
 - scaling: a CPU-bound agent workload (Scripted model and tool, no delays) on 1 and 2 hosts,
-  agent turns per second.
+  agent turns per second. One remote call carries a slice of 50 agents (3 turns each) and
+  its reply their turn count, 2 slices in flight a host, so the driver's share of the CPU is
+  a call per ~150 turns; 1 and 2 hosts alternate over 5 rounds, medians. Beside it, in the
+  same rounds, the same slices in 1 and 2 plain processes without Ray: the speedup this
+  machine allowed two processes at that time (other work shares its cores), and how many
+  cores the hosts' processes got. Ray's workers run at nice 0 here, as the plain processes
+  and the other work do (Ray's default, 15, lets any other work starve them).
 - faults: a host killed with ``kill -9`` under a load of asks, ``--trials`` times: how long
   each ask in flight took to fail with HostDied, and whether the host came back.
 - batch faults: ``run_batch(..., cluster=)`` over 2 hosts, ``--trials`` batches of 200 items
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.metadata
 import json
 import os
@@ -334,16 +343,30 @@ def _work_actor() -> Any:
             return message
 
     class BareEcho:
+        """What a user writes as a bare Ray actor: a class with a method (Ray's default
+        threaded actor, one call at a time)."""
+
         def echo(self, message: Any) -> Any:
             return message
 
-    return Echo, BareEcho
+    class BareAsyncEcho:
+        """The same as a Ray async actor (calls on Ray's asyncio loop, many at once): the
+        kind of Ray actor a host on asyncio is."""
+
+        async def echo(self, message: Any) -> Any:
+            return message
+
+    return Echo, BareEcho, BareAsyncEcho
 
 
-Echo, BareEcho = _work_actor()
+Echo, BareEcho, BareAsyncEcho = _work_actor()
+
+#: Calls per block of the overhead section; the variants take turns block by block, so
+#: that a change in the machine's load touches them alike.
+BLOCK = 100
 
 
-async def overhead(calls: int) -> dict[str, float]:
+async def overhead(calls: int) -> dict[str, Any]:
     import ray
 
     from limelight.cluster import Cluster
@@ -356,37 +379,58 @@ async def overhead(calls: int) -> dict[str, float]:
         for i in range(calls):
             await local.ask(i)
         local_us = (time.perf_counter() - t0) / calls * 1e6
-    async with Cluster.start(1, num_cpus=0.5) as cluster:
-        remote = await cluster.spawn(Echo, name="echo")
-        await remote.ask("warm")
-        t0 = time.perf_counter()
-        for i in range(calls):
-            await remote.ask(i)
-        remote_us = (time.perf_counter() - t0) / calls * 1e6
     bare = ray.remote(num_cpus=0.5)(BareEcho).remote()
-    ray.get(bare.echo.remote("warm"))
-    t0 = time.perf_counter()
-    for i in range(calls):
-        await bare.echo.remote(i)
-    bare_us = (time.perf_counter() - t0) / calls * 1e6
-    ray.kill(bare)
+    bare_async = ray.remote(num_cpus=0.5)(BareAsyncEcho).remote()
+    try:
+        async with Cluster.start(1, num_cpus=0.5) as cluster:
+            remote = await cluster.spawn(Echo, name="echo")
+            variants = {
+                "remote_ask": remote.ask,
+                "bare_ray_call": lambda i: bare.echo.remote(i),
+                "bare_ray_async_call": lambda i: bare_async.echo.remote(i),
+            }
+            for call in variants.values():  # warm up
+                for i in range(20):
+                    await call(i)
+            blocks: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(max(1, calls // BLOCK)):
+                for name, call in variants.items():
+                    t0 = time.perf_counter()
+                    for i in range(BLOCK):
+                        await call(i)
+                    blocks[name].append((time.perf_counter() - t0) / BLOCK * 1e6)
+    finally:
+        ray.kill(bare)
+        ray.kill(bare_async)
+    us = {name: statistics.median(values) for name, values in blocks.items()}
     return {
+        "calls_each": len(blocks["remote_ask"]) * BLOCK,
         "local_ask_us": local_us,
-        "remote_ask_us": remote_us,
-        "bare_ray_call_us": bare_us,
-        "remote_vs_bare": remote_us / bare_us,
+        "remote_ask_us": us["remote_ask"],
+        "bare_ray_call_us": us["bare_ray_call"],
+        "bare_ray_async_call_us": us["bare_ray_async_call"],
+        "remote_vs_bare": us["remote_ask"] / us["bare_ray_call"],
+        "remote_vs_bare_async": us["remote_ask"] / us["bare_ray_async_call"],
     }
+
+
+#: Agents one remote call of the scaling section runs on its host (3 turns each): the call
+#: carries the number, the reply the turns run.
+SLICE = 50
+#: Slices in flight per host, so that a host never waits for the driver between two.
+IN_FLIGHT = 2
 
 
 def _agents_actor() -> Any:
     from limelight.runtime import Actor, Context
 
     class Agents(Actor):
-        """Runs ``n`` agents of 3 turns (2 tool calls a turn) on a Scripted model, no delays."""
+        """Runs ``n`` agents at once, each 3 turns (2 tool calls a turn) on a Scripted
+        model, no delays; replies with the turns run. Its provider pool lives as long as
+        the actor."""
 
-        async def handle(self, message: Any, ctx: Context) -> Any:
+        async def on_start(self, ctx: Context) -> None:
             from limelight.actors import ProviderPool
-            from limelight.agents import Agent, AgentConfig
             from limelight.providers._scripted import Reply, Scripted
             from limelight.schemas import CompletionRequest, ToolCall
             from limelight.tools import tool
@@ -408,26 +452,28 @@ def _agents_actor() -> Any:
                 """
                 return key
 
-            n = int(message)
-            pool = await ProviderPool.start(
-                ctx.runtime, Scripted(answer), name=f"model-{random.random()}", size=64
+            self.pool = await ProviderPool.start(
+                ctx.runtime, Scripted(answer), name="model", size=64
             )
-            agents = [
-                Agent(model=pool, tools=[tool(lookup)], config=AgentConfig(max_turns=3))
-                for _ in range(n)
-            ]
+            self.tools = [tool(lookup)]
+
+        async def handle(self, message: Any, ctx: Context) -> Any:
+            from limelight.agents import Agent, AgentConfig
+
+            if message == "cpu":  # the host process's CPU time so far
+                return time.process_time()
             turns = 0
-            t0 = time.perf_counter()
+
+            async def one(i: int) -> None:
+                nonlocal turns
+                agent = Agent(model=self.pool, tools=self.tools, config=AgentConfig(max_turns=3))
+                result = await agent.run(f"task {i}")
+                turns += result.num_turns  # after the await: ``+=`` would read turns before it
+
             async with anyio.create_task_group() as tg:
-
-                async def one(agent: Any, i: int) -> None:
-                    nonlocal turns
-                    result = await agent.run(f"task {i}")
-                    turns += result.num_turns
-
-                for i, agent in enumerate(agents):
-                    tg.start_soon(one, agent, i)
-            return [turns, time.perf_counter() - t0]
+                for i in range(int(message)):
+                    tg.start_soon(one, i)
+            return turns
 
     return Agents
 
@@ -435,23 +481,121 @@ def _agents_actor() -> Any:
 Agents = _agents_actor()
 
 
-async def scaling(agents: int) -> dict[str, float]:
+async def _drive(refs: list[Any], agents: int) -> tuple[int, float, float]:
+    """Run ``agents`` in slices over ``refs`` (each host takes the next slice when one of
+    its own finishes); the turns run, the wall time, and the driver's CPU time."""
+    slices = [SLICE] * (agents // SLICE) + ([agents % SLICE] if agents % SLICE else [])
+    turns = 0
+
+    async def feed(ref: Any) -> None:
+        nonlocal turns
+        while slices:
+            run = await ref.ask(slices.pop(), timeout=600)
+            turns += run
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    async with anyio.create_task_group() as tg:
+        for ref in refs:
+            for _ in range(IN_FLIGHT):
+                tg.start_soon(feed, ref)
+    return turns, time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def scaling_child(agents: int) -> None:
+    """One plain process (no Ray) running ``agents`` agents in slices, as a host does, once
+    the parent says go; prints its turns and when it started and ended."""
+    from limelight.runtime import Runtime
+
+    async def main() -> None:
+        async with Runtime() as rt:
+            ref = await rt.spawn(Agents, name="agents")
+            await ref.ask(SLICE, timeout=120)  # warm up
+            print("ready", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+            start = time.time()
+            turns, _, _ = await _drive([ref], agents)
+            print(json.dumps({"turns": turns, "start": start, "end": time.time()}), flush=True)
+
+    anyio.run(main)
+
+
+def _plain_processes(count: int, agents: int) -> float:
+    """Turns/s of ``agents`` agents split over ``count`` plain processes started at once."""
+    command = [sys.executable, __file__, "--scaling-child", str(agents // count)]
+    children = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            while child.stdout.readline().strip() != "ready":
+                pass
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        runs = []
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            while not line.startswith("{"):
+                line = child.stdout.readline()
+            runs.append(json.loads(line))
+    finally:
+        for child in children:
+            child.wait(60)
+    wall = max(r["end"] for r in runs) - min(r["start"] for r in runs)
+    return sum(r["turns"] for r in runs) / wall
+
+
+async def scaling(agents: int, rounds: int = 5) -> dict[str, Any]:
+    """``agents`` agents on 1 host, then on 2 (the order alternating), ``rounds`` times, in
+    one cluster of 2 hosts (the 1-host runs leave host 1 idle); medians of turns/s. In the
+    same rounds, the same work in 1 and 2 plain processes (no Ray): what the machine gave two
+    processes at that time."""
     from limelight.cluster import Cluster
 
-    rates = {}
-    for hosts in (1, 2):
-        async with Cluster.start(hosts, num_cpus=1) as cluster:
-            refs = [await cluster.spawn(Agents, host=i) for i in range(hosts)]
-            for ref in refs:
-                await ref.ask(str(10), timeout=120)  # warm up
-            t0 = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for ref in refs:
-                    tg.start_soon(ref.ask, str(agents // hosts))
-            wall = time.perf_counter() - t0
-        rates[f"turns_per_s_{hosts}_host"] = agents * 3 / wall
-    rates["speedup"] = rates["turns_per_s_2_host"] / rates["turns_per_s_1_host"]
-    return rates
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    plain: dict[int, list[float]] = {1: [], 2: []}
+    cores: dict[int, list[float]] = {1: [], 2: []}
+    driver_cpu: list[float] = []
+    calls = 0
+    async with Cluster.start(2, num_cpus=1) as cluster:
+        refs = [await cluster.spawn(Agents, name="agents", host=i) for i in range(2)]
+        for ref in refs:  # warm up: imports, the pool, first agents
+            await ref.ask(SLICE, timeout=120)
+        for round_ in range(rounds):
+            for hosts in (1, 2) if round_ % 2 == 0 else (2, 1):
+                before = [await ref.ask("cpu") for ref in refs]
+                turns, wall, cpu = await _drive(refs[:hosts], agents)
+                after = [await ref.ask("cpu") for ref in refs]
+                assert turns == agents * 3, turns
+                rates[hosts].append(turns / wall)
+                cores[hosts].append((sum(after) - sum(before)) / wall)
+                plain[hosts].append(await anyio.to_thread.run_sync(_plain_processes, hosts, agents))
+                driver_cpu.append(cpu)
+                calls += -(-agents // SLICE)
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    return {
+        "agents": agents,
+        "rounds": rounds,
+        "one_call_carries": f"{SLICE} agents ({SLICE * 3} turns); the reply: the turn count",
+        "calls_in_flight_per_host": IN_FLIGHT,
+        "turns_per_s_1_host": one,
+        "turns_per_s_2_host": two,
+        "speedup": two / one,
+        "per_round_1_host": [round(r) for r in rates[1]],
+        "per_round_2_host": [round(r) for r in rates[2]],
+        # CPU seconds the host processes used per second of wall time: how much of the 2
+        # cores they got.
+        "host_cores_used_1_host": statistics.median(cores[1]),
+        "host_cores_used_2_host": statistics.median(cores[2]),
+        "driver_cpu_ms_per_call": sum(driver_cpu) / calls * 1e3,
+        "plain_processes_turns_per_s_1": statistics.median(plain[1]),
+        "plain_processes_turns_per_s_2": statistics.median(plain[2]),
+        "plain_processes_speedup": statistics.median(plain[2]) / statistics.median(plain[1]),
+    }
 
 
 async def faults(trials: int) -> dict[str, Any]:
@@ -631,12 +775,18 @@ def _checkpoint_keys(checkpoint: Path) -> list[str]:
 def ray_sections(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
+    # Ray starts its workers (the hosts, the bare actors) at nice 15; on a machine shared with
+    # other work at nice 0 that starves them, and the plain processes beside them run at 0.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})  # fmt: skip
+             runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}},
+             _system_config={"worker_niceness": 0})  # fmt: skip
     out: dict[str, Any] = {}
     sections = {
         "overhead": (overhead, 200 if args.quick else 2_000),
-        "scaling": (scaling, 100 if args.quick else 1_000),
+        "scaling": (
+            functools.partial(scaling, rounds=1 if args.quick else 5),
+            200 if args.quick else 3_000,
+        ),
         "faults": (faults, 2 if args.quick else args.trials),
         "batch_faults": (batch_faults, 2 if args.quick else args.trials),
     }
@@ -655,6 +805,9 @@ def ray_sections(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--scaling-child":
+        scaling_child(int(sys.argv[2]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         variant, url, seconds, index, redis_url = sys.argv[2:7]
         client_main(variant, url, float(seconds), int(index), redis_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,10 @@ class CountTo(msgspec.Struct, frozen=True, kw_only=True):
     n: int
 
 
+class InThread(msgspec.Struct, frozen=True, kw_only=True):
+    """Run a function in one of the host's worker threads."""
+
+
 class Place(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     backend: str
@@ -61,6 +66,9 @@ class Counter(Actor):
                 return "slept"
             case CountTo(n=n):
                 return _count(n)
+            case InThread():
+                worker = await anyio.to_thread.run_sync(threading.get_ident)
+                return worker != threading.get_ident()
         raise TypeError(f"unexpected {message!r}")
 
 

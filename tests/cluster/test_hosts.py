@@ -15,7 +15,7 @@ import pytest
 from limelight.errors import ActorNotFound, AskTimeout, HostDied
 from limelight.runtime import Restart
 
-from ._ray_actors import Add, Counter, CountTo, Get, Place, Sleep, Where
+from ._ray_actors import Add, Counter, CountTo, Get, InThread, Place, Sleep, Where
 
 ray = pytest.importorskip("ray", reason="pip install 'limelight[ray]'")
 
@@ -46,6 +46,20 @@ async def test_remote_refs_tell_ask_and_stream_across_hosts(
         assert where_a.backend == anyio_backend
         assert where_a.path == "/a"
         assert [i async for i in a.stream(CountTo(n=4))] == [0, 1, 2, 3]
+        # The host's loop hands blocking work to worker threads (sync tools do).
+        assert await a.ask(InThread(), timeout=10) is True
+
+
+def test_a_request_and_its_reply_cross_as_one_frame_each() -> None:
+    from limelight.cluster._hosts import _open_reply, _open_request, _reply, _request
+
+    frame = _request("/a", 1.5, Add(amount=3))
+    assert isinstance(frame, bytes)
+    assert _open_request(frame) == ("/a", 1.5, Add(amount=3))
+    assert _open_request(_request("/b", None, [1, "x"])) == ("/b", None, [1, "x"])
+    place = Place(pid=1, backend="trio", path="/a")
+    assert _open_reply(_reply(place)) == place
+    assert _open_reply(_reply(None)) is None
 
 
 @pytest.mark.slow
