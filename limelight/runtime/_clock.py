@@ -1,20 +1,26 @@
-"""The running event loop's clock as a plain callable, looked up once.
+"""The running event loop's clock, checkpoint and effective deadline, each looked up once.
 
-``anyio.current_time()`` looks the backend up at every call (sniffio, then the backend
-class), which costs more than reading the clock; the kernel's hot paths (a timed ask, the
-expiry check before a handler) read it through the callable :func:`loop_clock` returns for
-the running loop instead. It is the same clock: ``loop.time`` on asyncio, ``trio.current_time``
-on trio (a MockClock included).
+``anyio.current_time()``, ``anyio.lowlevel.checkpoint()`` and
+``anyio.current_effective_deadline()`` look the backend up at every call (sniffio, then the
+backend class); the checkpoint adds two coroutines around the backend's own. The kernel's hot
+paths (a timed ask, the expiry check before a handler, the yield of an actor's loop before it
+parks) call what these functions return for the running loop instead: the same clock
+(``loop.time`` on asyncio, ``trio.current_time`` on trio, a MockClock included), the same yield
+(``asyncio.sleep(0)``, ``trio.lowlevel.checkpoint()``: what anyio's backends await), the same
+deadline (``trio.current_effective_deadline``; anyio's own function on asyncio, where anyio's
+scopes are anyio's to read).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 
-__all__ = ["loop_clock"]
+__all__ = ["loop_checkpoint", "loop_clock", "loop_deadline"]
 
 
 def loop_clock() -> Callable[[], float]:
@@ -30,3 +36,37 @@ def loop_clock() -> Callable[[], float]:
         trio_clock: Callable[[], float] = trio.current_time
         return trio_clock
     return anyio.current_time
+
+
+def loop_checkpoint() -> Callable[[], Awaitable[Any]]:
+    """A checkpoint of the running event loop (``anyio.lowlevel.checkpoint`` elsewhere).
+
+    An actor's loop yields once per request of a request/reply exchange (before it would
+    park). Measured on asyncio, with the loop iteration it yields to: anyio's checkpoint
+    4.6 µs, ``sleep(0)`` 3.7 µs (CPU time, on a loaded machine where an ask round trip took
+    ~12 µs)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio.events._get_running_loop() is not None:
+        sleep = asyncio.sleep
+
+        def checkpoint() -> Awaitable[None]:
+            # A plain function returning the coroutine: no frame of ours while it yields.
+            yielding: Awaitable[None] = sleep(0)
+            return yielding
+
+        return checkpoint
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        trio_checkpoint: Callable[[], Awaitable[Any]] = trio.lowlevel.checkpoint
+        return trio_checkpoint
+    return anyio.lowlevel.checkpoint
+
+
+def loop_deadline() -> Callable[[], float]:
+    """The running loop's ``current_effective_deadline``: trio's own on trio (anyio's trio
+    backend returns just that), anyio's elsewhere."""
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        trio_deadline: Callable[[], float] = trio.current_effective_deadline
+        return trio_deadline
+    return anyio.current_effective_deadline

@@ -14,9 +14,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
 from anyio import BrokenResourceError, CancelScope, ClosedResourceError, EndOfStream, WouldBlock
-from anyio.lowlevel import checkpoint
 
-from ._envelopes import Ask, Envelope, StreamRequest
+from ._envelopes import ABANDONED, DONE, PENDING, Ask, Envelope, StreamRequest
 from ._errors import ActorCrashed, ActorStopped, AskTimeout
 from ._mailbox import CHECKPOINT_INTERVAL, EMPTY
 
@@ -89,6 +88,7 @@ class MessageLoop:
         mailbox = self.mailbox
         items = mailbox._items  # until the first put, a shared empty one (see _mailbox)
         ctx = self.ctx
+        checkpoint = self.runtime._checkpoint
         batch = 0
         item: Any = None
         carried: Any = _NOTHING  # an item taken from the mailbox but not handled yet
@@ -174,6 +174,9 @@ class MessageLoop:
         mailbox = self.mailbox
         items = mailbox._items
         ctx = self.ctx
+        runtime = self.runtime
+        now = runtime._now
+        checkpoint = runtime._checkpoint
         batch = 0
         armed = _INF  # the scope's deadline
         item: Any = first
@@ -203,7 +206,17 @@ class MessageLoop:
                     # a shielded handler finished after its asker gave up), and that may not
                     # have reached us yet: the item is handled outside it.
                     return _Carry(item)
-                if isinstance(item, Envelope) and self._stale(item):
+                if type(item) is Ask:
+                    # _stale inlined for an ask, the common request.
+                    if item._state == ABANDONED:
+                        self.expired += 1  # its asker has gone
+                        continue
+                    deadline = item.deadline
+                    if deadline != _INF and now() >= deadline:
+                        self.expired += 1
+                        item.fail(self._expired_error(item, "before it was handled"))
+                        continue
+                elif isinstance(item, Envelope) and self._stale(item):
                     continue
             fetch = True
             try:
@@ -226,7 +239,12 @@ class MessageLoop:
                             self.processed += 1
                             item.scope = None
                             self.serving = None
-                            if not item.resolve(result):
+                            # Ask.resolve inlined.
+                            if item._state == PENDING:
+                                item._state = DONE
+                                item._value = result
+                                item._signal.set()
+                            else:
                                 self.late_replies += 1
                         else:
                             assert isinstance(item, StreamRequest)

@@ -111,23 +111,34 @@ class ActorRef:
         :raises ActorStopped: the actor stopped before it could reply.
         """
         cell = self._cell
-        deadline = current_effective_deadline()
+        runtime = cell.runtime
+        deadline = runtime._effective_deadline()
         if timeout is not None:
-            own_deadline = cell.runtime._now() + timeout
+            own_deadline = runtime._now() + timeout
             if own_deadline != _INF and not own_deadline > deadline:
                 # Our own timeout binds (a tie included). The runtime's deadline scheduler
                 # times the wait, so that it needs no cancel scope of its own (which cost more
                 # than the rest of the round trip), unless it waits for room in a full mailbox.
                 envelope = Ask(message, own_deadline)
                 mailbox = cell.mailbox
-                if not timeout > 0 or (
-                    len(mailbox._items) >= mailbox.capacity
+                items = mailbox._items
+                if not mailbox._slow and len(items) < mailbox.capacity and timeout > 0:
+                    # Mailbox.put_nowait inlined, as in tell.
+                    items.append(envelope)
+                    receiver = mailbox._receiver
+                    if receiver is not None:
+                        mailbox._receiver = None
+                        receiver.set()
+                elif not timeout > 0 or (
+                    len(items) >= mailbox.capacity
                     and cell.overflow is Overflow.BLOCK
                     and not mailbox._closed
                 ):
                     return await self._ask_in_scope(envelope, timeout)
-                cell.put_nowait(envelope)  # there is room, or an overflow policy that won't wait
-                deadlines = cell.runtime._deadlines
+                else:
+                    # Nothing was put yet, or an overflow policy that won't wait.
+                    cell.put_nowait(envelope)
+                deadlines = runtime._deadlines
                 timer = deadlines.add(own_deadline, envelope)
                 try:
                     cell.budget -= 1
@@ -150,7 +161,10 @@ class ActorRef:
                 if envelope._state == DONE:
                     if timer is not None:
                         deadlines.cancel(timer)
-                    return envelope.outcome()
+                    # Ask.outcome inlined.
+                    if envelope._error is not None:
+                        raise envelope._error
+                    return envelope._value
                 envelope.abandon()  # timed out by the scope (the scheduler abandoned it itself)
                 raise self._timed_out(message, timeout, queued=True)
         # No deadline, or only an enclosing scope's, and that scope cancels us itself.

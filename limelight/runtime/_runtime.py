@@ -7,19 +7,20 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.lowlevel
 from anyio import CancelScope
 from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 
 from ._actor import Actor
 from ._cell import DEFAULT_MAILBOX_SIZE, Cell
-from ._clock import loop_clock
+from ._clock import loop_checkpoint, loop_clock, loop_deadline
 from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
 from ._gc import Collector, GcPolicy
@@ -90,8 +91,11 @@ class Runtime:
         self._portal: BlockingPortal | None = None
         #: Times the timed asks to this runtime's actors (a task in the task group).
         self._deadlines = Deadlines()
-        #: The clock of the loop it runs on (anyio.current_time, without the lookups).
+        #: The clock, checkpoint and effective deadline of the loop it runs on (anyio's, without
+        #: the lookups; see _clock).
         self._now: Callable[[], float] = anyio.current_time
+        self._checkpoint: Callable[[], Awaitable[Any]] = anyio.lowlevel.checkpoint
+        self._effective_deadline: Callable[[], float] = anyio.current_effective_deadline
         self._collector = Collector(gc_policy) if gc_policy is not None else None
         self._registry: dict[str, Cell] = {}
         self._counter = itertools.count(1)
@@ -127,6 +131,8 @@ class Runtime:
         )
         self._root.state = ActorState.RUNNING
         self._now = loop_clock()
+        self._checkpoint = loop_checkpoint()
+        self._effective_deadline = loop_deadline()
         # Set before any task starts, so every actor task inherits it.
         self._token = _current.set(self)
         tg = anyio.create_task_group()

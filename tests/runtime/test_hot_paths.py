@@ -1,0 +1,160 @@
+"""The kernel's inlined hot paths behave as the code they stand for.
+
+The loop primitives a runtime binds once (``_clock``: the effective deadline, the checkpoint)
+against anyio's own, and the paths of a timed request inlined in ``ActorRef.ask`` and in the
+message loop's scope: the mailbox put and the drop of a stale request (the reply, a late one
+included, is covered in test_deadlines.py). Real time (no virtual clock): a handler holds the
+loop up with ``time.sleep`` so that a deadline passes before anything can expire it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from limelight.runtime import (
+    Actor,
+    ActorStopped,
+    AskTimeout,
+    Context,
+    Runtime,
+)
+
+from ._actors import Recorder
+from ._virtual_time import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+# -- what the runtime binds for its loop -----------------------------------------------------
+
+
+async def test_the_bound_effective_deadline_is_anyios() -> None:
+    async with Runtime() as rt:
+        bound = rt._effective_deadline
+        assert bound() == anyio.current_effective_deadline() == math.inf
+        # (Scopes around no await: only what they report is under test.)
+        with anyio.CancelScope(deadline=anyio.current_time() + 100) as outer:  # noqa: ASYNC100
+            assert bound() == anyio.current_effective_deadline() == outer.deadline
+            with anyio.CancelScope(deadline=anyio.current_time() + 200):  # noqa: ASYNC100
+                assert bound() == outer.deadline  # the nearer one binds
+            with anyio.CancelScope(  # noqa: ASYNC100
+                shield=True, deadline=anyio.current_time() + 300
+            ) as shield:
+                assert bound() == anyio.current_effective_deadline() == shield.deadline
+            outer.cancel()
+            assert bound() == anyio.current_effective_deadline() == -math.inf
+
+
+async def test_the_bound_checkpoint_yields_and_is_a_cancellation_point() -> None:
+    ran = anyio.Event()
+    async with Runtime() as rt:
+        checkpoint = rt._checkpoint
+
+        async def other() -> None:
+            ran.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            # Only checkpoints in between: without a yield the other task never runs. (trio
+            # runs the tasks ready at a yield in random order, so not necessarily at the first.)
+            for _ in range(100):
+                await checkpoint()
+                if ran.is_set():
+                    break
+            assert ran.is_set()
+        reached = False
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await checkpoint()
+            reached = True
+        assert scope.cancelled_caught
+        assert not reached
+
+
+# -- a timed request's paths -----------------------------------------------------------------
+
+
+class Holds(Actor):
+    """On ("hold", seconds), blocks the whole loop that long (no await: nothing else runs,
+    the deadline scheduler included); records and answers anything else."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.holding = anyio.Event()
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        match message:
+            case ("hold", float() as seconds, anyio.Event() as go):
+                self.holding.set()
+                await go.wait()
+                time.sleep(seconds)  # noqa: ASYNC251 - holding the loop up is the point
+                return "held"
+            case _:
+                self.seen.append(message)
+                return message
+
+
+async def test_a_request_whose_deadline_passed_behind_a_timed_one_is_dropped() -> None:
+    """The actor is in its scoped loop (handling a timed request) when a timed request queued
+    behind it runs out of time, before the scheduler could expire it: the loop drops it."""
+    async with Runtime() as rt:
+        holds = Holds()
+        ref = await rt.spawn(holds, name="h")
+        go = anyio.Event()
+        outcome: dict[str, Any] = {}
+
+        async def ask(key: str, message: Any, timeout: float) -> None:
+            try:
+                outcome[key] = await ref.ask(message, timeout=timeout)
+            except AskTimeout as exc:
+                outcome[key] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, "hold", ("hold", 0.2, go), 100.0)
+            await holds.holding.wait()
+            tg.start_soon(ask, "short", "short", 0.05)
+            await wait_until(lambda: ref.statistics().mailbox_size == 1)
+            go.set()
+        assert outcome["hold"] == "held"
+        assert isinstance(outcome["short"], AskTimeout)
+        assert holds.seen == []  # never handled
+        stats = ref.statistics()
+        assert (stats.processed, stats.expired, stats.late_replies) == (1, 1, 0)
+        assert await ref.ask("after", timeout=100) == "after"
+        assert len(rt._deadlines) == 0
+
+
+async def test_an_abandoned_request_behind_a_timed_one_is_dropped() -> None:
+    async with Runtime() as rt:
+        holds = Holds()
+        ref = await rt.spawn(holds, name="h")
+        go = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ref.ask(("hold", 0.0, go), timeout=100))
+            await holds.holding.wait()
+            async with anyio.create_task_group() as askers:
+                askers.start_soon(lambda: ref.ask("left", timeout=100))
+                askers.start_soon(lambda: ref.ask("left untimed"))
+                await wait_until(lambda: ref.statistics().mailbox_size == 2)
+                askers.cancel_scope.cancel()  # both askers leave
+            go.set()
+        assert await ref.ask("after", timeout=100) == "after"
+        assert holds.seen == ["after"]
+        stats = ref.statistics()
+        assert (stats.processed, stats.expired, stats.late_replies) == (2, 2, 0)
+        assert len(rt._deadlines) == 0
+
+
+async def test_a_timed_ask_to_a_stopped_actor() -> None:
+    async with Runtime() as rt:
+        ref = await rt.spawn(Recorder(), name="r")
+        assert await ref.ask("a", timeout=100) == "a"
+        await ref.stop()
+        with pytest.raises(ActorStopped):
+            await ref.ask("b", timeout=100)
+        assert len(rt._deadlines) == 0
