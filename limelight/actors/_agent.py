@@ -2,8 +2,9 @@
 
 It runs the ReAct loop (conversation -> model -> tool calls in parallel -> repeat) within max
 turns and a deadline, its provider calls through a ProviderPool and its tool calls through a
-ToolExecutor child. Child agents given as tools run as its supervised
-children: an agent tree.
+ToolExecutor child, both run in the agent's own task (a leased worker, the executor's
+:meth:`~limelight.actors.ToolExecutor.call`). Child agents given as tools run as its
+supervised children: an agent tree.
 
 One module: one actor. The run state, the turn loop, the stream of a run
 (:class:`AgentStream`) and the agent-as-a-tool adapter share the actor's state and its
@@ -55,7 +56,7 @@ from ._provider_worker import (
     ModelGroup,
     ProviderPool,
 )
-from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, RunTools, ToolExecutor
+from ._tool_executor import DEFAULT_TOOL_CONCURRENCY, ToolExecutor
 
 __all__ = [
     "DEFAULT_MAX_TURNS",
@@ -72,6 +73,8 @@ __all__ = [
 DEFAULT_MAX_TURNS: Final = 10
 #: Events buffered between a streaming agent and a slow consumer before the agent waits.
 STREAM_BUFFER: Final = 64
+
+_NO_CALLS: Final[tuple[ToolCall, ...]] = ()
 
 AgentStatus = Literal["completed", "max_turns", "timeout", "cancelled", "error", "usage_limit"]
 
@@ -262,7 +265,8 @@ class _Run:
         self.cost: float | None = 0.0
         self.calls: list[ToolCall] = []
         self.results: list[ToolResult] = []
-        self.pending: list[ToolCall] = []
+        #: The calls of the last answer that have no result in the conversation yet.
+        self.pending: Sequence[ToolCall] = _NO_CALLS
         self.turns = 0
         self.content: str | None = None
         self.error: BaseException | None = None
@@ -301,6 +305,22 @@ def _record_result(trace: Trace, agent: str, result: AgentResult, duration: floa
                 parent_event_id=trace.parent,
             )
         )
+
+
+def _failed_calls(calls: Sequence[ToolCall], why: str, what: str | None = None) -> list[ToolResult]:
+    """An error result for each call that could not run (``what``: the start of the
+    message, followed by the tool's name)."""
+    return [
+        ToolResult(
+            content=f"Error: {what} {c.name!r}; {why}."
+            if what is not None
+            else f"Error: {why}; try again later.",
+            is_error=True,
+            name=c.name,
+            tool_call_id=c.id,
+        )
+        for c in calls
+    ]
 
 
 def _model_name(model: Any) -> str:
@@ -384,7 +404,6 @@ class Agent(Actor):
         self.last_result: AgentResult | None = None
         self._ref: ActorRef | None = None
         self._pool: ProviderPool | ModelGroup | None = None
-        self._executor: ActorRef | None = None
         self._executor_actor: ToolExecutor | None = None
         self._specs: list[Any] = []
         self._scope: anyio.CancelScope | None = None
@@ -425,15 +444,15 @@ class Agent(Actor):
             child = await ctx.spawn(agent_tool.agent, name=agent_tool.name)
             registry.add(agent_tool.bind(child))
         self._specs = registry.specs()
-        self._executor = None
+        self._executor_actor = None
         if len(registry):
-            self._executor_actor = ToolExecutor(
-                registry, max_concurrency=self.config.max_tool_concurrency
-            )
-            self._executor = await ctx.spawn(self._executor_actor, name="tools")
+            # The agent's child at <path>/tools: the agent runs its calls in its own task
+            # (ToolExecutor.call), the child stays the unit that is supervised and stopped.
+            executor = ToolExecutor(registry, max_concurrency=self.config.max_tool_concurrency)
+            await ctx.spawn(executor, name="tools")
+            self._executor_actor = executor
 
     async def on_stop(self, ctx: Context) -> None:
-        self._executor = None
         if not isinstance(self.model, (ProviderPool, ModelGroup)):
             self._pool = None  # its actor was our child and has stopped
 
@@ -442,37 +461,33 @@ class Agent(Actor):
             case RunAgent(prompt=prompt, events=events):
                 self._current = message
                 try:
-                    return await self._run(prompt, events, message)
+                    return await self._loop(
+                        prompt, events, self._trace(prompt, message), message.usage_run
+                    )
+                except Exception as exc:
+                    # A bug of ours: it crashes the actor (the asker gets ActorCrashed); a
+                    # streaming caller is told before its stream ends, so the end is never
+                    # mistaken for success.
+                    if events is not None:
+                        with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                            events.send_nowait(
+                                StreamEvent(
+                                    type=StreamEventType.ERROR,
+                                    error=f"agent crashed: {exc}",
+                                    error_type=type(exc).__name__,
+                                )
+                            )
+                    raise
                 finally:
                     self._current = None
+                    if events is not None:
+                        events.close()
             case ResetAgent():
                 self.conversation = self._fresh_conversation()
                 return None
         raise TypeError(f"Agent got an unexpected message {message!r}")
 
     # -- the loop ---------------------------------------------------------------------------
-
-    async def _run(
-        self, prompt: str, events: MemoryObjectSendStream[StreamEvent] | None, message: RunAgent
-    ) -> AgentResult:
-        try:
-            return await self._loop(prompt, events, self._trace(prompt, message), message.usage_run)
-        except Exception as exc:
-            # A bug of ours: it crashes the actor (the asker gets ActorCrashed); a streaming
-            # caller is told before its stream ends, so the end is never mistaken for success.
-            if events is not None:
-                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                    events.send_nowait(
-                        StreamEvent(
-                            type=StreamEventType.ERROR,
-                            error=f"agent crashed: {exc}",
-                            error_type=type(exc).__name__,
-                        )
-                    )
-            raise
-        finally:
-            if events is not None:
-                events.close()
 
     def _trace(self, prompt: str, message: RunAgent) -> Trace | None:
         """With analytics initialized: the run's first event (the prompt, as ``user_input``,
@@ -549,20 +564,44 @@ class Agent(Actor):
                         run.content = result.content
                         break
                     run.calls.extend(result.tool_calls)
-                    run.pending = list(result.tool_calls)
+                    run.pending = result.tool_calls
                     limit = check_limits(config.usage_limits, run.usage.total_tokens, run.cost)
                     if limit is not None:
                         status, run.error = "usage_limit", UsageLimitReached(limit)
                         break
-                    for r in await self._run_tools(result.tool_calls, trace, usage_run):
+                    # One result per call, in call order: all of them answered at once. They
+                    # run here, in the agent's task, rather than asked of the executor: the
+                    # run's cancellation and deadline reach the calls directly, and nothing
+                    # hops between two tasks (see ToolExecutor.call).
+                    executor = self._executor_actor
+                    if executor is None:
+                        tool_results = _failed_calls(
+                            result.tool_calls, "this agent has no tools", "there is no tool named"
+                        )
+                    else:
+                        try:
+                            tool_results = await executor.call(
+                                result.tool_calls,
+                                parallel=config.parallel_tool_execution,
+                                trace=trace,
+                                usage_run=usage_run,
+                            )
+                        except ActorError as exc:
+                            # The executor itself failed (a bug, or it stopped): the model
+                            # hears about it.
+                            tool_results = _failed_calls(
+                                result.tool_calls, f"the tool executor failed ({exc})"
+                            )
+                    run.pending = _NO_CALLS
+                    for r in tool_results:
                         conversation.add_tool_result(r.tool_call_id or "", r.content, name=r.name)
-                        run.pending = [c for c in run.pending if c.id != r.tool_call_id]
                         run.results.append(r)
                         if r.usage is not None:
                             run.usage = run.usage + r.usage
                         if r.cost is not None and run.cost is not None:
                             run.cost += r.cost
-                        if events is not None:
+                    if events is not None:
+                        for r in tool_results:
                             await _emit(events, _tool_result_event(r))
                     limit = check_limits(config.usage_limits, run.usage.total_tokens, run.cost)
                     if limit is not None:
@@ -668,47 +707,6 @@ class Agent(Actor):
         if final is None:
             raise BadResponse(f"the stream of {self.model_name!r} ended without a result")
         return final
-
-    async def _run_tools(
-        self, calls: list[ToolCall], trace: Trace | None, usage_run: str | None = None
-    ) -> list[ToolResult]:
-        if self._executor is None:
-            return [
-                ToolResult(
-                    content=f"Error: there is no tool named {c.name!r}; this agent has no tools.",
-                    is_error=True,
-                    name=c.name,
-                    tool_call_id=c.id,
-                )
-                for c in calls
-            ]
-        try:
-            results: list[ToolResult] = await self._executor.ask(
-                RunTools(
-                    calls=calls,
-                    parallel=self.config.parallel_tool_execution,
-                    run_id=None if trace is None else trace.run_id,
-                    parent_event_id=None if trace is None else str(trace.parent),
-                    usage_run=usage_run,
-                )
-            )
-        except BaseException as exc:
-            if not isinstance(exc, ActorError):
-                # Cancelled: the executor's handler would otherwise run the calls to the end.
-                if self._executor_actor is not None:
-                    self._executor_actor.cancel_running()
-                raise
-            # The executor itself failed (a bug, or stopped): the model hears about it.
-            return [
-                ToolResult(
-                    content=f"Error: the tool executor failed ({exc}); try again later.",
-                    is_error=True,
-                    name=c.name,
-                    tool_call_id=c.id,
-                )
-                for c in calls
-            ]
-        return results
 
     # -- the caller's side ------------------------------------------------------------------
 

@@ -1,10 +1,14 @@
 """The ToolExecutor actor: runs a model's tool calls with timeouts and a concurrency limit.
 
 Timeouts are per tool. Whatever a call does, the reply is one :class:`ToolResult` per call, in
-the order of the calls: a tool's failure is the model's business, never a crash."""
+the order of the calls: a tool's failure is the model's business, never a crash. Its owner (an
+agent) runs the calls in its own task through :meth:`ToolExecutor.call`, as a
+:class:`~limelight.actors.ProviderPool` does with a leased worker: no hop to the executor
+and back, while the executor's stop still interrupts the calls and a bug still crashes it."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import typing
 from collections.abc import Sequence
@@ -15,8 +19,8 @@ import msgspec
 
 from .._tools import PreparedCall, ToolRegistry
 from .._usage import current_usage_run
-from ..errors import ConfigError
-from ..runtime import Actor, Context, Slots
+from ..errors import ActorCrashed, ActorStopped, ConfigError
+from ..runtime import Actor, ActorRef, Context, Slots
 from ..schemas import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -48,12 +52,21 @@ class RunTools(msgspec.Struct, gc=False, frozen=True, kw_only=True):
     usage_run: str | None = None
 
 
+class _CrashReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Told to an executor by its owner: a call through :meth:`ToolExecutor.call` raised
+    ``error``, a bug. The executor raises it, so that its supervisor sees the crash."""
+
+    error: Exception
+
+
 class ToolExecutor(Actor):
     """Runs tool calls for an agent.
 
     Calls of one request run concurrently inside the handler (a task group under a
     capacity limiter), so a request's wall time is its slowest call, not their sum. Sync
     tools run in worker threads (anyio's default thread limiter also applies to them).
+    Asked (:class:`RunTools`), it runs the calls in its own task; its owner may instead run
+    them in the owner's task with :meth:`call`.
 
     :param registry: the tools, or anything :class:`ToolRegistry` accepts.
     :param max_concurrency: calls running at once, across the requests of this executor.
@@ -75,6 +88,7 @@ class ToolExecutor(Actor):
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self._slots: Slots | None = None
+        self._ref: ActorRef | None = None
         self._running: set[anyio.CancelScope] = set()
         # Scopes cancel_running() cancelled: their calls read "cancelled", not "timed out".
         self._stopped: set[anyio.CancelScope] = set()
@@ -82,9 +96,17 @@ class ToolExecutor(Actor):
     async def on_start(self, ctx: Context) -> None:
         # Created here, not in __init__: a waiter's event belongs to the running event loop.
         self._slots = Slots(self.max_concurrency)
+        self._ref = ctx.self
+
+    async def on_stop(self, ctx: Context) -> None:
+        # Calls run for the owner in its task (call()) are the executor's work as much as
+        # a handled request's: they end with it (as cancelled results).
+        self.cancel_running()
 
     async def handle(self, message: Any, ctx: Context) -> Any:
         match message:
+            case _CrashReport(error=error):
+                raise error
             case RunTools(calls=calls, parallel=parallel, timeout=timeout, run_id=run_id):
                 trace = None
                 if run_id is not None:
@@ -98,6 +120,45 @@ class ToolExecutor(Actor):
                 finally:
                     current_usage_run.reset(token)
         raise TypeError(f"ToolExecutor got an unexpected message {message!r}")
+
+    async def call(
+        self,
+        calls: Sequence[ToolCall],
+        *,
+        parallel: bool = True,
+        trace: Trace | None = None,
+        usage_run: str | None = None,
+    ) -> list[ToolResult]:
+        """Run ``calls`` in the calling task, for the actor that owns this executor (an
+        agent, its parent): what a :class:`RunTools` ask does, without the hop to the
+        executor's task and back. The caller's cancellation cancels the calls; the
+        executor's stop ends them as cancelled results.
+
+        :param usage_run: the :func:`~limelight.usage.usage_run` the calls count under.
+        :raises ActorStopped: the executor is not running.
+        :raises ActorCrashed: a bug in the executor; it crashes too, under its supervisor.
+        """
+        ref = self._ref
+        if ref is None or self._slots is None or not ref.alive:
+            path = "" if ref is None else ref.path
+            raise ActorStopped(f"tool executor {path or '(not started)'} is not running", path=path)
+        token = current_usage_run.set(usage_run)
+        try:
+            if trace is None:  # run()'s common case, one coroutine fewer across the calls
+                return await self._run(calls, parallel, None, None, None)
+            return await self.run(calls, parallel=parallel, trace=trace)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # stopped, or full: it is going anyway
+                ref.tell_nowait(_CrashReport(error=exc))
+            crashed = ActorCrashed(
+                f"actor {ref.path} crashed running {len(calls)} tool call(s): "
+                f"{type(exc).__name__}: {exc}",
+                path=ref.path,
+                cause=exc,
+            )
+            raise crashed from exc
+        finally:
+            current_usage_run.reset(token)
 
     async def run(
         self,

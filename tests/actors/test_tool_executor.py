@@ -10,7 +10,7 @@ import anyio.lowlevel
 import pytest
 
 from limelight._tools import PreparedCall
-from limelight.errors import ConfigError
+from limelight.errors import ActorCrashed, ActorStopped, ConfigError
 from limelight.runtime import Runtime
 from limelight.schemas import ToolCall
 from limelight.tools import RunTools, ToolExecutor, ToolRegistry, ToolResult, tool
@@ -225,3 +225,57 @@ def test_bad_executor_options_are_config_errors() -> None:
         ToolExecutor([], max_concurrency=0)
     with pytest.raises(ConfigError, match="timeout"):
         ToolExecutor([], timeout=-1)
+
+
+class LimitlessRegistry(ToolRegistry):
+    """A bug outside the guarded halves: looking up a call's time limit raises."""
+
+    def __init__(self) -> None:
+        super().__init__([fine])
+
+    def limit_for(self, *args: object, **kwargs: object) -> Any:
+        raise RuntimeError("limit bug")
+
+
+async def test_call_runs_in_the_callers_task_and_a_bug_crashes_the_executor() -> None:
+    async with Runtime() as rt:
+        actor = ToolExecutor(LimitlessRegistry())
+        executor = await rt.spawn(actor, name="tools")
+        with pytest.raises(ActorCrashed, match="limit bug") as caught:
+            await actor.call([call("fine", '{"x": 1}')])
+        assert isinstance(caught.value.cause, RuntimeError)
+        # The executor crashed under its supervisor, as if it had run the calls itself.
+        with anyio.fail_after(10):
+            while executor.statistics().restarts == 0:
+                await anyio.sleep(0.01)
+        actor.registry = ToolRegistry([fine])
+        results = await actor.call([call("fine", '{"x": 1}'), call("fine", '{"x": 2}')])
+        assert [r.content for r in results] == ["1", "2"]
+
+
+async def test_call_on_a_stopped_executor_raises_and_its_stop_cancels_the_calls() -> None:
+    started = anyio.Event()
+
+    @tool
+    async def wait() -> str:
+        started.set()
+        await anyio.sleep_forever()
+        return ""
+
+    async with Runtime() as rt:
+        actor = ToolExecutor([wait], timeout=60)
+        executor = await rt.spawn(actor, name="tools")
+        results: list[ToolResult] = []
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                results.extend(await actor.call([call("wait", id="1"), call("wait", id="2")]))
+
+            tg.start_soon(run)
+            with anyio.fail_after(10):
+                await started.wait()
+            await executor.stop()
+        assert [r.is_error for r in results] == [True, True]
+        assert all("was cancelled before it finished" in r.content for r in results)
+        with pytest.raises(ActorStopped):
+            await actor.call([call("wait")])
