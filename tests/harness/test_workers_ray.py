@@ -24,16 +24,16 @@ from limelight.harness import (
     ClosedLoop,
     ConstantRate,
     Load,
-    Prices,
     Progress,
     Target,
     Workload,
     arrivals,
     run,
-    summarize,
     sweep,
 )
 from limelight.harness._targets import sim_process
+
+from .test_workers import _assert_exact
 
 FAST = [
     *("--ttft", "0.005", "--ttft-jitter", "0.001", "--tps", "4000"),
@@ -69,22 +69,6 @@ def _config(url: str, load: Load, **options: object) -> BenchConfig:
         slos={"ttft": 10_000},
         percentiles=(50.0, 90.0, 99.0),
         **options,  # type: ignore[arg-type]
-    )
-
-
-def _assert_exact(result: BenchResult, workers: int) -> None:
-    """Each worker sent its share, and the summary is ``summarize`` of every worker's
-    records taken together (every percentile over the union)."""
-    config = result.config
-    parts = [[r for r in result.records if r.worker == k] for k in range(workers)]
-    assert all(parts)
-    assert sum(map(len, parts)) == len(result.records)
-    assert result.summary == summarize(
-        [r for part in parts for r in part],
-        duration=result.summary.duration_s,
-        slos=config.slos,
-        percentiles=config.percentiles,
-        prices=Prices(input=1.0, output=2.0),
     )
 
 
