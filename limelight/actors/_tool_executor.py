@@ -20,7 +20,7 @@ import msgspec
 from .._tools import PreparedCall, ToolRegistry
 from .._usage import current_usage_run
 from ..errors import ActorCrashed, ActorStopped, ConfigError
-from ..runtime import Actor, ActorRef, Context, Slots
+from ..runtime import Actor, ActorRef, Context, Slots, fan_out
 from ..schemas import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class _CrashReport(msgspec.Struct, frozen=True, kw_only=True):
 class ToolExecutor(Actor):
     """Runs tool calls for an agent.
 
-    Calls of one request run concurrently inside the handler (a task group under a
+    Calls of one request run concurrently (:func:`~limelight.runtime.fan_out`, under a
     capacity limiter), so a request's wall time is its slowest call, not their sum. Sync
     tools run in worker threads (anyio's default thread limiter also applies to them).
     Asked (:class:`RunTools`), it runs the calls in its own task; its owner may instead run
@@ -89,9 +89,11 @@ class ToolExecutor(Actor):
         self.timeout = timeout
         self._slots: Slots | None = None
         self._ref: ActorRef | None = None
-        self._running: set[anyio.CancelScope] = set()
-        # Scopes cancel_running() cancelled: their calls read "cancelled", not "timed out".
-        self._stopped: set[anyio.CancelScope] = set()
+        # The scopes of the requests running now, and those cancel_running() cancelled (their
+        # calls read "cancelled", not "timed out"); made when first needed (an agent's
+        # executor is idle most of its life, and an empty set costs ~200 bytes).
+        self._running: set[anyio.CancelScope] | None = None
+        self._stopped: set[anyio.CancelScope] | None = None
 
     async def on_start(self, ctx: Context) -> None:
         # Created here, not in __init__: a waiter's event belongs to the running event loop.
@@ -236,43 +238,41 @@ class ToolExecutor(Actor):
         shared = (
             parallel and len(runnable) <= slots.free and all(lim == limits[0] for lim in limits)
         )
+        if not parallel:
+            shared = False
         batch = _Batch(registry, slots, results, shared, trace, call_events)
         one = batch.guarded if trace is None else batch.traced
-        timed_out = False
-        if parallel and len(runnable) > 1:
-            # The group's own scope is the one cancel_running() cancels and, when the calls
-            # share a limit, the one that carries their deadline.
-            scope: anyio.CancelScope | None = None
-            try:
-                async with anyio.create_task_group() as tg:
-                    scope = tg.cancel_scope
-                    self._running.add(scope)
-                    if shared and limits[0] is not None:
-                        scope.deadline = anyio.current_time() + limits[0]
-                    # All but the first run in tasks of their own; the first runs here, in
-                    # the handler's task, which would otherwise only wait for them.
-                    first, *rest = zip(runnable, limits, strict=True)
-                    for (i, call), limit in rest:
-                        tg.start_soon(one, i, call, limit)
-                    (i, call), limit = first
-                    await one(i, call, limit)
-            finally:
-                if scope is not None:
-                    self._running.discard(scope)
-                    stopped = scope in self._stopped
-                    self._stopped.discard(scope)
-            assert scope is not None
-            timed_out = shared and scope.cancelled_caught and not stopped
-        else:
-            shared = batch.shared = False
-            with anyio.CancelScope() as own:
-                self._running.add(own)
-                try:
+        # One scope for the request's calls: the one cancel_running() cancels and, when the
+        # calls share a limit, the one that carries their deadline.
+        scope = anyio.CancelScope()
+        if shared and limits[0] is not None:
+            scope.deadline = anyio.current_time() + limits[0]
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        running.add(scope)
+        try:
+            with scope:
+                if parallel:
+                    # The first runs in this task (which would otherwise only wait), the
+                    # others in tasks of their own (fan_out: no task group's price per call).
+                    await fan_out(
+                        one,
+                        [
+                            (i, call, limit)
+                            for (i, call), limit in zip(runnable, limits, strict=True)
+                        ],
+                    )
+                else:
                     for (i, call), limit in zip(runnable, limits, strict=True):
                         await one(i, call, limit)
-                finally:
-                    self._running.discard(own)
-                    self._stopped.discard(own)
+        finally:
+            running.discard(scope)
+            stopped = self._stopped is not None and scope in self._stopped
+            if stopped:
+                assert self._stopped is not None
+                self._stopped.discard(scope)
+        timed_out = shared and scope.cancelled_caught and not stopped
         for (i, call), limit in zip(runnable, limits, strict=True):
             if results[i] is None:
                 results[i] = call.timed_out(limit) if timed_out else call.cancelled()
@@ -291,6 +291,10 @@ class ToolExecutor(Actor):
         """Cancel the calls running now (their caller gave up on them): the owner calls
         this, from the same event loop, when its ask was cancelled, since an abandoned ask
         does not stop the handler working on it."""
+        if not self._running:
+            return
+        if self._stopped is None:
+            self._stopped = set()
         for scope in self._running:
             self._stopped.add(scope)
             scope.cancel()

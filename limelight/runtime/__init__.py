@@ -15,6 +15,7 @@ from ._errors import LimelightError as LimelightError
 from ._errors import MailboxFull as MailboxFull
 from ._errors import RestartIntensityExceeded as RestartIntensityExceeded
 from ._errors import RuntimeNotRunning as RuntimeNotRunning
+from ._fanout import fan_out as fan_out
 from ._gc import GcPolicy as GcPolicy
 from ._mailbox import CHECKPOINT_INTERVAL as CHECKPOINT_INTERVAL
 from ._portal import BackgroundRuntime as BackgroundRuntime
@@ -71,5 +72,6 @@ __all__ = [
     "Strategy",
     "Supervision",
     "current_runtime",
+    "fan_out",
     "start_blocking_runtime",
 ]

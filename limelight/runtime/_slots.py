@@ -31,7 +31,9 @@ class Slots:
             raise ValueError(f"Slots needs at least one slot, got {total}")
         self._total = total
         self._free = total
-        self._waiters: deque[Signal] = deque()
+        #: Made by the first wait: an empty deque costs ~600 bytes, and most slots never see
+        #: one (an agent's tool executor holds one, 10,000 agents in ``bench/agents.py``).
+        self._waiters: deque[Signal] | None = None
 
     @property
     def total(self) -> int:
@@ -44,28 +46,32 @@ class Slots:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
+        return len(self._waiters) if self._waiters else 0
 
     async def acquire(self) -> None:
         """Take a slot: at once when one is free (no checkpoint), else wait in line."""
         if self._free and not self._waiters:
             self._free -= 1
             return
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = deque()
         handed = new_signal()
-        self._waiters.append(handed)
+        waiters.append(handed)
         try:
             await handed.wait()
         except BaseException:
             if handed.is_set():
                 self.release()  # handed a slot while being cancelled: pass it on
             else:
-                self._waiters.remove(handed)
+                waiters.remove(handed)
             raise
 
     def release(self) -> None:
         """Give a slot back: to the first waiter when there is one."""
-        if self._waiters:
-            self._waiters.popleft().set()
+        waiters = self._waiters
+        if waiters:
+            waiters.popleft().set()
         elif self._free < self._total:
             self._free += 1
         else:
