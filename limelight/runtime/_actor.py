@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +35,24 @@ class Actor:
                     case Get():
                         return self.n
     """
+
+    #: Whether the actor keeps a task while it waits for mail (the default). A class that sets
+    #: it to False is *non-resident*: once its mailbox is empty, its task ends, and the next
+    #: message (a tell, an ask, a stream; a stop too) starts a new one that goes on with the
+    #: same incarnation (``on_start`` does not run again; ``on_stop`` runs once, at its end).
+    #: Seen from outside, nothing differs: the same order, state, statistics, supervision and
+    #: shutdown. An idle actor then holds no task, coroutine frame, cancel scope or context of
+    #: its own: ~1.06 KB instead of ~3.2 KB on asyncio (3.7 KB on trio), 14 fewer objects for
+    #: the garbage collector to track. The price is a task start each time it is woken: an ask
+    #: to it after it went idle took 14.4 µs instead of 9.8 µs on asyncio, 21.4 µs instead of
+    #: 13.5 µs on trio (measured beside ``bench/kernel.py``). Made for actors that are idle
+    #: nearly all the time, not for busy ones: on trio even back-to-back asks wake it about
+    #: every other time (trio runs ready tasks in either order), 17.0 µs instead of 12.4 µs.
+    #: It waits for mail in a task all the same until the deadline of the last request with
+    #: one it handled has passed (see ``_loop``). Contextvars: on asyncio each new task runs
+    #: in the very context the incarnation started in; on trio in a copy of the context its
+    #: last task ended in (trio starts every task in a copy), which holds the same values.
+    resident: ClassVar[bool] = True
 
     async def on_start(self, ctx: Context) -> None:
         """Runs before the first message of each incarnation (after every restart too)."""

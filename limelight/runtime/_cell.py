@@ -5,6 +5,15 @@ through a cancel scope of its own; the supervision tree is kept here, by the cel
 children before their parent, in reverse start order. (A task group per actor would cost ~9 KB
 each on asyncio, which 100,000 idle actors cannot afford.)
 
+A non-resident actor (``Actor.resident = False``) runs each incarnation in a series of tasks
+instead: its task ends when its loop would wait for mail, leaving the incarnation *dormant*
+(``_scope`` None, ``_running`` still True), and the next message starts a task that goes on
+with it (:meth:`Cell.resume`) in a fresh cancel scope. So that everything that ends an
+incarnation reaches a dormant one too, :meth:`Cell.interrupt` wakes it already cancelled, and
+its new task goes straight to the orderly end (:meth:`Cell._end`, the same as every
+incarnation's), once. A task of an incarnation never runs beside another: a new one is started
+only by the mailbox's waker, which fires once, after the previous task has ended.
+
 One module: the :class:`Cell` is one object. Its lifecycle, supervision and stop order are here; its
 message loop, which shares its state, is its base class (``_loop``), and the envelopes the
 loop reads and answers are in ``_envelopes``.
@@ -12,6 +21,7 @@ loop reads and answers are in ``_envelopes``.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from collections import deque
@@ -37,7 +47,7 @@ from ._errors import (
     MailboxFull,
     RestartIntensityExceeded,
 )
-from ._loop import MessageLoop, describe
+from ._loop import DORMANT, MessageLoop, describe
 from ._mailbox import CHECKPOINT_INTERVAL, Mailbox
 from ._stats import ActorSnapshot, ActorState, ActorStatistics
 from ._supervision import (
@@ -68,6 +78,7 @@ class Cell(MessageLoop):
     __slots__ = (
         "__weakref__",
         "_child_restarts",
+        "_context",
         "_done",
         "_escalation",
         "_exit_expected",
@@ -156,6 +167,8 @@ class Cell(MessageLoop):
         self.serving: Envelope | None = None
         # Made only when needed: an idle actor must stay small (see bench/kernel.py).
         self._scope: TaskScope | None = None
+        #: The context a dormant incarnation goes on in (set by ``_tasks``).
+        self._context: contextvars.Context | None = None
         self._ready: anyio.Event | None = None
         self._start_failure: BaseException | None = None
         self.incarnation = 0
@@ -362,12 +375,11 @@ class Cell(MessageLoop):
 
     async def run(self, initial: bool) -> None:
         """One incarnation, in a task of its own: on_start, the message loop, then an orderly
-        end (children first, in reverse start order, then on_stop) and a report to the
-        supervisor, unless the end was requested (a stop, or a restart of siblings). Never
-        raises: a crash is a report.
+        end (:meth:`_end`). Never raises: a crash is a report.
 
         It runs inside the incarnation's cancel scope, made by :meth:`begin`, which is how
-        it is stopped (:meth:`interrupt`)."""
+        it is stopped (:meth:`interrupt`). A non-resident actor's task ends instead where the
+        loop would wait for mail, leaving the incarnation dormant (:meth:`resume`)."""
         scope = self._scope
         assert scope is not None
         with scope:
@@ -375,7 +387,7 @@ class Cell(MessageLoop):
             incarnation = self.incarnation
             self._escalation = None
             self.stop_after_current = False
-            reason: BaseException | None = None
+            reason: Any = None
             actor: Actor | None = None
             started = False
             try:
@@ -399,52 +411,93 @@ class Cell(MessageLoop):
                     self._signal_ready(None)
                     reason = await self._loop(actor)
             finally:
-                # Every end passes here, cancellation included; shielded (but bounded) so that
-                # the children stop and on_stop runs even while the runtime is being torn down.
-                if self.state is not ActorState.STOPPED:  # finalized already: stays so
-                    self.state = ActorState.STOPPING
-                with CancelScope(shield=True) as shield:
-                    shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
-                    await self.stop_children()
-                    if started and actor is not None:
-                        try:
-                            await actor.on_stop(self.ctx)
-                        except Exception as exc:
-                            self.log.exception("on_stop raised", error=describe(exc))
-                            self.last_error = exc
-                            reason = reason or exc
-                if shield.cancelled_caught:
-                    # A child or on_stop overran shutdown_timeout and was cancelled; the
-                    # bookkeeping below must run all the same, or a stop() would wait forever.
-                    self.log.warning(
-                        "stopping took longer than shutdown_timeout; cancelled",
-                        shutdown_timeout=self.runtime.shutdown_timeout,
-                    )
-                    for child in list(self.children.values()):
-                        child.finalize()
-                escalation = self.escalation()
-                if escalation is not None:
-                    reason = escalation
-                if self.state is not ActorState.STOPPED:
-                    self.state = ActorState.RESTARTING
-                self._running = False
-                if self._done is not None:
-                    self._done.set()
-                    self._done = None
-                if not started:
-                    # begin() waits for this: spawn() raises a failed first start; a failed
-                    # restart is reported below like any crash.
-                    self._signal_ready(reason or self.stopped_error())
-                report = (started or not initial) and not self._exit_expected
-                if report and self.parent is not None:
-                    if reason is not None:
-                        self.log.warning(
-                            "actor crashed", error=describe(reason), restarts=self.restarts
-                        )
-                    # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
-                    # longer. A supervisor that stops cancels this routine's own scope directly.
-                    with CancelScope(shield=True):
-                        await self.parent.child_exited(self, reason, incarnation)
+                if reason is not DORMANT:
+                    await self._end(reason, actor, initial, started, incarnation)
+        if reason is DORMANT:
+            self._doze()
+
+    async def resume(self) -> None:
+        """A dormant incarnation's next task: the message loop again (not on_start), in the
+        fresh cancel scope its waker made (``_tasks``), until it is dormant again or ends. If
+        it was interrupted while dormant, the scope is cancelled already: straight to the
+        end. Never raises."""
+        scope = self._scope
+        assert scope is not None
+        actor = self.actor
+        assert actor is not None
+        reason: Any = None
+        with scope:
+            try:
+                if not scope.cancel_called:
+                    reason = await self._loop(actor)
+            finally:
+                if reason is not DORMANT:
+                    await self._end(reason, actor, False, True, self.incarnation)
+        if reason is DORMANT:
+            self._doze()
+
+    def _doze(self) -> None:
+        """The task ends here, out of its scope; the incarnation waits for mail without it."""
+        tasks = self.runtime._actor_tasks
+        assert tasks is not None
+        tasks.park(self)
+
+    async def _end(
+        self,
+        reason: BaseException | None,
+        actor: Actor | None,
+        initial: bool,
+        started: bool,
+        incarnation: int,
+    ) -> None:
+        """An incarnation's orderly end (children first, in reverse start order, then
+        on_stop) and its report to the supervisor, unless the end was requested (a stop, or a
+        restart of siblings). Every end passes here, cancellation included; shielded (but
+        bounded) so that the children stop and on_stop runs even while the runtime is being
+        torn down."""
+        if self.state is not ActorState.STOPPED:  # finalized already: stays so
+            self.state = ActorState.STOPPING
+        with CancelScope(shield=True) as shield:
+            shield.deadline = anyio.current_time() + self.runtime.shutdown_timeout
+            await self.stop_children()
+            if started and actor is not None:
+                try:
+                    await actor.on_stop(self.ctx)
+                except Exception as exc:
+                    self.log.exception("on_stop raised", error=describe(exc))
+                    self.last_error = exc
+                    reason = reason or exc
+        if shield.cancelled_caught:
+            # A child or on_stop overran shutdown_timeout and was cancelled; the
+            # bookkeeping below must run all the same, or a stop() would wait forever.
+            self.log.warning(
+                "stopping took longer than shutdown_timeout; cancelled",
+                shutdown_timeout=self.runtime.shutdown_timeout,
+            )
+            for child in list(self.children.values()):
+                child.finalize()
+        escalation = self.escalation()
+        if escalation is not None:
+            reason = escalation
+        if self.state is not ActorState.STOPPED:
+            self.state = ActorState.RESTARTING
+        self._running = False
+        self._context = None
+        if self._done is not None:
+            self._done.set()
+            self._done = None
+        if not started:
+            # begin() waits for this: spawn() raises a failed first start; a failed
+            # restart is reported below like any crash.
+            self._signal_ready(reason or self.stopped_error())
+        report = (started or not initial) and not self._exit_expected
+        if report and self.parent is not None:
+            if reason is not None:
+                self.log.warning("actor crashed", error=describe(reason), restarts=self.restarts)
+            # Shielded, but not bounded by shutdown_timeout: a restart's backoff may be
+            # longer. A supervisor that stops cancels this routine's own scope directly.
+            with CancelScope(shield=True):
+                await self.parent.child_exited(self, reason, incarnation)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -460,9 +513,22 @@ class Cell(MessageLoop):
 
     def interrupt(self) -> None:
         """Cancel the current incarnation, if one runs: its task is cancelled at its next
-        await outside a shielded scope (its own end is shielded)."""
-        if self._running and self._scope is not None:
-            self._scope.cancel()
+        await outside a shielded scope (its own end is shielded). A dormant one (no scope) is
+        woken in a scope cancelled already, so that its new task runs its end."""
+        if self._running:
+            scope = self._scope
+            if scope is None:
+                tasks = self.runtime._actor_tasks
+                assert tasks is not None
+                scope = self._scope = tasks.scope()
+                scope.cancel()
+                # Taken from the mailbox as a sender takes it: it fires once.
+                mailbox = self.mailbox
+                waker, mailbox._receiver = mailbox._receiver, None
+                assert waker is not None
+                waker.set()
+            else:
+                scope.cancel()
 
     async def stop(self) -> None:
         """Stop for good: halt, then close the mailbox and fail whatever was still queued."""

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from ._actor import Actor, Context
     from ._mailbox import Mailbox
     from ._runtime import Runtime
+    from ._tasks import TaskScope
 
-__all__ = ["MessageLoop", "describe"]
+__all__ = ["DORMANT", "MessageLoop", "describe"]
 
 _INF = math.inf
 #: No item (messages may be anything, None included).
@@ -34,6 +35,17 @@ _NOTHING: Final[Any] = object()
 def describe(exc: BaseException) -> str:
     """``Type: message``, or the bare type when the message is empty."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Dormant:
+    """What the loop of a non-resident actor returns where it would wait for mail."""
+
+    __slots__ = ()
+
+
+#: The plain loop of a non-resident actor found the mailbox empty: its task is to end, and
+#: the incarnation to go dormant (``_cell``, ``_tasks``).
+DORMANT: Final = _Dormant()
 
 
 class _Carry:
@@ -63,6 +75,7 @@ class MessageLoop:
     mailbox: Mailbox
     ctx: Context
     stop_after_current: bool
+    _scope: TaskScope | None
 
     def interrupted_error(self, envelope: Envelope) -> ActorStopped:
         return ActorStopped(
@@ -70,8 +83,9 @@ class MessageLoop:
             path=self.path,
         )
 
-    async def _loop(self, actor: Actor) -> BaseException | None:
-        """Handle messages until stopped; returns the crash, or None for a normal exit.
+    async def _loop(self, actor: Actor) -> BaseException | _Dormant | None:
+        """Handle messages until stopped; returns the crash, or None for a normal exit, or
+        :data:`DORMANT` for a non-resident actor with no mail.
 
         A request with a deadline is handled under a cancel scope carrying it: nested asks
         inherit what is left, and work nobody waits for any more is cancelled. The scope is
@@ -84,9 +98,17 @@ class MessageLoop:
         waited for mail (one wake-up); the next request with a deadline enters a fresh one.
         So an idle actor holds a scope (~1.3 KB) only until the deadline of the last request
         it handled, and one that never had one waits here, one frame deep.
+
+        A non-resident actor (``Actor.resident``) does not wait here: where it would park, the
+        loop returns :data:`DORMANT` (its task ends; the next message starts another, which
+        enters the loop again). Only here: in the scoped loop it waits, in its task, until the
+        scope is left (the last deadline passes), then comes here. It does not go dormant
+        once its incarnation (or every actor task) is cancelled: it waits, and the
+        cancellation ends it as it ends a resident one.
         """
         mailbox = self.mailbox
         items = mailbox._items  # until the first put, a shared empty one (see _mailbox)
+        resident = actor.resident
         ctx = self.ctx
         checkpoint = self.runtime._checkpoint
         batch = 0
@@ -104,6 +126,8 @@ class MessageLoop:
                         # Mailbox.get inlined: an idle actor waits here, one frame deep.
                         await checkpoint()
                         while (item := mailbox.poll()) is EMPTY:
+                            if not resident and self._may_go_dormant():
+                                return DORMANT
                             await mailbox.wait_for_item()
                         items = mailbox._items
                         batch = 0
@@ -139,6 +163,16 @@ class MessageLoop:
                 return self._crashed(item, exc)
             if self.stop_after_current:
                 return None
+
+    def _may_go_dormant(self) -> bool:
+        scope = self._scope
+        tasks = self.runtime._actor_tasks
+        return (
+            scope is not None
+            and not scope.cancel_called
+            and tasks is not None
+            and not tasks.cancelled
+        )
 
     async def _under_deadlines(self, actor: Actor, first: Envelope) -> Any:
         """Handle ``first`` and what follows under a cancel scope carrying each request's
