@@ -151,6 +151,11 @@ class ProviderWorker(Actor):
     bug: the caller gets :class:`~limelight.errors.ActorCrashed` and the worker crashes.
     """
 
+    #: Non-resident: its calls run in its callers' tasks, so it is idle nearly all its life,
+    #: and a pool of thousands (one worker per call in flight) would otherwise hold a task
+    #: each (see :attr:`~limelight.runtime.Actor.resident`).
+    resident = False
+
     def __init__(
         self,
         provider: Provider,

@@ -73,6 +73,10 @@ class ToolExecutor(Actor):
     :param timeout: default per-call timeout in seconds (``None``: the registry's).
     """
 
+    #: Non-resident: its owner runs the calls in its own task (:meth:`call`), so it is idle
+    #: nearly all its life (see :attr:`~limelight.runtime.Actor.resident`).
+    resident = False
+
     def __init__(
         self,
         registry: ToolRegistry | Sequence[Any],
