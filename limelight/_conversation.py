@@ -6,6 +6,7 @@ load as msgspec JSON."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -84,7 +85,15 @@ class Conversation:
     :raises ConfigError: an unknown truncation or a budget < 1.
     """
 
-    __slots__ = ("_messages", "_tokens", "max_tokens", "system", "truncation")
+    __slots__ = (
+        "_counted",
+        "_head",
+        "_messages",
+        "_tokens",
+        "max_tokens",
+        "system",
+        "truncation",
+    )
 
     def __init__(
         self,
@@ -104,8 +113,14 @@ class Conversation:
         self.max_tokens = max_tokens
         self.truncation: Truncation = truncation
         self._messages: list[Message] = []
-        # Kept up to date on every add, so the common case (it all fits) costs no walk.
+        # The estimate of the first ``_counted`` messages, brought up to date when a budget
+        # asks for it (:meth:`_message_tokens`): a conversation that no budget bounds (a model
+        # without a known window, no ``max_tokens``) never counts, and one that does counts
+        # each message once, so the common case (it all fits) costs no walk.
         self._tokens = 0
+        self._counted = 0
+        #: The system message sent first, and the prompt it was made of.
+        self._head: tuple[str | None, list[Message], int] = (None, [], 0)
         for m in messages:
             self.add(m)
 
@@ -122,7 +137,6 @@ class Conversation:
             self.system = message.content
         else:
             self._messages.append(message)
-            self._tokens += message_tokens(message)
         return message
 
     def add_user(self, content: str, *, name: str | None = None) -> Message:
@@ -141,7 +155,27 @@ class Conversation:
     def clear(self) -> None:
         """Forget every message (the system prompt stays)."""
         self._messages.clear()
-        self._tokens = 0
+        self._tokens = self._counted = 0
+
+    def _message_tokens(self) -> int:
+        """Estimated tokens of every message but the system prompt (counted once each)."""
+        messages = self._messages
+        counted = self._counted
+        if counted < len(messages):
+            self._tokens += sum(map(message_tokens, itertools.islice(messages, counted, None)))
+            self._counted = len(messages)
+        return self._tokens
+
+    def _system_head(self) -> tuple[list[Message], int]:
+        """The system message to send first (none without a prompt) and its tokens, made
+        again only when the prompt changed."""
+        system = self.system
+        made_of, head, tokens = self._head
+        if made_of != system:
+            head = [Message.system(system)] if system else []
+            tokens = sum(map(message_tokens, head))
+            self._head = (system, head, tokens)
+        return head, tokens
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -155,8 +189,7 @@ class Conversation:
 
     def token_count(self) -> int:
         """Estimated tokens of the whole conversation, system prompt included."""
-        system = message_tokens(Message.system(self.system)) if self.system else 0
-        return system + self._tokens
+        return self._system_head()[1] + self._message_tokens()
 
     def budget(self, model: str | None = None) -> int | None:
         """The tokens :meth:`get_messages` may use for ``model``: the smaller of
@@ -179,11 +212,11 @@ class Conversation:
         budget = self.budget(model)
         if max_tokens is not None:
             budget = max_tokens if budget is None else min(budget, max_tokens)
-        head = [Message.system(self.system)] if self.system else []
+        head, head_tokens = self._system_head()
         if budget is None:
             return head + self._messages
-        available = budget - sum(message_tokens(m) for m in head)
-        if self._tokens <= available:
+        available = budget - head_tokens
+        if self._message_tokens() <= available:
             return head + self._messages
         units = _units(self._messages)
         kept = _truncate(
@@ -195,12 +228,15 @@ class Conversation:
 
     def fork(self) -> Conversation:
         """An independent copy: what is added to one is not seen by the other."""
-        return Conversation(
-            self.system,
-            max_tokens=self.max_tokens,
-            truncation=self.truncation,
-            messages=self._messages,
-        )
+        copy = Conversation.__new__(Conversation)
+        copy.system = self.system
+        copy.max_tokens = self.max_tokens
+        copy.truncation = self.truncation
+        copy._messages = list(self._messages)  # checked as they were added
+        copy._tokens = self._tokens
+        copy._counted = self._counted
+        copy._head = self._head
+        return copy
 
     def to_json(self) -> bytes:
         return _encoder.encode(

@@ -52,6 +52,29 @@ def test_fork_is_independent() -> None:
     assert len(fork) == 5
 
 
+def test_counts_follow_every_change_between_reads() -> None:
+    """Tokens are counted when a budget asks, the system message made when the prompt
+    changes: reads between changes (fork, clear, a new prompt) still see each change."""
+    conv = chat()
+    assert conv.token_count() == sum(map(message_tokens, conv.get_messages()))
+    conv.system = "A much longer system prompt than before, to change the count."
+    assert conv.get_messages()[0] == Message.system(conv.system)
+    assert conv.token_count() == sum(map(message_tokens, conv.get_messages()))
+    fork = conv.fork()
+    fork.add_user("one more question, only in the fork")
+    fork.system = None
+    assert [m.role for m in fork.get_messages()][0] == "user"
+    assert fork.token_count() == sum(map(message_tokens, fork.get_messages()))
+    assert conv.token_count() == sum(map(message_tokens, conv.get_messages()))
+    conv.clear()
+    conv.add_user("again")
+    assert conv.token_count() == sum(map(message_tokens, conv.get_messages()))
+    # A budget sees messages added after the last count.
+    conv.max_tokens = conv.token_count() + 5
+    conv.add_assistant("a long answer " * 20)
+    assert [m.role for m in conv.get_messages()] == ["system", "assistant"]
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     conv = chat(max_tokens=500, truncation="drop_middle")
     path = tmp_path / "conv.json"
