@@ -148,7 +148,9 @@ class ToolExecutor(Actor):
         if ref is None or self._slots is None or not ref.alive:
             path = "" if ref is None else ref.path
             raise ActorStopped(f"tool executor {path or '(not started)'} is not running", path=path)
-        token = current_usage_run.set(usage_run)
+        # Set only when it changes: each set (and its reset) makes a new context mapping that
+        # stays alive, in the agent's task, across the model's next wait.
+        token = None if current_usage_run.get() == usage_run else current_usage_run.set(usage_run)
         try:
             if trace is None:  # run()'s common case, one coroutine fewer across the calls
                 return await self._run(calls, parallel, None, None, None)
@@ -164,7 +166,8 @@ class ToolExecutor(Actor):
             )
             raise crashed from exc
         finally:
-            current_usage_run.reset(token)
+            if token is not None:
+                current_usage_run.reset(token)
 
     async def run(
         self,
