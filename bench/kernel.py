@@ -237,12 +237,19 @@ class Idle(Actor):
         return None
 
 
-async def idle_actors(n: int) -> dict[str, float]:
+class IdleNonResident(Idle):
+    """An idle actor that holds no task while it waits (``Actor.resident``)."""
+
+    resident = False
+
+
+async def idle_actors(n: int, resident: bool = True) -> dict[str, float]:
+    kind = Idle if resident else IdleNonResident
     gc.collect()
     before = _rss()
     async with Runtime() as rt:
         t0 = time.perf_counter()
-        refs = [await rt.spawn(Idle(), mailbox_size=16) for _ in range(n)]
+        refs = [await rt.spawn(kind(), mailbox_size=16) for _ in range(n)]
         spawn_s = time.perf_counter() - t0
         gc.collect()
         used = _rss() - before
@@ -258,9 +265,13 @@ async def idle_actors(n: int) -> dict[str, float]:
     }
 
 
-def _memory_in_subprocess(backend: str, n: int) -> dict[str, float]:
+def _memory_in_subprocess(backend: str, n: int, resident: bool = True) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", backend, str(n)],
+        [
+            sys.executable,
+            __file__,
+            *("--memory-child", backend, str(n), "resident" if resident else "nonresident"),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -279,11 +290,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memory-child", nargs=2)
+    parser.add_argument("--memory-child", nargs=3)
     args = parser.parse_args()
     if args.memory_child:
-        backend, n = args.memory_child
-        print(json.dumps(anyio.run(idle_actors, int(n), backend=backend)))
+        backend, n, kind = args.memory_child
+        print(json.dumps(anyio.run(idle_actors, int(n), kind == "resident", backend=backend)))
         return
     repeats = 1 if args.quick else args.repeats
     n_tell = 20_000 if args.quick else 300_000
@@ -302,6 +313,7 @@ def main() -> None:
         row["ask_bare_us"] = _median(backend, repeats, ask_bare, n_ask)
         row["ask_bare_timed_us"] = _median(backend, repeats, ask_bare_timed, n_ask)
         row["idle"] = _memory_in_subprocess(backend, n_idle)
+        row["idle_nonresident"] = _memory_in_subprocess(backend, n_idle, resident=False)
         results[backend] = row
 
     print(
@@ -337,12 +349,16 @@ def main() -> None:
             f"{backend:8} {'ask: bare loop, move_on_after each':36} "
             f"{r['ask_bare_timed_us']:10.2f} µs  {r['ask_bare_timed_us'] / bare:.2f}x bare loop"
         )
-        idle = r["idle"]
-        print(
-            f"{backend:8} {'idle actors: bytes per actor':36} {idle['bytes_per_actor']:10.0f} B   "
-            f"{idle['actors']} actors = {idle['rss_bytes'] / 2**20:.0f} MiB, "
-            f"spawned in {idle['spawn_s']:.1f} s, shut down in {idle['shutdown_s']:.1f} s"
-        )
+        for key, label in [
+            ("idle", "idle actors: bytes per actor"),
+            ("idle_nonresident", "idle non-resident actors: per actor"),
+        ]:
+            idle = r[key]
+            print(
+                f"{backend:8} {label:36} {idle['bytes_per_actor']:10.0f} B   "
+                f"{idle['actors']} actors = {idle['rss_bytes'] / 2**20:.0f} MiB, "
+                f"spawned in {idle['spawn_s']:.1f} s, shut down in {idle['shutdown_s']:.1f} s"
+            )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernel.json").write_text(json.dumps(results, indent=2))
 
