@@ -70,7 +70,7 @@ def _workload() -> tuple[Any, Any]:
     class LeanScripted(Scripted):
         """Scripted without its record of every request (which would dominate memory)."""
 
-        async def _next(self, request: CompletionRequest) -> tuple[int, Any]:
+        def _take(self, request: CompletionRequest) -> tuple[int, Any]:
             assert self._script is not None
             return 0, self._script(request)
 

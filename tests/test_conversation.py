@@ -63,7 +63,7 @@ def test_counts_follow_every_change_between_reads() -> None:
     fork = conv.fork()
     fork.add_user("one more question, only in the fork")
     fork.system = None
-    assert [m.role for m in fork.get_messages()][0] == "user"
+    assert fork.get_messages()[0].role == "user"
     assert fork.token_count() == sum(map(message_tokens, fork.get_messages()))
     assert conv.token_count() == sum(map(message_tokens, conv.get_messages()))
     conv.clear()

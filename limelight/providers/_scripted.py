@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 import anyio.lowlevel
 import msgspec
+import sniffio
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProviderConnectionError, ProviderTimeout
 from ..errors import ScriptExhausted as ScriptExhausted
 from ..schemas import (
     CompletionRequest,
@@ -40,6 +43,9 @@ __all__ = [
     "Scripted",
     "split_tokens",
 ]
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_MODEL = "scripted"
 DEFAULT_EMBEDDING_DIMENSIONS = 16
@@ -141,6 +147,10 @@ class Scripted:
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[CompletionRequest] = []
         self.embed_requests: list[EmbeddingRequest] = []
+        #: The asyncio waits of calls in progress (see :meth:`aclose`).
+        self._sleeping: set[asyncio.Future[None]] | None = None
+        #: The scopes bounding async scripts' answers in progress (see :meth:`aclose`).
+        self._scopes: set[anyio.CancelScope] | None = None
 
     @property
     def remaining(self) -> int | None:
@@ -149,17 +159,40 @@ class Scripted:
             return None
         return max(0, len(self._items) - len(self.requests))
 
-    async def _next(self, request: CompletionRequest) -> tuple[int, ScriptItem]:
+    def _take(self, request: CompletionRequest) -> tuple[int, ScriptItem | Awaitable[ScriptItem]]:
+        """Record ``request`` and take its item (an awaitable when an async script answers)."""
         number = len(self.requests)
         self.requests.append(request)
         if self._script is not None:
-            item = self._script(request)
-            if inspect.isawaitable(item):
-                item = await item
-            return number, item
+            return number, self._script(request)
         if number >= len(self._items):
             raise ScriptExhausted(scripted=len(self._items), request_number=number + 1)
         return number, self._items[number]
+
+    async def _next(
+        self, request: CompletionRequest, start: float = 0.0, total_timeout: float | None = None
+    ) -> tuple[int, ScriptItem]:
+        number, item = self._take(request)
+        if inspect.isawaitable(item):
+            if total_timeout is None:
+                return number, await item
+            # An async script's answer, bounded here (and ended by aclose) since the worker
+            # leaves the attempt's timing to us (bounds_attempts).
+            scope = anyio.move_on_after(max(start + total_timeout - anyio.current_time(), 0.0))
+            scopes = self._scopes
+            if scopes is None:
+                scopes = self._scopes = set()
+            scopes.add(scope)
+            try:
+                with scope:
+                    return number, await item
+            finally:
+                scopes.discard(scope)
+                if scope.cancelled_caught:
+                    if scope.cancel_called and scope.deadline > anyio.current_time():
+                        raise ProviderConnectionError(f"{self.name}: the provider was closed")
+                    raise ProviderTimeout(f"{self.name}: no answer within {total_timeout} s")
+        return number, typing.cast(ScriptItem, item)
 
     def _resolve(
         self, number: int, item: ScriptItem, request: CompletionRequest
@@ -198,21 +231,65 @@ class Scripted:
         )
         return result, self.delay if reply.delay is None else reply.delay
 
-    async def complete(self, request: CompletionRequest) -> CompletionResult:
+    @property
+    def bounds_attempts(self) -> bool:
+        """Whether :meth:`complete` takes ``total_timeout=`` and bounds its own wait by it
+        (on asyncio: its wait is a bare timer there, which :meth:`aclose` ends), so that a
+        :class:`~limelight.actors.ProviderWorker` needs no cancel scope to time an attempt,
+        as with :class:`~limelight.providers.OpenAICompatible`'s own pool."""
+        try:
+            return sniffio.current_async_library() == "asyncio"
+        except sniffio.AsyncLibraryNotFoundError:
+            return False
+
+    async def complete(
+        self, request: CompletionRequest, *, total_timeout: float | None = None
+    ) -> CompletionResult:
         """The next scripted reply, after its delay.
 
+        :param total_timeout: seconds the whole call may take: a reply whose delay is longer
+            raises :class:`~limelight.errors.ProviderTimeout` once they pass.
         :raises ScriptExhausted: when every scripted reply was used.
+        :raises ProviderTimeout: the reply's delay is longer than ``total_timeout``.
+        :raises ProviderConnectionError: :meth:`aclose` was called while it waited.
         :raises Exception: the scripted exception, when the reply is one.
         """
         start = anyio.current_time()
-        number, item = await self._next(request)
+        number, item = await self._next(request, start, total_timeout)
         if isinstance(item, Exception):
-            await anyio.sleep(self.delay)
+            await self._wait(self.delay, start, total_timeout)
         result, delay = self._resolve(number, item, request)
-        await anyio.sleep(delay)
+        await self._wait(delay, start, total_timeout)
         if result.latency is None:
             result = msgspec.structs.replace(result, latency=anyio.current_time() - start)
         return result
+
+    async def _wait(self, delay: float, start: float, total_timeout: float | None) -> None:
+        """Sleep ``delay`` seconds, or until ``total_timeout`` after ``start`` and raise."""
+        timed_out = False
+        if total_timeout is not None:
+            left = start + total_timeout - anyio.current_time()
+            if delay > left:
+                delay, timed_out = max(left, 0.0), True
+        loop = _running_asyncio_loop()
+        if loop is None:
+            await anyio.sleep(delay)
+        else:
+            # What asyncio.sleep does (a future and a timer), without its coroutine and
+            # anyio's two above it, and kept where aclose() can end it.
+            waiter = loop.create_future()
+            timer = loop.call_later(delay, _wake, waiter)
+            sleeping = self._sleeping
+            if sleeping is None:
+                sleeping = self._sleeping = set()
+            sleeping.add(waiter)
+            try:
+                await waiter
+            finally:
+                sleeping.discard(waiter)
+                timer.cancel()
+        if timed_out:
+            raise ProviderTimeout(f"{self.name}: no answer within {total_timeout} s")
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """The next scripted reply as a stream: TOKEN per word, TOOL_CALL per call, USAGE,
@@ -262,5 +339,27 @@ class Scripted:
         return ModelList(models=[ModelInfo(id=self.model, owned_by=self.name)])
 
     async def aclose(self) -> None:
-        """Nothing to release."""
+        """End the calls waiting for their replies now (they raise
+        :class:`~limelight.errors.ProviderConnectionError`), as closing a real backend's
+        connections would. It can be used again afterwards."""
+        scopes, self._scopes = self._scopes, None
+        for scope in scopes or ():
+            scope.cancel()
+        sleeping, self._sleeping = self._sleeping, None
+        for waiter in sleeping or ():
+            if not waiter.done():
+                waiter.set_exception(
+                    ProviderConnectionError(f"{self.name}: the provider was closed")
+                )
         await anyio.lowlevel.checkpoint()
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None (on trio, or when asyncio was never imported)."""
+    asyncio = sys.modules.get("asyncio")
+    return None if asyncio is None else asyncio.events._get_running_loop()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from limelight.errors import ConfigError, RateLimited
+from limelight.errors import ConfigError, ProviderConnectionError, ProviderTimeout, RateLimited
 from limelight.providers import Provider
 from limelight.providers._scripted import Reply, Scripted, ScriptExhausted, split_tokens
 from limelight.schemas import (
@@ -253,3 +253,72 @@ def test_split_tokens_round_trips() -> None:
     for text in ("", " ", "a", " a ", "a\n\nb", "  lead and trail  "):
         assert "".join(split_tokens(text)) == text
     assert split_tokens("") == []
+
+
+@pytest.mark.anyio
+async def test_it_bounds_its_own_attempts_on_asyncio_only(anyio_backend_name: str) -> None:
+    # On asyncio a ProviderWorker leaves the attempt's timing to it (no cancel scope).
+    assert Scripted(["x"]).bounds_attempts is (anyio_backend_name == "asyncio")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("script", ["list", "async"])
+async def test_total_timeout_bounds_a_slow_reply(script: str) -> None:
+    async def slow(request: CompletionRequest) -> str:
+        await anyio.sleep(5)
+        return "late"
+
+    provider = Scripted(["late"], delay=5) if script == "list" else Scripted(slow)
+    # Well before the reply's 5 s: the bound ended the wait.
+    with anyio.fail_after(3), pytest.raises(ProviderTimeout, match=r"within 0\.05 s"):
+        await provider.complete(ask(), total_timeout=0.05)
+    # A reply within the bound is answered as usual.
+    quick = Scripted(["on time"], delay=0.01)
+    result = await quick.complete(ask(), total_timeout=1)
+    assert result.content == "on time"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("script", ["list", "async"])
+async def test_aclose_ends_the_calls_waiting_for_their_replies(
+    script: str, anyio_backend_name: str
+) -> None:
+    # On trio a listed reply's wait is a plain sleep (the worker times attempts there with a
+    # cancel scope of its own, which its stop cancels): aclose lets it finish.
+    ends_early = script == "async" or anyio_backend_name == "asyncio"
+    started = anyio.Event()
+
+    async def slow(request: CompletionRequest) -> str:
+        started.set()
+        await anyio.sleep(10)
+        return "never"
+
+    delay = 10 if ends_early else 0.2
+    provider = Scripted(["never"], delay=delay) if script == "list" else Scripted(slow)
+    errors: list[BaseException] = []
+    answers: list[str | None] = []
+
+    async def call() -> None:
+        try:
+            answers.append((await provider.complete(ask(), total_timeout=60)).content)
+        except ProviderConnectionError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(3):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            if script == "async":
+                await started.wait()
+            else:
+                await anyio.sleep(0.05)
+            await provider.aclose()
+    if not ends_early:
+        assert (answers, errors) == (["never"], [])
+        return
+    assert answers == []
+    assert len(errors) == 1
+    assert "closed" in str(errors[0])
+    # Closing does not end the provider: it answers again.
+    again = Scripted(["again"])
+    await again.aclose()
+    assert (await again.complete(ask(), total_timeout=1)).content == "again"
