@@ -275,10 +275,11 @@ class ToolExecutor(Actor):
                         await one(i, call, limit)
         finally:
             running.discard(scope)
-            stopped = self._stopped is not None and scope in self._stopped
-            if stopped:
-                assert self._stopped is not None
-                self._stopped.discard(scope)
+            cancelled = self._stopped
+            stopped = False
+            if cancelled is not None and scope in cancelled:
+                stopped = True
+                cancelled.discard(scope)
         timed_out = shared and scope.cancelled_caught and not stopped
         for (i, call), limit in zip(runnable, limits, strict=True):
             if results[i] is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
@@ -15,10 +14,10 @@ from typing import TYPE_CHECKING, TypeAlias
 import anyio
 import anyio.lowlevel
 import msgspec
-import sniffio
 
 from ..errors import ConfigError, ProviderConnectionError, ProviderTimeout
 from ..errors import ScriptExhausted as ScriptExhausted
+from ..runtime._clock import running_asyncio_loop
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -147,10 +146,10 @@ class Scripted:
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[CompletionRequest] = []
         self.embed_requests: list[EmbeddingRequest] = []
-        #: The asyncio waits of calls in progress (see :meth:`aclose`).
-        self._sleeping: set[asyncio.Future[None]] | None = None
-        #: The scopes bounding async scripts' answers in progress (see :meth:`aclose`).
-        self._scopes: set[anyio.CancelScope] | None = None
+        #: The asyncio waits of calls in progress, and the scopes bounding async scripts'
+        #: answers in progress (see :meth:`aclose`).
+        self._sleeping: set[asyncio.Future[None]] = set()
+        self._scopes: set[anyio.CancelScope] = set()
 
     @property
     def remaining(self) -> int | None:
@@ -179,15 +178,12 @@ class Scripted:
             # An async script's answer, bounded here (and ended by aclose) since the worker
             # leaves the attempt's timing to us (bounds_attempts).
             scope = anyio.move_on_after(max(start + total_timeout - anyio.current_time(), 0.0))
-            scopes = self._scopes
-            if scopes is None:
-                scopes = self._scopes = set()
-            scopes.add(scope)
+            self._scopes.add(scope)
             try:
                 with scope:
                     return number, await item
             finally:
-                scopes.discard(scope)
+                self._scopes.discard(scope)
                 if scope.cancelled_caught:
                     if scope.cancel_called and scope.deadline > anyio.current_time():
                         raise ProviderConnectionError(f"{self.name}: the provider was closed")
@@ -237,10 +233,7 @@ class Scripted:
         (on asyncio: its wait is a bare timer there, which :meth:`aclose` ends), so that a
         :class:`~limelight.actors.ProviderWorker` needs no cancel scope to time an attempt,
         as with :class:`~limelight.providers.OpenAICompatible`'s own pool."""
-        try:
-            return sniffio.current_async_library() == "asyncio"
-        except sniffio.AsyncLibraryNotFoundError:
-            return False
+        return running_asyncio_loop() is not None
 
     async def complete(
         self, request: CompletionRequest, *, total_timeout: float | None = None
@@ -271,7 +264,7 @@ class Scripted:
             left = start + total_timeout - anyio.current_time()
             if delay > left:
                 delay, timed_out = max(left, 0.0), True
-        loop = _running_asyncio_loop()
+        loop = running_asyncio_loop()
         if loop is None:
             await anyio.sleep(delay)
         else:
@@ -279,14 +272,11 @@ class Scripted:
             # anyio's two above it, and kept where aclose() can end it.
             waiter = loop.create_future()
             timer = loop.call_later(delay, _wake, waiter)
-            sleeping = self._sleeping
-            if sleeping is None:
-                sleeping = self._sleeping = set()
-            sleeping.add(waiter)
+            self._sleeping.add(waiter)
             try:
                 await waiter
             finally:
-                sleeping.discard(waiter)
+                self._sleeping.discard(waiter)
                 timer.cancel()
         if timed_out:
             raise ProviderTimeout(f"{self.name}: no answer within {total_timeout} s")
@@ -342,22 +332,14 @@ class Scripted:
         """End the calls waiting for their replies now (they raise
         :class:`~limelight.errors.ProviderConnectionError`), as closing a real backend's
         connections would. It can be used again afterwards."""
-        scopes, self._scopes = self._scopes, None
-        for scope in scopes or ():
+        for scope in self._scopes:
             scope.cancel()
-        sleeping, self._sleeping = self._sleeping, None
-        for waiter in sleeping or ():
+        for waiter in self._sleeping:
             if not waiter.done():
                 waiter.set_exception(
                     ProviderConnectionError(f"{self.name}: the provider was closed")
                 )
         await anyio.lowlevel.checkpoint()
-
-
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or None (on trio, or when asyncio was never imported)."""
-    asyncio = sys.modules.get("asyncio")
-    return None if asyncio is None else asyncio.events._get_running_loop()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -20,17 +20,22 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["loop_checkpoint", "loop_clock", "loop_deadline"]
+__all__ = ["loop_checkpoint", "loop_clock", "loop_deadline", "running_asyncio_loop"]
+
+
+def running_asyncio_loop() -> Any:
+    """The running asyncio loop, or None (on trio, or where asyncio was never imported: it is
+    not imported from here)."""
+    asyncio = sys.modules.get("asyncio")
+    return None if asyncio is None else asyncio.events._get_running_loop()
 
 
 def loop_clock() -> Callable[[], float]:
     """The clock of the running event loop (``anyio.current_time`` on another backend)."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        loop = asyncio.events._get_running_loop()
-        if loop is not None:
-            clock: Callable[[], float] = loop.time
-            return clock
+    loop = running_asyncio_loop()
+    if loop is not None:
+        clock: Callable[[], float] = loop.time
+        return clock
     trio = sys.modules.get("trio")
     if trio is not None and trio.lowlevel.in_trio_run():
         trio_clock: Callable[[], float] = trio.current_time
@@ -45,9 +50,8 @@ def loop_checkpoint() -> Callable[[], Awaitable[Any]]:
     park). Measured on asyncio, with the loop iteration it yields to: anyio's checkpoint
     4.6 µs, ``sleep(0)`` 3.7 µs (CPU time, on a loaded machine where an ask round trip took
     ~12 µs)."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and asyncio.events._get_running_loop() is not None:
-        sleep = asyncio.sleep
+    if running_asyncio_loop() is not None:
+        from asyncio import sleep
 
         def checkpoint() -> Awaitable[None]:
             # A plain function returning the coroutine: no frame of ours while it yields.
