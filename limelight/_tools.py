@@ -189,11 +189,16 @@ class Tool:
         """Call the function with validated ``arguments``: awaited when async, in a worker
         thread when sync (abandoned, not waited for, when cancelled: a thread cannot be
         interrupted, and a timed-out call must not hold up the agent)."""
+        return await self._begin(arguments, limiter)
+
+    def _begin(
+        self, arguments: msgspec.Struct, limiter: anyio.CapacityLimiter | None
+    ) -> Awaitable[Any]:
+        """What :meth:`invoke` awaits: the function's own awaitable when it is async."""
         kwargs = msgspec.structs.asdict(arguments)
         if self._is_async:
-            result = self.fn(**kwargs)
-            return await typing.cast(Awaitable[Any], result)
-        return await anyio.to_thread.run_sync(
+            return typing.cast(Awaitable[Any], self.fn(**kwargs))
+        return anyio.to_thread.run_sync(
             functools.partial(self.fn, **kwargs), abandon_on_cancel=True, limiter=limiter
         )
 
@@ -263,6 +268,37 @@ class PreparedCall:
         self.tool_call_id = tool_call_id
         #: ``time.perf_counter()`` when the call was received (durations count from it).
         self.start = start
+
+    def begin(self, limiter: anyio.CapacityLimiter | None = None) -> Awaitable[Any]:
+        """The tool started on these arguments: what to await for its return value (that of
+        :meth:`Tool.invoke`, without a coroutine of its own unless a subclass overrides
+        ``invoke``: the tool's coroutine is the only frame kept alive while it runs)."""
+        t = self.tool
+        if type(t).invoke is not Tool.invoke:
+            return t.invoke(self.arguments, limiter=limiter)
+        return t._begin(self.arguments, limiter)
+
+    def returned(self, value: Any) -> ToolResult:
+        """The result of this call when the tool returned ``value``."""
+        name = self.tool.name
+        duration = time.perf_counter() - self.start
+        if isinstance(value, ToolResult):
+            return msgspec.structs.replace(
+                value, name=name, tool_call_id=self.tool_call_id, duration=duration
+            )
+        return ToolResult(
+            content=_render(value), duration=duration, name=name, tool_call_id=self.tool_call_id
+        )
+
+    def raised(self, exc: Exception) -> ToolResult:
+        """The error result of this call when the tool raised ``exc``."""
+        return _error(
+            f"Error: tool {self.tool.name!r} raised {type(exc).__name__}: {exc}. Fix the "
+            "arguments or try another approach.",
+            self.start,
+            self.tool.name,
+            self.tool_call_id,
+        )
 
     def timed_out(self, limit: float | None) -> ToolResult:
         """The error result of this call overrunning ``limit`` seconds."""
@@ -408,22 +444,8 @@ class ToolRegistry:
     ) -> ToolResult:
         """Run a prepared call, with no timeout of its own (the caller's scope bounds it);
         whatever the tool raises becomes an error result."""
-        name = call.tool.name
         try:
-            value = await call.tool.invoke(call.arguments, limiter=limiter)
+            value = await call.begin(limiter)
         except Exception as exc:
-            return _error(
-                f"Error: tool {name!r} raised {type(exc).__name__}: {exc}. Fix the arguments "
-                "or try another approach.",
-                call.start,
-                name,
-                call.tool_call_id,
-            )
-        duration = time.perf_counter() - call.start
-        if isinstance(value, ToolResult):
-            return msgspec.structs.replace(
-                value, name=name, tool_call_id=call.tool_call_id, duration=duration
-            )
-        return ToolResult(
-            content=_render(value), duration=duration, name=name, tool_call_id=call.tool_call_id
-        )
+            return call.raised(exc)
+        return call.returned(value)

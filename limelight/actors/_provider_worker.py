@@ -237,9 +237,9 @@ class ProviderWorker(Actor):
             # Nothing to time here, so no cancel scope (on asyncio it costs as much as a
             # tenth of the call): the backend bounds the attempt, and a stop ends the call
             # when the pool closes the backend (its connections with it).
-            complete: Any = self.provider.complete
+            provider: Any = self.provider  # (not a bound method kept alive across the wait)
             try:
-                answer: CompletionResult = await complete(request, total_timeout=limit)
+                answer: CompletionResult = await provider.complete(request, total_timeout=limit)
             except Exception as exc:
                 if self._stopped:
                     raise self._stopped_error("Complete") from exc

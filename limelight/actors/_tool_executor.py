@@ -231,29 +231,33 @@ class ToolExecutor(Actor):
         assert slots is not None, "run() is called from the actor's handler"
         registry = self.registry
         timeout = self.timeout if timeout is None else timeout
-        prepared = [self._prepare(c) for c in calls]
-        results: list[ToolResult | None] = [
-            p if isinstance(p, ToolResult) else None for p in prepared
-        ]
-        runnable = [(i, p) for i, p in enumerate(prepared) if isinstance(p, PreparedCall)]
+        # One pass, few containers: what is made here stays alive while the calls run.
+        results: list[ToolResult | None] = []
+        batch = _Batch(registry, slots, results, trace, call_events)
+        runnable: list[tuple[_Batch, int, PreparedCall, float | None]] = []
+        for i, c in enumerate(calls):
+            prepared = self._prepare(c)
+            if isinstance(prepared, ToolResult):
+                results.append(prepared)
+            else:
+                results.append(None)
+                limit = registry.limit_for(prepared.tool, timeout)
+                runnable.append((batch, i, prepared, limit))
         if not runnable:
             return typing.cast(list[ToolResult], results)
-        limits = [registry.limit_for(p.tool, timeout) for _, p in runnable]
+        limit = runnable[0][3]
         # When every call has the same limit and none has to wait for a slot, one deadline
         # for the whole batch bounds each call exactly as a scope per call would, for one
         # timer instead of one per call.
-        shared = (
-            parallel and len(runnable) <= slots.free and all(lim == limits[0] for lim in limits)
-        )
-        if not parallel:
-            shared = False
-        batch = _Batch(registry, slots, results, shared, trace, call_events)
-        one = batch.guarded if trace is None else batch.traced
+        shared = parallel and len(runnable) <= slots.free and all(r[3] == limit for r in runnable)
+        batch.shared = shared
+        # The functions, not the batch's bound methods (one object fewer alive per call).
+        one = _Batch.guarded if trace is None else _Batch.traced
         # One scope for the request's calls: the one cancel_running() cancels and, when the
         # calls share a limit, the one that carries their deadline.
         scope = anyio.CancelScope()
-        if shared and limits[0] is not None:
-            scope.deadline = anyio.current_time() + limits[0]
+        if shared and limit is not None:
+            scope.deadline = anyio.current_time() + limit
         running = self._running
         if running is None:
             running = self._running = set()
@@ -263,16 +267,10 @@ class ToolExecutor(Actor):
                 if parallel:
                     # The first runs in this task (which would otherwise only wait), the
                     # others in tasks of their own (fan_out: no task group's price per call).
-                    await fan_out(
-                        one,
-                        [
-                            (i, call, limit)
-                            for (i, call), limit in zip(runnable, limits, strict=True)
-                        ],
-                    )
+                    await fan_out(one, runnable)
                 else:
-                    for (i, call), limit in zip(runnable, limits, strict=True):
-                        await one(i, call, limit)
+                    for args in runnable:
+                        await one(*args)
         finally:
             running.discard(scope)
             cancelled = self._stopped
@@ -281,7 +279,7 @@ class ToolExecutor(Actor):
                 stopped = True
                 cancelled.discard(scope)
         timed_out = shared and scope.cancelled_caught and not stopped
-        for (i, call), limit in zip(runnable, limits, strict=True):
+        for _, i, call, limit in runnable:
             if results[i] is None:
                 results[i] = call.timed_out(limit) if timed_out else call.cancelled()
         return typing.cast(list[ToolResult], results)
@@ -320,14 +318,14 @@ class _Batch:
         registry: ToolRegistry,
         slots: Slots,
         results: list[ToolResult | None],
-        shared: bool,
         trace: Trace | None,
         call_events: list[uuid.UUID] | None,
     ) -> None:
         self.registry = registry
         self.slots = slots
         self.results = results
-        self.shared = shared
+        #: One deadline (the request's scope's) bounds every call: set once they are known.
+        self.shared = False
         self.trace = trace
         self.call_events = call_events
 
@@ -344,17 +342,33 @@ class _Batch:
 
     async def guarded(self, i: int, call: PreparedCall, limit: float | None) -> None:
         results = self.results
-        async with self.slots:
-            try:
-                if self.shared:
-                    results[i] = await self.registry.run_prepared(call)
-                    return
+        slots = self.slots
+        # Slots' own fast path rather than `async with`, whose bound __aexit__ would stay
+        # alive (and tracked by the collector) for as long as the tool runs.
+        if not slots.take():
+            await slots.acquire()
+        try:
+            registry = self.registry
+            if not self.shared:
                 with anyio.move_on_after(limit) as scope:
-                    results[i] = await self.registry.run_prepared(call)
+                    results[i] = await registry.run_prepared(call)
                 if scope.cancelled_caught:
                     results[i] = call.timed_out(limit)
-            except Exception as exc:  # a bug of the registry's; the model still hears
-                results[i] = _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
+            elif type(registry).run_prepared is ToolRegistry.run_prepared:
+                # run_prepared, written out: the tool's coroutine is the only frame below
+                # this one while it runs.
+                try:
+                    value = await call.begin()
+                except Exception as exc:
+                    results[i] = call.raised(exc)
+                else:
+                    results[i] = call.returned(value)
+            else:
+                results[i] = await registry.run_prepared(call)
+        except Exception as exc:  # a bug of the registry's; the model still hears
+            results[i] = _could_not_run(call.tool.name, call.tool_call_id, exc, call.start)
+        finally:
+            slots.release()
 
 
 def _could_not_run(name: str, tool_call_id: str | None, exc: Exception, start: float) -> ToolResult:

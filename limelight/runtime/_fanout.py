@@ -17,11 +17,13 @@ the caller's own task (its callers' calls report their failures as results and n
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from anyio import CancelScope
+from anyio import CancelScope, current_effective_deadline
 
 from ._signal import Signal, new_signal
 
@@ -51,13 +53,42 @@ async def fan_out(
                 nursery.start_soon(fn, *args)
             await fn(*calls[0])
         return
-    await _Fan(fn, calls).run()
+    anyio_states = _anyio_task_states()
+    if anyio_states is None:  # pragma: no cover - another anyio's internals
+        from anyio import create_task_group
+
+        async with create_task_group() as group:
+            for args in calls[1:]:
+                group.start_soon(fn, *args)
+            await fn(*calls[0])
+        return
+    await _Fan(fn, calls).run(*anyio_states)
+
+
+@functools.cache
+def _anyio_task_states() -> tuple[Any, Any] | None:
+    """anyio's asyncio table of task states and the class of its entries, or ``None`` where
+    this anyio has neither (then :func:`fan_out` uses an anyio task group on asyncio).
+
+    A task spawned by an anyio task group gets a state whose cancel scope is the group's:
+    that is how ``current_effective_deadline()`` in the task sees its spawner's deadlines (and
+    shields), and how the scope's cancellation reaches the task. :class:`_Fan` gives each of
+    its bare tasks the same state, the caller's scope at the fan-out, and takes it off when
+    the task ends, as the task group does."""
+    try:
+        from anyio._backends._asyncio import TaskState, _task_states
+    except ImportError:  # pragma: no cover - another anyio's internals
+        return None
+    fields = getattr(TaskState, "__slots__", ())
+    if "cancel_scope" not in fields or "parent_id" not in fields:  # pragma: no cover
+        return None
+    return _task_states, TaskState
 
 
 class _Fan:
     """One asyncio fan-out: its tasks, and the signal of the caller waiting for them."""
 
-    __slots__ = ("_calls", "_fn", "_left", "_tasks", "_waiter")
+    __slots__ = ("_calls", "_fn", "_left", "_states", "_tasks", "_waiter")
 
     def __init__(
         self, fn: Callable[..., Coroutine[Any, Any, None]], calls: Sequence[tuple[Any, ...]]
@@ -67,9 +98,15 @@ class _Fan:
         self._tasks: list[Task[None]] = []
         self._left = 0
         self._waiter: Signal | None = None
+        self._states: Any = None
 
     def _ended(self, task: Task[None]) -> None:
         self._left -= 1
+        states = self._states
+        if states is not None:
+            state = states.pop(task, None)
+            if state is not None and state.cancel_scope is not None:
+                state.cancel_scope._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             for other in self._tasks:
                 other.cancel()  # a failed call ends its siblings, as in a task group
@@ -83,14 +120,23 @@ class _Fan:
             waiter = self._waiter = new_signal()
             await waiter.wait()
 
-    async def run(self) -> None:
+    async def run(self, states: Any, state_of: Any) -> None:
         import asyncio
 
         fn, calls = self._fn, self._calls
-        create = asyncio.get_running_loop().create_task
+        loop = asyncio.get_running_loop()  # (not its bound create_task: kept alive here)
         tasks = self._tasks
+        host = asyncio.current_task()
+        caller = states.get(host)
+        scope = None if caller is None else caller.cancel_scope
+        if scope is not None:
+            self._states = states
         for args in calls[1:]:
-            task = create(fn(*args))
+            task = loop.create_task(fn(*args))
+            if scope is not None:
+                # The caller's cancel scope is the task's, as in an anyio task group.
+                states[task] = state_of(id(host), scope)
+                scope._tasks.add(task)
             task.add_done_callback(self._ended)
             tasks.append(task)
         self._left = len(tasks)
@@ -98,8 +144,13 @@ class _Fan:
             await fn(*calls[0])
             await self._wait()
         except BaseException as exc:
-            for task in tasks:
-                task.cancel()
+            # While the caller's scope is cancelled, anyio delivers that to the tasks it
+            # holds, ours among them, honouring the shields they are in; a task's own
+            # cancel() would not. Otherwise (a call raised, or the caller's task was
+            # cancelled natively), they are cancelled here.
+            if scope is None or current_effective_deadline() != -math.inf:
+                for task in tasks:
+                    task.cancel()
             with CancelScope(shield=True):
                 await self._wait()
             errors = self._errors()

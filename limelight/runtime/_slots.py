@@ -48,6 +48,14 @@ class Slots:
     def waiting(self) -> int:
         return len(self._waiters) if self._waiters else 0
 
+    def take(self) -> bool:
+        """Take a slot if one is free and nobody waits for one (then ``True``): what
+        :meth:`acquire` does without waiting. Give it back with :meth:`release`."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         """Take a slot: at once when one is free (no checkpoint), else wait in line."""
         if self._free and not self._waiters:

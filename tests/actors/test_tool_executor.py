@@ -13,7 +13,7 @@ from limelight._tools import PreparedCall
 from limelight.errors import ActorCrashed, ActorStopped, ConfigError
 from limelight.runtime import Runtime
 from limelight.schemas import ToolCall
-from limelight.tools import RunTools, ToolExecutor, ToolRegistry, ToolResult, tool
+from limelight.tools import RunTools, Tool, ToolExecutor, ToolRegistry, ToolResult, tool
 
 pytestmark = pytest.mark.anyio
 
@@ -279,3 +279,47 @@ async def test_call_on_a_stopped_executor_raises_and_its_stop_cancels_the_calls(
         assert all("was cancelled before it finished" in r.content for r in results)
         with pytest.raises(ActorStopped):
             await actor.call([call("wait")])
+
+
+class Shouting(Tool):
+    """A Tool whose invoke is overridden (as compatibility layers do): the executor must
+    call it, not the function underneath."""
+
+    async def invoke(self, arguments: Any, *, limiter: Any = None) -> Any:
+        return str(await super().invoke(arguments, limiter=limiter)).upper()
+
+
+async def test_parallel_calls_go_through_an_overridden_invoke() -> None:
+    async def echo(text: str) -> str:
+        """Echo.
+
+        :param text: what to say.
+        """
+        return text
+
+    async with Runtime() as rt:
+        executor = await rt.spawn(ToolExecutor([Shouting(echo)]), name="tools")
+        calls = [call("echo", '{"text": "a"}', "1"), call("echo", '{"text": "b"}', "2")]
+        results = await executor.ask(RunTools(calls=calls), timeout=10)
+    assert [r.content for r in results] == ["A", "B"]
+
+
+async def test_every_parallel_call_runs_under_its_timeout() -> None:
+    """Each call, the first (in the caller's task) and the others (in tasks of their own),
+    sees the tool's timeout as its deadline: a nested ask or retry in it inherits it."""
+    left: dict[str, float] = {}
+
+    async def look(key: str) -> str:
+        """Look a key up.
+
+        :param key: the key.
+        """
+        left[key] = anyio.current_effective_deadline() - anyio.current_time()
+        return key
+
+    async with Runtime() as rt:
+        executor = await rt.spawn(ToolExecutor([look], timeout=30), name="tools")
+        calls = [call("look", f'{{"key": "{k}"}}', k) for k in "abc"]
+        await executor.ask(RunTools(calls=calls), timeout=10)
+    assert sorted(left) == ["a", "b", "c"]
+    assert all(0 < s <= 30 for s in left.values()), left

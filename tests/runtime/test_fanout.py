@@ -133,3 +133,40 @@ async def test_the_others_see_the_callers_context_variables() -> None:
     finally:
         var.reset(token)
     assert seen == ["caller's", "caller's"]
+
+
+async def test_every_call_sees_the_callers_deadline_and_its_cancellation() -> None:
+    """The other calls run under the caller's cancel scope, as a task group's tasks do: a
+    nested ask or retry in any of them reads the same deadline, and the scope's expiry ends
+    all of them."""
+    deadlines: dict[int, float] = {}
+    ended: list[int] = []
+
+    async def call(i: int) -> None:
+        deadlines[i] = anyio.current_effective_deadline()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.append(i)
+
+    with anyio.move_on_after(0.2) as scope:
+        await fan_out(call, [(0,), (1,), (2,)])
+    assert scope.cancelled_caught
+    assert deadlines == {0: scope.deadline, 1: scope.deadline, 2: scope.deadline}
+    assert sorted(ended) == [0, 1, 2]
+
+
+async def test_a_shield_in_a_call_holds_against_the_callers_deadline() -> None:
+    finished: list[int] = []
+
+    async def call(i: int) -> None:
+        with anyio.CancelScope(shield=True):
+            assert anyio.current_effective_deadline() == float("inf")
+            await anyio.sleep(0.2)  # past the caller's deadline
+            finished.append(i)
+        await anyio.sleep_forever()
+
+    with anyio.move_on_after(0.05) as scope:
+        await fan_out(call, [(0,), (1,)])
+    assert scope.cancelled_caught
+    assert sorted(finished) == [0, 1]

@@ -118,3 +118,24 @@ async def test_a_slot_handed_to_a_waiter_already_cancelled_is_passed_on() -> Non
     assert slots.waiting == 0
     async with slots:  # and it can be taken again
         pass
+
+
+async def test_take_is_acquire_without_waiting() -> None:
+    slots = Slots(1)
+    assert slots.take()
+    assert not slots.take()  # none free
+    waiter_in = anyio.Event()
+
+    async def wait_for_one() -> None:
+        waiter_in.set()
+        await slots.acquire()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for_one)
+        await waiter_in.wait()
+        await anyio.lowlevel.checkpoint()
+        assert slots.waiting == 1
+        slots.release()  # handed to the waiter, not freed
+        assert not slots.take()
+    slots.release()
+    assert slots.take()  # free again, and nobody waiting
