@@ -6,8 +6,10 @@ sets, an ``Event`` with its deque, a wrapper coroutine, a done callback), about 
 dozen objects the garbage collector tracks, alive as long as the call runs; on top of the
 group's own cancel scope and task set. In ``bench/agents.py`` (10,000 agents, two parallel
 tool calls a turn) those were the largest item at the run's memory peak. Here, on asyncio,
-each extra call is a bare task of the loop's with one done callback; on trio, a nursery of
-trio's own. The structured-concurrency promise is the task group's: when :func:`fan_out`
+each extra call is a bare task of the loop's with one done callback, put under the caller's
+cancel scope as a task group's tasks are (anyio's own task state): every call sees the
+caller's deadline and shields, and the scope's cancellation reaches each. On trio, a nursery
+of trio's own. The structured-concurrency promise is the task group's: when :func:`fan_out`
 returns or raises, every call has ended; if the caller is cancelled (or its first call
 raises), the other calls are cancelled and waited for; the calls' errors reach the caller in
 a ``BaseExceptionGroup``, as a task group's do (an error beats a cancellation). One
