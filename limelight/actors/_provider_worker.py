@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -226,45 +226,64 @@ class ProviderWorker(Actor):
         :raises ActorStopped: the worker stopped before or during the call.
         :raises ActorCrashed: a bug (the worker crashes as well).
         """
+        if deadline == math.inf:
+            answering = self._begin(request)
+            if answering is not None:
+                try:
+                    answer = await answering
+                except Exception as exc:
+                    return await self._after_first(request, exc)
+                _count_usage(request, answer)
+                return answer
         if self._stopped:
             raise self._stopped_error(None)
         if self.hooks or _instrument.active is not None:
             return await self._leased_complete(request, deadline, timeout, None)
-        # The common path, the first attempt right here: no hooks, one coroutine fewer.
+        # The first attempt under a scope of its own: the call's deadline, and the attempt
+        # timeout unless the backend bounds it.
         limit = self._timeout_for(request)
         failed: Exception
-        if deadline == math.inf and getattr(self.provider, "bounds_attempts", False):
-            # Nothing to time here, so no cancel scope (on asyncio it costs as much as a
-            # tenth of the call): the backend bounds the attempt, and a stop ends the call
-            # when the pool closes the backend (its connections with it).
-            provider: Any = self.provider  # (not a bound method kept alive across the wait)
-            try:
-                answer: CompletionResult = await provider.complete(request, total_timeout=limit)
-            except Exception as exc:
-                if self._stopped:
-                    raise self._stopped_error("Complete") from exc
-                failed = exc
-            else:
+        until, answering = self._attempt(request, limit, deadline)
+        scope = self._scope(until, True)
+        try:
+            with scope:
+                answer = await answering
+        except Exception as exc:
+            failed = exc
+        else:
+            if not scope.cancelled_caught:
                 _count_usage(request, answer)
                 return answer
-        else:
-            until, answering = self._attempt(request, limit, deadline)
-            scope = self._scope(until, True)
-            try:
-                with scope:
-                    answer = await answering
-            except Exception as exc:
-                failed = exc
-            else:
-                if not scope.cancelled_caught:
-                    _count_usage(request, answer)
-                    return answer
-                failed = self._cut_short("Complete", deadline, timeout, _no_answer(limit))
-            finally:
-                self._waiting = None
-            if isinstance(failed, (AskTimeout, ActorStopped)):
-                raise failed
+            failed = self._cut_short("Complete", deadline, timeout, _no_answer(limit))
+        finally:
+            self._waiting = None
+        if isinstance(failed, (AskTimeout, ActorStopped)):
+            raise failed
         return await self._leased_complete(request, deadline, timeout, failed)
+
+    def _begin(self, request: CompletionRequest) -> Awaitable[CompletionResult] | None:
+        """The common call's first attempt started (no deadline of its own, no hooks, a
+        backend that bounds its attempts), or ``None`` where :meth:`call` must go its longer
+        way. Nothing to time here, so no cancel scope (on asyncio it costs as much as a tenth
+        of the call): the backend bounds the attempt, and a stop ends the call when the pool
+        closes the backend (its connections with it). Await the answer, count it
+        (:func:`_count_usage`), or hand a failure to :meth:`_after_first`; the pool does this
+        itself, one coroutine fewer alive across the model's wait."""
+        if self._stopped or self.hooks or _instrument.active is not None:
+            return None
+        provider: Any = self.provider
+        if not getattr(provider, "bounds_attempts", False):
+            return None
+        answering: Awaitable[CompletionResult] = provider.complete(
+            request, total_timeout=self._timeout_for(request)
+        )
+        return answering
+
+    async def _after_first(self, request: CompletionRequest, failed: Exception) -> CompletionResult:
+        """A call begun by :meth:`_begin` whose first attempt ``failed``: the retries."""
+        if self._stopped:
+            raise self._stopped_error("Complete") from failed
+        return await self._leased_complete(request, math.inf, None, failed)
 
     async def _leased_complete(
         self,
@@ -822,7 +841,17 @@ class ProviderPool:
         if timeout is None:
             worker = await self._lease(math.inf, None)
             try:
-                return await worker.call(request)
+                # ProviderWorker.call's common path, written out: its coroutine would stay
+                # alive (tracked by the collector) across the whole model wait.
+                answering = worker._begin(request)
+                if answering is None:
+                    return await worker.call(request)
+                try:
+                    answer = await answering
+                except Exception as exc:
+                    return await worker._after_first(request, exc)
+                _count_usage(request, answer)
+                return answer
             except RateLimited as exc:
                 self._note_failure(exc)
                 raise
