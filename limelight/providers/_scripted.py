@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 import anyio.lowlevel
@@ -146,10 +147,10 @@ class Scripted:
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[CompletionRequest] = []
         self.embed_requests: list[EmbeddingRequest] = []
-        #: The asyncio waits of calls in progress, and the scopes bounding async scripts'
-        #: answers in progress (see :meth:`aclose`).
+        #: The asyncio waits of calls in progress, and the scopes of trio's waits and those
+        #: bounding async scripts' answers in progress (see :meth:`aclose`).
         self._sleeping: set[asyncio.Future[None]] = set()
-        self._scopes: set[anyio.CancelScope] = set()
+        self._scopes: set[anyio.CancelScope | Any] = set()
 
     @property
     def remaining(self) -> int | None:
@@ -229,11 +230,11 @@ class Scripted:
 
     @property
     def bounds_attempts(self) -> bool:
-        """Whether :meth:`complete` takes ``total_timeout=`` and bounds its own wait by it
-        (on asyncio: its wait is a bare timer there, which :meth:`aclose` ends), so that a
-        :class:`~limelight.actors.ProviderWorker` needs no cancel scope to time an attempt,
+        """``True``: :meth:`complete` takes ``total_timeout=`` and bounds its own wait by it
+        (a bare timer on asyncio, one trio scope on trio, which :meth:`aclose` ends), so that
+        a :class:`~limelight.actors.ProviderWorker` needs no cancel scope to time an attempt,
         as with :class:`~limelight.providers.OpenAICompatible`'s own pool."""
-        return running_asyncio_loop() is not None
+        return True
 
     async def complete(
         self, request: CompletionRequest, *, total_timeout: float | None = None
@@ -266,7 +267,18 @@ class Scripted:
                 delay, timed_out = max(left, 0.0), True
         loop = running_asyncio_loop()
         if loop is None:
-            await anyio.sleep(delay)
+            # On trio (the other loop anyio runs): what trio.sleep does, one scope, kept
+            # where aclose() can cancel it.
+            trio = sys.modules["trio"]
+            scope = trio.CancelScope(deadline=trio.current_time() + delay)
+            self._scopes.add(scope)
+            try:
+                with scope:
+                    await trio.sleep_forever()
+            finally:
+                self._scopes.discard(scope)
+            if scope.cancelled_caught and trio.current_time() < scope.deadline:
+                raise ProviderConnectionError(f"{self.name}: the provider was closed")
         else:
             # What asyncio.sleep does (a future and a timer), without its coroutine and
             # anyio's two above it, and kept where aclose() can end it.
