@@ -10,9 +10,11 @@ hosts, and host deaths.
   ``redis-server``. Utilisation is measured by the server: tokens admitted over what the quota
   offered from the first admission to the last.
 - overhead: a sequential ask to an actor: local, to the same actor on a Ray host
-  (RemoteRef.ask), and a bare Ray actor method call (a plain class: Ray's default actor; and,
-  beside it, an async one), per call; the Ray variants take turns in blocks of 100 calls,
-  medians over the blocks.
+  (RemoteRef.ask), and a bare Ray actor method call (a plain class: Ray's default actor, one
+  call at a time; beside it the same class taking calls at once, ``max_concurrency=1000`` as a
+  host does, an async one, and a threaded one that hands each call to an asyncio loop in a
+  thread of its own, the leanest such hop), per call; the Ray variants take turns in blocks
+  of 100 calls, medians over the blocks.
 - scaling: a CPU-bound agent workload (Scripted model and tool, no delays) on 1 and 2 hosts,
   agent turns per second. One remote call carries a slice of 50 agents (3 turns each) and
   its reply their turn count, 2 slices in flight a host, so the driver's share of the CPU is
@@ -356,10 +358,30 @@ def _work_actor() -> Any:
         async def echo(self, message: Any) -> Any:
             return message
 
-    return Echo, BareEcho, BareAsyncEcho
+    class HopEcho:
+        """A threaded Ray actor with an asyncio loop in a thread of its own, each call handed
+        to that loop and waited for with the leanest hop there is (``call_soon_threadsafe``
+        and a ``concurrent.futures.Future``): the least a host whose Runtime keeps its own
+        loop could pay per call on top of Ray's threaded dispatch."""
+
+        def __init__(self) -> None:
+            import asyncio
+            import threading
+
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+        def echo(self, message: Any) -> Any:
+            import concurrent.futures
+
+            done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self.loop.call_soon_threadsafe(done.set_result, message)
+            return done.result()
+
+    return Echo, BareEcho, BareAsyncEcho, HopEcho
 
 
-Echo, BareEcho, BareAsyncEcho = _work_actor()
+Echo, BareEcho, BareAsyncEcho, HopEcho = _work_actor()
 
 #: Calls per block of the overhead section; the variants take turns block by block, so
 #: that a change in the machine's load touches them alike.
@@ -379,15 +401,20 @@ async def overhead(calls: int) -> dict[str, Any]:
         for i in range(calls):
             await local.ask(i)
         local_us = (time.perf_counter() - t0) / calls * 1e6
-    bare = ray.remote(num_cpus=0.5)(BareEcho).remote()
-    bare_async = ray.remote(num_cpus=0.5)(BareAsyncEcho).remote()
+    # A quarter of a CPU each, so that the four and the host fit a 2-core machine's Ray.
+    bare = ray.remote(num_cpus=0.25)(BareEcho).remote()
+    bare_async = ray.remote(num_cpus=0.25)(BareAsyncEcho).remote()
+    hop = ray.remote(num_cpus=0.25)(HopEcho).remote()
+    concurrent = ray.remote(num_cpus=0.25, max_concurrency=1000)(BareEcho).remote()
     try:
         async with Cluster.start(1, num_cpus=0.5) as cluster:
             remote = await cluster.spawn(Echo, name="echo")
             variants = {
                 "remote_ask": remote.ask,
                 "bare_ray_call": lambda i: bare.echo.remote(i),
+                "bare_ray_concurrent_call": lambda i: concurrent.echo.remote(i),
                 "bare_ray_async_call": lambda i: bare_async.echo.remote(i),
+                "threaded_hop_call": lambda i: hop.echo.remote(i),
             }
             for call in variants.values():  # warm up
                 for i in range(20):
@@ -402,6 +429,8 @@ async def overhead(calls: int) -> dict[str, Any]:
     finally:
         ray.kill(bare)
         ray.kill(bare_async)
+        ray.kill(hop)
+        ray.kill(concurrent)
     us = {name: statistics.median(values) for name, values in blocks.items()}
     return {
         "calls_each": len(blocks["remote_ask"]) * BLOCK,
@@ -409,7 +438,11 @@ async def overhead(calls: int) -> dict[str, Any]:
         "remote_ask_us": us["remote_ask"],
         "bare_ray_call_us": us["bare_ray_call"],
         "bare_ray_async_call_us": us["bare_ray_async_call"],
+        "bare_ray_concurrent_call_us": us["bare_ray_concurrent_call"],
+        "threaded_hop_call_us": us["threaded_hop_call"],
+        "concurrent_vs_bare": us["bare_ray_concurrent_call"] / us["bare_ray_call"],
         "remote_vs_bare": us["remote_ask"] / us["bare_ray_call"],
+        "hop_vs_bare": us["threaded_hop_call"] / us["bare_ray_call"],
         "remote_vs_bare_async": us["remote_ask"] / us["bare_ray_async_call"],
     }
 
