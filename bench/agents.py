@@ -15,7 +15,8 @@ cheapest of them to limelight closes the table. A peer that is not installed is 
 
 Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
-per live agent (peak RSS over the run less the RSS before it, divided by N). Then the CPU
+per live agent (peak RSS over the run less the RSS before it, divided by N); of that CPU,
+the cyclic collector's full and young collections (``gc.callbacks``). Then the CPU
 cost of the kernel primitives an actor-based turn cannot skip (two ask round trips, the
 per-attempt timeout scope, a task group for the parallel tool calls), measured alone.
 
@@ -49,6 +50,46 @@ MODEL_DELAY = 0.2
 #: Set by --gc-tuned in the child: gc.freeze() and higher thresholds once agents are spawned.
 GC_TUNED = False
 TOOL_DELAY = 0.05
+
+
+class _Collections:
+    """The cyclic collector's share of a run: CPU time in full (generation 2) and young
+    collections, timed by ``gc.callbacks`` between :meth:`start` and :meth:`stop` (the same
+    window as the run's CPU figure)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.begun = 0.0
+        self.full_n = 0
+        self.full_s = 0.0
+        self.young_s = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self.begun = time.process_time()
+            return
+        spent = time.process_time() - self.begun
+        if info["generation"] == 2:
+            self.full_n += 1
+            self.full_s += spent
+        else:
+            self.young_s += spent
+
+    def start(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+        self.on = True
+
+    def stop(self) -> None:
+        self.on = False
+
+    def figures(self) -> dict[str, Any]:
+        return {"gc_full_n": self.full_n, "gc_full_s": self.full_s, "gc_young_s": self.young_s}
+
+
+COLLECTIONS = _Collections()
 
 
 def _rss_bytes() -> int:
@@ -159,9 +200,11 @@ async def _floor(n: int) -> dict[str, Any]:
     if GC_TUNED:
         _tune_gc()
     rss0 = _rss_bytes()
+    COLLECTIONS.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
     answers = await asyncio.gather(*(one(i) for i in range(n)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    COLLECTIONS.stop()
     assert all(a for a in answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
 
@@ -242,9 +285,11 @@ async def _raw_anyio(n: int) -> dict[str, Any]:
 
         if GC_TUNED:
             _tune_gc()
+        COLLECTIONS.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         answers = await _all_at_once(one, n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        COLLECTIONS.stop()
         assert len(answers) == n
         assert all(answers)
         for to_worker, to_executor in outboxes:
@@ -314,9 +359,11 @@ async def _skeleton(n: int) -> dict[str, Any]:
 
         if GC_TUNED:
             _tune_gc()
+        COLLECTIONS.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         answers = await _all_at_once(one, n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        COLLECTIONS.stop()
         assert len(answers) == n
         assert all(answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
@@ -355,9 +402,11 @@ async def _limelight(n: int, gc_policy: bool = False) -> dict[str, Any]:
         setup_cpu = time.process_time() - cpu_setup
         if GC_TUNED:
             _tune_gc()
+        COLLECTIONS.start()
         cpu0, t0 = time.process_time(), time.perf_counter()
         results: list[AgentResult] = await _all_at_once(lambda i: agents[i].run(f"task {i}"), n)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        COLLECTIONS.stop()
         assert len(results) == n
         assert all(r.status == "completed" and r.num_turns == TURNS for r in results), {
             r.status for r in results
@@ -393,9 +442,11 @@ async def _peer(name: str, n: int) -> dict[str, Any]:
     setup_cpu = time.process_time() - cpu_setup
     if GC_TUNED:
         _tune_gc()
+    COLLECTIONS.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
     answers = await asyncio.gather(*(run(i) for i in range(n)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    COLLECTIONS.stop()
     assert all(a == script.answer for a in answers), set(answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
 
@@ -489,6 +540,7 @@ def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.resolve()]
         out = anyio.run(_peer, variant, n, backend=backend)
     out["peak_rss"] = _peak_rss_bytes()
+    out.update(COLLECTIONS.figures())
     print(json.dumps(out))
 
 
@@ -572,6 +624,9 @@ def main() -> None:
                 "wall_s": med("wall_s"),
                 "cpu_us_per_turn": med("cpu_s") / turns * 1e6,
                 "setup_cpu_us_per_agent": med("setup_cpu_s") / n * 1e6,
+                "gc_full_us_per_turn": med("gc_full_s") / turns * 1e6,
+                "gc_full_collections": med("gc_full_n"),
+                "gc_young_us_per_turn": med("gc_young_s") / turns * 1e6,
                 "bytes_per_agent": statistics.median(
                     (s["peak_rss"] - s["rss0"]) / n for s in samples
                 ),
@@ -587,7 +642,7 @@ def main() -> None:
     )
     print(
         f"{'variant':<40} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
-        f"{'KiB/agent':>10} {'vs.':>6}"
+        f"{'KiB/agent':>10} {'vs.':>6}  {'of CPU: full GC (n) / young GC µs/turn':>38}"
     )
     for row in rows:
         floor = floors[row["gc_tuned"]]
@@ -595,7 +650,9 @@ def main() -> None:
             f"{row['variant']:<40} {row['wall_s']:>8.2f} {row['cpu_us_per_turn']:>12.0f} "
             f"{row['cpu_us_per_turn'] / floor['cpu_us_per_turn']:>5.2f}x "
             f"{row['setup_cpu_us_per_agent']:>15.0f} {row['bytes_per_agent'] / 1024:>10.1f} "
-            f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x"
+            f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x  "
+            f"{row['gc_full_us_per_turn']:>25.1f} ({row['gc_full_collections']:.0f}) / "
+            f"{row['gc_young_us_per_turn']:.1f}"
         )
     # limelight's agents against the cheapest peer per turn, with the same GC setting.
     vs_peers: dict[str, dict[str, Any]] = {}
