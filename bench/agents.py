@@ -2,16 +2,17 @@
 for two tool calls each, run in parallel; the third answers), against the Scripted provider
 with realistic delays. limelight's Agent actors (a shared ProviderPool, a ToolExecutor per
 agent) side by side with the floor: the same workload as plain ``asyncio.gather`` over the
-same provider and tools, no actors. Between the two, two skeletons of the floor with only
-what an actor design cannot skip (the model call an ask to a worker actor that runs it
-under a timeout scope, the tool calls an ask to an executor actor that runs them in a task
-group): "raw-anyio", written with plain anyio tasks, memory object streams and events, and
-"skeleton", written on limelight's kernel (its Runtime, actors and asks). They show what
-actors on anyio cost by themselves, apart from what limelight's agents do. And the agent
-frameworks users pick, as peers on the same workload, each written the way its documentation
-shows with an in-process fake model following the same script (``bench/_agent_peers.py``):
-pydantic-ai, openai-agents, langgraph, langchain and autogen-agentchat; the ratio of the
-cheapest of them to limelight closes the table. A peer that is not installed is skipped.
+same provider and tools, no actors (and the same with trio nurseries, beside the trio rows).
+Between the two, two skeletons of the floor with only what an actor design cannot skip (the
+model call an ask to a worker actor that runs it under a timeout scope, the tool calls an ask
+to an executor actor that runs them in a task group): "raw-anyio", written with plain anyio
+tasks, memory object streams and events, and "skeleton", written on limelight's kernel (its
+Runtime, actors and asks). They show what actors on anyio cost by themselves, apart from what
+limelight's agents do. And the agent frameworks users pick, as peers on the same workload,
+each written the way its documentation shows with an in-process fake model following the
+same script (``bench/_agent_peers.py``): pydantic-ai, openai-agents, langgraph, langchain and
+autogen-agentchat; the ratio of the cheapest of them to limelight closes the table. A peer
+that is not installed is skipped.
 
 Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
@@ -172,13 +173,19 @@ async def _all_at_once(run: Callable[[int], Awaitable[Any]], n: int) -> list[Any
 
 
 async def _floor(n: int) -> dict[str, Any]:
+    """The floor: plain ``asyncio.gather`` on asyncio; on trio, the same written with nurseries
+    (what trio itself costs this workload, beside limelight's trio rows)."""
     import asyncio
 
     import msgspec
+    import sniffio
 
     from limelight.schemas import CompletionRequest, Message
 
     provider, lookup = _workload()
+    gather: Callable[..., Awaitable[list[Any]]] = (
+        asyncio.gather if sniffio.current_async_library() == "asyncio" else _trio_gather
+    )
 
     async def one(i: int) -> str | None:
         messages = [Message.system("You look things up."), Message.user(f"task {i}")]
@@ -187,7 +194,7 @@ async def _floor(n: int) -> dict[str, Any]:
             messages.append(result.message())
             if not result.tool_calls:
                 return result.content
-            outputs = await asyncio.gather(
+            outputs = await gather(
                 *(lookup(**msgspec.json.decode(c.arguments)) for c in result.tool_calls)
             )
             messages.extend(
@@ -202,11 +209,26 @@ async def _floor(n: int) -> dict[str, Any]:
     rss0 = _rss_bytes()
     COLLECTIONS.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    answers = await asyncio.gather(*(one(i) for i in range(n)))
+    answers = await _all_at_once(one, n)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     COLLECTIONS.stop()
     assert all(a for a in answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
+
+
+async def _trio_gather(*calls: Awaitable[Any]) -> list[Any]:
+    """``asyncio.gather`` as a trio program writes it: a nursery, a task per call."""
+    import trio
+
+    results: list[Any] = [None] * len(calls)
+
+    async def one(i: int, call: Awaitable[Any]) -> None:
+        results[i] = await call
+
+    async with trio.open_nursery() as nursery:
+        for i, call in enumerate(calls):
+            nursery.start_soon(one, i, call)
+    return results
 
 
 async def _raw_anyio(n: int) -> dict[str, Any]:
@@ -596,6 +618,7 @@ def main() -> None:
         ("limelight-gc-policy", "asyncio", False),
         ("limelight", "trio", False),
         ("limelight-gc-policy", "trio", False),
+        ("floor", "trio", False),
     ]
     # The peers, on asyncio; in a quick run with their default GC only (a CI smoke run).
     for name, version in versions.items():
@@ -654,6 +677,15 @@ def main() -> None:
             f"{row['gc_full_us_per_turn']:>25.1f} ({row['gc_full_collections']:.0f}) / "
             f"{row['gc_young_us_per_turn']:.1f}"
         )
+    # Every row is compared with the asyncio floor (the goals are); on trio, also with the
+    # floor written for trio, which shows what trio itself costs this workload.
+    trio_floor = next((r for r in rows if r["name"] == "floor" and r["backend"] == "trio"), None)
+    for row in rows:
+        if trio_floor is not None and row["backend"] == "trio" and row is not trio_floor:
+            print(
+                f"{row['variant']} vs floor (trio): "
+                f"{row['cpu_us_per_turn'] / trio_floor['cpu_us_per_turn']:.2f}x CPU per turn"
+            )
     # limelight's agents against the cheapest peer per turn, with the same GC setting.
     vs_peers: dict[str, dict[str, Any]] = {}
     for freeze in (False, True):
