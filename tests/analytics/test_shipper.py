@@ -512,8 +512,13 @@ class TimedSink(MemorySink):
 
 
 def _mock_clock() -> Any:
+    """Virtual time that jumps once the loop has been idle for 1 ms of real time, not at once:
+    the shipper's committer and disk work run in threads on real time, and a clock that jumps
+    whenever every task waits would race through the virtual deadlines while a thread works
+    (each jump a busy turn of the loop, holding the GIL the thread needs), so that the test's
+    timeout ran out before the first commit on a slow disk."""
     trio_testing = pytest.importorskip("trio.testing")
-    return trio_testing.MockClock(autojump_threshold=0)
+    return trio_testing.MockClock(autojump_threshold=0.001)
 
 
 @pytest.mark.parametrize("anyio_backend", [pytest.param(("trio", {"clock": _mock_clock()}))])
@@ -535,7 +540,7 @@ async def test_retry_after_is_honoured_and_backoff_grows_with_jitter(tmp_path: P
         shipper.log_event(Event.create_user_input("a"))
         with anyio.fail_after(100):
             while not sink.events:
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.5)
         first, second = sink.times
         assert 29.999 <= second - first < 30.5
         sink.times.clear()
@@ -543,7 +548,7 @@ async def test_retry_after_is_honoured_and_backoff_grows_with_jitter(tmp_path: P
         shipper.log_event(Event.create_user_input("b"))
         with anyio.fail_after(100):
             while len(sink.events) < 2:
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.5)
         gaps = [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)]
         assert len(gaps) == 3
         for n, gap in enumerate(gaps):
@@ -572,7 +577,7 @@ async def test_retry_after_zero_does_not_turn_backoff_off(tmp_path: Path) -> Non
         shipper.log_event(Event.create_user_input("a"))
         with anyio.fail_after(100):
             while not sink.events:
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.5)
         gaps = [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)]
         assert len(gaps) == 3
         for n, gap in enumerate(gaps):
