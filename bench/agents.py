@@ -172,6 +172,11 @@ async def _all_at_once(run: Callable[[int], Awaitable[Any]], n: int) -> list[Any
     return results
 
 
+def _nursery_gather(*calls: Awaitable[Any]) -> Awaitable[list[Any]]:
+    """``asyncio.gather`` as a trio program writes it (see :func:`_all_at_once`)."""
+    return _all_at_once(lambda i: calls[i], len(calls))
+
+
 async def _floor(n: int) -> dict[str, Any]:
     """The floor: plain ``asyncio.gather`` on asyncio; on trio, the same written with nurseries
     (what trio itself costs this workload, beside limelight's trio rows)."""
@@ -183,8 +188,10 @@ async def _floor(n: int) -> dict[str, Any]:
     from limelight.schemas import CompletionRequest, Message
 
     provider, lookup = _workload()
+
+    # asyncio.gather itself on asyncio; on trio a nursery, a task per call.
     gather: Callable[..., Awaitable[list[Any]]] = (
-        asyncio.gather if sniffio.current_async_library() == "asyncio" else _trio_gather
+        asyncio.gather if sniffio.current_async_library() == "asyncio" else _nursery_gather
     )
 
     async def one(i: int) -> str | None:
@@ -214,21 +221,6 @@ async def _floor(n: int) -> dict[str, Any]:
     COLLECTIONS.stop()
     assert all(a for a in answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
-
-
-async def _trio_gather(*calls: Awaitable[Any]) -> list[Any]:
-    """``asyncio.gather`` as a trio program writes it: a nursery, a task per call."""
-    import trio
-
-    results: list[Any] = [None] * len(calls)
-
-    async def one(i: int, call: Awaitable[Any]) -> None:
-        results[i] = await call
-
-    async with trio.open_nursery() as nursery:
-        for i, call in enumerate(calls):
-            nursery.start_soon(one, i, call)
-    return results
 
 
 async def _raw_anyio(n: int) -> dict[str, Any]:

@@ -427,10 +427,8 @@ async def overhead(calls: int) -> dict[str, Any]:
                         await call(i)
                     blocks[name].append((time.perf_counter() - t0) / BLOCK * 1e6)
     finally:
-        ray.kill(bare)
-        ray.kill(bare_async)
-        ray.kill(hop)
-        ray.kill(concurrent)
+        for actor in (bare, bare_async, hop, concurrent):
+            ray.kill(actor)
     us = {name: statistics.median(values) for name, values in blocks.items()}
     return {
         "calls_each": len(blocks["remote_ask"]) * BLOCK,
