@@ -48,7 +48,8 @@ from ._errors import (
     RestartIntensityExceeded,
 )
 from ._loop import DORMANT, MessageLoop, describe
-from ._mailbox import CHECKPOINT_INTERVAL, Mailbox
+from ._mailbox import YIELD_MASK as _YIELD_MASK
+from ._mailbox import Mailbox
 from ._stats import ActorSnapshot, ActorState, ActorStatistics
 from ._supervision import (
     Overflow,
@@ -90,7 +91,6 @@ class Cell(MessageLoop):
         "_scope",
         "_start_failure",
         "actor",
-        "budget",
         "children",
         "ctx",
         "dropped",
@@ -155,7 +155,6 @@ class Cell(MessageLoop):
         self.state = ActorState.STARTING
         self.restarts = 0
         self.processed = 0
-        self.budget = CHECKPOINT_INTERVAL
         self.dropped = 0
         self.rejected = 0
         self.expired = 0
@@ -236,10 +235,8 @@ class Cell(MessageLoop):
             return
         except (ClosedResourceError, BrokenResourceError):
             raise self.stopped_error() from None
-        self.budget -= 1
-        if not self.budget:
-            self.budget = CHECKPOINT_INTERVAL
-            await checkpoint()
+        if not len(self.mailbox) & _YIELD_MASK:
+            await checkpoint()  # a hot sender yields (see ActorRef.tell)
 
     async def put_slow(self, item: Any) -> None:
         if self.overflow is Overflow.BLOCK:

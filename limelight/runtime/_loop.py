@@ -30,6 +30,10 @@ __all__ = ["DORMANT", "MessageLoop", "describe"]
 _INF = math.inf
 #: No item (messages may be anything, None included).
 _NOTHING: Final[Any] = object()
+#: A run of plain messages stops here, so that the next take counts to the checkpoint.
+_LAST_BEFORE_CHECKPOINT: Final = CHECKPOINT_INTERVAL - 1
+#: Every kind of Envelope (an exact-type test is cheaper than isinstance on the hot path).
+_ENVELOPES: Final = frozenset({Ask, StreamRequest})
 
 
 def describe(exc: BaseException) -> str:
@@ -153,6 +157,22 @@ class MessageLoop:
                 else:
                     await actor.handle(item, ctx)
                     self.processed += 1
+                    # The plain messages queued behind it are handled here, one check each
+                    # fewer than above (a hot sender's run), until a request comes (it is
+                    # carried up), a sender waits for room, or it is time to yield.
+                    while (
+                        items
+                        and not mailbox._senders
+                        and batch < _LAST_BEFORE_CHECKPOINT
+                        and not self.stop_after_current
+                    ):
+                        item = items.popleft()
+                        if type(item) in _ENVELOPES:  # isinstance cost a tenth of a message
+                            carried = item
+                            break
+                        batch += 1
+                        await actor.handle(item, ctx)
+                        self.processed += 1
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     # Cancelled (stopped, or halted for a restart): whoever waits for this

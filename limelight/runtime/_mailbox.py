@@ -23,6 +23,9 @@ from ._signal import Signal, new_signal
 
 #: A hot sender or receiver on the nowait fast path yields to the loop this often.
 CHECKPOINT_INTERVAL: Final = 256
+#: A sender yields when its message makes the queue a multiple of CHECKPOINT_INTERVAL long
+#: (a power of two): ``len(queue) & YIELD_MASK == 0``.
+YIELD_MASK: Final = CHECKPOINT_INTERVAL - 1
 #: What :meth:`Mailbox.poll` returns when there is nothing to take.
 EMPTY: Final[Any] = object()
 #: The items of every mailbox nothing was put into yet. Readers see an empty queue; nothing is

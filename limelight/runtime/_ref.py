@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -13,8 +13,8 @@ from anyio.lowlevel import checkpoint
 
 from ._envelopes import DONE, PENDING, Ask, StreamRequest
 from ._errors import AskTimeout
-from ._mailbox import CHECKPOINT_INTERVAL
-from ._signal import new_signal
+from ._mailbox import YIELD_MASK as _YIELD_MASK
+from ._signal import finished, new_signal
 from ._supervision import Overflow
 
 if TYPE_CHECKING:
@@ -25,16 +25,26 @@ if TYPE_CHECKING:
     from ._stats import ActorStatistics
 
 _INF = math.inf
+#: What a send that did not have to wait returns (:func:`finished`). Set by :func:`prepare`
+#: when a runtime starts, before it has any actor (asyncio is not imported with limelight).
+_DONE: Awaitable[None]
 #: How many streamed replies may wait for a slow consumer before the actor waits.
 STREAM_BUFFER: Final = 32
+
+
+def prepare() -> None:
+    """Make what sends return; a runtime calls this as it starts."""
+    global _DONE
+    _DONE = finished()
 
 
 class ActorRef:
     """A reference to an actor, stable across its restarts.
 
     ``tell`` and ``ask`` take the fast path when the mailbox has room: they enqueue without
-    waiting and yield to the event loop once every :data:`CHECKPOINT_INTERVAL` messages, so
-    a hot sender cannot starve the loop. When the mailbox is full, the actor's overflow policy
+    waiting. ``tell`` yields to the event loop whenever the queue reaches a multiple of
+    :data:`CHECKPOINT_INTERVAL` messages, so a hot sender cannot starve the loop (an ask
+    always waits for its reply). When the mailbox is full, the actor's overflow policy
     applies (BLOCK waits: that is backpressure).
     """
 
@@ -62,8 +72,12 @@ class ActorRef:
         """False once the actor has stopped for good."""
         return self._cell.state.value != "stopped"
 
-    async def tell(self, message: Any) -> None:
-        """Send without waiting for an answer.
+    def tell(self, message: Any) -> Awaitable[None]:
+        """Send without waiting for an answer: ``await ref.tell(message)``.
+
+        A plain method returning what to await: when the mailbox has room, the message is
+        enqueued by the call itself and what it returns is already done (awaiting it is one
+        C-level step, where a coroutine of ours would be made and run per message).
 
         :raises ActorStopped: the actor has stopped for good.
         :raises MailboxFull: the mailbox is full and the overflow policy is FAIL.
@@ -72,21 +86,22 @@ class ActorRef:
         mailbox = cell.mailbox
         # Mailbox.put_nowait inlined: this is the hottest line of the runtime.
         if mailbox._slow:  # closed, or nothing was put into it yet
-            await cell.put(message)
-            return
+            return cell.put(message)
         items = mailbox._items
-        if len(items) >= mailbox.capacity:
-            await cell.put_slow(message)
-            return
+        queued = len(items)
+        if queued >= mailbox.capacity:
+            return cell.put_slow(message)
         items.append(message)
         receiver = mailbox._receiver
         if receiver is not None:
             mailbox._receiver = None
             receiver.set()
-        cell.budget -= 1
-        if not cell.budget:
-            cell.budget = CHECKPOINT_INTERVAL
-            await checkpoint()
+        if queued & _YIELD_MASK == _YIELD_MASK:
+            # Every CHECKPOINT_INTERVAL-th message queued: while a sender does not yield its
+            # receiver cannot take any, so a hot sender yields this often (a counter of its
+            # own per actor cost as much again as the rest of this fast path).
+            return cell.runtime._checkpoint()
+        return _DONE
 
     def tell_nowait(self, message: Any) -> None:
         """Send without waiting, from async code or a callback on the event loop thread.
@@ -141,10 +156,6 @@ class ActorRef:
                 deadlines = runtime._deadlines
                 timer = deadlines.add(own_deadline, envelope)
                 try:
-                    cell.budget -= 1
-                    if not cell.budget:
-                        cell.budget = CHECKPOINT_INTERVAL
-                        await checkpoint()
                     if timer is not None:
                         await envelope._signal.wait()
                     if envelope._state == PENDING:

@@ -24,6 +24,7 @@ from ._clock import loop_checkpoint, loop_clock, loop_deadline
 from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
 from ._gc import Collector, GcPolicy
+from ._ref import prepare as prepare_sends
 from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
 from ._supervision import Overflow, Restart, Supervision
 from ._tasks import ActorTasks, open_actor_tasks
@@ -132,6 +133,7 @@ class Runtime:
         self._root.state = ActorState.RUNNING
         self._now = loop_clock()
         self._checkpoint = loop_checkpoint()
+        prepare_sends()
         self._effective_deadline = loop_deadline()
         # Set before any task starts, so every actor task inherits it.
         self._token = _current.set(self)

@@ -4,7 +4,10 @@ The loop primitives a runtime binds once (``_clock``: the effective deadline, th
 against anyio's own, and the paths of a timed request inlined in ``ActorRef.ask`` and in the
 message loop's scope: the mailbox put and the drop of a stale request (the reply, a late one
 included, is covered in test_deadlines.py). Real time (no virtual clock): a handler holds the
-loop up with ``time.sleep`` so that a deadline passes before anything can expire it.
+loop up with ``time.sleep`` so that a deadline passes before anything can expire it. And the
+fast ``tell`` (it queues the message itself and returns a finished awaitable) with the loop's
+inner run of plain messages: requests among them keep their place, a stop or a crash ends the
+run at that message.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from limelight.runtime import (
     ActorStopped,
     AskTimeout,
     Context,
+    Restart,
     Runtime,
 )
 
@@ -158,3 +162,102 @@ async def test_a_timed_ask_to_a_stopped_actor() -> None:
         with pytest.raises(ActorStopped):
             await ref.ask("b", timeout=100)
         assert len(rt._deadlines) == 0
+
+
+# -- a run of plain messages -----------------------------------------------------------------
+
+
+class Gated(Holds):
+    """Holds, and on "exit" asks to stop after this message; on "crash" raises."""
+
+    async def handle(self, message: Any, ctx: Context) -> Any:
+        if message == "exit":
+            self.seen.append(message)
+            ctx.stop()
+            return None
+        if message == "crash":
+            raise RuntimeError("told to crash")
+        return await super().handle(message, ctx)
+
+
+async def held(rt: Runtime, restart: Restart = Restart.PERMANENT) -> tuple[Gated, Any, anyio.Event]:
+    """A Gated actor, and the event that ends its hold: asked to hold, it is busy until the
+    event is set, so that what is sent meanwhile queues up and is then taken as one run."""
+    gated = Gated()
+    ref = await rt.spawn(gated, name="g", restart=restart)
+    go = anyio.Event()
+    return gated, ref, go
+
+
+async def test_tell_queues_the_message_before_it_is_awaited() -> None:
+    async with Runtime() as rt:
+        gated, ref, go = await held(rt)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
+            await gated.holding.wait()
+            sent = ref.tell("first")
+            assert ref.statistics().mailbox_size == 1  # queued by the call itself
+            await sent  # done already: nothing left to wait for
+            go.set()
+        assert await ref.ask("after") == "after"
+        assert gated.seen == ["first", "after"]
+
+
+async def test_requests_among_a_run_of_tells_keep_their_place() -> None:
+    async with Runtime() as rt:
+        gated, ref, go = await held(rt)
+        answers: dict[str, Any] = {}
+
+        async def ask(message: str, timeout: float | None) -> None:
+            answers[message] = await ref.ask(message, timeout=timeout)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
+            await gated.holding.wait()
+            for i in range(3):
+                await ref.tell(i)
+            tg.start_soon(ask, "untimed", None)
+            await wait_until(lambda: ref.statistics().mailbox_size == 4)
+            await ref.tell(3)
+            tg.start_soon(ask, "timed", 100.0)
+            await wait_until(lambda: ref.statistics().mailbox_size == 6)
+            for i in range(4, 7):
+                await ref.tell(i)
+            go.set()
+        assert gated.seen == [0, 1, 2, "untimed", 3, "timed", 4, 5, 6]
+        assert answers == {"untimed": "untimed", "timed": "timed"}
+        assert ref.statistics().processed == 10  # the hold included
+
+
+async def test_a_stop_in_a_run_of_tells_ends_it_after_that_message() -> None:
+    async with Runtime() as rt:
+        gated, ref, go = await held(rt, Restart.TRANSIENT)  # a normal exit is for good
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
+            await gated.holding.wait()
+            for message in (0, 1, "exit", 2, 3):
+                await ref.tell(message)
+            go.set()
+        await wait_until(lambda: not ref.alive)
+        assert gated.seen == [0, 1, "exit"]
+        stats = ref.statistics()
+        assert stats.processed == 4  # the hold, 0, 1 and "exit"
+        assert stats.undelivered == 2  # 2 and 3
+
+
+async def test_a_crash_in_a_run_of_tells_is_reported_for_that_message() -> None:
+    async with Runtime() as rt:
+        gated, ref, go = await held(rt)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
+            await gated.holding.wait()
+            for message in (0, "crash", 1):
+                await ref.tell(message)
+            go.set()
+        # Restarted (the default supervision): the message after the crash is still handled.
+        await wait_until(lambda: ref.statistics().restarts == 1)
+        assert await ref.ask("after") == "after"
+        assert gated.seen == [0, 1, "after"]
+        stats = ref.statistics()
+        assert stats.last_error == "RuntimeError: told to crash"
+        assert stats.processed == 4  # the hold, 0, 1 and "after": not the crash
