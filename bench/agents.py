@@ -558,20 +558,17 @@ def _child(variant: str, n: int, backend: str, freeze: bool) -> None:
     print(json.dumps(out))
 
 
-def _run(variant: str, n: int, backend: str, freeze: bool) -> dict[str, Any]:
-    flags = ["--gc-tuned"] if freeze else []
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """``script`` run with ``args`` by this interpreter: the JSON object its last line prints."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            *("--child", variant, "--agents", str(n), "--backend", backend),
-            *flags,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+        [sys.executable, script, *args], check=True, capture_output=True, text=True
     )
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _run(variant: str, n: int, backend: str, freeze: bool) -> dict[str, Any]:
+    flags = ["--gc-tuned"] if freeze else []
+    return run_child(__file__, "--child", variant, "--agents", str(n), "--backend", backend, *flags)
 
 
 def main() -> None:

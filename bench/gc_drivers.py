@@ -23,7 +23,6 @@ import collections
 import ctypes
 import gc
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,13 +100,9 @@ def _child(experiment: str, variant: str, n: int, backend: str) -> dict[str, Any
 
 
 def _run(experiment: str, variant: str, n: int, backend: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", experiment, variant, str(n), backend],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    from agents import run_child  # bench/ is the script's directory, first on sys.path
+
+    return run_child(__file__, "--child", experiment, variant, str(n), backend)
 
 
 def main() -> None:
