@@ -13,6 +13,7 @@ scopes are anyio's to read).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,13 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-__all__ = ["loop_checkpoint", "loop_clock", "loop_deadline", "running_asyncio_loop"]
+__all__ = [
+    "loop_checkpoint",
+    "loop_clock",
+    "loop_deadline",
+    "loop_finished",
+    "running_asyncio_loop",
+]
 
 
 def running_asyncio_loop() -> Any:
@@ -74,3 +81,62 @@ def loop_deadline() -> Callable[[], float]:
         trio_deadline: Callable[[], float] = trio.current_effective_deadline
         return trio_deadline
     return anyio.current_effective_deadline
+
+
+def loop_finished() -> Awaitable[None]:
+    """An awaitable that is done already, for the running loop: what a send that did not have
+    to wait returns (``ActorRef.tell``). Awaiting it is one C-level step, where a coroutine
+    would be made and run.
+
+    It is a future with its result set. On asyncio it belongs to the running loop, so
+    asyncio's own helpers (``gather``, ``wait_for``, ``ensure_future``) take it as any
+    future of their loop. Elsewhere (trio) it is made once on a loop of its own, closed at
+    once: awaiting a finished future never yields and never touches its loop. It also reads
+    as a coroutine that returns None at once (:func:`_finished_type`)."""
+    loop = running_asyncio_loop()
+    if loop is None:
+        return _detached_finished()
+    return _finished_on(loop)
+
+
+def _finished_on(loop: Any) -> Awaitable[None]:
+    future = _finished_type()(loop=loop)
+    future.set_result(None)
+    finished: Awaitable[None] = future
+    return finished
+
+
+@functools.cache
+def _detached_finished() -> Awaitable[None]:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        return _finished_on(loop)
+    finally:
+        loop.close()
+
+
+@functools.cache
+def _finished_type() -> Any:
+    """The class of :func:`loop_finished`'s futures (made when first needed: asyncio is not
+    imported with limelight). Besides a future, a coroutine that returns None at once, so
+    that whatever takes a coroutine (``asyncio.create_task``, anyio's ``start_soon``, a
+    trio nursery) takes ``ref.tell`` as it took the coroutine ``tell`` once was."""
+    import asyncio
+    from collections.abc import Coroutine
+
+    class Finished(asyncio.Future):  # type: ignore[type-arg]
+        __slots__ = ()
+
+        def send(self, value: object) -> None:
+            raise StopIteration
+
+        def throw(self, typ: Any, val: Any = None, tb: Any = None) -> None:
+            raise typ if val is None else val
+
+        def close(self) -> None:
+            pass
+
+    Coroutine.register(Finished)
+    return Finished

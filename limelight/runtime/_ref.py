@@ -14,7 +14,7 @@ from anyio.lowlevel import checkpoint
 from ._envelopes import DONE, PENDING, Ask, StreamRequest
 from ._errors import AskTimeout
 from ._mailbox import YIELD_MASK as _YIELD_MASK
-from ._signal import finished, new_signal
+from ._signal import new_signal
 from ._supervision import Overflow
 
 if TYPE_CHECKING:
@@ -25,17 +25,8 @@ if TYPE_CHECKING:
     from ._stats import ActorStatistics
 
 _INF = math.inf
-#: What a send that did not have to wait returns (:func:`finished`). Set by :func:`prepare`
-#: when a runtime starts, before it has any actor (asyncio is not imported with limelight).
-_DONE: Awaitable[None]
 #: How many streamed replies may wait for a slow consumer before the actor waits.
 STREAM_BUFFER: Final = 32
-
-
-def prepare() -> None:
-    """Make what sends return; a runtime calls this as it starts."""
-    global _DONE
-    _DONE = finished()
 
 
 class ActorRef:
@@ -102,7 +93,7 @@ class ActorRef:
             # receiver cannot take any, so a hot sender yields this often (a counter of its
             # own per actor, as before, cost a fifth of this fast path).
             return cell.runtime._checkpoint()
-        return _DONE
+        return cell.runtime._finished
 
     def tell_nowait(self, message: Any) -> None:
         """Send without waiting, from async code or a callback on the event loop thread.

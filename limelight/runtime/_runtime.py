@@ -20,11 +20,10 @@ from anyio.from_thread import BlockingPortal
 
 from ._actor import Actor
 from ._cell import DEFAULT_MAILBOX_SIZE, Cell
-from ._clock import loop_checkpoint, loop_clock, loop_deadline
+from ._clock import loop_checkpoint, loop_clock, loop_deadline, loop_finished
 from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
 from ._gc import Collector, GcPolicy
-from ._ref import prepare as prepare_sends
 from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
 from ._supervision import Overflow, Restart, Supervision
 from ._tasks import ActorTasks, open_actor_tasks
@@ -96,6 +95,7 @@ class Runtime:
         #: the lookups; see _clock).
         self._now: Callable[[], float] = anyio.current_time
         self._checkpoint: Callable[[], Awaitable[Any]] = anyio.lowlevel.checkpoint
+        self._finished: Awaitable[None]  # set when it starts, for its loop (no actor before)
         self._effective_deadline: Callable[[], float] = anyio.current_effective_deadline
         self._collector = Collector(gc_policy) if gc_policy is not None else None
         self._registry: dict[str, Cell] = {}
@@ -133,7 +133,7 @@ class Runtime:
         self._root.state = ActorState.RUNNING
         self._now = loop_clock()
         self._checkpoint = loop_checkpoint()
-        prepare_sends()
+        self._finished = loop_finished()  # what a send that did not wait returns
         self._effective_deadline = loop_deadline()
         # Set before any task starts, so every actor task inherits it.
         self._token = _current.set(self)

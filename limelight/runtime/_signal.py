@@ -18,7 +18,6 @@ and passes it on.
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -99,24 +98,6 @@ _trio_lowlevel: Any = None
 #: asyncio's running-loop lookup, once asyncio is imported (it is not imported from here:
 #: ``import limelight`` stays cheap, and no asyncio loop runs before asyncio is imported).
 _running_asyncio_loop: Callable[[], AbstractEventLoop | None] | None = None
-
-
-@functools.cache
-def finished() -> Awaitable[None]:
-    """An awaitable that is done already, made once: an asyncio future with its result set.
-
-    Awaiting it is one C-level step (a coroutine would be made and run) and never yields,
-    so code on any event loop, trio's too, can await it. Its loop is made for it and closed
-    at once: a finished future never touches its loop again."""
-    import asyncio
-
-    loop = asyncio.new_event_loop()
-    try:
-        future: asyncio.Future[None] = loop.create_future()
-        future.set_result(None)
-    finally:
-        loop.close()
-    return future
 
 
 def new_signal() -> Signal:

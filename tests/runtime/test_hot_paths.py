@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 
 from limelight.runtime import (
     Actor,
@@ -201,6 +202,39 @@ async def test_tell_queues_the_message_before_it_is_awaited() -> None:
             go.set()
         assert await ref.ask("after") == "after"
         assert gated.seen == ["first", "after"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_what_tell_returns_is_a_future_of_the_running_loop() -> None:
+    """asyncio's helpers take what tell returns as any future of their loop (asyncio only:
+    these are asyncio's own functions)."""
+    import asyncio
+
+    async with Runtime() as rt:
+        refs = [await rt.spawn(Recorder(), name=f"r{i}") for i in range(3)]
+        await refs[0].tell("make the mailbox")  # the first put takes the slow path
+        assert await asyncio.gather(*(r.tell("g") for r in refs)) == [None, None, None]
+        assert await asyncio.wait_for(refs[0].tell("w"), 5) is None
+        await asyncio.ensure_future(refs[0].tell("e"))
+        await asyncio.create_task(refs[0].tell("t"))  # it reads as a coroutine, too
+        assert await refs[0].ask("seen") == ["make the mailbox", "g", "w", "e", "t"]
+
+
+async def test_tell_can_be_started_in_a_task_of_its_own() -> None:
+    """What takes a coroutine function takes tell, on its fast path as on its slow one."""
+    async with Runtime() as rt:
+        ref = await rt.spawn(Recorder(), name="r")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.tell, "first")  # the first put: the slow path's coroutine
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.tell, "fast")  # room in the mailbox: the finished future
+        assert await ref.ask("seen") == ["first", "fast"]
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ref.tell, "trio")
+            assert await ref.ask("seen") == ["first", "fast", "trio"]
 
 
 async def test_requests_among_a_run_of_tells_keep_their_place() -> None:
