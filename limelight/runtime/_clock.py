@@ -122,7 +122,7 @@ def _finished_type() -> Any:
     """The class of :func:`loop_finished`'s futures (made when first needed: asyncio is not
     imported with limelight). Besides a future, a coroutine that returns None at once, so
     that whatever takes a coroutine (``asyncio.create_task``, anyio's ``start_soon``, a
-    trio nursery) takes ``ref.tell`` as it took the coroutine ``tell`` once was."""
+    trio nursery) takes ``ref.tell`` as it did when ``tell`` was a coroutine function."""
     import asyncio
     from collections.abc import Coroutine
 

@@ -68,8 +68,9 @@ class ActorRef:
 
         A plain method returning what to await: when the mailbox has room, the message is
         enqueued by the call itself and what it returns is already done (awaiting it is one
-        C-level step, where a coroutine of ours would be made and run per message). So it is
-        not a coroutine function, though all a caller does is await what it returns.
+        C-level step, where a coroutine of ours would be made and run per message). It is not
+        a coroutine function, but what it returns also reads as a coroutine: whatever takes
+        one (``asyncio.create_task``, a task group's ``start_soon``) takes ``ref.tell``.
 
         :raises ActorStopped: the actor has stopped for good.
         :raises MailboxFull: the mailbox is full and the overflow policy is FAIL.
