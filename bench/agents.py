@@ -54,13 +54,15 @@ TOOL_DELAY = 0.05
 
 
 class _Collections:
-    """The cyclic collector's share of a run: CPU time in full (generation 2) and young
-    collections, timed by ``gc.callbacks`` between :meth:`start` and :meth:`stop` (the same
-    window as the run's CPU figure)."""
+    """A run's measured window, from :meth:`start` to :meth:`stop`: its wall and CPU time, and
+    the cyclic collector's share of that CPU, in full (generation 2) and young collections,
+    timed by ``gc.callbacks``."""
 
     def __init__(self) -> None:
         self.on = False
         self.begun = 0.0
+        self.cpu0 = 0.0
+        self.t0 = 0.0
         self.full_n = 0
         self.full_s = 0.0
         self.young_s = 0.0
@@ -82,9 +84,13 @@ class _Collections:
         if self not in gc.callbacks:
             gc.callbacks.append(self)
         self.on = True
+        self.cpu0, self.t0 = time.process_time(), time.perf_counter()
 
-    def stop(self) -> None:
+    def stop(self) -> tuple[float, float]:
+        """The window's wall and CPU seconds."""
+        wall, cpu = time.perf_counter() - self.t0, time.process_time() - self.cpu0
         self.on = False
+        return wall, cpu
 
     def figures(self) -> dict[str, Any]:
         return {"gc_full_n": self.full_n, "gc_full_s": self.full_s, "gc_young_s": self.young_s}
@@ -215,10 +221,8 @@ async def _floor(n: int) -> dict[str, Any]:
         _tune_gc()
     rss0 = _rss_bytes()
     COLLECTIONS.start()
-    cpu0, t0 = time.process_time(), time.perf_counter()
     answers = await _all_at_once(one, n)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    COLLECTIONS.stop()
+    wall, cpu = COLLECTIONS.stop()
     assert all(a for a in answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": 0.0, "rss0": rss0}
 
@@ -300,10 +304,8 @@ async def _raw_anyio(n: int) -> dict[str, Any]:
         if GC_TUNED:
             _tune_gc()
         COLLECTIONS.start()
-        cpu0, t0 = time.process_time(), time.perf_counter()
         answers = await _all_at_once(one, n)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        COLLECTIONS.stop()
+        wall, cpu = COLLECTIONS.stop()
         assert len(answers) == n
         assert all(answers)
         for to_worker, to_executor in outboxes:
@@ -374,10 +376,8 @@ async def _skeleton(n: int) -> dict[str, Any]:
         if GC_TUNED:
             _tune_gc()
         COLLECTIONS.start()
-        cpu0, t0 = time.process_time(), time.perf_counter()
         answers = await _all_at_once(one, n)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        COLLECTIONS.stop()
+        wall, cpu = COLLECTIONS.stop()
         assert len(answers) == n
         assert all(answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
@@ -417,10 +417,8 @@ async def _limelight(n: int, gc_policy: bool = False) -> dict[str, Any]:
         if GC_TUNED:
             _tune_gc()
         COLLECTIONS.start()
-        cpu0, t0 = time.process_time(), time.perf_counter()
         results: list[AgentResult] = await _all_at_once(lambda i: agents[i].run(f"task {i}"), n)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        COLLECTIONS.stop()
+        wall, cpu = COLLECTIONS.stop()
         assert len(results) == n
         assert all(r.status == "completed" and r.num_turns == TURNS for r in results), {
             r.status for r in results
@@ -457,10 +455,8 @@ async def _peer(name: str, n: int) -> dict[str, Any]:
     if GC_TUNED:
         _tune_gc()
     COLLECTIONS.start()
-    cpu0, t0 = time.process_time(), time.perf_counter()
     answers = await asyncio.gather(*(run(i) for i in range(n)))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    COLLECTIONS.stop()
+    wall, cpu = COLLECTIONS.stop()
     assert all(a == script.answer for a in answers), set(answers)
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
 

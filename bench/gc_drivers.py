@@ -23,11 +23,7 @@ import collections
 import ctypes
 import gc
 import json
-import sys
-from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
 
 #: The runtime's long-lived objects the standing-state experiment untracks.
 STANDING = {
@@ -53,10 +49,8 @@ def _name(obj: Any) -> str:
 
 
 def _child(experiment: str, variant: str, n: int, backend: str) -> dict[str, Any]:
+    import agents as bench  # bench/ is the script's directory, first on sys.path
     import anyio
-
-    sys.path.insert(0, str(HERE))
-    import agents as bench
 
     promoted: collections.Counter[str] = collections.Counter()
 
@@ -72,7 +66,6 @@ def _child(experiment: str, variant: str, n: int, backend: str) -> dict[str, Any
         untrack = ctypes.pythonapi.PyObject_GC_UnTrack
         untrack.argtypes = [ctypes.py_object]
         start = bench.COLLECTIONS.start
-        kept: list[Any] = []
 
         def untrack_then_start() -> None:
             nonlocal untracked
@@ -80,7 +73,6 @@ def _child(experiment: str, variant: str, n: int, backend: str) -> dict[str, Any
                 kind = type(obj)
                 if kind.__name__ in STANDING and kind.__module__.startswith("limelight"):
                     untrack(obj)
-                    kept.append(obj)
                     untracked += 1
             start()
 

@@ -16,10 +16,10 @@ start-up), at the points a runtime knows about:
   per live actor, between CPython's default and ``max_young``), so that young collections do
   not run many times per turn.
 
-It changes process-wide settings, so it is an option (``Runtime(gc_policy=GcPolicy())``), not the
-default: the runtime cannot know whether the application around it freezes objects itself.
-While one runtime with a policy runs, others share it. When the last one ends, the thresholds
-are restored and the frozen objects handed back to the collector (``gc.unfreeze()``). If
+It changes process-wide settings, so it is an option (``Runtime(gc_policy=GcPolicy())``),
+not the default: the runtime cannot know whether the application around it freezes objects
+itself. While one runtime with a policy runs, others share it. When the last one ends, the
+thresholds are restored and the frozen objects handed back to the collector (``gc.unfreeze()``). If
 objects are already frozen when the first one starts (the application uses ``gc.freeze()``
 itself), it leaves freezing alone and only scales the threshold, with a warning.
 """

@@ -12,16 +12,20 @@ run at that message.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 import sniffio
+from anyio.abc import TaskGroup
 
 from limelight.runtime import (
     Actor,
+    ActorRef,
     ActorStopped,
     AskTimeout,
     Context,
@@ -181,25 +185,31 @@ class Gated(Holds):
         return await super().handle(message, ctx)
 
 
-async def held(rt: Runtime, restart: Restart = Restart.PERMANENT) -> tuple[Gated, Any, anyio.Event]:
-    """A Gated actor, and the event that ends its hold: asked to hold, it is busy until the
-    event is set, so that what is sent meanwhile queues up and is then taken as one run."""
+@contextlib.asynccontextmanager
+async def held(
+    rt: Runtime, restart: Restart = Restart.PERMANENT
+) -> AsyncIterator[tuple[Gated, ActorRef, TaskGroup]]:
+    """A Gated actor busy with a request for as long as the block runs, so that what is sent
+    meanwhile queues up and is taken as one run when the block ends (with the task group the
+    block may start askers in)."""
     gated = Gated()
     ref = await rt.spawn(gated, name="g", restart=restart)
     go = anyio.Event()
-    return gated, ref, go
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
+        await gated.holding.wait()
+        try:
+            yield gated, ref, tg
+        finally:
+            go.set()
 
 
 async def test_tell_queues_the_message_before_it_is_awaited() -> None:
     async with Runtime() as rt:
-        gated, ref, go = await held(rt)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
-            await gated.holding.wait()
+        async with held(rt) as (gated, ref, _):
             sent = ref.tell("first")
             assert ref.statistics().mailbox_size == 1  # queued by the call itself
             await sent  # done already: nothing left to wait for
-            go.set()
         assert await ref.ask("after") == "after"
         assert gated.seen == ["first", "after"]
 
@@ -239,25 +249,21 @@ async def test_tell_can_be_started_in_a_task_of_its_own() -> None:
 
 async def test_requests_among_a_run_of_tells_keep_their_place() -> None:
     async with Runtime() as rt:
-        gated, ref, go = await held(rt)
         answers: dict[str, Any] = {}
 
-        async def ask(message: str, timeout: float | None) -> None:
+        async def ask(ref: ActorRef, message: str, timeout: float | None) -> None:
             answers[message] = await ref.ask(message, timeout=timeout)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
-            await gated.holding.wait()
+        async with held(rt) as (gated, ref, tg):
             for i in range(3):
                 await ref.tell(i)
-            tg.start_soon(ask, "untimed", None)
+            tg.start_soon(ask, ref, "untimed", None)
             await wait_until(lambda: ref.statistics().mailbox_size == 4)
             await ref.tell(3)
-            tg.start_soon(ask, "timed", 100.0)
+            tg.start_soon(ask, ref, "timed", 100.0)
             await wait_until(lambda: ref.statistics().mailbox_size == 6)
             for i in range(4, 7):
                 await ref.tell(i)
-            go.set()
         assert gated.seen == [0, 1, 2, "untimed", 3, "timed", 4, 5, 6]
         assert answers == {"untimed": "untimed", "timed": "timed"}
         assert ref.statistics().processed == 10  # the hold included
@@ -265,13 +271,9 @@ async def test_requests_among_a_run_of_tells_keep_their_place() -> None:
 
 async def test_a_stop_in_a_run_of_tells_ends_it_after_that_message() -> None:
     async with Runtime() as rt:
-        gated, ref, go = await held(rt, Restart.TRANSIENT)  # a normal exit is for good
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
-            await gated.holding.wait()
+        async with held(rt, Restart.TRANSIENT) as (gated, ref, _):  # a normal exit is for good
             for message in (0, 1, "exit", 2, 3):
                 await ref.tell(message)
-            go.set()
         await wait_until(lambda: not ref.alive)
         assert gated.seen == [0, 1, "exit"]
         stats = ref.statistics()
@@ -281,13 +283,9 @@ async def test_a_stop_in_a_run_of_tells_ends_it_after_that_message() -> None:
 
 async def test_a_crash_in_a_run_of_tells_is_reported_for_that_message() -> None:
     async with Runtime() as rt:
-        gated, ref, go = await held(rt)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: ref.ask(("hold", 0.0, go)))
-            await gated.holding.wait()
+        async with held(rt) as (gated, ref, _):
             for message in (0, "crash", 1):
                 await ref.tell(message)
-            go.set()
         # Restarted (the default supervision): the message after the crash is still handled.
         await wait_until(lambda: ref.statistics().restarts == 1)
         assert await ref.ask("after") == "after"
