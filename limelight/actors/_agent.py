@@ -39,6 +39,7 @@ from ..errors import (
 from ..errors import UsageLimitReached as UsageLimitReached
 from ..providers._base import Provider
 from ..runtime import Actor, ActorRef, Context, Runtime, current_runtime
+from ..runtime._clock import loop_cancel_scope
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -406,7 +407,8 @@ class Agent(Actor):
         self._pool: ProviderPool | ModelGroup | None = None
         self._executor_actor: ToolExecutor | None = None
         self._specs: list[Any] = []
-        self._scope: anyio.CancelScope | None = None
+        #: The run's cancel scope (anyio's, or trio's own on trio: loop_cancel_scope).
+        self._scope: anyio.CancelScope | Any = None
         self._cancel_requested = False
         self._current: RunAgent | None = None
         # True while a call runs the agent in a Runtime of its own (see run()).
@@ -535,7 +537,7 @@ class Agent(Actor):
                 metadata["parent_event_id"] = str(trace.parent)
             if usage_run is not None:
                 metadata[USAGE_RUN_KEY] = usage_run
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with loop_cancel_scope()(deadline=deadline) as scope:
             self._scope = scope
             try:
                 while run.turns < config.max_turns:

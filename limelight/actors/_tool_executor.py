@@ -9,6 +9,7 @@ and back, while the executor's stop still interrupts the calls and a bug still c
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import typing
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from .._tools import PreparedCall, ToolRegistry
 from .._usage import current_usage_run
 from ..errors import ActorCrashed, ActorStopped, ConfigError
 from ..runtime import Actor, ActorRef, Context, Slots, fan_out
+from ..runtime._clock import running_trio
 from ..schemas import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -96,8 +98,8 @@ class ToolExecutor(Actor):
         # The scopes of the requests running now, and those cancel_running() cancelled (their
         # calls read "cancelled", not "timed out"); made when first needed (an agent's
         # executor is idle most of its life, and an empty set costs ~200 bytes).
-        self._running: set[anyio.CancelScope] | None = None
-        self._stopped: set[anyio.CancelScope] | None = None
+        self._running: set[Any] | None = None  # anyio scopes; trio nurseries' on trio
+        self._stopped: set[Any] | None = None
 
     async def on_start(self, ctx: Context) -> None:
         # Created here, not in __init__: a waiter's event belongs to the running event loop.
@@ -254,23 +256,35 @@ class ToolExecutor(Actor):
         # The functions, not the batch's bound methods (one object fewer alive per call).
         one = _Batch.guarded if trace is None else _Batch.traced
         # One scope for the request's calls: the one cancel_running() cancels and, when the
-        # calls share a limit, the one that carries their deadline.
-        scope = anyio.CancelScope()
-        if shared and limit is not None:
-            scope.deadline = anyio.current_time() + limit
+        # calls share a limit, the one that carries their deadline. On trio, parallel calls
+        # run in a nursery of trio's own, and its scope is that scope.
+        deadline = anyio.current_time() + limit if shared and limit is not None else math.inf
         running = self._running
         if running is None:
             running = self._running = set()
-        running.add(scope)
+        trio = running_trio() if parallel and len(runnable) > 1 else None
+        scope: Any = None
         try:
-            with scope:
-                if parallel:
-                    # The first runs in this task (which would otherwise only wait), the
-                    # others in tasks of their own (fan_out: no task group's price per call).
-                    await fan_out(one, runnable)
-                else:
-                    for args in runnable:
-                        await one(*args)
+            if trio is not None:
+                async with trio.open_nursery() as nursery:
+                    scope = nursery.cancel_scope
+                    scope.deadline = deadline
+                    running.add(scope)
+                    for args in runnable[1:]:
+                        nursery.start_soon(one, *args)
+                    # The first runs in this task, which would otherwise only wait.
+                    await one(*runnable[0])
+            else:
+                scope = anyio.CancelScope(deadline=deadline)
+                running.add(scope)
+                with scope:
+                    if parallel:
+                        # The first runs in this task, the others in tasks of their own
+                        # (fan_out: no task group's price per call).
+                        await fan_out(one, runnable)
+                    else:
+                        for args in runnable:
+                            await one(*args)
         finally:
             running.discard(scope)
             cancelled = self._stopped

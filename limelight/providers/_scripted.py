@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -19,6 +18,8 @@ import msgspec
 from ..errors import ConfigError, ProviderConnectionError, ProviderTimeout
 from ..errors import ScriptExhausted as ScriptExhausted
 from ..runtime._clock import running_asyncio_loop
+from ..runtime._timers import sleep_until as trio_sleep_until
+from ..runtime._timers import wake_with_error
 from ..schemas import (
     CompletionRequest,
     CompletionResult,
@@ -147,10 +148,11 @@ class Scripted:
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[CompletionRequest] = []
         self.embed_requests: list[EmbeddingRequest] = []
-        #: The asyncio waits of calls in progress, and the scopes of trio's waits and those
+        #: The waits of calls in progress (asyncio futures; trio sleeps), and the scopes
         #: bounding async scripts' answers in progress (see :meth:`aclose`).
         self._sleeping: set[asyncio.Future[None]] = set()
-        self._scopes: set[anyio.CancelScope | Any] = set()
+        self._trio_sleeping: set[Any] = set()
+        self._scopes: set[anyio.CancelScope] = set()
 
     @property
     def remaining(self) -> int | None:
@@ -187,7 +189,7 @@ class Scripted:
                 self._scopes.discard(scope)
                 if scope.cancelled_caught:
                     if scope.cancel_called and scope.deadline > anyio.current_time():
-                        raise ProviderConnectionError(f"{self.name}: the provider was closed")
+                        raise self._closed()
                     raise ProviderTimeout(f"{self.name}: no answer within {total_timeout} s")
         return number, typing.cast(ScriptItem, item)
 
@@ -267,18 +269,9 @@ class Scripted:
                 delay, timed_out = max(left, 0.0), True
         loop = running_asyncio_loop()
         if loop is None:
-            # On trio (the other loop anyio runs): what trio.sleep does, one scope, kept
-            # where aclose() can cancel it.
-            trio = sys.modules["trio"]
-            scope = trio.CancelScope(deadline=trio.current_time() + delay)
-            self._scopes.add(scope)
-            try:
-                with scope:
-                    await trio.sleep_forever()
-            finally:
-                self._scopes.discard(scope)
-            if scope.cancelled_caught and trio.current_time() < scope.deadline:
-                raise ProviderConnectionError(f"{self.name}: the provider was closed")
+            # On trio (the other loop anyio runs): a sleep of the runtime's trio timers (no
+            # cancel scope of its own), held where aclose() can end it.
+            await trio_sleep_until(anyio.current_time() + delay, self._trio_sleeping)
         else:
             # What asyncio.sleep does (a future and a timer), without its coroutine and
             # anyio's two above it, and kept where aclose() can end it.
@@ -346,12 +339,14 @@ class Scripted:
         connections would. It can be used again afterwards."""
         for scope in self._scopes:
             scope.cancel()
+        wake_with_error(self._trio_sleeping, self._closed)
         for waiter in self._sleeping:
             if not waiter.done():
-                waiter.set_exception(
-                    ProviderConnectionError(f"{self.name}: the provider was closed")
-                )
+                waiter.set_exception(self._closed())
         await anyio.lowlevel.checkpoint()
+
+    def _closed(self) -> ProviderConnectionError:
+        return ProviderConnectionError(f"{self.name}: the provider was closed")
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -22,11 +22,13 @@ import anyio
 import anyio.lowlevel
 
 __all__ = [
+    "loop_cancel_scope",
     "loop_checkpoint",
     "loop_clock",
     "loop_deadline",
     "loop_finished",
     "running_asyncio_loop",
+    "running_trio",
 ]
 
 
@@ -81,6 +83,24 @@ def loop_deadline() -> Callable[[], float]:
         trio_deadline: Callable[[], float] = trio.current_effective_deadline
         return trio_deadline
     return anyio.current_effective_deadline
+
+
+def running_trio() -> Any:
+    """The trio module when a trio run is running in this thread, else None."""
+    trio = sys.modules.get("trio")
+    return trio if trio is not None and trio.lowlevel.in_trio_run() else None
+
+
+def loop_cancel_scope() -> Callable[..., Any]:
+    """The cancel scope class to open on the running loop: trio's own on trio (anyio's scope
+    there is a wrapper around one: an object more per scope, and its calls go through it),
+    anyio's elsewhere. Both take ``deadline=`` and ``shield=`` and have ``cancel()``,
+    ``deadline``, ``cancel_called`` and ``cancelled_caught``."""
+    trio = running_trio()
+    if trio is not None:
+        trio_scope: Callable[..., Any] = trio.CancelScope
+        return trio_scope
+    return anyio.CancelScope
 
 
 def loop_finished() -> Awaitable[None]:
