@@ -117,6 +117,10 @@ class _Fan:
             self._waiter = None
             waiter.set()
 
+    #: The fan-out is its tasks' done callback itself: a bound method would be one more object
+    #: alive (and tracked by the collector) for as long as each task runs.
+    __call__ = _ended
+
     async def _wait(self) -> None:
         while self._left:
             waiter = self._waiter = new_signal()
@@ -139,7 +143,7 @@ class _Fan:
                 # The caller's cancel scope is the task's, as in an anyio task group.
                 states[task] = state_of(id(host), scope)
                 scope._tasks.add(task)
-            task.add_done_callback(self._ended)
+            task.add_done_callback(self)
             tasks.append(task)
         self._left = len(tasks)
         try:
