@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from anyio import TASK_STATUS_IGNORED, current_time, move_on_at
 
 from ._signal import Signal, new_signal
+from ._timers import pop_due
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -104,19 +105,11 @@ class Deadlines:
         try:
             task_status.started()
             while True:
-                now = current_time()
-                while heap:
-                    timer = heap[0]
-                    ask = timer[2]
-                    if ask is None:
-                        heappop(heap)
-                        self._cancelled -= 1
-                    elif timer[0] <= now:
-                        heappop(heap)
-                        timer[2] = None
-                        ask.expire()
-                    else:
-                        break
+                due, dropped = pop_due(heap, current_time())
+                self._cancelled -= dropped
+                for timer in due:
+                    ask, timer[2] = timer[2], None
+                    ask.expire()
                 wake = self._wake = new_signal()
                 until = self._sleep_until = heap[0][0] if heap else _INF
                 # One cancel scope per wake-up of this task, not per ask.

@@ -21,11 +21,29 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["sleep_until", "wake_with_error"]
+__all__ = ["pop_due", "sleep_until", "wake_with_error"]
 
 _INF = math.inf
 #: Below this many cancelled entries the heap is never compacted (not worth a pass).
 _COMPACT_MIN: Final = 64
+
+
+def pop_due(heap: list[Any], now: float) -> tuple[list[Any], int]:
+    """Pop what is due by ``now`` from a timer heap with lazy deletion (entries ``[deadline,
+    sequence number, item or None, ...]``, ``None`` once cancelled): the due entries, their
+    items still in place, and how many cancelled entries were dropped on the way."""
+    due = []
+    dropped = 0
+    while heap:
+        entry = heap[0]
+        if entry[2] is None:
+            heappop(heap)
+            dropped += 1
+        elif entry[0] <= now:
+            due.append(heappop(heap))
+        else:
+            break
+    return due, dropped
 
 
 class _Timer(list[Any]):
@@ -76,21 +94,13 @@ class _Timers:
         reschedule = trio.lowlevel.reschedule
         try:
             while True:
-                now = trio.current_time()
-                while heap:
-                    entry = heap[0]
-                    task = entry[2]
-                    if task is None:
-                        heappop(heap)
-                        self.cancelled -= 1
-                    elif entry[0] <= now:
-                        heappop(heap)
-                        entry[2] = None
-                        if entry[4] is not None:
-                            entry[4].discard(entry)
-                        reschedule(task)
-                    else:
-                        break
+                due, dropped = pop_due(heap, trio.current_time())
+                self.cancelled -= dropped
+                for entry in due:
+                    task, entry[2] = entry[2], None
+                    if entry[4] is not None:
+                        entry[4].discard(entry)
+                    reschedule(task)
                 until = self.wake_at = heap[0][0] if heap else _INF
                 with trio.CancelScope(deadline=until) as self.scope:
                     await trio.sleep_forever()
