@@ -148,6 +148,11 @@ def sleep_until(deadline: float, waiting: set[Any] | None = None) -> Awaitable[A
     own wait: no coroutine of ours stays alive while it sleeps.)"""
     import trio
 
+    if deadline <= trio.current_time():
+        # Passed already (a zero delay, say): a checkpoint, as trio.sleep_until makes it,
+        # without a round trip through the timer task.
+        passed: Awaitable[Any] = trio.lowlevel.checkpoint()  # noqa: ASYNC105
+        return passed
     timers = _timers()
     timers.seq += 1
     entry = _Timer((deadline, timers.seq, trio.lowlevel.current_task(), timers, waiting))

@@ -12,6 +12,7 @@ import trio
 from trio.testing import MockClock
 
 from limelight.providers import Scripted
+from limelight.runtime import _timers as timers_module
 from limelight.runtime._timers import _timers, sleep_until, wake_with_error
 from limelight.schemas import CompletionRequest, Message
 
@@ -55,10 +56,18 @@ async def test_an_earlier_deadline_wakes_the_timer_task_sooner() -> None:
     assert woke == {"early": 2.0, "late": 100.0}
 
 
-async def test_a_deadline_already_passed_returns_at_once() -> None:
+async def test_a_deadline_already_passed_is_a_checkpoint() -> None:
     start = trio.current_time()
     await sleep_until(start - 5.0)
+    await sleep_until(start)
     assert trio.current_time() == start
+    # No round trip through the timer task: it was not even started in this run.
+    run_timers = timers_module._RUN_TIMERS
+    assert run_timers is None or run_timers.get(None) is None
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sleep_until(start)  # still a cancellation point
+        pytest.fail("not cancelled")
 
 
 async def test_a_cancelled_sleeper_raises_and_its_entry_is_forgotten() -> None:
