@@ -23,6 +23,7 @@ from .._usage import current_usage_run
 from ..errors import ActorCrashed, ActorStopped, ConfigError
 from ..runtime import Actor, ActorRef, Context, Slots, fan_out
 from ..runtime._clock import running_trio
+from ..runtime._fanout import start_rest_in
 from ..schemas import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -270,10 +271,8 @@ class ToolExecutor(Actor):
                     scope = nursery.cancel_scope
                     scope.deadline = deadline
                     running.add(scope)
-                    for args in runnable[1:]:
-                        nursery.start_soon(one, *args)
                     # The first runs in this task, which would otherwise only wait.
-                    await one(*runnable[0])
+                    await start_rest_in(nursery, one, runnable)
             else:
                 scope = anyio.CancelScope(deadline=deadline)
                 running.add(scope)

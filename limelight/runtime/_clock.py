@@ -39,14 +39,20 @@ def running_asyncio_loop() -> Any:
     return None if asyncio is None else asyncio.events._get_running_loop()
 
 
+def running_trio() -> Any:
+    """The trio module when a trio run is running in this thread, else None."""
+    trio = sys.modules.get("trio")
+    return trio if trio is not None and trio.lowlevel.in_trio_run() else None
+
+
 def loop_clock() -> Callable[[], float]:
     """The clock of the running event loop (``anyio.current_time`` on another backend)."""
     loop = running_asyncio_loop()
     if loop is not None:
         clock: Callable[[], float] = loop.time
         return clock
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
+    trio = running_trio()
+    if trio is not None:
         trio_clock: Callable[[], float] = trio.current_time
         return trio_clock
     return anyio.current_time
@@ -68,8 +74,8 @@ def loop_checkpoint() -> Callable[[], Awaitable[Any]]:
             return yielding
 
         return checkpoint
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
+    trio = running_trio()
+    if trio is not None:
         trio_checkpoint: Callable[[], Awaitable[Any]] = trio.lowlevel.checkpoint
         return trio_checkpoint
     return anyio.lowlevel.checkpoint
@@ -78,17 +84,11 @@ def loop_checkpoint() -> Callable[[], Awaitable[Any]]:
 def loop_deadline() -> Callable[[], float]:
     """The running loop's ``current_effective_deadline``: trio's own on trio (anyio's trio
     backend returns just that), anyio's elsewhere."""
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
+    trio = running_trio()
+    if trio is not None:
         trio_deadline: Callable[[], float] = trio.current_effective_deadline
         return trio_deadline
     return anyio.current_effective_deadline
-
-
-def running_trio() -> Any:
-    """The trio module when a trio run is running in this thread, else None."""
-    trio = sys.modules.get("trio")
-    return trio if trio is not None and trio.lowlevel.in_trio_run() else None
 
 
 def loop_cancel_scope() -> Callable[..., Any]:

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from anyio import CancelScope, current_effective_deadline
 
+from ._clock import running_trio
 from ._signal import Signal, new_signal
 
 if TYPE_CHECKING:
     from asyncio import Task
 
-__all__ = ["fan_out"]
+__all__ = ["fan_out", "start_rest_in"]
 
 
 async def fan_out(
@@ -48,23 +48,31 @@ async def fan_out(
     if len(calls) == 1:
         await fn(*calls[0])
         return
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
+    trio = running_trio()
+    if trio is not None:
         async with trio.open_nursery() as nursery:
-            for args in calls[1:]:
-                nursery.start_soon(fn, *args)
-            await fn(*calls[0])
+            await start_rest_in(nursery, fn, calls)
         return
     anyio_states = _anyio_task_states()
     if anyio_states is None:  # pragma: no cover - another anyio's internals
         from anyio import create_task_group
 
         async with create_task_group() as group:
-            for args in calls[1:]:
-                group.start_soon(fn, *args)
-            await fn(*calls[0])
+            await start_rest_in(group, fn, calls)
         return
     await _Fan(fn, calls).run(*anyio_states)
+
+
+def start_rest_in(
+    spawner: Any, fn: Callable[..., Coroutine[Any, Any, None]], calls: Sequence[tuple[Any, ...]]
+) -> Coroutine[Any, Any, None]:
+    """Start ``fn(*args)`` for every ``args`` of ``calls`` but the first in ``spawner`` (a trio
+    nursery or an anyio task group: its ``start_soon``), and return the first call's coroutine,
+    for the caller to await in its own task. A plain function: no frame of its own stays alive
+    while the calls run."""
+    for args in calls[1:]:
+        spawner.start_soon(fn, *args)
+    return fn(*calls[0])
 
 
 @functools.cache

@@ -28,7 +28,6 @@ idle actor on asyncio and 1,067 B on trio, against 3,241 B and 3,730 B resident;
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable
 from contextvars import Context, copy_context
 from types import TracebackType
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from anyio import CancelScope
 
+from ._clock import running_trio
 from ._signal import Signal, new_signal
 
 if TYPE_CHECKING:
@@ -120,8 +120,8 @@ class Waker:
 
 async def open_actor_tasks() -> ActorTasks:
     """The actor tasks of a runtime entered in the calling task (which must close them)."""
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_run():
+    trio = running_trio()
+    if trio is not None:
         tasks = _TrioTasks()
         await tasks.open()
         return tasks
