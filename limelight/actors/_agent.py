@@ -537,7 +537,11 @@ class Agent(Actor):
                 metadata["parent_event_id"] = str(trace.parent)
             if usage_run is not None:
                 metadata[USAGE_RUN_KEY] = usage_run
-        with loop_cancel_scope()(deadline=deadline) as scope:
+        scope = loop_cancel_scope()(deadline=deadline)
+        # Entered and left by hand: a with statement keeps its bound __exit__ alive (and
+        # tracked by the collector) for the whole run.
+        scope.__enter__()
+        try:
             self._scope = scope
             try:
                 while run.turns < config.max_turns:
@@ -622,6 +626,11 @@ class Agent(Actor):
                 raise
             finally:
                 self._scope = None
+        except BaseException as left_by:
+            if not scope.__exit__(type(left_by), left_by, left_by.__traceback__):
+                raise
+        else:
+            scope.__exit__(None, None, None)
         if recorded is not None:
             agent_result = recorded
         else:

@@ -22,7 +22,8 @@ from .._tools import PreparedCall, ToolRegistry
 from .._usage import current_usage_run
 from ..errors import ActorCrashed, ActorStopped, ConfigError
 from ..runtime import Actor, ActorRef, Context, Slots, fan_out
-from ..runtime._clock import running_trio
+from ..runtime._clock import loop_cancel_scope, loop_clock, running_trio
+from ..runtime._deadlines import Deadlines, time_scope
 from ..runtime._fanout import start_rest_in
 from ..schemas import ToolCall, ToolResult
 
@@ -101,11 +102,14 @@ class ToolExecutor(Actor):
         # executor is idle most of its life, and an empty set costs ~200 bytes).
         self._running: set[Any] | None = None  # anyio scopes; trio nurseries' on trio
         self._stopped: set[Any] | None = None
+        #: The runtime's deadline scheduler (set when started).
+        self._deadlines: Deadlines | None = None
 
     async def on_start(self, ctx: Context) -> None:
         # Created here, not in __init__: a waiter's event belongs to the running event loop.
         self._slots = Slots(self.max_concurrency)
         self._ref = ctx.self
+        self._deadlines = ctx.self.runtime._deadlines
 
     async def on_stop(self, ctx: Context) -> None:
         # Calls run for the owner in its task (call()) are the executor's work as much as
@@ -259,7 +263,7 @@ class ToolExecutor(Actor):
         # One scope for the request's calls: the one cancel_running() cancels and, when the
         # calls share a limit, the one that carries their deadline. On trio, parallel calls
         # run in a nursery of trio's own, and its scope is that scope.
-        deadline = anyio.current_time() + limit if shared and limit is not None else math.inf
+        deadline = loop_clock()() + limit if shared and limit is not None else math.inf
         running = self._running
         if running is None:
             running = self._running = set()
@@ -274,9 +278,16 @@ class ToolExecutor(Actor):
                     # The first runs in this task, which would otherwise only wait.
                     await start_rest_in(nursery, one, runnable)
             else:
-                scope = anyio.CancelScope(deadline=deadline)
+                scope = loop_cancel_scope()()
                 running.add(scope)
-                with scope:
+                # Entered and left by hand: a with statement keeps its bound __exit__ alive
+                # (and tracked by the collector) for as long as the calls run.
+                scope.__enter__()
+                deadlines = self._deadlines
+                timer = None
+                try:
+                    # On asyncio, the runtime's deadline scheduler times the scope.
+                    timer = time_scope(deadlines, scope, deadline)
                     if parallel:
                         # The first runs in this task, the others in tasks of their own
                         # (fan_out: no task group's price per call).
@@ -284,6 +295,14 @@ class ToolExecutor(Actor):
                     else:
                         for args in runnable:
                             await one(*args)
+                except BaseException as left_by:
+                    if not scope.__exit__(type(left_by), left_by, left_by.__traceback__):
+                        raise
+                else:
+                    scope.__exit__(None, None, None)
+                finally:
+                    if timer is not None and deadlines is not None:
+                        deadlines.cancel(timer)
         finally:
             running.discard(scope)
             cancelled = self._stopped

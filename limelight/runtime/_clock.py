@@ -22,6 +22,7 @@ import anyio
 import anyio.lowlevel
 
 __all__ = [
+    "asyncio_cancel_scope",
     "loop_cancel_scope",
     "loop_checkpoint",
     "loop_clock",
@@ -94,13 +95,23 @@ def loop_deadline() -> Callable[[], float]:
 def loop_cancel_scope() -> Callable[..., Any]:
     """The cancel scope class to open on the running loop: trio's own on trio (anyio's scope
     there is a wrapper around one: an object more per scope, and its calls go through it),
-    anyio's elsewhere. Both take ``deadline=`` and ``shield=`` and have ``cancel()``,
-    ``deadline``, ``cancel_called`` and ``cancelled_caught``."""
+    anyio's asyncio backend's class on asyncio (what ``anyio.CancelScope(...)`` makes there,
+    without looking the backend up for each scope). Both take ``deadline=`` and ``shield=``
+    and have ``cancel()``, ``deadline``, ``cancel_called`` and ``cancelled_caught``."""
     trio = running_trio()
     if trio is not None:
         trio_scope: Callable[..., Any] = trio.CancelScope
         return trio_scope
+    if running_asyncio_loop() is not None:
+        return asyncio_cancel_scope()
     return anyio.CancelScope
+
+
+@functools.cache
+def asyncio_cancel_scope() -> Callable[..., Any]:
+    """The class of anyio's cancel scopes on asyncio (called on an asyncio loop)."""
+    scope: Callable[..., Any] = type(anyio.CancelScope())
+    return scope
 
 
 def loop_finished() -> Awaitable[None]:

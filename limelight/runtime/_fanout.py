@@ -27,40 +27,56 @@ from typing import TYPE_CHECKING, Any
 from anyio import CancelScope, current_effective_deadline
 
 from ._clock import running_trio
-from ._signal import Signal, new_signal
 
 if TYPE_CHECKING:
+    import asyncio
     from asyncio import Task
 
 __all__ = ["fan_out", "start_rest_in"]
 
 
-async def fan_out(
+def fan_out(
     fn: Callable[..., Coroutine[Any, Any, None]], calls: Sequence[tuple[Any, ...]]
-) -> None:
-    """Run ``fn(*args)`` for every ``args`` of ``calls`` at once; return when all have ended.
+) -> Coroutine[Any, Any, None]:
+    """Run ``fn(*args)`` for every ``args`` of ``calls`` at once; return when all have ended:
+    ``await fan_out(fn, calls)``.
 
     The first runs in the calling task (which would otherwise only wait). ``fn`` reports its
     outcome itself (its return value is dropped): an exception it raises ends the fan-out.
+    A plain function returning what to await (on asyncio, the fan-out's own coroutine): no
+    frame of its own stays alive while the calls run.
     """
     if not calls:
-        return
+        return _nothing()
     if len(calls) == 1:
-        await fn(*calls[0])
-        return
+        return fn(*calls[0])
     trio = running_trio()
     if trio is not None:
-        async with trio.open_nursery() as nursery:
-            await start_rest_in(nursery, fn, calls)
-        return
+        return _in_nursery(trio, fn, calls)
     anyio_states = _anyio_task_states()
     if anyio_states is None:  # pragma: no cover - another anyio's internals
-        from anyio import create_task_group
+        return _in_task_group(fn, calls)
+    return _Fan(fn, calls).run(*anyio_states)
 
-        async with create_task_group() as group:
-            await start_rest_in(group, fn, calls)
-        return
-    await _Fan(fn, calls).run(*anyio_states)
+
+async def _nothing() -> None:
+    pass
+
+
+async def _in_nursery(
+    trio: Any, fn: Callable[..., Coroutine[Any, Any, None]], calls: Sequence[tuple[Any, ...]]
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await start_rest_in(nursery, fn, calls)
+
+
+async def _in_task_group(  # pragma: no cover - another anyio's internals
+    fn: Callable[..., Coroutine[Any, Any, None]], calls: Sequence[tuple[Any, ...]]
+) -> None:
+    from anyio import create_task_group
+
+    async with create_task_group() as group:
+        await start_rest_in(group, fn, calls)
 
 
 def start_rest_in(
@@ -107,7 +123,9 @@ class _Fan:
         self._calls = calls
         self._tasks: list[Task[None]] = []
         self._left = 0
-        self._waiter: Signal | None = None
+        #: What the caller waits on for the tasks to end: a bare future of the loop's (this
+        #: is asyncio's fan-out), set by the last task's done callback.
+        self._waiter: asyncio.Future[None] | None = None
         self._states: Any = None
 
     def _ended(self, task: Task[None]) -> None:
@@ -123,16 +141,19 @@ class _Fan:
         waiter = self._waiter
         if not self._left and waiter is not None:
             self._waiter = None
-            waiter.set()
+            if not waiter.done():
+                waiter.set_result(None)
 
     #: The fan-out is its tasks' done callback itself: a bound method would be one more object
     #: alive (and tracked by the collector) for as long as each task runs.
     __call__ = _ended
 
     async def _wait(self) -> None:
+        import asyncio
+
         while self._left:
-            waiter = self._waiter = new_signal()
-            await waiter.wait()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
     async def run(self, states: Any, state_of: Any) -> None:
         import asyncio
@@ -156,7 +177,10 @@ class _Fan:
         self._left = len(tasks)
         try:
             await fn(*calls[0])
-            await self._wait()
+            # self._wait(), written out: its coroutine would stay alive while the tasks run.
+            while self._left:
+                waiter = self._waiter = loop.create_future()
+                await waiter
         except BaseException as exc:
             # While the caller's scope is cancelled, anyio delivers that to the tasks it
             # holds, ours among them, honouring the shields they are in; a task's own

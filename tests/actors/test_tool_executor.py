@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import sniffio
 
 from limelight._tools import PreparedCall
 from limelight.errors import ActorCrashed, ActorStopped, ConfigError
@@ -323,3 +324,28 @@ async def test_every_parallel_call_runs_under_its_timeout() -> None:
         await executor.ask(RunTools(calls=calls), timeout=10)
     assert sorted(left) == ["a", "b", "c"]
     assert all(0 < s <= 30 for s in left.values()), left
+
+
+async def test_a_batch_sharing_a_limit_is_timed_by_the_runtimes_scheduler() -> None:
+    """On asyncio the runtime's deadline scheduler holds the batch's timer while its calls run
+    (anyio arms none for the scope); on trio the batch's nursery times itself. Nothing stays
+    behind afterwards."""
+    timed: list[int] = []
+
+    async with Runtime() as rt:
+
+        async def look(key: str) -> str:
+            """Look a key up.
+
+            :param key: the key.
+            """
+            timed.append(len(rt._deadlines))
+            return key
+
+        executor = await rt.spawn(ToolExecutor([look], timeout=30), name="tools")
+        calls = [call("look", f'{{"key": "{k}"}}', k) for k in "ab"]
+        results = await executor.ask(RunTools(calls=calls))  # untimed: no ask timer
+        assert [r.content for r in results] == ["a", "b"]
+        assert len(rt._deadlines) == 0
+    expected = 1 if sniffio.current_async_library() == "asyncio" else 0
+    assert timed == [expected, expected]

@@ -3,7 +3,8 @@ actor handles each request under its own deadline in a cancel scope it keeps bet
 
 Expiry order, an earlier deadline while the scheduler sleeps, a reply just in time, askers
 that leave, a runtime that stops (or is cancelled) with timed asks pending, nested asks, the
-slow path of a full mailbox, and what follows a handler that overran its deadline."""
+slow path of a full mailbox, and what follows a handler that overran its deadline. On
+asyncio the scheduler also times the cancel scopes of tool batches (``time_scope``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 from anyio.lowlevel import checkpoint
 
 from limelight.runtime import (
@@ -27,7 +29,8 @@ from limelight.runtime import (
     Runtime,
     Supervision,
 )
-from limelight.runtime._deadlines import Deadlines
+from limelight.runtime._clock import loop_cancel_scope
+from limelight.runtime._deadlines import Deadlines, time_scope
 from limelight.runtime._envelopes import Ask
 
 from ._actors import Crash, Recorder
@@ -528,3 +531,65 @@ async def test_a_timed_ask_refused_by_a_full_mailbox(overflow: Overflow) -> None
         await wait_until(lambda: gate.seen == ["filler"])
         assert await ref.ask("after", timeout=100) == "after"
         assert gate.seen == ["filler", "after"]
+
+
+# -- cancel scopes: a tool batch's, timed by the scheduler on asyncio -----------------------
+
+
+async def test_a_scope_is_cancelled_at_the_deadline_the_scheduler_times(virtual_time: bool) -> None:
+    """On asyncio the scheduler times the scope (anyio arms no timer of its own for it), on
+    trio the scope times itself; either way its deadline is the one
+    ``current_effective_deadline()`` reads, and the scope is cancelled when it passes."""
+    unit = unit_of_time(virtual_time)
+    on_scheduler = sniffio.current_async_library() == "asyncio"
+    deadlines = Deadlines()
+    async with anyio.create_task_group() as tg:
+        await tg.start(deadlines.run)
+        deadline = anyio.current_time() + 2 * unit
+        scope = loop_cancel_scope()()
+        with scope:
+            timer = time_scope(deadlines, scope, deadline)
+            assert (timer is not None) == on_scheduler
+            assert len(deadlines) == (1 if on_scheduler else 0)
+            if on_scheduler:
+                assert scope._timeout_handle is None
+            assert anyio.current_effective_deadline() == scope.deadline == deadline
+            await anyio.sleep(100 * unit)
+        assert scope.cancelled_caught
+        assert anyio.current_time() >= deadline
+        assert len(deadlines) == 0
+        # Left in time: its timer is taken off, and nothing cancels it afterwards.
+        early = loop_cancel_scope()()
+        with early:
+            timer = time_scope(deadlines, early, anyio.current_time() + 2 * unit)
+            await checkpoint()
+        if timer is not None:
+            deadlines.cancel(timer)
+        assert len(deadlines) == 0
+        await anyio.sleep(4 * unit)
+        assert not early.cancel_called
+        tg.cancel_scope.cancel()
+
+
+async def test_a_scope_outliving_the_scheduler_is_timed_by_anyio(virtual_time: bool) -> None:
+    unit = unit_of_time(virtual_time)
+    deadlines = Deadlines()
+    scheduler = anyio.CancelScope()
+
+    async def run_scheduler(*, task_status: Any) -> None:
+        with scheduler:
+            await deadlines.run(task_status=task_status)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_scheduler)
+        deadline = anyio.current_time() + 2 * unit
+        scope = loop_cancel_scope()()
+        with scope:
+            time_scope(deadlines, scope, deadline)
+            scheduler.cancel()  # the runtime is being torn down, say
+            await wait_until(lambda: not deadlines.running)
+            assert scope.deadline == deadline
+            await anyio.sleep(100 * unit)
+        assert scope.cancelled_caught
+        assert anyio.current_time() >= deadline
+    assert time_scope(deadlines, scope, deadline) is None  # not running: the scope's own
