@@ -154,9 +154,10 @@ def time_scope(deadlines: Deadlines | None, scope: Any, deadline: float) -> Time
     ``deadlines`` when it is an anyio scope on asyncio (see the module's documentation; the
     timer is returned, to cancel when the scope is left), else by the scope itself (``None``).
     """
+    if deadline == _INF:
+        return None
     if (
-        deadline != _INF
-        and deadlines is not None
+        deadlines is not None
         and running_asyncio_loop() is not None
         and type(scope) is _plain_deadline_scope()
     ):
