@@ -14,14 +14,15 @@ same script (``bench/_agent_peers.py``): pydantic-ai, openai-agents, langgraph, 
 autogen-agentchat; the ratio of the cheapest of them to limelight closes the table. A peer
 that is not installed is skipped.
 
-Each variant runs in its own subprocess (clean memory figures). Reported: wall time, CPU
+Each variant runs in its own subprocess (clean memory figures), the variants taking turns
+round by round (``--runs`` interleaved rounds, medians reported). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
 per live agent (peak RSS over the run less the RSS before it, divided by N); of that CPU,
 the cyclic collector's full and young collections (``gc.callbacks``). Then the CPU
 cost of the kernel primitives an actor-based turn cannot skip (two ask round trips, the
 per-attempt timeout scope, a task group for the parallel tool calls), measured alone.
 
-    python bench/agents.py              # 10,000 agents, 3 runs each
+    python bench/agents.py              # 10,000 agents, 3 interleaved rounds
     python bench/agents.py --quick      # CI smoke run: 200 agents, 1 run (peers: GC untuned)
     python bench/agents.py --only limelight,langgraph   # some variants (and the floor)
 """
@@ -612,9 +613,15 @@ def main() -> None:
             continue
         variants += [(name, "asyncio", False)] + ([] if args.quick else [(name, "asyncio", True)])
     variants = [v for v in variants if v[0] == "floor" or only is None or v[0] in only]
+    # Interleaved rounds: each round runs every variant once, so that a slow or fast spell
+    # of the machine (minutes long on a shared one) reaches all variants alike.
+    runs_of: dict[tuple[str, str, bool], list[dict[str, Any]]] = {v: [] for v in variants}
+    for _ in range(runs):
+        for variant, backend, freeze in variants:
+            runs_of[(variant, backend, freeze)].append(_run(variant, n, backend, freeze))
     rows: list[dict[str, Any]] = []
     for variant, backend, freeze in variants:
-        samples = [_run(variant, n, backend, freeze) for _ in range(runs)]
+        samples = runs_of[(variant, backend, freeze)]
         turns = n * TURNS
 
         def med(key: str, samples: list[dict[str, Any]] = samples) -> float:
@@ -646,7 +653,7 @@ def main() -> None:
     print(
         f"{n:,} agents x {TURNS} turns ({TOOL_CALLS_PER_TURN} parallel tool calls on each of the "
         f"first {TURNS - 1}), model delay {MODEL_DELAY} s, tool delay {TOOL_DELAY} s; "
-        f"median of {runs}"
+        f"median of {runs} interleaved rounds"
     )
     print(
         f"{'variant':<40} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
