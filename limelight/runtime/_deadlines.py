@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import functools
 import math
-from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from anyio import TASK_STATUS_IGNORED, current_time, move_on_at
 
 from ._clock import asyncio_cancel_scope, running_asyncio_loop
 from ._envelopes import Ask
 from ._signal import Signal, new_signal
-from ._timers import pop_due
+from ._timers import one_more_cancelled, pop_due
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["Deadlines", "Timer", "time_scope"]
 
 _INF = math.inf
-#: Below this many cancelled timers the heap is never compacted (not worth a pass).
-_COMPACT_MIN: Final = 64
 
 #: A heap entry: ``[deadline, sequence number, ask or cancel scope]``, the third ``None`` once
 #: the timer is cancelled or fired. (A list, not an object: it is made for every timed ask. The
@@ -103,11 +101,7 @@ class Deadlines:
         if heap[0] is timer:  # the usual case for a lone asker: no garbage left behind
             heappop(heap)
             return
-        self._cancelled += 1
-        if self._cancelled > _COMPACT_MIN and 2 * self._cancelled > len(heap):
-            heap[:] = [entry for entry in heap if entry[2] is not None]
-            heapify(heap)
-            self._cancelled = 0
+        self._cancelled = one_more_cancelled(heap, self._cancelled)
 
     async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
         """Expire asks as their deadlines pass, until cancelled (with the runtime's task group)."""

@@ -148,12 +148,14 @@ class _Fan:
     #: alive (and tracked by the collector) for as long as each task runs.
     __call__ = _ended
 
-    async def _wait(self) -> None:
-        import asyncio
-
-        while self._left:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
+    def _all_ended(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """What to await until every task has ended: a future of the loop's, which the last
+        task's done callback sets (done already when none is left). A plain method: no
+        coroutine of its own stays alive while the tasks run."""
+        waiter = self._waiter = loop.create_future()
+        if not self._left:
+            waiter.set_result(None)
+        return waiter
 
     async def run(self, states: Any, state_of: Any) -> None:
         import asyncio
@@ -177,10 +179,7 @@ class _Fan:
         self._left = len(tasks)
         try:
             await fn(*calls[0])
-            # self._wait(), written out: its coroutine would stay alive while the tasks run.
-            while self._left:
-                waiter = self._waiter = loop.create_future()
-                await waiter
+            await self._all_ended(loop)
         except BaseException as exc:
             # While the caller's scope is cancelled, anyio delivers that to the tasks it
             # holds, ours among them, honouring the shields they are in; a task's own
@@ -190,7 +189,7 @@ class _Fan:
                 for task in tasks:
                     task.cancel()
             with CancelScope(shield=True):
-                await self._wait()
+                await self._all_ended(loop)
             errors = self._errors()
             if errors or isinstance(exc, Exception):
                 raise BaseExceptionGroup(

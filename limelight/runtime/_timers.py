@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["pop_due", "sleep_until", "wake_with_error"]
+__all__ = ["one_more_cancelled", "pop_due", "sleep_until", "wake_with_error"]
 
 _INF = math.inf
 #: Below this many cancelled entries the heap is never compacted (not worth a pass).
@@ -44,6 +44,18 @@ def pop_due(heap: list[Any], now: float) -> tuple[list[Any], int]:
         else:
             break
     return due, dropped
+
+
+def one_more_cancelled(heap: list[Any], cancelled: int) -> int:
+    """The count of cancelled entries (``None`` third) in a timer heap with lazy deletion, after
+    one more: the heap is compacted, and the count back to 0, once they outnumber the live ones
+    (and are over ``_COMPACT_MIN``)."""
+    cancelled += 1
+    if cancelled > _COMPACT_MIN and 2 * cancelled > len(heap):
+        heap[:] = [entry for entry in heap if entry[2] is not None]
+        heapify(heap)
+        return 0
+    return cancelled
 
 
 class _Timer(list[Any]):
@@ -80,12 +92,7 @@ class _Timers:
         self.wake_at = -_INF
 
     def forgotten(self) -> None:
-        self.cancelled += 1
-        heap = self.heap
-        if self.cancelled > _COMPACT_MIN and 2 * self.cancelled > len(heap):
-            heap[:] = [entry for entry in heap if entry[2] is not None]
-            heapify(heap)
-            self.cancelled = 0
+        self.cancelled = one_more_cancelled(self.heap, self.cancelled)
 
     async def run(self) -> None:
         import trio
