@@ -384,12 +384,17 @@ async def _skeleton(n: int) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, "setup_cpu_s": setup_cpu, "rss0": rss0}
 
 
-async def _limelight(n: int, gc_policy: bool = False) -> dict[str, Any]:
+async def _limelight(n: int, collector: str = "default") -> dict[str, Any]:
+    """limelight's agents; ``collector`` is the runtime's collector policy: ``"default"``
+    (``Runtime()``: the young threshold follows the population), ``"untouched"``
+    (``gc_policy=None``: CPython's collector as it is) or ``"freeze"``
+    (``GcPolicy(freeze=True)``)."""
 
     from limelight._models import load_price_lists
     from limelight.actors import ProviderPool
     from limelight.agents import Agent, AgentConfig, AgentResult
     from limelight.runtime import GcPolicy, Runtime
+    from limelight.runtime._gc import DEFAULT_GC_POLICY
     from limelight.tools import tool
 
     provider, lookup = _workload()
@@ -399,7 +404,8 @@ async def _limelight(n: int, gc_policy: bool = False) -> dict[str, Any]:
     load_price_lists()
     gc.collect()
     rss0 = _rss_bytes()
-    async with Runtime(gc_policy=GcPolicy() if gc_policy else None) as rt:
+    policy = {"default": DEFAULT_GC_POLICY, "untouched": None, "freeze": GcPolicy(freeze=True)}
+    async with Runtime(gc_policy=policy[collector]) as rt:
         cpu_setup = time.process_time()
         pool = await ProviderPool.start(rt, provider, name="model", size=n)
         agents = [
@@ -519,10 +525,16 @@ async def _pieces() -> dict[str, float]:
 
 
 async def _limelight_gc_policy(n: int) -> dict[str, Any]:
-    """limelight's agents in a runtime with its collector policy (``Runtime(gc_policy=
-    GcPolicy())``): it freezes after the spawn burst by itself, during the run (its full
+    """limelight's agents in a runtime that also freezes (``Runtime(gc_policy=GcPolicy(
+    freeze=True))``): it freezes after the spawn burst by itself, during the run (its full
     collection included in the run's CPU), instead of the bench tuning the collector."""
-    return await _limelight(n, gc_policy=True)
+    return await _limelight(n, collector="freeze")
+
+
+async def _limelight_gc_untouched(n: int) -> dict[str, Any]:
+    """limelight's agents in a runtime that leaves CPython's collector alone
+    (``Runtime(gc_policy=None)``): what the runtime's default policy saves."""
+    return await _limelight(n, collector="untouched")
 
 
 OURS = {
@@ -530,6 +542,7 @@ OURS = {
     "raw-anyio": _raw_anyio,
     "skeleton": _skeleton,
     "limelight": _limelight,
+    "limelight-gc-untouched": _limelight_gc_untouched,
     "limelight-gc-policy": _limelight_gc_policy,
 }
 
@@ -601,8 +614,10 @@ def main() -> None:
         ("skeleton", "asyncio", True),
         ("limelight", "asyncio", False),
         ("limelight", "asyncio", True),
+        ("limelight-gc-untouched", "asyncio", False),
         ("limelight-gc-policy", "asyncio", False),
         ("limelight", "trio", False),
+        ("limelight-gc-untouched", "trio", False),
         ("limelight-gc-policy", "trio", False),
         ("floor", "trio", False),
     ]
@@ -679,16 +694,21 @@ def main() -> None:
                 f"{row['cpu_us_per_turn'] / trio_floor['cpu_us_per_turn']:.2f}x CPU per turn"
             )
     # limelight's agents against the cheapest peer per turn, with the same GC setting.
+    # Also the runtime with the collector left alone (gc_policy=None) against the peers with
+    # theirs: what the runtime's default policy is not part of.
     vs_peers: dict[str, dict[str, Any]] = {}
-    for freeze in (False, True):
-        ours = [r for r in rows if r["name"] == "limelight" and r["backend"] == "asyncio"]
+    for name, freeze, setting in (
+        ("limelight", False, "default gc"),
+        ("limelight-gc-untouched", False, "collector untouched"),
+        ("limelight", True, "gc tuned"),
+    ):
+        ours = [r for r in rows if r["name"] == name and r["backend"] == "asyncio"]
         ours = [r for r in ours if r["gc_tuned"] == freeze]
         peers = [r for r in rows if r["peer"] and r["gc_tuned"] == freeze]
         if not ours or not peers:
             continue
         cheapest = min(peers, key=lambda r: r["cpu_us_per_turn"])
         leanest = min(peers, key=lambda r: r["bytes_per_agent"])
-        setting = "gc tuned" if freeze else "default gc"
         vs_peers[setting] = {
             "cheapest_peer": cheapest["name"],
             "cpu_ratio": cheapest["cpu_us_per_turn"] / ours[0]["cpu_us_per_turn"],

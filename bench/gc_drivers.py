@@ -1,6 +1,9 @@
 """What drives the cyclic collector's share of the agents benchmark (``bench/agents.py``).
 
-Two experiments on its workload, each run in a subprocess of its own:
+Two experiments on its workload, each run in a subprocess of its own, with the runtime's
+collector policy off (``Runtime(gc_policy=None)``, the ``limelight-gc-untouched`` variant):
+they show what CPython's collector does to the runtime left as it is, which is what the
+default policy (the young threshold following the population) answers:
 
 - **promotions**: how many objects per agent run survive a young (generation 1) collection,
   and so are promoted to the old generation, by type (counted at the start of every
@@ -25,6 +28,8 @@ import gc
 import json
 from typing import Any
 
+#: limelight's agents with CPython's collector as it is (``Runtime(gc_policy=None)``).
+UNTOUCHED = "limelight-gc-untouched"
 #: The runtime's long-lived objects the standing-state experiment untracks.
 STANDING = {
     "Cell",
@@ -109,7 +114,7 @@ def main() -> None:
         return
     n, backend = args.agents, args.backend
     print(f"{n:,} agents on {backend}; CPU and collector µs per turn")
-    for variant in ("floor", "limelight"):
+    for variant in ("floor", UNTOUCHED):
         r = _run("promotions", variant, n, backend)
         print(
             f"\n{variant}: {r['promoted_per_run']:.0f} objects promoted per agent run "
@@ -119,10 +124,10 @@ def main() -> None:
         for kind, per_run in r["promoted_by_type"].items():
             if per_run >= 1.0:
                 print(f"  {per_run:6.1f}  {kind}")
-    print("\nlimelight, standing state tracked vs untracked (alternating):")
+    print(f"\n{UNTOUCHED}, standing state tracked vs untracked (alternating):")
     for _ in range(2):
         for experiment in ("tracked", "untracked"):
-            r = _run(experiment, "limelight", n, backend)
+            r = _run(experiment, UNTOUCHED, n, backend)
             print(
                 f"  {experiment:9} CPU {r['cpu_us_per_turn']:5.0f}  full GC "
                 f"{r['full_gc_us_per_turn']:6.1f} in {r['full_gc_n']:2d}  young "

@@ -1,27 +1,37 @@
-"""The runtime's collector policy: long-lived actor state frozen after spawn bursts.
+"""The runtime's collector policy: a young threshold that follows the actor population.
+
+Freezing long-lived actor state after spawn bursts is an option of the same policy.
 
 Why: a runtime with tens of thousands of actors keeps hundreds of thousands of objects alive
 (cells, mailboxes, tasks), and every object an agent's turn keeps across a model call (its
-coroutines, asks, scopes) outlives the young generations. CPython then runs full collections
-often, each walking every live object: in ``bench/agents.py`` that is most of the runtime's
-CPU. :class:`GcPolicy` does what long-lived servers do by hand (``gc.freeze()`` after
-start-up), at the points a runtime knows about:
+coroutines, asks, scopes) outlives CPython's young collections, which run every 700 net new
+objects. Those objects reach the old generation, and CPython then runs full collections
+often, each walking every live object: in ``bench/agents.py`` (10,000 agents) that was more
+than half of the runtime's CPU, in pauses of 0.4 s each. :class:`GcPolicy` acts at the points a
+runtime knows about:
 
-- After a **spawn burst** (``freeze_after`` actors spawned since the last freeze, then
-  ``settle`` seconds without a spawn) it runs one full collection and freezes what is alive:
-  frozen objects are never walked again by the collector (reference counting still frees
-  them). When as many actors have stopped as were alive at the last freeze, it unfreezes,
-  collects and freezes again, so that the state of stopped actors does not stay frozen.
-- The young generation's threshold follows the population (``young_per_actor`` allocations
-  per live actor, between CPython's default and ``max_young``), so that young collections do
-  not run many times per turn.
+- **The young threshold follows the population** (on by default): ``young_per_actor`` net new
+  objects per live actor, between CPython's default (700) and ``max_young``. A turn's objects
+  then mostly die young, and full collections become rare. It is safe for the application
+  around the runtime: nothing escapes the collector (cyclic garbage waits for at most
+  ``young_per_actor`` more objects per live actor, a few percent of what each actor holds),
+  it changes nothing below 350 actors, and it applies only while CPython's default threshold
+  is in place: an application (or library) that set its own keeps it, and one that sets its
+  own while a runtime runs takes over from it. When the last runtime with a policy ends, the
+  default comes back.
+- **Freezing** (``GcPolicy(freeze=True)``, an option): after a **spawn burst** (``freeze_after``
+  actors spawned since the last freeze, then ``settle`` seconds without a spawn) it runs one
+  full collection and freezes what is alive, as long-lived servers do by hand
+  (``gc.freeze()`` after start-up): frozen objects are never walked again by the collector
+  (reference counting still frees them). When as many actors have stopped as were alive at
+  the last freeze, it unfreezes, collects and freezes again, so that the state of stopped
+  actors does not stay frozen. It is not the default: what the application holds is frozen
+  too, and its cyclic garbage made from it waits for the next unfreeze. When the last
+  runtime with a policy ends, the frozen objects are handed back (``gc.unfreeze()``). If
+  objects are already frozen when the first one starts (the application uses ``gc.freeze()``
+  itself), it leaves freezing alone, with a warning.
 
-It changes process-wide settings, so it is an option (``Runtime(gc_policy=GcPolicy())``),
-not the default: the runtime cannot know whether the application around it freezes objects
-itself. While one runtime with a policy runs, others share it. When the last one ends, the
-thresholds are restored and the frozen objects handed back to the collector (``gc.unfreeze()``). If
-objects are already frozen when the first one starts (the application uses ``gc.freeze()``
-itself), it leaves freezing alone and only scales the threshold, with a warning.
+``Runtime(gc_policy=None)`` leaves the collector alone.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from ._errors import ConfigError
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["GcPolicy"]
+__all__ = ["DEFAULT_GC_POLICY", "GcPolicy"]
 
 logger = logging.getLogger("limelight.runtime")
 
@@ -49,16 +59,18 @@ _DEFAULT_YOUNG: Final = 700
 class GcPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """How a runtime tunes CPython's cyclic collector (see the module's documentation).
 
-    :param freeze_after: actors spawned since the last freeze that make a burst worth freezing.
-    :param settle: seconds without a spawn that end a burst.
     :param young_per_actor: the young generation's threshold per live actor.
     :param max_young: the most the young generation's threshold is raised to.
+    :param freeze: freeze what spawn bursts leave alive (off by default).
+    :param freeze_after: actors spawned since the last freeze that make a burst worth freezing.
+    :param settle: seconds without a spawn that end a burst.
     """
 
-    freeze_after: int = 1_000
-    settle: float = 0.05
     young_per_actor: int = 2
     max_young: int = 50_000
+    freeze: bool = False
+    freeze_after: int = 1_000
+    settle: float = 0.05
 
     def __post_init__(self) -> None:
         if self.freeze_after < 1:
@@ -72,17 +84,47 @@ class GcPolicy(msgspec.Struct, frozen=True, kw_only=True):
             )
 
 
+#: What ``Runtime()`` uses: the young threshold follows the population, nothing is frozen.
+DEFAULT_GC_POLICY: Final = GcPolicy()
+
+
 class _Process:
-    """What the policies of all runtimes in this process changed, to restore it at the end."""
+    """What the policies of all runtimes in this process share and changed, to restore it."""
 
     users = 0
-    thresholds: tuple[int, int, int] = (_DEFAULT_YOUNG, 10, 10)
+    #: Actors alive in the runtimes with a policy.
+    alive = 0
+    #: The young threshold a policy set last; None while it is not the policies' to set (the
+    #: application set its own).
+    young: int | None = None
     may_freeze = True
     frozen = False
 
+    @classmethod
+    def rescale(cls, policy: GcPolicy) -> None:
+        """The young threshold for the population now, if it is still the policies' to set."""
+        young = cls.young
+        if young is None:
+            return
+        scaled = min(policy.max_young, max(_DEFAULT_YOUNG, policy.young_per_actor * cls.alive))
+        if scaled == young:
+            return
+        threshold0, middle, old = gc.get_threshold()
+        if threshold0 != young:
+            cls.young = None  # the application set its own meanwhile: it is theirs now
+            logger.info(
+                "GcPolicy: the young threshold was set to %d by someone else; the runtime "
+                "leaves it alone from now on",
+                threshold0,
+            )
+            return
+        gc.set_threshold(scaled, middle, old)
+        cls.young = scaled
+
 
 class Collector:
-    """One runtime's side of its :class:`GcPolicy`: counts spawns and stops, and freezes."""
+    """One runtime's side of its :class:`GcPolicy`: counts spawns and stops, rescales the
+    young threshold, and freezes."""
 
     __slots__ = ("_alive", "_freezing", "_policy", "_spawned", "_stopped", "freezes")
 
@@ -97,37 +139,58 @@ class Collector:
 
     def start(self) -> None:
         if _Process.users == 0:
-            _Process.thresholds = gc.get_threshold()
+            threshold0 = gc.get_threshold()[0]
+            # Only CPython's default is the policies' to raise: a threshold of the
+            # application's own choosing stays as it is.
+            _Process.young = threshold0 if threshold0 == _DEFAULT_YOUNG else None
+            _Process.alive = 0
             _Process.may_freeze = gc.get_freeze_count() == 0
             _Process.frozen = False
-            if not _Process.may_freeze:
-                logger.warning(
-                    "GcPolicy: %d objects are frozen already (the application calls "
-                    "gc.freeze() itself); the runtime will not freeze or unfreeze, it only "
-                    "scales the young generation's threshold",
-                    gc.get_freeze_count(),
-                )
+        if self._policy.freeze and not _Process.may_freeze:
+            logger.warning(
+                "GcPolicy: %d objects are frozen already (the application calls gc.freeze() "
+                "itself); the runtime will not freeze or unfreeze",
+                gc.get_freeze_count(),
+            )
         _Process.users += 1
 
     def stop(self) -> None:
+        # Actors that never told us they stopped (the runtime was torn down) are gone too.
+        _Process.alive -= self._alive
+        self._alive = 0
         _Process.users -= 1
-        if _Process.users == 0:
-            gc.set_threshold(*_Process.thresholds)
+        if _Process.users:
+            _Process.rescale(self._policy)  # for the runtimes that go on
+        else:
+            threshold0, middle, old = gc.get_threshold()
+            if _Process.young is not None and threshold0 == _Process.young:
+                gc.set_threshold(_DEFAULT_YOUNG, middle, old)
+            _Process.young = None
             if _Process.frozen:
                 gc.unfreeze()
                 _Process.frozen = False
 
     def spawned(self, tg: TaskGroup) -> None:
         self._alive += 1
-        self._spawned += 1
-        if self._spawned >= self._policy.freeze_after:
-            self._schedule(tg)
+        _Process.alive += 1
+        _Process.rescale(self._policy)
+        if self._policy.freeze:
+            self._spawned += 1
+            if self._spawned >= self._policy.freeze_after:
+                self._schedule(tg)
 
     def stopped(self, tg: TaskGroup | None) -> None:
         self._alive -= 1
-        self._stopped += 1
-        if tg is not None and self._stopped >= self._policy.freeze_after and self._mostly_gone():
-            self._schedule(tg)
+        _Process.alive -= 1
+        _Process.rescale(self._policy)
+        if self._policy.freeze:
+            self._stopped += 1
+            if (
+                tg is not None
+                and self._stopped >= self._policy.freeze_after
+                and self._mostly_gone()
+            ):
+                self._schedule(tg)
 
     def _mostly_gone(self) -> bool:
         """Half of the actors alive at the last freeze (or more) have stopped since."""
@@ -150,10 +213,6 @@ class Collector:
             self._freezing = False
 
     def _freeze(self) -> None:
-        policy = self._policy
-        scaled = max(_Process.thresholds[0], policy.young_per_actor * self._alive)
-        _, middle, old = gc.get_threshold()
-        gc.set_threshold(min(policy.max_young, scaled), middle, old)
         if _Process.may_freeze:
             if self._mostly_gone():
                 gc.unfreeze()  # let the collector see the stopped actors' state again

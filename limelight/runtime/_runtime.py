@@ -23,7 +23,7 @@ from ._cell import DEFAULT_MAILBOX_SIZE, Cell
 from ._clock import loop_checkpoint, loop_clock, loop_deadline, loop_finished
 from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
-from ._gc import Collector, GcPolicy
+from ._gc import DEFAULT_GC_POLICY, Collector, GcPolicy
 from ._stats import ActorSnapshot, ActorState, RuntimeStatistics
 from ._supervision import Overflow, Restart, Supervision
 from ._tasks import ActorTasks, open_actor_tasks
@@ -64,9 +64,10 @@ class Runtime:
         actors spawned without one.
     :param mailbox_size: default mailbox capacity (``math.inf`` for unbounded).
     :param shutdown_timeout: seconds allowed for ``on_stop`` hooks at shutdown.
-    :param gc_policy: tune CPython's collector for a large actor population (freeze what
-        spawn bursts leave alive, scale the young generation's threshold): see
-        :class:`GcPolicy`. Off by default, as it changes process-wide settings.
+    :param gc_policy: how the runtime tunes CPython's collector for a large actor
+        population (see :class:`GcPolicy`). By default the young generation's threshold
+        follows the population, and only while it is CPython's default; freezing is an
+        option (``GcPolicy(freeze=True)``); ``None`` leaves the collector alone.
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class Runtime:
         supervision: Supervision | None = None,
         mailbox_size: float = DEFAULT_MAILBOX_SIZE,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        gc_policy: GcPolicy | None = None,
+        gc_policy: GcPolicy | None = DEFAULT_GC_POLICY,
     ) -> None:
         if not (mailbox_size == math.inf or (isinstance(mailbox_size, int) and mailbox_size >= 1)):
             raise ConfigError(f"mailbox_size must be an int >= 1 or math.inf, got {mailbox_size!r}")

@@ -1,6 +1,7 @@
-"""The runtime's collector policy (``Runtime(gc_policy=GcPolicy())``): a spawn burst is frozen
-once it settles, the young threshold follows the population, stopped actors' state is handed
-back to the collector, and everything process-wide is restored when the runtime ends."""
+"""The runtime's collector policy: by default the young threshold follows the actor population
+(only while it is CPython's default, and handed back at the end); with ``freeze=True`` a spawn
+burst is frozen once it settles and stopped actors' state is handed back to the collector;
+everything process-wide is restored when the last runtime ends."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from limelight.runtime import Actor, ConfigError, Context, GcPolicy, Runtime
 
 pytestmark = pytest.mark.anyio
 
+#: CPython's default thresholds.
+DEFAULTS = (700, 10, 10)
+
 
 class Idle(Actor):
     async def handle(self, message: Any, ctx: Context) -> Any:
@@ -25,9 +29,11 @@ class Idle(Actor):
 
 @pytest.fixture(autouse=True)
 def clean_collector() -> Iterator[None]:
-    """Each test starts with nothing frozen and CPython's thresholds, and leaves them so."""
+    """Each test starts with nothing frozen and CPython's default thresholds, and leaves the
+    thresholds as it found them."""
     gc.unfreeze()
     before = gc.get_threshold()
+    gc.set_threshold(*DEFAULTS)
     yield
     gc.unfreeze()
     gc.set_threshold(*before)
@@ -41,9 +47,102 @@ async def settled(rt: Runtime, freezes: int) -> None:
             await anyio.sleep(0.01)
 
 
+async def test_the_young_threshold_follows_the_population_by_default() -> None:
+    async with Runtime() as rt:
+        refs = [await rt.spawn(Idle()) for _ in range(300)]
+        assert gc.get_threshold() == DEFAULTS  # 2 per actor is below CPython's 700 yet
+        refs += [await rt.spawn(Idle()) for _ in range(200)]
+        assert gc.get_threshold() == (1_000, 10, 10)  # 500 actors x 2
+        for ref in refs[:100]:
+            await ref.stop()
+        assert gc.get_threshold() == (800, 10, 10)
+        assert await refs[-1].ask("still answers") == "still answers"
+        await anyio.sleep(0.1)  # nothing is frozen by default, burst or not
+        assert gc.get_freeze_count() == 0
+        assert rt._collector is not None
+        assert rt._collector.freezes == 0
+    assert gc.get_threshold() == DEFAULTS
+
+
+async def test_no_policy_leaves_the_collector_alone() -> None:
+    async with Runtime(gc_policy=None) as rt:
+        for _ in range(500):
+            await rt.spawn(Idle())
+        await anyio.sleep(0.05)
+        assert rt._collector is None
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == DEFAULTS
+
+
+async def test_an_applications_own_threshold_is_left_alone() -> None:
+    gc.set_threshold(1_000, 10, 10)
+    async with Runtime() as rt:
+        for _ in range(800):
+            await rt.spawn(Idle())
+        assert gc.get_threshold() == (1_000, 10, 10)
+    assert gc.get_threshold() == (1_000, 10, 10)
+
+
+async def test_an_application_that_sets_its_own_threshold_meanwhile_takes_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="limelight.runtime"):
+        async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
+            for _ in range(100):
+                await rt.spawn(Idle())
+            assert gc.get_threshold() == (1_000, 10, 10)
+            gc.set_threshold(5_000, 10, 10)  # the application's own choice
+            for _ in range(100):
+                await rt.spawn(Idle())
+            assert gc.get_threshold() == (5_000, 10, 10)
+    assert gc.get_threshold() == (5_000, 10, 10)  # theirs: not "restored" at the end
+    assert "set to 5000 by someone else" in caplog.text
+
+
+async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised() -> None:
+    """Nothing escapes the collector: the application's cycles are freed by the young
+    collections CPython runs by itself, only after more new objects than by default."""
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a reference cycle: only the collector frees it
+
+    async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
+        for _ in range(200):
+            await rt.spawn(Idle())
+        assert gc.get_threshold()[0] == 2_000
+        watch = weakref.ref(node := Node())
+        del node
+        assert watch() is not None  # garbage, waiting for the collector
+        kept = [[] for _ in range(100_000)]  # new objects, kept: no gc.collect() anywhere
+        assert watch() is None
+        del kept
+
+
+async def test_runtimes_share_the_population_until_the_last_ends() -> None:
+    policy = GcPolicy(young_per_actor=10)
+    async with Runtime(gc_policy=policy) as first:
+        for _ in range(100):
+            await first.spawn(Idle())
+        async with Runtime(gc_policy=policy) as second:
+            for _ in range(100):
+                await second.spawn(Idle())
+            assert gc.get_threshold()[0] == 2_000  # 200 actors in the two x 10
+        assert gc.get_threshold()[0] == 1_000  # the first's 100 go on
+        assert first.running
+    assert gc.get_threshold() == DEFAULTS
+
+
+async def test_the_young_threshold_is_capped() -> None:
+    policy = GcPolicy(young_per_actor=1_000, max_young=2_000)
+    async with Runtime(gc_policy=policy) as rt:
+        for _ in range(10):
+            await rt.spawn(Idle())
+        assert gc.get_threshold()[0] == 2_000
+
+
 async def test_a_spawn_burst_is_frozen_once_it_settles_and_restored_at_the_end() -> None:
-    before = gc.get_threshold()
-    policy = GcPolicy(freeze_after=50, settle=0.01, young_per_actor=100)
+    policy = GcPolicy(freeze=True, freeze_after=50, settle=0.01, young_per_actor=100)
     async with Runtime(gc_policy=policy) as rt:
         refs = [await rt.spawn(Idle()) for _ in range(60)]
         await settled(rt, 1)
@@ -54,27 +153,7 @@ async def test_a_spawn_burst_is_frozen_once_it_settles_and_restored_at_the_end()
         assert rt._collector is not None
         assert rt._collector.freezes == 1
     assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == before
-
-
-async def test_no_policy_leaves_the_collector_alone() -> None:
-    before = gc.get_threshold()
-    async with Runtime() as rt:
-        for _ in range(50):
-            await rt.spawn(Idle())
-        await anyio.sleep(0.05)
-        assert rt._collector is None
-        assert gc.get_freeze_count() == 0
-        assert gc.get_threshold() == before
-
-
-async def test_the_young_threshold_is_capped() -> None:
-    policy = GcPolicy(freeze_after=10, settle=0, young_per_actor=1_000, max_young=2_000)
-    async with Runtime(gc_policy=policy) as rt:
-        for _ in range(10):
-            await rt.spawn(Idle())
-        await settled(rt, 1)
-        assert gc.get_threshold()[0] == 2_000
+    assert gc.get_threshold() == DEFAULTS
 
 
 async def test_stopped_actors_state_goes_back_to_the_collector() -> None:
@@ -86,7 +165,7 @@ async def test_stopped_actors_state_goes_back_to_the_collector() -> None:
         def __init__(self) -> None:
             self.me = self  # a reference cycle: only the collector frees it
 
-    policy = GcPolicy(freeze_after=20, settle=0.01)
+    policy = GcPolicy(freeze=True, freeze_after=20, settle=0.01)
     async with Runtime(gc_policy=policy) as rt:
         actors = [Cyclic() for _ in range(30)]
         refs = [await rt.spawn(actor) for actor in actors]
@@ -107,7 +186,7 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
 ) -> None:
     gc.freeze()
     frozen = gc.get_freeze_count()
-    policy = GcPolicy(freeze_after=20, settle=0.05, young_per_actor=100)
+    policy = GcPolicy(freeze=True, freeze_after=20, settle=0.05, young_per_actor=100)
     with caplog.at_level(logging.WARNING, logger="limelight.runtime"):
         async with Runtime(gc_policy=policy) as rt:
             for _ in range(20):
@@ -123,18 +202,19 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
     assert 0 < gc.get_freeze_count() <= frozen
 
 
-async def test_runtimes_share_the_policy_until_the_last_ends() -> None:
-    before = gc.get_threshold()
-    policy = GcPolicy(freeze_after=10, settle=0.05, young_per_actor=1_000)
+async def test_runtimes_share_the_frozen_state_until_the_last_ends() -> None:
+    policy = GcPolicy(freeze=True, freeze_after=10, settle=0.05, young_per_actor=1_000)
     async with Runtime(gc_policy=policy) as first:
+        for _ in range(5):
+            await first.spawn(Idle())
         async with Runtime(gc_policy=policy) as second:
             for _ in range(10):
                 await second.spawn(Idle())
             await settled(second, 1)
-        assert gc.get_threshold()[0] == 10_000  # the first still runs
-        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 5_000  # the first's 5 actors x 1,000
+        assert gc.get_freeze_count() > 0  # the first still runs
         assert first.running
-    assert gc.get_threshold() == before
+    assert gc.get_threshold() == DEFAULTS
     assert gc.get_freeze_count() == 0
 
 
