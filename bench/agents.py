@@ -67,6 +67,7 @@ class _Collections:
         self.full_n = 0
         self.full_s = 0.0
         self.young_s = 0.0
+        self.longest_s = 0.0  # the longest single collection: the program stands still
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if not self.on:
@@ -75,6 +76,7 @@ class _Collections:
             self.begun = time.process_time()
             return
         spent = time.process_time() - self.begun
+        self.longest_s = max(self.longest_s, spent)
         if info["generation"] == 2:
             self.full_n += 1
             self.full_s += spent
@@ -94,7 +96,12 @@ class _Collections:
         return wall, cpu
 
     def figures(self) -> dict[str, Any]:
-        return {"gc_full_n": self.full_n, "gc_full_s": self.full_s, "gc_young_s": self.young_s}
+        return {
+            "gc_full_n": self.full_n,
+            "gc_full_s": self.full_s,
+            "gc_young_s": self.young_s,
+            "gc_longest_s": self.longest_s,
+        }
 
 
 COLLECTIONS = _Collections()
@@ -657,6 +664,7 @@ def main() -> None:
                 "gc_full_us_per_turn": med("gc_full_s") / turns * 1e6,
                 "gc_full_collections": med("gc_full_n"),
                 "gc_young_us_per_turn": med("gc_young_s") / turns * 1e6,
+                "gc_longest_pause_ms": med("gc_longest_s") * 1e3,
                 "bytes_per_agent": statistics.median(
                     (s["peak_rss"] - s["rss0"]) / n for s in samples
                 ),
@@ -673,6 +681,7 @@ def main() -> None:
     print(
         f"{'variant':<40} {'wall s':>8} {'CPU µs/turn':>12} {'vs.':>6} {'setup µs/agent':>15} "
         f"{'KiB/agent':>10} {'vs.':>6}  {'of CPU: full GC (n) / young GC µs/turn':>38}"
+        f"  {'longest GC pause':>16}"
     )
     for row in rows:
         floor = floors[row["gc_tuned"]]
@@ -682,7 +691,7 @@ def main() -> None:
             f"{row['setup_cpu_us_per_agent']:>15.0f} {row['bytes_per_agent'] / 1024:>10.1f} "
             f"{row['bytes_per_agent'] / floor['bytes_per_agent']:>5.2f}x  "
             f"{row['gc_full_us_per_turn']:>25.1f} ({row['gc_full_collections']:.0f}) / "
-            f"{row['gc_young_us_per_turn']:.1f}"
+            f"{row['gc_young_us_per_turn']:<5.1f} {row['gc_longest_pause_ms']:>14.0f} ms"
         )
     # Every row is compared with the asyncio floor (the goals are); on trio, also with the
     # floor written for trio, which shows what trio itself costs this workload.
