@@ -5,19 +5,19 @@ Freezing long-lived actor state after spawn bursts is an option of the same poli
 Why: a runtime with tens of thousands of actors keeps hundreds of thousands of objects alive
 (cells, mailboxes, tasks), and every object an agent's turn keeps across a model call (its
 coroutines, asks, scopes) outlives CPython's young collections, which run every 700 net new
-objects. Those objects reach the old generation, and CPython then runs full collections
-often, each walking every live object: in ``bench/agents.py`` (10,000 agents) that was more
-than half of the runtime's CPU, in pauses of 0.4 s each. :class:`GcPolicy` acts at the points a
-runtime knows about:
+objects (2,000 since Python 3.13). Those objects reach the old generation, and CPython then
+runs full collections often, each walking every live object: in ``bench/agents.py`` (10,000
+agents) that was more than half of the runtime's CPU, in pauses of 0.4 s each.
+:class:`GcPolicy` acts at the points a runtime knows about:
 
 - **The young threshold follows the population** (on by default): ``young_per_actor`` net new
-  objects per live actor, between CPython's default (700) and ``max_young``. A turn's objects
-  then mostly die young, and full collections become rare. It is safe for the application
-  around the runtime: nothing escapes the collector (cyclic garbage waits for at most
-  ``young_per_actor`` more objects per live actor, a few percent of what each actor holds),
-  it changes nothing below 350 actors, and it applies only while CPython's default threshold
-  is in place: an application (or library) that set its own keeps it, and one that sets its
-  own while a runtime runs takes over from it. When the last runtime with a policy ends, the
+  objects per live actor, between CPython's default and ``max_young``. A turn's objects then
+  mostly die young, and full collections become rare. It is safe for the application around the
+  runtime: nothing escapes the collector (cyclic garbage waits for at most ``young_per_actor``
+  more objects per live actor, a few percent of what each actor holds), it changes nothing
+  below 350 actors (1,000 since 3.13), and it applies only while CPython's default threshold is
+  in place: an application (or library) that set its own keeps it, and one that sets its own
+  while a runtime runs takes over from it. When the last runtime with a policy ends, the
   default comes back.
 - **Freezing** (``GcPolicy(freeze=True)``, an option): after a **spawn burst** (``freeze_after``
   actors spawned since the last freeze, then ``settle`` seconds without a spawn) it runs one
@@ -26,7 +26,7 @@ runtime knows about:
   (reference counting still frees them). When as many actors have stopped as were alive at
   the last freeze, it unfreezes, collects and freezes again, so that the state of stopped
   actors does not stay frozen. It is not the default: what the application holds is frozen
-  too, and its cyclic garbage made from it waits for the next unfreeze. When the last
+  too, and its cyclic garbage waits for the next unfreeze. When the last
   runtime with a policy ends, the frozen objects are handed back (``gc.unfreeze()``). If
   objects are already frozen when the first one starts (the application uses ``gc.freeze()``
   itself), it leaves freezing alone, with a warning.
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -52,8 +53,8 @@ __all__ = ["DEFAULT_GC_POLICY", "GcPolicy"]
 
 logger = logging.getLogger("limelight.runtime")
 
-#: CPython's default threshold for the young generation.
-_DEFAULT_YOUNG: Final = 700
+#: CPython's default threshold for the young generation (700 until 3.12, 2,000 since 3.13).
+CPYTHON_YOUNG: Final = 700 if sys.version_info < (3, 13) else 2_000
 
 
 class GcPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,9 +78,9 @@ class GcPolicy(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError(f"GcPolicy.freeze_after must be >= 1, got {self.freeze_after!r}")
         if not self.settle >= 0:
             raise ConfigError(f"GcPolicy.settle must be >= 0 seconds, got {self.settle!r}")
-        if self.young_per_actor < 0 or self.max_young < _DEFAULT_YOUNG:
+        if self.young_per_actor < 0 or self.max_young < CPYTHON_YOUNG:
             raise ConfigError(
-                f"GcPolicy needs young_per_actor >= 0 and max_young >= {_DEFAULT_YOUNG}, got "
+                f"GcPolicy needs young_per_actor >= 0 and max_young >= {CPYTHON_YOUNG}, got "
                 f"{self.young_per_actor!r} and {self.max_young!r}"
             )
 
@@ -106,7 +107,7 @@ class _Process:
         young = cls.young
         if young is None:
             return
-        scaled = min(policy.max_young, max(_DEFAULT_YOUNG, policy.young_per_actor * cls.alive))
+        scaled = min(policy.max_young, max(CPYTHON_YOUNG, policy.young_per_actor * cls.alive))
         if scaled == young:
             return
         threshold0, middle, old = gc.get_threshold()
@@ -142,7 +143,7 @@ class Collector:
             threshold0 = gc.get_threshold()[0]
             # Only CPython's default is the policies' to raise: a threshold of the
             # application's own choosing stays as it is.
-            _Process.young = threshold0 if threshold0 == _DEFAULT_YOUNG else None
+            _Process.young = threshold0 if threshold0 == CPYTHON_YOUNG else None
             _Process.alive = 0
             _Process.may_freeze = gc.get_freeze_count() == 0
             _Process.frozen = False
@@ -164,7 +165,7 @@ class Collector:
         else:
             threshold0, middle, old = gc.get_threshold()
             if _Process.young is not None and threshold0 == _Process.young:
-                gc.set_threshold(_DEFAULT_YOUNG, middle, old)
+                gc.set_threshold(CPYTHON_YOUNG, middle, old)
             _Process.young = None
             if _Process.frozen:
                 gc.unfreeze()

@@ -15,11 +15,14 @@ import anyio
 import pytest
 
 from limelight.runtime import Actor, ConfigError, Context, GcPolicy, Runtime
+from limelight.runtime._gc import CPYTHON_YOUNG
 
 pytestmark = pytest.mark.anyio
 
-#: CPython's default thresholds.
-DEFAULTS = (700, 10, 10)
+#: CPython's default thresholds (700 or 2,000 for the young generation, by version).
+DEFAULTS = (CPYTHON_YOUNG, 10, 10)
+#: Actors whose default threshold (2 each) is just above CPython's.
+ABOVE = CPYTHON_YOUNG // 2 + 150
 
 
 class Idle(Actor):
@@ -49,13 +52,13 @@ async def settled(rt: Runtime, freezes: int) -> None:
 
 async def test_the_young_threshold_follows_the_population_by_default() -> None:
     async with Runtime() as rt:
-        refs = [await rt.spawn(Idle()) for _ in range(300)]
-        assert gc.get_threshold() == DEFAULTS  # 2 per actor is below CPython's 700 yet
+        refs = [await rt.spawn(Idle()) for _ in range(ABOVE - 200)]
+        assert gc.get_threshold() == DEFAULTS  # 2 per actor is below CPython's default yet
         refs += [await rt.spawn(Idle()) for _ in range(200)]
-        assert gc.get_threshold() == (1_000, 10, 10)  # 500 actors x 2
+        assert gc.get_threshold() == (2 * ABOVE, 10, 10)
         for ref in refs[:100]:
             await ref.stop()
-        assert gc.get_threshold() == (800, 10, 10)
+        assert gc.get_threshold() == (2 * (ABOVE - 100), 10, 10)
         assert await refs[-1].ask("still answers") == "still answers"
         await anyio.sleep(0.1)  # nothing is frozen by default, burst or not
         assert gc.get_freeze_count() == 0
@@ -66,7 +69,7 @@ async def test_the_young_threshold_follows_the_population_by_default() -> None:
 
 async def test_no_policy_leaves_the_collector_alone() -> None:
     async with Runtime(gc_policy=None) as rt:
-        for _ in range(500):
+        for _ in range(ABOVE):
             await rt.spawn(Idle())
         await anyio.sleep(0.05)
         assert rt._collector is None
@@ -77,7 +80,7 @@ async def test_no_policy_leaves_the_collector_alone() -> None:
 async def test_an_applications_own_threshold_is_left_alone() -> None:
     gc.set_threshold(1_000, 10, 10)
     async with Runtime() as rt:
-        for _ in range(800):
+        for _ in range(ABOVE):
             await rt.spawn(Idle())
         assert gc.get_threshold() == (1_000, 10, 10)
     assert gc.get_threshold() == (1_000, 10, 10)
@@ -88,9 +91,9 @@ async def test_an_application_that_sets_its_own_threshold_meanwhile_takes_over(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="limelight.runtime"):
         async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
-            for _ in range(100):
+            for _ in range(300):
                 await rt.spawn(Idle())
-            assert gc.get_threshold() == (1_000, 10, 10)
+            assert gc.get_threshold() == (3_000, 10, 10)
             gc.set_threshold(5_000, 10, 10)  # the application's own choice
             for _ in range(100):
                 await rt.spawn(Idle())
@@ -108,9 +111,9 @@ async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised()
             self.me = self  # a reference cycle: only the collector frees it
 
     async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
-        for _ in range(200):
+        for _ in range(300):
             await rt.spawn(Idle())
-        assert gc.get_threshold()[0] == 2_000
+        assert gc.get_threshold()[0] == 3_000
         watch = weakref.ref(node := Node())
         del node
         assert watch() is not None  # garbage, waiting for the collector
@@ -120,25 +123,25 @@ async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised()
 
 
 async def test_runtimes_share_the_population_until_the_last_ends() -> None:
-    policy = GcPolicy(young_per_actor=10)
+    policy = GcPolicy(young_per_actor=30)
     async with Runtime(gc_policy=policy) as first:
         for _ in range(100):
             await first.spawn(Idle())
         async with Runtime(gc_policy=policy) as second:
             for _ in range(100):
                 await second.spawn(Idle())
-            assert gc.get_threshold()[0] == 2_000  # 200 actors in the two x 10
-        assert gc.get_threshold()[0] == 1_000  # the first's 100 go on
+            assert gc.get_threshold()[0] == 6_000  # 200 actors in the two x 30
+        assert gc.get_threshold()[0] == 3_000  # the first's 100 go on
         assert first.running
     assert gc.get_threshold() == DEFAULTS
 
 
 async def test_the_young_threshold_is_capped() -> None:
-    policy = GcPolicy(young_per_actor=1_000, max_young=2_000)
+    policy = GcPolicy(young_per_actor=1_000, max_young=2_500)
     async with Runtime(gc_policy=policy) as rt:
         for _ in range(10):
             await rt.spawn(Idle())
-        assert gc.get_threshold()[0] == 2_000
+        assert gc.get_threshold()[0] == 2_500
 
 
 async def test_a_spawn_burst_is_frozen_once_it_settles_and_restored_at_the_end() -> None:
@@ -186,13 +189,13 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
 ) -> None:
     gc.freeze()
     frozen = gc.get_freeze_count()
-    policy = GcPolicy(freeze=True, freeze_after=20, settle=0.05, young_per_actor=100)
+    policy = GcPolicy(freeze=True, freeze_after=20, settle=0.05, young_per_actor=200)
     with caplog.at_level(logging.WARNING, logger="limelight.runtime"):
         async with Runtime(gc_policy=policy) as rt:
             for _ in range(20):
                 await rt.spawn(Idle())
             with anyio.fail_after(10):
-                while gc.get_threshold()[0] != 2_000:  # the threshold is still scaled
+                while gc.get_threshold()[0] != 4_000:  # the threshold is still scaled
                     await anyio.sleep(0.01)
             assert rt._collector is not None
             assert rt._collector.freezes == 0
