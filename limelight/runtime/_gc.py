@@ -7,29 +7,29 @@ Why: a runtime with tens of thousands of actors keeps hundreds of thousands of o
 coroutines, asks, scopes) outlives CPython's young collections, which run every 700 net new
 objects (2,000 since Python 3.13). Those objects reach the old generation, and CPython then
 runs full collections often, each walking every live object: in ``bench/agents.py`` (10,000
-agents) that was more than half of the runtime's CPU, in pauses of 0.4 s each.
+agents) that was more than half of the runtime's CPU, in pauses of 0.2-0.5 s each.
 :class:`GcPolicy` acts at the points a runtime knows about:
 
 - **The young threshold follows the population** (on by default): ``young_per_actor`` net new
   objects per live actor, between CPython's default and ``max_young``. A turn's objects then
   mostly die young, and full collections become rare. It is safe for the application around the
   runtime: nothing escapes the collector (cyclic garbage waits for at most ``young_per_actor``
-  more objects per live actor, a few percent of what each actor holds), it changes nothing
-  below 350 actors (1,000 since 3.13), and it applies only while CPython's default threshold is
-  in place: an application (or library) that set its own keeps it, and one that sets its own
-  while a runtime runs takes over from it. When the last runtime with a policy ends, the
-  default comes back.
-- **Freezing** (``GcPolicy(freeze=True)``, an option): after a **spawn burst** (``freeze_after``
-  actors spawned since the last freeze, then ``settle`` seconds without a spawn) it runs one
-  full collection and freezes what is alive, as long-lived servers do by hand
-  (``gc.freeze()`` after start-up): frozen objects are never walked again by the collector
-  (reference counting still frees them). When as many actors have stopped as were alive at
-  the last freeze, it unfreezes, collects and freezes again, so that the state of stopped
-  actors does not stay frozen. It is not the default: what the application holds is frozen
-  too, and its cyclic garbage waits for the next unfreeze. When the last
-  runtime with a policy ends, the frozen objects are handed back (``gc.unfreeze()``). If
-  objects are already frozen when the first one starts (the application uses ``gc.freeze()``
-  itself), it leaves freezing alone, with a warning.
+  more objects per live actor, 5-10% of what the actors of ``bench/agents.py`` hold
+  themselves), it changes nothing below 350 actors (1,000 since 3.13), and it applies only
+  while CPython's default threshold is in place: an application (or library) that set its own
+  keeps it, and one that sets its own while a runtime runs takes over from it. When the last
+  runtime with a policy ends, the default comes back.
+- **Freezing** (``GcPolicy(freeze=True)``, an option): after a **spawn burst**
+  (``freeze_after`` actors spawned since the last freeze, then ``settle`` seconds without a
+  spawn) it runs one full collection and freezes what is alive, as long-lived servers do by
+  hand (``gc.freeze()`` after start-up): frozen objects are never walked again by the collector
+  (reference counting still frees them). When as many actors have stopped as were alive at the
+  last freeze, it unfreezes, collects and freezes again, so that the state of stopped actors
+  does not stay frozen. It is not the default: what the application holds is frozen too, and
+  its cyclic garbage waits for the next unfreeze. When the last runtime with a policy ends, the
+  frozen objects are handed back (``gc.unfreeze()``). If objects are already frozen when the
+  first one starts (the application uses ``gc.freeze()`` itself), it leaves freezing alone,
+  with a warning.
 
 ``Runtime(gc_policy=None)`` leaves the collector alone.
 """
