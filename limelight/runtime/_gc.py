@@ -17,8 +17,8 @@ agents) that was more than half of the runtime's CPU, in pauses of 0.2-0.5 s eac
   more objects per live actor, 5-10% of what the actors of ``bench/agents.py`` hold
   themselves), it changes nothing below 350 actors (1,000 since 3.13), and it applies only
   while CPython's default threshold is in place: an application (or library) that set its own
-  keeps it, and one that sets its own while a runtime runs takes over from it. When the last
-  runtime with a policy ends, the default comes back.
+  keeps it, and one that sets its own while a runtime runs takes over from it (until it sets
+  CPython's default back). When the last runtime with a policy ends, the default comes back.
 - **Freezing** (``GcPolicy(freeze=True)``, an option): after a **spawn burst**
   (``freeze_after`` actors spawned since the last freeze, then ``settle`` seconds without a
   spawn) it runs one full collection and freezes what is alive, as long-lived servers do by
@@ -26,7 +26,7 @@ agents) that was more than half of the runtime's CPU, in pauses of 0.2-0.5 s eac
   (reference counting still frees them). When as many actors have stopped as were alive at the
   last freeze, it unfreezes, collects and freezes again, so that the state of stopped actors
   does not stay frozen. It is not the default: what the application holds is frozen too, and
-  its cyclic garbage waits for the next unfreeze. When the last runtime with a policy ends, the
+  its cyclic garbage waits for the next unfreeze. When the last runtime that freezes ends, the
   frozen objects are handed back (``gc.unfreeze()``). If objects are already frozen when the
   first one starts (the application uses ``gc.freeze()`` itself), it leaves freezing alone,
   with a warning.
@@ -92,34 +92,38 @@ DEFAULT_GC_POLICY: Final = GcPolicy()
 class _Process:
     """What the policies of all runtimes in this process share and changed, to restore it."""
 
+    #: Runtimes with a policy running now, and those of them that freeze.
     users = 0
+    freezers = 0
     #: Actors alive in the runtimes with a policy.
     alive = 0
-    #: The young threshold a policy set last; None while it is not the policies' to set (the
-    #: application set its own).
+    #: The young threshold a policy set last; None while it is not the policies' to set.
     young: int | None = None
     may_freeze = True
     frozen = False
 
     @classmethod
     def rescale(cls, policy: GcPolicy) -> None:
-        """The young threshold for the population now, if it is still the policies' to set."""
+        """The young threshold for the population now, if it is the policies' to set: while
+        it is CPython's default or the one a policy set last. Any other value is the
+        application's own, and stays (until it is CPython's default again)."""
         young = cls.young
-        if young is None:
-            return
         scaled = min(policy.max_young, max(CPYTHON_YOUNG, policy.young_per_actor * cls.alive))
         if scaled == young:
             return
         threshold0, middle, old = gc.get_threshold()
-        if threshold0 != young:
-            cls.young = None  # the application set its own meanwhile: it is theirs now
-            logger.info(
-                "GcPolicy: the young threshold was set to %d by someone else; the runtime "
-                "leaves it alone from now on",
-                threshold0,
-            )
+        if threshold0 != young and threshold0 != CPYTHON_YOUNG:
+            if young is not None:
+                cls.young = None
+                logger.info(
+                    "GcPolicy: the young threshold was set to %d by someone else; the runtime "
+                    "leaves it alone while it is not CPython's default (%d)",
+                    threshold0,
+                    CPYTHON_YOUNG,
+                )
             return
-        gc.set_threshold(scaled, middle, old)
+        if scaled != threshold0:
+            gc.set_threshold(scaled, middle, old)
         cls.young = scaled
 
 
@@ -140,20 +144,21 @@ class Collector:
 
     def start(self) -> None:
         if _Process.users == 0:
-            threshold0 = gc.get_threshold()[0]
-            # Only CPython's default is the policies' to raise: a threshold of the
-            # application's own choosing stays as it is.
-            _Process.young = threshold0 if threshold0 == CPYTHON_YOUNG else None
             _Process.alive = 0
+        _Process.users += 1
+        _Process.rescale(self._policy)  # takes the threshold if it is CPython's default
+        if not self._policy.freeze:
+            return
+        if _Process.freezers == 0:
             _Process.may_freeze = gc.get_freeze_count() == 0
             _Process.frozen = False
-        if self._policy.freeze and not _Process.may_freeze:
+        _Process.freezers += 1
+        if not _Process.may_freeze:
             logger.warning(
                 "GcPolicy: %d objects are frozen already (the application calls gc.freeze() "
                 "itself); the runtime will not freeze or unfreeze",
                 gc.get_freeze_count(),
             )
-        _Process.users += 1
 
     def stop(self) -> None:
         # Actors that never told us they stopped (the runtime was torn down) are gone too.
@@ -167,7 +172,9 @@ class Collector:
             if _Process.young is not None and threshold0 == _Process.young:
                 gc.set_threshold(CPYTHON_YOUNG, middle, old)
             _Process.young = None
-            if _Process.frozen:
+        if self._policy.freeze:
+            _Process.freezers -= 1
+            if _Process.freezers == 0 and _Process.frozen:
                 gc.unfreeze()
                 _Process.frozen = False
 

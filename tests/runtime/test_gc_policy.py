@@ -8,14 +8,14 @@ from __future__ import annotations
 import gc
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
 
 from limelight.runtime import Actor, ConfigError, Context, GcPolicy, Runtime
-from limelight.runtime._gc import CPYTHON_YOUNG
+from limelight.runtime._gc import CPYTHON_YOUNG, _Process
 
 pytestmark = pytest.mark.anyio
 
@@ -42,6 +42,18 @@ def clean_collector() -> Iterator[None]:
     gc.set_threshold(*before)
 
 
+@pytest.fixture
+def young() -> Callable[..., int]:
+    """The young threshold a policy gives ``actors`` more actors: the population is the
+    process's, and runtimes that outlive a test (the roles' shared runtime) count too."""
+    others = _Process.alive
+
+    def threshold(actors: int, per_actor: int = 2, cap: int = 50_000) -> int:
+        return min(cap, max(CPYTHON_YOUNG, per_actor * (others + actors)))
+
+    return threshold
+
+
 async def settled(rt: Runtime, freezes: int) -> None:
     collector = rt._collector
     assert collector is not None
@@ -50,15 +62,17 @@ async def settled(rt: Runtime, freezes: int) -> None:
             await anyio.sleep(0.01)
 
 
-async def test_the_young_threshold_follows_the_population_by_default() -> None:
+async def test_the_young_threshold_follows_the_population_by_default(
+    young: Callable[..., int],
+) -> None:
     async with Runtime() as rt:
         refs = [await rt.spawn(Idle()) for _ in range(ABOVE - 200)]
-        assert gc.get_threshold() == DEFAULTS  # 2 per actor is below CPython's default yet
+        assert gc.get_threshold() == (young(ABOVE - 200), 10, 10)
         refs += [await rt.spawn(Idle()) for _ in range(200)]
-        assert gc.get_threshold() == (2 * ABOVE, 10, 10)
+        assert gc.get_threshold() == (young(ABOVE), 10, 10) != DEFAULTS
         for ref in refs[:100]:
             await ref.stop()
-        assert gc.get_threshold() == (2 * (ABOVE - 100), 10, 10)
+        assert gc.get_threshold() == (young(ABOVE - 100), 10, 10)
         assert await refs[-1].ask("still answers") == "still answers"
         await anyio.sleep(0.1)  # nothing is frozen by default, burst or not
         assert gc.get_freeze_count() == 0
@@ -87,22 +101,28 @@ async def test_an_applications_own_threshold_is_left_alone() -> None:
 
 
 async def test_an_application_that_sets_its_own_threshold_meanwhile_takes_over(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, young: Callable[..., int]
 ) -> None:
     with caplog.at_level(logging.INFO, logger="limelight.runtime"):
         async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
             for _ in range(300):
                 await rt.spawn(Idle())
-            assert gc.get_threshold() == (3_000, 10, 10)
+            assert gc.get_threshold() == (young(300, 10), 10, 10)
             gc.set_threshold(5_000, 10, 10)  # the application's own choice
             for _ in range(100):
                 await rt.spawn(Idle())
             assert gc.get_threshold() == (5_000, 10, 10)
-    assert gc.get_threshold() == (5_000, 10, 10)  # theirs: not "restored" at the end
-    assert "set to 5000 by someone else" in caplog.text
+            assert "set to 5000 by someone else" in caplog.text
+            gc.set_threshold(*DEFAULTS)  # CPython's default again: the policy's to set
+            await rt.spawn(Idle())
+            assert gc.get_threshold() == (young(401, 10), 10, 10)
+            gc.set_threshold(6_000, 10, 10)
+        assert gc.get_threshold() == (6_000, 10, 10)  # theirs: not "restored" at the end
 
 
-async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised() -> None:
+async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised(
+    young: Callable[..., int],
+) -> None:
     """Nothing escapes the collector: the application's cycles are freed by the young
     collections CPython runs by itself, only after more new objects than by default."""
 
@@ -113,7 +133,7 @@ async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised()
     async with Runtime(gc_policy=GcPolicy(young_per_actor=10)) as rt:
         for _ in range(300):
             await rt.spawn(Idle())
-        assert gc.get_threshold()[0] == 3_000
+        assert gc.get_threshold()[0] == young(300, 10) >= 3_000
         watch = weakref.ref(node := Node())
         del node
         assert watch() is not None  # garbage, waiting for the collector
@@ -122,7 +142,9 @@ async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised()
         del kept
 
 
-async def test_runtimes_share_the_population_until_the_last_ends() -> None:
+async def test_runtimes_share_the_population_until_the_last_ends(
+    young: Callable[..., int],
+) -> None:
     policy = GcPolicy(young_per_actor=30)
     async with Runtime(gc_policy=policy) as first:
         for _ in range(100):
@@ -130,8 +152,8 @@ async def test_runtimes_share_the_population_until_the_last_ends() -> None:
         async with Runtime(gc_policy=policy) as second:
             for _ in range(100):
                 await second.spawn(Idle())
-            assert gc.get_threshold()[0] == 6_000  # 200 actors in the two x 30
-        assert gc.get_threshold()[0] == 3_000  # the first's 100 go on
+            assert gc.get_threshold()[0] == young(200, 30)  # the two's actors x 30
+        assert gc.get_threshold()[0] == young(100, 30)  # the first's 100 go on
         assert first.running
     assert gc.get_threshold() == DEFAULTS
 
@@ -144,14 +166,16 @@ async def test_the_young_threshold_is_capped() -> None:
         assert gc.get_threshold()[0] == 2_500
 
 
-async def test_a_spawn_burst_is_frozen_once_it_settles_and_restored_at_the_end() -> None:
+async def test_a_spawn_burst_is_frozen_once_it_settles_and_restored_at_the_end(
+    young: Callable[..., int],
+) -> None:
     policy = GcPolicy(freeze=True, freeze_after=50, settle=0.01, young_per_actor=100)
     async with Runtime(gc_policy=policy) as rt:
         refs = [await rt.spawn(Idle()) for _ in range(60)]
         await settled(rt, 1)
         assert gc.get_freeze_count() > 0
         # 60 actors x 100 allocations each, above CPython's default
-        assert gc.get_threshold()[0] == 6_000
+        assert gc.get_threshold()[0] == young(60, 100) >= 6_000
         assert await refs[-1].ask("still answers") == "still answers"
         assert rt._collector is not None
         assert rt._collector.freezes == 1
@@ -185,7 +209,7 @@ async def test_stopped_actors_state_goes_back_to_the_collector() -> None:
 
 
 async def test_an_application_that_freezes_itself_is_left_to_do_so(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, young: Callable[..., int]
 ) -> None:
     gc.freeze()
     frozen = gc.get_freeze_count()
@@ -195,7 +219,7 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
             for _ in range(20):
                 await rt.spawn(Idle())
             with anyio.fail_after(10):
-                while gc.get_threshold()[0] != 4_000:  # the threshold is still scaled
+                while gc.get_threshold()[0] != young(20, 200):  # still scaled
                     await anyio.sleep(0.01)
             assert rt._collector is not None
             assert rt._collector.freezes == 0
@@ -205,7 +229,9 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
     assert 0 < gc.get_freeze_count() <= frozen
 
 
-async def test_runtimes_share_the_frozen_state_until_the_last_ends() -> None:
+async def test_runtimes_share_the_frozen_state_until_the_last_ends(
+    young: Callable[..., int],
+) -> None:
     policy = GcPolicy(freeze=True, freeze_after=10, settle=0.05, young_per_actor=1_000)
     async with Runtime(gc_policy=policy) as first:
         for _ in range(5):
@@ -214,11 +240,25 @@ async def test_runtimes_share_the_frozen_state_until_the_last_ends() -> None:
             for _ in range(10):
                 await second.spawn(Idle())
             await settled(second, 1)
-        assert gc.get_threshold()[0] == 5_000  # the first's 5 actors x 1,000
+        assert gc.get_threshold()[0] == young(5, 1_000)  # the first's 5 actors x 1,000
         assert gc.get_freeze_count() > 0  # the first still runs
         assert first.running
     assert gc.get_threshold() == DEFAULTS
     assert gc.get_freeze_count() == 0
+
+
+async def test_frozen_state_is_handed_back_when_the_last_freezing_runtime_ends() -> None:
+    """A runtime without freezing (the default, or one that outlives the others: the roles'
+    shared runtime) does not keep another's frozen state frozen."""
+    async with Runtime() as outer:
+        policy = GcPolicy(freeze=True, freeze_after=10, settle=0.01)
+        async with Runtime(gc_policy=policy) as inner:
+            for _ in range(10):
+                await inner.spawn(Idle())
+            await settled(inner, 1)
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0
+        assert outer.running
 
 
 @pytest.mark.parametrize(
