@@ -11,7 +11,8 @@ agents) that was more than half of the runtime's CPU, in pauses of 0.2-0.5 s eac
 :class:`GcPolicy` acts at the points a runtime knows about:
 
 - **The young threshold follows the population** (on by default): ``young_per_actor`` net new
-  objects per live actor, between CPython's default and ``max_young``. A turn's objects then
+  objects per live actor, between CPython's default and ``max_young`` (with several runtimes,
+  the sum of what each asks for, up to the least of their ``max_young``). A turn's objects then
   mostly die young, and full collections become rare. It is safe for the application around the
   runtime: nothing escapes the collector (cyclic garbage waits for at most ``young_per_actor``
   more objects per live actor, 5-10% of what the actors of ``bench/agents.py`` hold
@@ -39,7 +40,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import anyio
 import msgspec
@@ -95,20 +96,23 @@ class _Process:
     #: Runtimes with a policy running now, and those of them that freeze.
     users = 0
     freezers = 0
-    #: Actors alive in the runtimes with a policy.
-    alive = 0
+    #: The young threshold the running policies ask for together (each ``young_per_actor``
+    #: times its runtime's live actors), and the least of their ``max_young``.
+    wanted = 0
+    caps: ClassVar[list[int]] = []
+    cap = 0
     #: The young threshold a policy set last; None while it is not the policies' to set.
     young: int | None = None
     may_freeze = True
     frozen = False
 
     @classmethod
-    def rescale(cls, policy: GcPolicy) -> None:
+    def rescale(cls) -> None:
         """The young threshold for the population now, if it is the policies' to set: while
         it is CPython's default or the one a policy set last. Any other value is the
         application's own, and stays (until it is CPython's default again)."""
         young = cls.young
-        scaled = min(policy.max_young, max(CPYTHON_YOUNG, policy.young_per_actor * cls.alive))
+        scaled = min(cls.cap, max(CPYTHON_YOUNG, cls.wanted))
         if scaled == young:
             return
         threshold0, middle, old = gc.get_threshold()
@@ -144,9 +148,11 @@ class Collector:
 
     def start(self) -> None:
         if _Process.users == 0:
-            _Process.alive = 0
+            _Process.wanted = 0
         _Process.users += 1
-        _Process.rescale(self._policy)  # takes the threshold if it is CPython's default
+        _Process.caps.append(self._policy.max_young)
+        _Process.cap = min(_Process.caps)
+        _Process.rescale()  # takes the threshold if it is CPython's default
         if not self._policy.freeze:
             return
         if _Process.freezers == 0:
@@ -162,11 +168,13 @@ class Collector:
 
     def stop(self) -> None:
         # Actors that never told us they stopped (the runtime was torn down) are gone too.
-        _Process.alive -= self._alive
+        _Process.wanted -= self._policy.young_per_actor * self._alive
         self._alive = 0
         _Process.users -= 1
+        _Process.caps.remove(self._policy.max_young)
         if _Process.users:
-            _Process.rescale(self._policy)  # for the runtimes that go on
+            _Process.cap = min(_Process.caps)
+            _Process.rescale()  # for the runtimes that go on
         else:
             threshold0, middle, old = gc.get_threshold()
             if _Process.young is not None and threshold0 == _Process.young:
@@ -180,8 +188,8 @@ class Collector:
 
     def spawned(self, tg: TaskGroup) -> None:
         self._alive += 1
-        _Process.alive += 1
-        _Process.rescale(self._policy)
+        _Process.wanted += self._policy.young_per_actor
+        _Process.rescale()
         if self._policy.freeze:
             self._spawned += 1
             if self._spawned >= self._policy.freeze_after:
@@ -189,8 +197,8 @@ class Collector:
 
     def stopped(self, tg: TaskGroup | None) -> None:
         self._alive -= 1
-        _Process.alive -= 1
-        _Process.rescale(self._policy)
+        _Process.wanted -= self._policy.young_per_actor
+        _Process.rescale()
         if self._policy.freeze:
             self._stopped += 1
             if (
