@@ -142,22 +142,6 @@ async def test_cyclic_garbage_is_still_collected_while_the_threshold_is_raised(
         del kept
 
 
-async def test_runtimes_share_the_population_until_the_last_ends(
-    young: Callable[..., int],
-) -> None:
-    policy = GcPolicy(young_per_actor=30)
-    async with Runtime(gc_policy=policy) as first:
-        for _ in range(100):
-            await first.spawn(Idle())
-        async with Runtime(gc_policy=policy) as second:
-            for _ in range(100):
-                await second.spawn(Idle())
-            assert gc.get_threshold()[0] == young(200, 30)  # the two's actors x 30
-        assert gc.get_threshold()[0] == young(100, 30)  # the first's 100 go on
-        assert first.running
-    assert gc.get_threshold() == DEFAULTS
-
-
 async def test_the_young_threshold_is_capped() -> None:
     policy = GcPolicy(young_per_actor=1_000, max_young=2_500)
     async with Runtime(gc_policy=policy) as rt:
@@ -229,35 +213,42 @@ async def test_an_application_that_freezes_itself_is_left_to_do_so(
     assert 0 < gc.get_freeze_count() <= frozen
 
 
-async def test_runtimes_share_the_frozen_state_until_the_last_ends(
+async def test_runtimes_share_the_population_and_the_frozen_state_until_the_last_ends(
     young: Callable[..., int],
 ) -> None:
-    policy = GcPolicy(freeze=True, freeze_after=10, settle=0.05, young_per_actor=1_000)
+    policy = GcPolicy(freeze=True, freeze_after=100, settle=0.05, young_per_actor=30)
     async with Runtime(gc_policy=policy) as first:
-        for _ in range(5):
+        for _ in range(100):
             await first.spawn(Idle())
         async with Runtime(gc_policy=policy) as second:
-            for _ in range(10):
+            for _ in range(100):
                 await second.spawn(Idle())
             await settled(second, 1)
-        assert gc.get_threshold()[0] == young(5, 1_000)  # the first's 5 actors x 1,000
-        assert gc.get_freeze_count() > 0  # the first still runs
+            assert gc.get_threshold()[0] == young(200, 30)  # the two's actors x 30
+        assert gc.get_threshold()[0] == young(100, 30)  # the first's 100 go on
+        assert gc.get_freeze_count() > 0  # and so does the first's freezing
         assert first.running
     assert gc.get_threshold() == DEFAULTS
     assert gc.get_freeze_count() == 0
 
 
-async def test_frozen_state_is_handed_back_when_the_last_freezing_runtime_ends() -> None:
-    """A runtime without freezing (the default, or one that outlives the others: the roles'
-    shared runtime) does not keep another's frozen state frozen."""
+async def test_a_runtime_with_its_own_policy_leaves_the_others_theirs(
+    young: Callable[..., int],
+) -> None:
+    """A runtime that goes on with the default policy (as the roles' shared runtime does)
+    keeps its share of the threshold, and does not keep another's frozen state frozen."""
     async with Runtime() as outer:
-        policy = GcPolicy(freeze=True, freeze_after=10, settle=0.01)
+        for _ in range(50):
+            await outer.spawn(Idle())
+        policy = GcPolicy(freeze=True, freeze_after=10, settle=0.01, young_per_actor=100)
         async with Runtime(gc_policy=policy) as inner:
             for _ in range(10):
                 await inner.spawn(Idle())
             await settled(inner, 1)
             assert gc.get_freeze_count() > 0
+            assert gc.get_threshold()[0] == young(10, 100) + 2 * 50
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold()[0] == young(50)
         assert outer.running
 
 
