@@ -18,7 +18,11 @@ Each variant runs in its own subprocess (clean memory figures), the variants tak
 round by round (``--runs`` interleaved rounds, medians reported). Reported: wall time, CPU
 time per model turn (``time.process_time()`` over the run, divided by N x 3), and memory
 per live agent (peak RSS over the run less the RSS before it, divided by N); of that CPU,
-the cyclic collector's full and young collections (``gc.callbacks``). Then the CPU
+the cyclic collector's full and young collections (``gc.callbacks``), and the longest single
+collection. limelight runs with the runtime's defaults (its collector policy: the young
+threshold follows the actor population), and also with the collector left alone
+(``limelight-gc-untouched``, ``gc_policy=None``) and with freezing (``limelight-gc-policy``,
+``GcPolicy(freeze=True)``). Then the CPU
 cost of the kernel primitives an actor-based turn cannot skip (two ask round trips, the
 per-attempt timeout scope, a task group for the parallel tool calls), measured alone.
 
