@@ -405,7 +405,6 @@ async def _limelight(n: int, collector: str = "default") -> dict[str, Any]:
     from limelight.actors import ProviderPool
     from limelight.agents import Agent, AgentConfig, AgentResult
     from limelight.runtime import GcPolicy, Runtime
-    from limelight.runtime._gc import DEFAULT_GC_POLICY
     from limelight.tools import tool
 
     provider, lookup = _workload()
@@ -415,8 +414,12 @@ async def _limelight(n: int, collector: str = "default") -> dict[str, Any]:
     load_price_lists()
     gc.collect()
     rss0 = _rss_bytes()
-    policy = {"default": DEFAULT_GC_POLICY, "untouched": None, "freeze": GcPolicy(freeze=True)}
-    async with Runtime(gc_policy=policy[collector]) as rt:
+    options: dict[str, dict[str, Any]] = {
+        "default": {},  # Runtime() as users write it
+        "untouched": {"gc_policy": None},
+        "freeze": {"gc_policy": GcPolicy(freeze=True)},
+    }
+    async with Runtime(**options[collector]) as rt:
         cpu_setup = time.process_time()
         pool = await ProviderPool.start(rt, provider, name="model", size=n)
         agents = [

@@ -93,14 +93,15 @@ DEFAULT_GC_POLICY: Final = GcPolicy()
 class _Process:
     """What the policies of all runtimes in this process share and changed, to restore it."""
 
-    #: Runtimes with a policy running now, and those of them that freeze.
-    users = 0
-    freezers = 0
-    #: The young threshold the running policies ask for together (each ``young_per_actor``
-    #: times its runtime's live actors), and the least of their ``max_young``.
-    wanted = 0
+    #: The ``max_young`` of each runtime with a policy running now (one entry per runtime),
+    #: and the least of them.
     caps: ClassVar[list[int]] = []
     cap = 0
+    #: The runtimes of ``caps`` that freeze.
+    freezers = 0
+    #: The young threshold the running policies ask for together (each ``young_per_actor``
+    #: times its runtime's live actors).
+    wanted = 0
     #: The young threshold a policy set last; None while it is not the policies' to set.
     young: int | None = None
     may_freeze = True
@@ -147,9 +148,8 @@ class Collector:
         self.freezes = 0
 
     def start(self) -> None:
-        if _Process.users == 0:
+        if not _Process.caps:
             _Process.wanted = 0
-        _Process.users += 1
         _Process.caps.append(self._policy.max_young)
         _Process.cap = min(_Process.caps)
         _Process.rescale()  # takes the threshold if it is CPython's default
@@ -170,9 +170,8 @@ class Collector:
         # Actors that never told us they stopped (the runtime was torn down) are gone too.
         _Process.wanted -= self._policy.young_per_actor * self._alive
         self._alive = 0
-        _Process.users -= 1
         _Process.caps.remove(self._policy.max_young)
-        if _Process.users:
+        if _Process.caps:
             _Process.cap = min(_Process.caps)
             _Process.rescale()  # for the runtimes that go on
         else:

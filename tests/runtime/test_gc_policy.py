@@ -46,7 +46,7 @@ def clean_collector() -> Iterator[None]:
 def young() -> Callable[..., int]:
     """The young threshold a policy gives ``actors`` more actors: the population is the
     process's, and runtimes that outlive a test (the roles' shared runtime) count too."""
-    others, their_cap = _Process.wanted, _Process.cap if _Process.users else 50_000
+    others, their_cap = _Process.wanted, _Process.cap if _Process.caps else 50_000
 
     def threshold(actors: int, per_actor: int = 2, cap: int = 50_000) -> int:
         return min(cap, their_cap, max(CPYTHON_YOUNG, others + per_actor * actors))
