@@ -12,6 +12,7 @@ empty deque costs ~700 bytes, a tenth of what an idle actor was allowed (``bench
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any, Final, cast
@@ -42,7 +43,7 @@ class Mailbox:
     then gets ``EndOfStream``.
     """
 
-    __slots__ = ("_closed", "_items", "_receiver", "_senders", "_slow", "capacity")
+    __slots__ = ("_closed", "_items", "_receiver", "_room", "_senders", "capacity")
 
     def __init__(self, capacity: float) -> None:
         self.capacity = capacity
@@ -50,9 +51,10 @@ class Mailbox:
         self._receiver: Signal | None = None
         self._senders: deque[Signal] | None = None  # made on the first wait
         self._closed = False
-        #: A put cannot simply append: the deque is not made yet, or the mailbox is closed.
-        #: (One flag for both, so that the senders' fast path tests one.)
-        self._slow = True
+        #: A put may simply append while fewer items than this are queued: the capacity (an
+        #: int, so that the senders' fast path compares two ints), or 0 while it cannot (the
+        #: deque is not made yet, or the mailbox is closed). One test for all three.
+        self._room = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -67,14 +69,16 @@ class Mailbox:
         :raises WouldBlock: it is full.
         :raises ClosedResourceError: it is closed.
         """
-        if self._slow:
+        items = self._items
+        if len(items) >= self._room:
             if self._closed:
                 raise ClosedResourceError
-            self._items = deque()
-            self._slow = False
-        items = self._items
-        if len(items) >= self.capacity:
-            raise WouldBlock
+            if items is _NO_ITEMS:
+                items = self._items = deque()
+                capacity = self.capacity
+                self._room = sys.maxsize if capacity == float("inf") else int(capacity)
+            if len(items) >= self.capacity:
+                raise WouldBlock
         items.append(item)
         receiver = self._receiver
         if receiver is not None:
@@ -161,7 +165,7 @@ class Mailbox:
     def close(self) -> None:
         """No more puts; wake the receiver and every waiting sender."""
         self._closed = True
-        self._slow = True
+        self._room = 0
         receiver = self._receiver
         if receiver is not None:
             self._receiver = None

@@ -39,10 +39,14 @@ class ActorRef:
     applies (BLOCK waits: that is backpressure).
     """
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "_finished", "_mailbox")
 
     def __init__(self, cell: Cell) -> None:
         self._cell = cell
+        # What tell reads at every message, kept here: the cell's mailbox (its own for good)
+        # and what a send that did not wait returns (its runtime's, made on entry).
+        self._mailbox = cell.mailbox
+        self._finished = cell.runtime._finished
 
     @property
     def path(self) -> str:
@@ -75,15 +79,12 @@ class ActorRef:
         :raises ActorStopped: the actor has stopped for good.
         :raises MailboxFull: the mailbox is full and the overflow policy is FAIL.
         """
-        cell = self._cell
-        mailbox = cell.mailbox
+        mailbox = self._mailbox
         # Mailbox.put_nowait inlined: this is the hottest line of the runtime.
-        if mailbox._slow:  # closed, or nothing was put into it yet
-            return cell.put(message)
         items = mailbox._items
         queued = len(items)
-        if queued >= mailbox.capacity:
-            return cell.put_slow(message)
+        if queued >= mailbox._room:  # full, closed, or nothing was put into it yet
+            return self._cell.put(message)
         items.append(message)
         receiver = mailbox._receiver
         if receiver is not None:
@@ -93,8 +94,8 @@ class ActorRef:
             # Every CHECKPOINT_INTERVAL-th message queued: while a sender does not yield its
             # receiver cannot take any, so a hot sender yields this often (a counter of its
             # own per actor, as before, cost a fifth of this fast path).
-            return cell.runtime._checkpoint()
-        return cell.runtime._finished
+            return self._cell.runtime._checkpoint()
+        return self._finished
 
     def tell_nowait(self, message: Any) -> None:
         """Send without waiting, from async code or a callback on the event loop thread.
@@ -130,7 +131,7 @@ class ActorRef:
                 envelope = Ask(message, own_deadline)
                 mailbox = cell.mailbox
                 items = mailbox._items
-                if not mailbox._slow and len(items) < mailbox.capacity and timeout > 0:
+                if len(items) < mailbox._room and timeout > 0:
                     # Mailbox.put_nowait inlined, as in tell.
                     items.append(envelope)
                     receiver = mailbox._receiver

@@ -96,7 +96,7 @@ class Runtime:
         #: the lookups; see _clock).
         self._now: Callable[[], float] = anyio.current_time
         self._checkpoint: Callable[[], Awaitable[Any]] = anyio.lowlevel.checkpoint
-        self._finished: Awaitable[None]  # set when it starts, for its loop (no actor before)
+        self._finished: Awaitable[None]  # set on entry, for its loop (before any cell is made)
         self._effective_deadline: Callable[[], float] = anyio.current_effective_deadline
         self._collector = Collector(gc_policy) if gc_policy is not None else None
         self._registry: dict[str, Cell] = {}
@@ -121,6 +121,10 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         if self._tg is not None:
             raise RuntimeNotRunning("a Runtime can be entered only once; create a new one")
+        self._now = loop_clock()
+        self._checkpoint = loop_checkpoint()
+        self._finished = loop_finished()  # what a send that did not wait returns
+        self._effective_deadline = loop_deadline()
         self._root = Cell(
             self,
             None,
@@ -132,10 +136,6 @@ class Runtime:
             supervision=self.default_supervision,
         )
         self._root.state = ActorState.RUNNING
-        self._now = loop_clock()
-        self._checkpoint = loop_checkpoint()
-        self._finished = loop_finished()  # what a send that did not wait returns
-        self._effective_deadline = loop_deadline()
         # Set before any task starts, so every actor task inherits it.
         self._token = _current.set(self)
         tg = anyio.create_task_group()

@@ -284,12 +284,24 @@ async def test_a_stop_in_a_run_of_tells_ends_it_after_that_message() -> None:
 async def test_a_crash_in_a_run_of_tells_is_reported_for_that_message() -> None:
     async with Runtime() as rt:
         async with held(rt) as (gated, ref, _):
-            for message in (0, "crash", 1):
+            for message in (0, 1, 2, "crash", 3):
                 await ref.tell(message)
         # Restarted (the default supervision): the message after the crash is still handled.
         await wait_until(lambda: ref.statistics().restarts == 1)
         assert await ref.ask("after") == "after"
-        assert gated.seen == [0, 1, "after"]
+        assert gated.seen == [0, 1, 2, 3, "after"]
         stats = ref.statistics()
         assert stats.last_error == "RuntimeError: told to crash"
-        assert stats.processed == 4  # the hold, 0, 1 and "after": not the crash
+        # The hold, 0 to 3 and "after": not the crash, but 1 and 2, which the run handled
+        # before it (the run counts its messages as it ends, however it ends).
+        assert stats.processed == 6
+
+
+def test_the_run_of_plain_messages_knows_every_kind_of_envelope() -> None:
+    """The inner run tells requests from plain messages by exact type, naming each kind of
+    Envelope: a new kind must be named there too (or it would be handled as a plain message)."""
+    from limelight.runtime._envelopes import Ask, Envelope, StreamRequest
+
+    assert set(Envelope.__subclasses__()) == {Ask, StreamRequest}
+    assert not Ask.__subclasses__()
+    assert not StreamRequest.__subclasses__()
