@@ -1,11 +1,13 @@
 """Runtime hosts on Ray: N processes, each a limelight Runtime on its own loop, and remote refs.
 
-A host is a Ray actor (one process) running a :class:`~limelight.runtime.Runtime`. On asyncio
-it is a Ray async actor (:class:`AsyncHost`) whose Runtime runs on the loop Ray gives it, so a
-call awaits the actor's ask on that loop; trio cannot share Ray's asyncio loop, so a trio host
-(:class:`Host`) is a threaded Ray actor holding a
-:class:`~limelight.runtime.BackgroundRuntime` (a Runtime on a loop of its own thread), driven
-through its blocking portal from Ray's call threads. :class:`Cluster` starts the hosts and
+A host is a Ray actor (one process) running a :class:`~limelight.runtime.Runtime`: a threaded
+Ray actor (:class:`Host`) holding a :class:`~limelight.runtime.BackgroundRuntime` (a Runtime
+on an asyncio or trio loop of its own thread). Ray's call threads hand a tell or an ask to
+that loop with the loop's own thread-safe call-soon and wait on a lock
+(:meth:`~limelight.runtime.BlockingRuntime.ask`, one hop, no task); the rest goes through the
+runtime's blocking portal. (A Ray async actor, whose loop runs the Runtime, cost 1.30-1.54x a
+bare Ray call per ask, most of it Ray's own dispatch to async actors; see bench/RESULTS.md.)
+:class:`Cluster` starts the hosts and
 spawns actors on them; :class:`RemoteRef` is the caller's handle, with ``tell``,
 ``ask(timeout=)`` and ``stream`` as on a local :class:`~limelight.runtime.ActorRef`. A tell or
 an ask crosses as one msgspec MessagePack frame (the actor's path, what is left of the
@@ -45,7 +47,6 @@ import asyncio
 import contextlib
 import functools
 import importlib
-import inspect
 import math
 import os
 import threading
@@ -64,8 +65,8 @@ import ray
 import structlog
 
 from .._batch import run_shipped
-from ..errors import AskTimeout, ConfigError, HostDied, RuntimeNotRunning
-from ..runtime import Actor, BackgroundRuntime, Restart, Runtime
+from ..errors import AskTimeout, ConfigError, HostDied
+from ..runtime import Actor, BackgroundRuntime, Restart
 
 __all__ = ["DEFAULT_MAX_RESTARTS", "DEFAULT_RESTART_WINDOW", "Cluster", "RemoteRef"]
 
@@ -185,17 +186,7 @@ class _Failure(Exception):
 
 
 def _host_call(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Errors of a host method (sync or async) cross back as :class:`_Failure`."""
-    if inspect.iscoroutinefunction(method):
-
-        @functools.wraps(method)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await method(*args, **kwargs)
-            except Exception as exc:
-                raise _Failure.of(exc) from None
-
-        return call_async
+    """Errors of a host method cross back as :class:`_Failure`."""
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -256,129 +247,12 @@ class _HostBase:
         return fn
 
 
-class AsyncHost(_HostBase):
-    """A host whose Runtime runs on the event loop Ray gives an async actor (the asyncio
-    backend): a call is a coroutine on that loop, awaiting the actor's ask directly, with no
-    hop between threads inside the host beyond Ray's own. Created by :class:`Cluster` as a
-    Ray actor."""
-
-    def __init__(self, index: int, backend: str, analytics_dir: str | None = None) -> None:
-        super().__init__(index, analytics_dir)
-        self._runtime: Runtime | None = None
-        self._main: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
-        self._forever: asyncio.Event | None = None
-
-    @property
-    def runtime(self) -> Runtime:
-        if self._runtime is None:
-            raise RuntimeNotRunning(f"host {self.index} is not running its Runtime")
-        return self._runtime
-
-    async def start(self) -> int:
-        """Start the Runtime on Ray's loop (once); the process id."""
-        if self._main is None:
-            self._stop, self._forever = asyncio.Event(), asyncio.Event()
-            started = asyncio.get_running_loop().create_future()
-            self._main = asyncio.get_running_loop().create_task(self._run(started))
-            await started
-        return os.getpid()
-
-    async def _run(self, started: asyncio.Future[None]) -> None:
-        assert self._stop is not None
-        _become_root_task()
-        try:
-            async with Runtime() as runtime:
-                self._runtime = runtime
-                started.set_result(None)
-                await self._stop.wait()
-        except BaseException as exc:
-            if not started.done():
-                started.set_exception(exc)
-            raise
-        finally:
-            self._runtime = None
-
-    @_host_call
-    async def spawn(self, factory: Callable[[], Actor], name: str, options: dict[str, Any]) -> str:
-        ref = await self.runtime.spawn(factory, name=name, **options)
-        return ref.path
-
-    @_host_call
-    async def tell(self, frame: bytes) -> None:
-        path, _, message = _open_request(frame)
-        await self.runtime.lookup(path).tell(message)
-
-    @_host_call
-    async def ask(self, frame: bytes) -> bytes:
-        path, timeout, message = _open_request(frame)
-        return _reply(await self.runtime.lookup(path).ask(message, timeout=timeout))
-
-    async def stream(
-        self, path: str, kind: str, data: bytes, timeout: float | None
-    ) -> AsyncIterator[tuple[str, bytes]]:
-        try:
-            replies = self.runtime.lookup(path).stream(decode(kind, data), timeout=timeout)
-            async with replies:
-                async for item in replies:
-                    yield encode(item)
-        except Exception as exc:
-            raise _Failure.of(exc) from None
-
-    @_host_call
-    async def stop_actor(self, path: str) -> None:
-        await self.runtime.lookup(path).stop()
-
-    @_host_call
-    async def run_item(self, fn: list[Any], item: Any) -> bytes:
-        """One item of a batch (see :meth:`Host.run_item`)."""
-        ref = fn[0]
-        key: bytes = ref.binary()
-        batch_fn = self._cached_batch_fn(key)
-        if batch_fn is None:  # the batch's first item here: unpickle it once
-            batch_fn = self._keep_batch_fn(key, await ref)
-        return await run_shipped(batch_fn, item)
-
-    async def watch(self) -> None:
-        """Never returns while the host lives: its failure is how the cluster learns of a
-        death."""
-        assert self._forever is not None
-        await self._forever.wait()
-
-    async def shutdown(self) -> None:
-        if self._forever is not None:
-            self._forever.set()
-        if self._main is not None and self._stop is not None:
-            self._stop.set()
-            with contextlib.suppress(Exception):
-                await self._main
-        # Blocking (its shipper runs on a thread of its own): off Ray's loop.
-        await asyncio.to_thread(self._stop_analytics)
-
-
-def _become_root_task() -> None:
-    """Make the current task anyio's root task of this loop (its worker threads end with it).
-
-    anyio finds that task by scanning every task of the loop for the one that
-    ``run_until_complete`` runs, at each ``to_thread`` call and caching only a hit; Ray runs
-    an async actor's loop with ``run_forever``, so the scan never hits, and with thousands of
-    tasks (agents and their calls) it cost 2.4x the CPU of an agent workload with sync tools
-    (measured in a host: 132 vs 54 ticks of its loop thread for the same 1,500 turns). anyio
-    offers no public way to name the root task, hence its private variable; when a version
-    of anyio lacks it, the scan is only slow, never wrong.
-    """
-    try:
-        from anyio._backends._asyncio import _root_task
-    except ImportError:
-        return
-    with contextlib.suppress(Exception):
-        _root_task.set(asyncio.current_task())
-
-
 class Host(_HostBase):
-    """A host whose Runtime runs on a loop of its own thread (the trio backend, which cannot
-    share Ray's asyncio loop), driven through its blocking portal from Ray's call threads.
-    Created by :class:`Cluster` as a (threaded) Ray actor."""
+    """A host: a Runtime on a loop of its own thread (asyncio or trio), in a threaded Ray
+    actor taking calls on Ray's call threads. A tell or an ask hops to the loop with the
+    loop's own thread-safe call-soon and waits on a lock (:meth:`BlockingRuntime.ask`), the
+    rest goes through the runtime's blocking portal. Created by :class:`Cluster` as a Ray
+    actor."""
 
     def __init__(self, index: int, backend: str, analytics_dir: str | None = None) -> None:
         super().__init__(index, analytics_dir)
@@ -397,14 +271,13 @@ class Host(_HostBase):
     @_host_call
     def tell(self, frame: bytes) -> None:
         path, _, message = _open_request(frame)
-        # One trip to the loop per request: the lookup and the send together.
-        self.runtime.call(_tell, self.runtime.blocking.runtime, path, message)
+        # One hop to the loop per request: the lookup and the send together.
+        self.runtime.blocking.tell(path, message)
 
     @_host_call
     def ask(self, frame: bytes) -> bytes:
         path, timeout, message = _open_request(frame)
-        runtime = self.runtime.blocking.runtime
-        return _reply(self.runtime.call(_ask, runtime, path, message, timeout))
+        return _reply(self.runtime.blocking.ask(path, message, timeout=timeout))
 
     def stream(self, path: str, kind: str, data: bytes, timeout: float | None) -> Any:
         blocking = self.runtime.blocking
@@ -441,14 +314,6 @@ class Host(_HostBase):
         self._forever.set()
         self.runtime.stop()
         self._stop_analytics()
-
-
-async def _tell(runtime: Runtime, path: str, message: Any) -> None:
-    await runtime.lookup(path).tell(message)
-
-
-async def _ask(runtime: Runtime, path: str, message: Any, timeout: float | None) -> Any:
-    return await runtime.lookup(path).ask(message, timeout=timeout)
 
 
 # -- the caller's side -------------------------------------------------------------------
@@ -691,11 +556,9 @@ class Cluster:
             await anyio.to_thread.run_sync(lambda: ray.init(address=self.address, **options))
             self._started_ray = True
         decorate: Any = ray.remote  # typed for functions; a class is what it gets here
-        # On asyncio, a Ray async actor whose loop runs the host's Runtime: a call awaits the
-        # ask there. Trio needs a loop of its own: a threaded actor whose call threads hand
-        # requests to that loop through its portal (a hop more per call, measured ~0.3 ms).
-        host_class = AsyncHost if self.backend == "asyncio" else Host
-        self._remote = decorate(num_cpus=self.num_cpus, max_concurrency=1000)(host_class)
+        # A threaded actor: each call in flight holds one of Ray's call threads (asks waiting
+        # for their replies, streams, the watcher).
+        self._remote = decorate(num_cpus=self.num_cpus, max_concurrency=1000)(Host)
         for slot in self._slots:
             await self._launch(slot)
             slot.ready.set()

@@ -23,6 +23,7 @@ import anyio.lowlevel
 
 __all__ = [
     "asyncio_cancel_scope",
+    "loop_call_soon_threadsafe",
     "loop_cancel_scope",
     "loop_checkpoint",
     "loop_clock",
@@ -44,6 +45,21 @@ def running_trio() -> Any:
     """The trio module when a trio run is running in this thread, else None."""
     trio = sys.modules.get("trio")
     return trio if trio is not None and trio.lowlevel.in_trio_run() else None
+
+
+def loop_call_soon_threadsafe() -> Callable[..., Any]:
+    """What another thread calls to run ``callback(*args)`` on the running loop soon:
+    ``loop.call_soon_threadsafe`` on asyncio, ``TrioToken.run_sync_soon`` on trio (each raises
+    RuntimeError once the loop has ended)."""
+    loop = running_asyncio_loop()
+    if loop is not None:
+        call_soon: Callable[..., Any] = loop.call_soon_threadsafe
+        return call_soon
+    trio = running_trio()
+    if trio is not None:
+        run_sync_soon: Callable[..., Any] = trio.lowlevel.current_trio_token().run_sync_soon
+        return run_sync_soon
+    raise RuntimeError("no asyncio loop or trio run is running in this thread")
 
 
 def loop_clock() -> Callable[[], float]:

@@ -6,9 +6,10 @@ deadline passed, and answers (or fails) the rest.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from ._signal import new_signal
+from ._signal import Signal, new_signal
 
 if TYPE_CHECKING:
     from anyio import CancelScope
@@ -50,6 +51,20 @@ class Ask(Envelope):
         #: The scope the handler runs in (asks with a deadline only, while handled): cancelled
         #: if the asker gives up, so nobody works on what nobody waits for.
         self.scope: CancelScope | None = None
+
+    @classmethod
+    def waited_by(cls, message: Any, signal: Signal) -> Ask:
+        """An ask with no deadline yet, whose reply sets ``signal`` (one of another thread's:
+        this may be called off the loop, where no signal of the loop's can be made)."""
+        ask = cls.__new__(cls)
+        ask.message = message
+        ask.deadline = math.inf
+        ask._signal = signal
+        ask._state = PENDING
+        ask._value = None
+        ask._error = None
+        ask.scope = None
+        return ask
 
     def resolve(self, value: Any) -> bool:
         """Deliver the reply; False when the asker has already gone (a late reply)."""

@@ -13,6 +13,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._errors import RuntimeNotRunning
 from ._runtime import Runtime
+from ._threadsafe import ask_from_thread, tell_from_thread
 
 T = TypeVar("T")
 
@@ -40,13 +41,15 @@ class BlockingRuntime:
         """Blocking :meth:`Runtime.spawn`."""
         return self._portal.call(functools.partial(self.runtime.spawn, actor, **options))
 
-    def tell(self, ref: ActorRef, message: Any) -> None:
-        """Blocking :meth:`ActorRef.tell` (waits while the mailbox is full)."""
-        self._portal.call(ref.tell, message)
+    def tell(self, ref: ActorRef | str, message: Any) -> None:
+        """Blocking :meth:`ActorRef.tell` (waits while the mailbox is full), to a ref or an
+        actor's path. One hop to the loop and a lock to wait on, no task (see _threadsafe)."""
+        tell_from_thread(self.runtime, self._portal, ref, message)
 
-    def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = None) -> Any:
-        """Blocking :meth:`ActorRef.ask`."""
-        return self._portal.call(functools.partial(ref.ask, message, timeout=timeout))
+    def ask(self, ref: ActorRef | str, message: Any, *, timeout: float | None = None) -> Any:
+        """Blocking :meth:`ActorRef.ask`, to a ref or an actor's path. One hop to the loop
+        and a lock to wait on, no task (see _threadsafe)."""
+        return ask_from_thread(self.runtime, self._portal, ref, message, timeout)
 
     def stream(self, ref: ActorRef, message: Any, *, timeout: float | None = None) -> Iterator[Any]:
         """Blocking :meth:`ActorRef.stream`: a plain iterator of the replies."""

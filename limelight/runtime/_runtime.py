@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -20,7 +21,13 @@ from anyio.from_thread import BlockingPortal
 
 from ._actor import Actor
 from ._cell import DEFAULT_MAILBOX_SIZE, Cell
-from ._clock import loop_checkpoint, loop_clock, loop_deadline, loop_finished
+from ._clock import (
+    loop_call_soon_threadsafe,
+    loop_checkpoint,
+    loop_clock,
+    loop_deadline,
+    loop_finished,
+)
 from ._deadlines import Deadlines
 from ._errors import ActorNotFound, ConfigError, RuntimeNotRunning
 from ._gc import DEFAULT_GC_POLICY, Collector, GcPolicy
@@ -98,6 +105,10 @@ class Runtime:
         self._checkpoint: Callable[[], Awaitable[Any]] = anyio.lowlevel.checkpoint
         self._finished: Awaitable[None]  # set on entry, for its loop (before any cell is made)
         self._effective_deadline: Callable[[], float] = anyio.current_effective_deadline
+        #: The loop's own thread-safe call-soon and its thread (set on entry): how other
+        #: threads hand it a tell or an ask (_threadsafe).
+        self._call_soon_threadsafe: Callable[..., Any] | None = None
+        self._loop_thread: int | None = None
         self._collector = Collector(gc_policy) if gc_policy is not None else None
         self._registry: dict[str, Cell] = {}
         self._counter = itertools.count(1)
@@ -125,6 +136,8 @@ class Runtime:
         self._checkpoint = loop_checkpoint()
         self._finished = loop_finished()  # what a send that did not wait returns
         self._effective_deadline = loop_deadline()
+        self._call_soon_threadsafe = loop_call_soon_threadsafe()
+        self._loop_thread = threading.get_ident()
         self._root = Cell(
             self,
             None,

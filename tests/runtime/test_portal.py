@@ -84,8 +84,9 @@ def test_eight_threads_share_one_blocking_runtime(backend: str) -> None:
 
 @BACKENDS
 def test_timed_asks_from_threads(backend: str) -> None:
-    """Threads ask through the portal with timeouts: the runtime's deadline scheduler times
-    them on the loop, answered or not, and one still pending when the runtime stops fails."""
+    """Threads ask with timeouts: each times its own wait, and has the loop abandon a request
+    it gave up on (the actor drops it unhandled); one still pending when the runtime stops
+    fails."""
     barrier = threading.Barrier(THREADS)
     with start_blocking_runtime(backend=backend) as rt:
         ref = rt.spawn(Recorder(), name="r")
@@ -105,7 +106,11 @@ def test_timed_asks_from_threads(backend: str) -> None:
             assert answers == [(i, n) for n in range(20)]
             assert error.path == "/held"
             assert str(error).startswith("ask tuple to /held timed out after 0.0")
-        assert rt.call(lambda: len(rt.runtime._deadlines)) == 0
+        held_cell = held._cell
+        assert rt.call(lambda: len(held_cell.mailbox)) == THREADS
+        assert (
+            rt.call(lambda: [e.abandoned() for e in held_cell.mailbox._items]) == [True] * THREADS
+        )
 
         pending: list[BaseException] = []
 
@@ -117,7 +122,7 @@ def test_timed_asks_from_threads(backend: str) -> None:
 
         thread = threading.Thread(target=ask_pending)
         thread.start()
-        while rt.call(lambda: len(rt.runtime._deadlines)) != 1:
+        while rt.call(lambda: len(held_cell.mailbox)) != THREADS + 1:
             time.sleep(0.001)
     thread.join(10)
     assert not thread.is_alive()
