@@ -353,7 +353,8 @@ def _work_actor() -> Any:
 
     class BareAsyncEcho:
         """The same as a Ray async actor (calls on Ray's asyncio loop, many at once): the
-        kind of Ray actor a host on asyncio is."""
+        kind of Ray actor a host on asyncio was until stop 34 (now a threaded one, as on
+        trio, with a hop of its own to the Runtime's loop)."""
 
         async def echo(self, message: Any) -> Any:
             return message

@@ -12,7 +12,7 @@ import signal
 import anyio
 import pytest
 
-from limelight.errors import ActorNotFound, AskTimeout, HostDied
+from limelight.errors import ActorNotFound, AskTimeout, ConfigError, HostDied
 from limelight.runtime import Restart
 
 from ._ray_actors import Add, Counter, CountTo, Get, InThread, Place, Sleep, Where
@@ -50,6 +50,11 @@ async def test_remote_refs_tell_ask_and_stream_across_hosts(
         assert await a.ask(InThread(), timeout=10) is True
 
 
+def test_a_host_takes_at_least_two_calls_at_once() -> None:
+    with pytest.raises(ConfigError, match="calls_per_host must be >= 2"):
+        Cluster(1, calls_per_host=1)
+
+
 def test_a_request_and_its_reply_cross_as_one_frame_each() -> None:
     from limelight.cluster._hosts import _open_reply, _open_request, _reply, _request
 
@@ -66,7 +71,9 @@ def test_a_request_and_its_reply_cross_as_one_frame_each() -> None:
 async def test_the_callers_deadline_travels_with_the_ask(
     ray_instance: None, anyio_backend: str
 ) -> None:
-    async with cluster(anyio_backend, hosts=1) as c:  # type: ignore[attr-defined]
+    # One call thread besides the watcher's: an ask that timed out must have let go of it
+    # for the next to run at all.
+    async with cluster(anyio_backend, hosts=1, calls_per_host=2) as c:  # type: ignore[attr-defined]
         ref = await c.spawn(Counter, name="slow")
         start = anyio.current_time()
         with pytest.raises(AskTimeout):
