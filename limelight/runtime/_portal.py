@@ -1,4 +1,7 @@
-"""Using the runtime from plain threads: a blocking facade over anyio's BlockingPortal."""
+"""Using the runtime from plain threads: a blocking facade over anyio's BlockingPortal.
+
+Tell and ask skip the portal: one hop to the loop and a lock to wait on (``_threadsafe``).
+"""
 
 from __future__ import annotations
 
