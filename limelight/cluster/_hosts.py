@@ -5,14 +5,14 @@ Ray actor (:class:`Host`) holding a :class:`~limelight.runtime.BackgroundRuntime
 on an asyncio or trio loop of its own thread). Ray's call threads hand a tell or an ask to
 that loop with the loop's own thread-safe call-soon and wait on a lock
 (:meth:`~limelight.runtime.BlockingRuntime.ask`, one hop, no task); the rest goes through the
-runtime's blocking portal. (A Ray async actor, whose loop runs the Runtime, cost 1.30-1.54x a
+runtime's blocking portal. (A Ray async actor, whose loop runs the Runtime, cost 1.25-1.54x a
 bare Ray call per ask, most of it Ray's own dispatch to async actors; see bench/RESULTS.md.)
-:class:`Cluster` starts the hosts and
-spawns actors on them; :class:`RemoteRef` is the caller's handle, with ``tell``,
-``ask(timeout=)`` and ``stream`` as on a local :class:`~limelight.runtime.ActorRef`. A tell or
-an ask crosses as one msgspec MessagePack frame (the actor's path, what is left of the
-caller's deadline, the message and its type's name), its reply as another: the host's ask runs
-under that deadline, and the caller stops waiting at it either way.
+:class:`Cluster` starts the hosts and spawns actors on them; :class:`RemoteRef` is the
+caller's handle, with ``tell``, ``ask(timeout=)`` and ``stream`` as on a local
+:class:`~limelight.runtime.ActorRef`. A tell or an ask crosses as one msgspec MessagePack frame
+(the actor's path, what is left of the caller's deadline, the message and its type's name), its
+reply as another: the host's ask runs under that deadline, and the caller stops waiting at it
+either way.
 
 Supervision across hosts: the cluster watches each host with a call that never returns; when
 the process dies (``kill -9``), Ray fails that call and every call in flight there at once, so
@@ -214,7 +214,7 @@ class _End(msgspec.Struct, frozen=True):
 
 
 class _HostBase:
-    """What both kinds of host share: their index, analytics, the batch functions."""
+    """A host's index, analytics and batch functions (what is not its Runtime)."""
 
     def __init__(self, index: int, analytics_dir: str | None = None) -> None:
         self.index = index
