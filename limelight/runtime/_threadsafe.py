@@ -94,8 +94,7 @@ def _hand_over(runtime: Runtime, callback: Callable[..., None], *args: Any) -> N
     if runtime._loop_thread == threading.get_ident():
         raise RuntimeError(
             "a blocking call cannot be made from the event loop thread (it would wait for "
-            "itself): await the "
-            "actor's ref there instead"
+            "itself): await the actor's ref there instead"
         )
     call_soon = runtime._call_soon_threadsafe
     if call_soon is None or not runtime._running:
