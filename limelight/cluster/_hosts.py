@@ -213,15 +213,22 @@ class _End(msgspec.Struct, frozen=True):
     """The end of a stream."""
 
 
-class _HostBase:
-    """A host's index, analytics and batch functions (what is not its Runtime)."""
+class Host:
+    """A host: a Runtime on a loop of its own thread (asyncio or trio), in a threaded Ray
+    actor taking calls on Ray's call threads. A tell or an ask hops to the loop with the
+    loop's own thread-safe call-soon and waits on a lock (:meth:`BlockingRuntime.ask`), the
+    rest goes through the runtime's blocking portal. Created by :class:`Cluster` as a Ray
+    actor."""
 
-    def __init__(self, index: int, analytics_dir: str | None = None) -> None:
+    def __init__(self, index: int, backend: str, analytics_dir: str | None = None) -> None:
         self.index = index
         self._analytics = False
         if analytics_dir is not None:
             self._start_analytics(Path(analytics_dir))
+        #: Batch functions unpickled here, by their ObjectRef's id, newest last.
         self._batch_fns: dict[bytes, Callable[[Any], Any]] = {}
+        self.runtime = BackgroundRuntime(f"limelight-host-{index}", backend=backend)
+        self._forever = threading.Event()
 
     def _start_analytics(self, folder: Path) -> None:
         from ..analytics import AnalyticsConfig, initialize
@@ -243,29 +250,6 @@ class _HostBase:
 
     def pid(self) -> int:
         return os.getpid()
-
-    def _cached_batch_fn(self, key: bytes) -> Callable[[Any], Any] | None:
-        return self._batch_fns.get(key)
-
-    def _keep_batch_fn(self, key: bytes, pickled: bytes) -> Callable[[Any], Any]:
-        fn: Callable[[Any], Any] = ray.cloudpickle.loads(pickled)
-        self._batch_fns[key] = fn
-        while len(self._batch_fns) > _BATCH_FNS:
-            del self._batch_fns[next(iter(self._batch_fns))]
-        return fn
-
-
-class Host(_HostBase):
-    """A host: a Runtime on a loop of its own thread (asyncio or trio), in a threaded Ray
-    actor taking calls on Ray's call threads. A tell or an ask hops to the loop with the
-    loop's own thread-safe call-soon and waits on a lock (:meth:`BlockingRuntime.ask`), the
-    rest goes through the runtime's blocking portal. Created by :class:`Cluster` as a Ray
-    actor."""
-
-    def __init__(self, index: int, backend: str, analytics_dir: str | None = None) -> None:
-        super().__init__(index, analytics_dir)
-        self.runtime = BackgroundRuntime(f"limelight-host-{index}", backend=backend)
-        self._forever = threading.Event()
 
     def start(self) -> int:
         """The process id (the Runtime started with the actor)."""
@@ -308,9 +292,11 @@ class Host(_HostBase):
         it."""
         ref = fn[0]
         key: bytes = ref.binary()
-        batch_fn = self._cached_batch_fn(key)
+        batch_fn = self._batch_fns.get(key)
         if batch_fn is None:  # the batch's first item here: unpickle it once
-            batch_fn = self._keep_batch_fn(key, ray.get(ref))
+            batch_fn = self._batch_fns[key] = ray.cloudpickle.loads(ray.get(ref))
+            while len(self._batch_fns) > _BATCH_FNS:
+                del self._batch_fns[next(iter(self._batch_fns))]
         return self.runtime.call(run_shipped, batch_fn, item)
 
     def watch(self) -> None:

@@ -238,6 +238,15 @@ class Cell(MessageLoop):
         if not len(self.mailbox) & _YIELD_MASK:
             await checkpoint()  # a hot sender yields (see ActorRef.tell)
 
+    def waits_for_room(self) -> bool:
+        """A put now would wait: the mailbox is full and the overflow policy is BLOCK."""
+        mailbox = self.mailbox
+        return (
+            len(mailbox) >= mailbox.capacity
+            and self.overflow is Overflow.BLOCK
+            and not mailbox.closed
+        )
+
     async def put_slow(self, item: Any) -> None:
         if self.overflow is Overflow.BLOCK:
             try:

@@ -6,7 +6,6 @@ deadline passed, and answers (or fails) the rest.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from ._signal import Signal, new_signal
@@ -41,30 +40,18 @@ class Ask(Envelope):
 
     __slots__ = ("_error", "_signal", "_state", "_value", "scope")
 
-    def __init__(self, message: Any, deadline: float) -> None:
+    def __init__(self, message: Any, deadline: float, signal: Signal | None = None) -> None:
         self.message = message
         self.deadline = deadline
-        self._signal = new_signal()
+        # A signal of the running loop's, unless given one (another thread's waiter: an ask
+        # made off the loop, where no signal of the loop's can be made).
+        self._signal = new_signal() if signal is None else signal
         self._state = PENDING
         self._value: Any = None
         self._error: BaseException | None = None
         #: The scope the handler runs in (asks with a deadline only, while handled): cancelled
         #: if the asker gives up, so nobody works on what nobody waits for.
         self.scope: CancelScope | None = None
-
-    @classmethod
-    def waited_by(cls, message: Any, signal: Signal) -> Ask:
-        """An ask with no deadline yet, whose reply sets ``signal`` (one of another thread's:
-        this may be called off the loop, where no signal of the loop's can be made)."""
-        ask = cls.__new__(cls)
-        ask.message = message
-        ask.deadline = math.inf
-        ask._signal = signal
-        ask._state = PENDING
-        ask._value = None
-        ask._error = None
-        ask.scope = None
-        return ask
 
     def resolve(self, value: Any) -> bool:
         """Deliver the reply; False when the asker has already gone (a late reply)."""

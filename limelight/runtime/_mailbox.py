@@ -12,6 +12,7 @@ empty deque costs ~700 bytes, a tenth of what an idle actor was allowed (``bench
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import deque
 from collections.abc import Awaitable
@@ -76,7 +77,7 @@ class Mailbox:
             if items is _NO_ITEMS:
                 items = self._items = deque()
                 capacity = self.capacity
-                self._room = sys.maxsize if capacity == float("inf") else int(capacity)
+                self._room = sys.maxsize if capacity == math.inf else int(capacity)
             if len(items) >= self.capacity:
                 raise WouldBlock
         items.append(item)

@@ -15,7 +15,6 @@ from ._envelopes import DONE, PENDING, Ask, StreamRequest
 from ._errors import AskTimeout
 from ._mailbox import YIELD_MASK as _YIELD_MASK
 from ._signal import new_signal
-from ._supervision import Overflow
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -138,11 +137,7 @@ class ActorRef:
                     if receiver is not None:
                         mailbox._receiver = None
                         receiver.set()
-                elif not timeout > 0 or (
-                    len(items) >= mailbox.capacity
-                    and cell.overflow is Overflow.BLOCK
-                    and not mailbox._closed
-                ):
+                elif not timeout > 0 or cell.waits_for_room():
                     return await self._ask_in_scope(envelope, timeout)
                 else:
                     # Nothing was put yet, or an overflow policy that won't wait.

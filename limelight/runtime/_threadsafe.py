@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._envelopes import DONE, Ask
 from ._errors import AskTimeout, RuntimeNotRunning
-from ._supervision import Overflow
 
 if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
@@ -111,13 +110,6 @@ def _cell_of(runtime: Runtime, target: ActorRef | str) -> Cell:
     return target._cell
 
 
-def _must_wait_for_room(cell: Cell) -> bool:
-    mailbox = cell.mailbox
-    return (
-        len(mailbox) >= mailbox.capacity and cell.overflow is Overflow.BLOCK and not mailbox.closed
-    )
-
-
 # -- tell ------------------------------------------------------------------------------
 
 
@@ -146,7 +138,7 @@ def _deliver_tell(runtime: Runtime, target: ActorRef | str, message: Any, w: _Th
     w.delivered = True
     try:
         cell = _cell_of(runtime, target)
-        if _must_wait_for_room(cell):
+        if cell.waits_for_room():
             w.full = True
         else:
             cell.put_nowait(message)
@@ -187,7 +179,7 @@ def ask_from_thread(
     if timeout is not None and not timeout > 0:
         raise _timed_out(target, message, timeout)
     waiter = _ThreadWaiter()
-    envelope = Ask.waited_by(message, waiter)
+    envelope = Ask(message, _INF, waiter)  # its deadline is set on the loop's clock
     until = _INF if timeout is None else time.monotonic() + timeout
     _hand_over(runtime, _deliver_ask, runtime, target, envelope, timeout)
     if not waiter.wait_blocking(runtime, until):
@@ -203,7 +195,9 @@ def ask_from_thread(
         if left is not None and not left > 0:
             raise _timed_out(target, message, timeout)
         return portal.call(_ask, runtime, target, message, left)
-    if envelope._state != DONE:  # expired on the loop, at the deadline
+    if envelope._state != DONE:
+        # Not reached: every set() on the loop answers or fails the request. Kept so that a
+        # request still pending is never read as a reply of None.
         raise _timed_out(target, message, timeout)
     return envelope.outcome()
 
@@ -218,7 +212,7 @@ def _deliver_ask(
         if timeout is not None:
             # On the loop's clock (trio's has an offset of its own).
             envelope.deadline = runtime._now() + timeout
-        if _must_wait_for_room(cell):
+        if cell.waits_for_room():
             waiter.full = True
             waiter.set()
         else:
