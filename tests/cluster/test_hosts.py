@@ -1,8 +1,8 @@
 """Runtime hosts on a real local Ray instance: remote refs (tell, ask, stream) across
 processes, the caller's deadline travelling with an ask, a host killed with ``kill -9``
 (asks in flight fail at once with HostDied, the host restarts with its actors per their
-restart policy, restart intensity bounds it). The caller runs on asyncio and trio, and each
-host's loop on the same backend."""
+restart policy, restart intensity bounds it), and a cluster joining a running Ray instance by
+its address. The caller runs on asyncio and trio, and each host's loop on the same backend."""
 
 from __future__ import annotations
 
@@ -150,3 +150,50 @@ async def test_restart_intensity_gives_a_host_up(ray_instance: None, anyio_backe
                             errors.append(str(exc))
                         await anyio.sleep(0.1)
                 assert c.restarts(0) == 1
+
+
+_JOIN = """
+import sys, anyio, ray
+from limelight.cluster import Cluster
+from tests.cluster._ray_actors import Add, Counter, Get, Where
+
+async def main() -> None:
+    env = {"runtime_env": {"env_vars": {"PYTHONPATH": sys.argv[3]}}}
+    async with Cluster.start(
+        1, address=sys.argv[1], backend=sys.argv[2], num_cpus=0.5, ray_options=env
+    ) as c:
+        ref = await c.spawn(Counter, name="joined")
+        await ref.tell(Add(amount=2))
+        place = await ref.ask(Where(), timeout=30)
+        joined = ray.get_runtime_context().gcs_address
+        print(joined, await ref.ask(Get(), timeout=30), place.backend, place.pid)
+
+anyio.run(main, backend=sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+async def test_a_cluster_joins_a_running_ray_by_address(
+    ray_instance: None, anyio_backend: str
+) -> None:
+    """Another process (a driver of its own, Ray not initialised there) starts its hosts on
+    the Ray instance this session runs, by its address, and leaves that instance running."""
+    import sys
+
+    from .conftest import ROOT
+
+    address = ray.get_runtime_context().gcs_address
+    done = await anyio.run_process(
+        [sys.executable, "-c", _JOIN, address, anyio_backend, str(ROOT)],
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    joined, count, backend, pid = done.stdout.decode().split()[-4:]
+    assert joined == address  # not a Ray instance of its own
+    assert (count, backend) == ("2", anyio_backend)
+    assert int(pid) != os.getpid()
+    # The instance it joined is still up: this process's own hosts start on it.
+    async with cluster(anyio_backend, hosts=1) as c:  # type: ignore[attr-defined]
+        ref = await c.spawn(Counter, name="after")
+        assert await ref.ask(Get(), timeout=30) == 0

@@ -1,11 +1,13 @@
 """One quota shared by many rate limiters through a real ``redis-server``: the lease scripts'
 arithmetic, then limiters (one per runtime, as separate processes would have) against the
 simulator's quota over HTTP, the server's headers and 429s seen by one limiter correcting the
-others, unused leases going back, concurrency shared; on asyncio and trio."""
+others (through Ray's quota actor too), unused leases going back, concurrency shared; on
+asyncio and trio."""
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import anyio
 import pytest
@@ -243,11 +245,30 @@ async def test_without_sharing_the_same_four_draw_429s() -> None:
     assert refused >= 4 * per_process - rpm - 5
 
 
+def two_processes(kind: str, request: pytest.FixtureRequest, **options: float) -> tuple[Any, Any]:
+    """Two handles on one shared quota, as two processes would hold them: through the
+    session's redis-server, or through a quota actor of the session's Ray instance."""
+    if kind == "redis":
+        redis: RedisServer = request.getfixturevalue("redis")
+        first = quota(redis, **options)
+        return first, RedisQuota(redis.url, namespace=first.namespace, **options)
+    pytest.importorskip("ray", reason="pip install 'limelight[ray]'")
+    request.getfixturevalue("ray_instance")
+    from limelight.cluster import RayQuota
+
+    name = f"test-quota-{next(_names)}"
+    return RayQuota(name, **options), RayQuota(name, **options)
+
+
+#: The shared-state tests run on both shared backends (the Ray one needs a Ray instance).
+STORES = pytest.mark.parametrize("kind", ["redis", pytest.param("ray", marks=pytest.mark.slow)])
+
+
+@STORES
 async def test_headers_seen_by_one_limiter_correct_what_the_others_get(
-    redis: RedisServer,
+    kind: str, request: pytest.FixtureRequest
 ) -> None:
-    store_a = quota(redis, send_delay=0.0)
-    store_b = RedisQuota(redis.url, namespace=store_a.namespace)
+    store_a, store_b = two_processes(kind, request, send_delay=0.0)
     limits = {"d": DeploymentLimits(rpm=600)}
     async with Runtime() as rt:
         a = await RateLimiter.start(rt, limits, name="a", environ={}, shared=store_a)
@@ -271,9 +292,11 @@ async def test_headers_seen_by_one_limiter_correct_what_the_others_get(
     await store_b.aclose()
 
 
-async def test_a_429_seen_by_one_limiter_pauses_the_others(redis: RedisServer) -> None:
-    store_a = quota(redis)
-    store_b = RedisQuota(redis.url, namespace=store_a.namespace)
+@STORES
+async def test_a_429_seen_by_one_limiter_pauses_the_others(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    store_a, store_b = two_processes(kind, request)
     limits = {"d": DeploymentLimits(rpm=600)}
     async with Runtime() as rt:
         a = await RateLimiter.start(rt, limits, name="a", environ={}, shared=store_a)
